@@ -1,0 +1,37 @@
+# Two commands do all the set-up: `make demo` runs the demo, `make test` runs every test.
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV ?= .venv
+BIN := $(VENV)/bin
+
+.PHONY: demo test lint bench browser postgres clean
+
+$(BIN)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $@
+
+demo: $(BIN)/.installed
+	$(BIN)/patient-status demo
+
+test: $(BIN)/.installed browser
+	$(BIN)/ruff check .
+	$(BIN)/pytest -q
+
+lint: $(BIN)/.installed
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+# The staff-console tests drive Debian's Chromium (a browser download does not work here).
+browser:
+	@command -v chromium >/dev/null 2>&1 || { \
+	  echo "installing Debian's chromium for the browser tests"; \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) \
+	  || echo "could not install chromium: browser tests will skip (CI=true makes them fail)"; }
+
+bench: $(BIN)/.installed
+	$(BIN)/python benchmarks/bench_status.py
+	$(BIN)/python benchmarks/bench_nlu.py
+
+clean:
+	rm -rf $(VENV) patient-status.db patient-status.db-wal patient-status.db-shm

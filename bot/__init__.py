@@ -1,0 +1,1 @@
+"""The conversation, channel-agnostic: understanding, identity, answers, hand-off, rules."""

@@ -1,0 +1,107 @@
+"""A conversation is one channel address (a phone number, a Telegram chat) talking to the clinic.
+
+It remembers who is talking (a shared phone may belong to several patients), whether they have
+verified, what the bot last asked and until when the answer is expected, and the address's
+consent state (STOP/START).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from sqlalchemy import ForeignKey, Integer, String, UniqueConstraint, select
+from sqlalchemy.orm import Mapped, Session, mapped_column
+
+from status.db import Base, insert_ignore, utcnow
+
+AWAIT_TTL = timedelta(minutes=30)
+
+
+class Conversation(Base):
+    __tablename__ = "conversations"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    channel: Mapped[str] = mapped_column(String(16))  # "sms", "telegram", "simulator"
+    address: Mapped[str] = mapped_column(String(64))  # E.164 phone or Telegram chat id
+    patient_id: Mapped[int | None] = mapped_column(ForeignKey("patients.id", ondelete="SET NULL"))
+    verified_patient_id: Mapped[int | None] = mapped_column(
+        ForeignKey("patients.id", ondelete="SET NULL")
+    )
+    verified_until: Mapped[datetime | None]
+    failed_verifications: Mapped[int] = mapped_column(Integer, default=0)
+    locked_at: Mapped[datetime | None]
+    awaiting: Mapped[str | None] = mapped_column(String(32))  # dob, which_patient, refill_confirm
+    awaiting_data: Mapped[dict] = mapped_column(default=dict)
+    awaiting_until: Mapped[datetime | None]
+    unknown_streak: Mapped[int] = mapped_column(Integer, default=0)
+    language: Mapped[str | None] = mapped_column(String(5))
+    opted_out: Mapped[bool] = mapped_column(default=False)
+    opted_out_at: Mapped[datetime | None]
+    bad_address: Mapped[bool] = mapped_column(default=False)
+    bad_address_reason: Mapped[str | None] = mapped_column(String(200))
+    last_inbound_at: Mapped[datetime | None]
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+    __table_args__ = (UniqueConstraint("channel", "address"),)
+
+    def is_verified(self, patient_id: int | None, now: datetime) -> bool:
+        return (
+            patient_id is not None
+            and self.verified_patient_id == patient_id
+            and self.verified_until is not None
+            and self.verified_until > now
+        )
+
+    def expect(self, what: str, now: datetime, ttl: timedelta = AWAIT_TTL, **data) -> None:
+        self.awaiting = what
+        self.awaiting_data = data
+        self.awaiting_until = now + ttl
+
+    def expected(self, now: datetime) -> str | None:
+        if self.awaiting and self.awaiting_until and self.awaiting_until > now:
+            return self.awaiting
+        return None
+
+    def clear_expectation(self) -> None:
+        self.awaiting = None
+        self.awaiting_data = {}
+        self.awaiting_until = None
+
+
+def get_or_create(session: Session, channel: str, address: str) -> Conversation:
+    """The conversation for an address, created on first contact (safe under concurrency)."""
+    query = select(Conversation).where(
+        Conversation.channel == channel, Conversation.address == address
+    )
+    conversation = session.scalars(query).one_or_none()
+    if conversation is None:
+        insert_ignore(
+            session,
+            Conversation.__table__,
+            {
+                "channel": channel,
+                "address": address,
+                "failed_verifications": 0,
+                "unknown_streak": 0,
+                "opted_out": False,
+                "bad_address": False,
+                "awaiting_data": {},
+                "created_at": utcnow(),
+                "updated_at": utcnow(),
+            },
+        )
+        conversation = session.scalars(query).one()
+    return conversation
+
+
+def find(session: Session, channel: str, address: str) -> Conversation | None:
+    query = select(Conversation).where(
+        Conversation.channel == channel, Conversation.address == address
+    )
+    return session.scalars(query).one_or_none()
+
+
+def for_patient(session: Session, patient_id: int) -> list[Conversation]:
+    query = select(Conversation).where(Conversation.patient_id == patient_id)
+    return list(session.scalars(query.order_by(Conversation.last_inbound_at.desc())))

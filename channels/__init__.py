@@ -1,0 +1,1 @@
+"""The edges: Twilio SMS, Telegram, staff console, simulator, outbox dispatcher, HTTP app."""

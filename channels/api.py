@@ -1,0 +1,58 @@
+"""The headless API: events in, snapshots out (Bearer API_KEY)."""
+
+from __future__ import annotations
+
+import json
+
+from fastapi import APIRouter, Depends, HTTPException, Request
+from fastapi.responses import JSONResponse
+from sqlalchemy.orm import Session
+
+from channels.deps import get_session, require_api_key
+from status import patients, snapshot
+from status.events.apply import apply_events
+from status.events.schemas import InvalidEvents, json_schema, parse_body
+
+router = APIRouter()
+
+
+async def _json_body(request: Request) -> object:
+    raw = await request.body()
+    if not raw.strip():
+        raise HTTPException(400, 'the body is empty; send an event object or {"events": [...]}')
+    try:
+        return json.loads(raw)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise HTTPException(400, f"the body is not valid JSON: {exc}") from exc
+
+
+@router.post("/events", status_code=202, dependencies=[Depends(require_api_key)])
+async def post_events(request: Request, session: Session = Depends(get_session)) -> JSONResponse:
+    body = await _json_body(request)
+    try:
+        events = parse_body(body)
+    except InvalidEvents as exc:
+        return JSONResponse(exc.as_body(), status_code=422)
+    result = apply_events(session, events)
+    hooks = request.app.state.on_changes
+    for hook in hooks:
+        hook(session, result.changes)
+    return JSONResponse({"accepted": len(events), **result.counts()}, status_code=202)
+
+
+@router.get("/events/schema")
+def events_schema() -> dict:
+    return json_schema()
+
+
+@router.get("/api/patients/{patient_id}/status", dependencies=[Depends(require_api_key)])
+def patient_status(
+    patient_id: str, request: Request, session: Session = Depends(get_session)
+) -> dict:
+    patient = patients.by_source_id(session, patient_id)
+    if patient is None:
+        raise HTTPException(404, f"no patient with patient_id {patient_id!r}")
+    snap = snapshot.build(session, patient)
+    for extend in request.app.state.snapshot_extensions:
+        extend(session, snap)
+    return snap.to_dict()

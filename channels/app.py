@@ -1,0 +1,51 @@
+"""The FastAPI application: every HTTP route of the product, assembled."""
+
+from __future__ import annotations
+
+from fastapi import FastAPI, HTTPException, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, PlainTextResponse
+
+from channels import api
+from status.db import Database
+from status.settings import Settings, get_settings
+
+
+def change_hooks(settings: Settings) -> list:
+    """What reacts to applied state changes, inside the same transaction (proactive rules)."""
+    return []
+
+
+def create_app(settings: Settings | None = None, db: Database | None = None) -> FastAPI:
+    settings = settings or get_settings()
+    app = FastAPI(
+        title="Patient Status Assistant",
+        description="Answers patients from the live state of their care.",
+        version="0.1.0",
+    )
+    app.state.settings = settings
+    app.state.db = db or Database(settings.database_url)
+    app.state.on_changes = change_hooks(settings)  # run in the /events transaction
+    app.state.snapshot_extensions = []  # callables(session, snapshot) adding to the API snapshot
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation(_request: Request, exc: RequestValidationError) -> JSONResponse:
+        errors = [
+            {"field": ".".join(str(p) for p in e["loc"]), "message": e["msg"]} for e in exc.errors()
+        ]
+        return JSONResponse({"detail": "invalid request", "errors": errors}, status_code=422)
+
+    @app.exception_handler(HTTPException)
+    async def _http(_request: Request, exc: HTTPException) -> JSONResponse:
+        return JSONResponse(
+            {"detail": exc.detail}, status_code=exc.status_code, headers=exc.headers
+        )
+
+    @app.get("/healthz", response_class=PlainTextResponse)
+    def healthz() -> str:
+        with app.state.db.session() as session:
+            session.connection().exec_driver_sql("SELECT 1")
+        return "ok"
+
+    app.include_router(api.router)
+    return app

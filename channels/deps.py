@@ -1,0 +1,44 @@
+"""FastAPI dependencies: settings, the request's transaction, the API key."""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Iterator
+
+from fastapi import Depends, HTTPException, Request
+from sqlalchemy.orm import Session
+
+from status.db import Database
+from status.settings import Settings
+
+
+def get_settings(request: Request) -> Settings:
+    return request.app.state.settings
+
+
+def get_database(request: Request) -> Database:
+    return request.app.state.db
+
+
+def get_session(db: Database = Depends(get_database)) -> Iterator[Session]:
+    """The request owns the transaction: committed when the handler returns, else rolled back."""
+    with db.session() as session:
+        yield session
+
+
+def require_api_key(request: Request, settings: Settings = Depends(get_settings)) -> None:
+    if not settings.api_key:
+        raise HTTPException(
+            401,
+            "API_KEY is not configured on this server, so the API refuses every call",
+            headers={"WWW-Authenticate": "Bearer"},
+        )
+    header = request.headers.get("authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token:
+        raise HTTPException(
+            401, "missing bearer token: send 'Authorization: Bearer <API_KEY>'",
+            headers={"WWW-Authenticate": "Bearer"},
+        )  # fmt: skip
+    if not secrets.compare_digest(token.strip().encode(), settings.api_key.encode()):
+        raise HTTPException(401, "wrong API key", headers={"WWW-Authenticate": "Bearer"})

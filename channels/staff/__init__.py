@@ -1,0 +1,1 @@
+"""The staff console: login, queue, hand-off pages, operations view."""

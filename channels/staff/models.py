@@ -1,0 +1,69 @@
+"""Staff logins and the audit trail of what they viewed and sent."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+
+from sqlalchemy import Integer, String, Text, select
+from sqlalchemy.orm import Mapped, Session, mapped_column
+
+from status.db import Base, utcnow
+
+
+class Role(StrEnum):
+    AGENT = "agent"
+    ADMIN = "admin"
+
+
+class StaffUser(Base):
+    __tablename__ = "staff_users"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    email: Mapped[str] = mapped_column(String(255), unique=True)
+    name: Mapped[str] = mapped_column(String(100))
+    role: Mapped[str] = mapped_column(String(16), default=Role.AGENT)
+    password_hash: Mapped[str] = mapped_column(String(255))
+    active: Mapped[bool] = mapped_column(default=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    last_login_at: Mapped[datetime | None]
+
+
+class AuditEntry(Base):
+    __tablename__ = "audit_log"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    staff_id: Mapped[int | None] = mapped_column(Integer, index=True)
+    actor: Mapped[str] = mapped_column(String(64))  # "staff:3", "api", "system"
+    action: Mapped[str] = mapped_column(String(32))  # viewed, replied, noted, took, resolved
+    patient_id: Mapped[int | None] = mapped_column(Integer, index=True)
+    handoff_id: Mapped[int | None] = mapped_column(Integer)
+    detail: Mapped[str] = mapped_column(Text, default="")
+    at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+def by_email(session: Session, email: str) -> StaffUser | None:
+    query = select(StaffUser).where(StaffUser.email == email.strip().lower())
+    return session.scalars(query).one_or_none()
+
+
+def audit(
+    session: Session,
+    action: str,
+    *,
+    staff_id: int | None = None,
+    actor: str | None = None,
+    patient_id: int | None = None,
+    handoff_id: int | None = None,
+    detail: str = "",
+) -> None:
+    session.add(
+        AuditEntry(
+            staff_id=staff_id,
+            actor=actor or (f"staff:{staff_id}" if staff_id else "system"),
+            action=action,
+            patient_id=patient_id,
+            handoff_id=handoff_id,
+            detail=detail,
+        )
+    )

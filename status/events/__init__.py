@@ -1,0 +1,1 @@
+"""The event API's core: validation (`schemas`), storage (`store`) and application (`apply`)."""

@@ -1,0 +1,77 @@
+"""Alembic environment. The URL comes from the caller (`patient-status db upgrade`) or settings."""
+
+from __future__ import annotations
+
+from importlib import import_module
+
+from alembic import context
+
+from status.db import Base, make_engine
+
+# Every module that declares tables, so autogenerate sees the whole schema.
+MODEL_MODULES = [
+    "status.patients",
+    "status.prescriptions",
+    "status.shipments",
+    "status.refills",
+    "status.payments",
+    "status.subscriptions",
+    "status.appointments",
+    "status.tasks",
+    "status.timeline",
+    "status.events.store",
+    "bot.conversations",
+    "bot.messages",
+    "bot.receipts",
+    "bot.handoffs",
+    "bot.jobs",
+    "channels.staff.models",
+    "channels.telegram_links",
+]
+for name in MODEL_MODULES:
+    import_module(name)
+
+config = context.config
+target_metadata = Base.metadata
+
+
+def _url() -> str:
+    url = config.get_main_option("sqlalchemy.url")
+    if url:
+        return url
+    from status.settings import get_settings
+
+    return get_settings().database_url
+
+
+def run_offline() -> None:
+    context.configure(url=_url(), target_metadata=target_metadata, literal_binds=True)
+    with context.begin_transaction():
+        context.run_migrations()
+
+
+def run_online() -> None:
+    connection = config.attributes.get("connection")
+    if connection is not None:
+        _run(connection)
+        return
+    engine = make_engine(_url())
+    with engine.connect() as connection:
+        _run(connection)
+    engine.dispose()
+
+
+def _run(connection) -> None:  # noqa: ANN001
+    context.configure(
+        connection=connection,
+        target_metadata=target_metadata,
+        render_as_batch=connection.dialect.name == "sqlite",
+    )
+    with context.begin_transaction():
+        context.run_migrations()
+
+
+if context.is_offline_mode():
+    run_offline()
+else:
+    run_online()

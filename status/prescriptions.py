@@ -1,0 +1,79 @@
+"""Prescriptions: from the provider's decision to the patient's door or pharmacy counter."""
+
+from __future__ import annotations
+
+from datetime import date
+from enum import StrEnum
+
+from sqlalchemy import Date, Enum, Integer, String, Text, select
+from sqlalchemy.orm import Mapped, Session, mapped_column
+
+from status.classification import StatusClass, classify_all
+from status.db import Base
+from status.items import TrackedItem
+
+
+class PrescriptionStatus(StrEnum):
+    AWAITING_PROVIDER = "awaiting_provider"
+    APPROVED = "approved"
+    SENT_TO_PHARMACY = "sent_to_pharmacy"
+    RECEIVED_BY_PHARMACY = "received_by_pharmacy"
+    PROCESSING = "processing"
+    SHIPPED = "shipped"
+    READY_FOR_PICKUP = "ready_for_pickup"
+    DELIVERED = "delivered"
+    BLOCKED = "blocked"
+    DENIED = "denied"
+    CANCELLED = "cancelled"
+
+
+S = PrescriptionStatus
+CLASSES = classify_all(
+    PrescriptionStatus,
+    {
+        S.AWAITING_PROVIDER: StatusClass.ACTIVE,
+        S.APPROVED: StatusClass.ACTIVE,
+        S.SENT_TO_PHARMACY: StatusClass.ACTIVE,
+        S.RECEIVED_BY_PHARMACY: StatusClass.ACTIVE,
+        S.PROCESSING: StatusClass.ACTIVE,
+        S.SHIPPED: StatusClass.ACTIVE,
+        S.READY_FOR_PICKUP: StatusClass.NEEDS_PATIENT,
+        S.DELIVERED: StatusClass.TERMINAL,
+        S.BLOCKED: StatusClass.NEEDS_PATIENT,
+        S.DENIED: StatusClass.TERMINAL,
+        S.CANCELLED: StatusClass.TERMINAL,
+    },
+)
+
+
+class Prescription(TrackedItem, Base):
+    __tablename__ = "prescriptions"
+
+    medication: Mapped[str] = mapped_column(String(200))
+    status: Mapped[PrescriptionStatus] = mapped_column(
+        Enum(
+            PrescriptionStatus,
+            native_enum=False,
+            length=32,
+            values_callable=lambda e: [m.value for m in e],
+        )
+    )
+    pharmacy_name: Mapped[str | None] = mapped_column(String(200))
+    pharmacy_phone: Mapped[str | None] = mapped_column(String(32))
+    blocked_reason: Mapped[str | None] = mapped_column(Text)
+    refills_remaining: Mapped[int | None] = mapped_column(Integer)
+    next_refill_date: Mapped[date | None] = mapped_column(Date)
+
+    @property
+    def status_class(self) -> StatusClass:
+        return CLASSES[self.status]
+
+
+def for_patient(session: Session, patient_id: int) -> list[Prescription]:
+    query = select(Prescription).where(Prescription.patient_id == patient_id)
+    return list(session.scalars(query.order_by(Prescription.status_since.desc())))
+
+
+def by_source_id(session: Session, source_id: str) -> Prescription | None:
+    query = select(Prescription).where(Prescription.source_id == source_id)
+    return session.scalars(query).one_or_none()

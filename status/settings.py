@@ -1,0 +1,120 @@
+"""Settings from the environment or a `.env` file (names fixed by DESIGN.md)."""
+
+from __future__ import annotations
+
+from datetime import time
+from functools import lru_cache
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_file=".env", extra="ignore", case_sensitive=False)
+
+    database_url: str = "sqlite:///./patient-status.db"
+    api_key: str | None = None
+    public_base_url: str | None = None
+    secret_key: str = Field(
+        default="dev-insecure-secret-change-me",
+        description="Signs staff sessions, CSRF tokens and Telegram link tokens.",
+    )
+
+    twilio_account_sid: str | None = None
+    twilio_auth_token: str | None = None
+    twilio_from_number: str | None = None
+    twilio_messaging_service_sid: str | None = None
+    twilio_api_base: str = "https://api.twilio.com"
+    twilio_messages_per_second: float = 1.0
+
+    telegram_bot_token: str | None = None
+    telegram_webhook_secret: str | None = None
+    telegram_api_base: str = "https://api.telegram.org"
+    telegram_staff_chat_id: str | None = None
+    telegram_bot_username: str = "HarborHealthBot"
+
+    notify_delay_seconds: int = 60
+    quiet_hours: str = "21:00-08:00"
+    verification: str = "dob"
+    verification_ttl_days: int = 30
+    sms_keyword_replies: str = "twilio"
+    sms_show_medication_names: bool = False
+    daily_message_cap: int = 2
+    weekly_message_cap: int = 5
+    refill_reminder_days: int = 5
+    renewal_reminder_days: int = 3
+
+    clinic_name: str = "Harbor Health"
+    clinic_support_phone: str = "+1 555 010 0200"
+    clinic_timezone: str = "America/New_York"
+    clinic_hours: str = "Mon-Fri 08:00-18:00"
+    payment_update_url: str = "https://pay.example/update"
+
+    demo_mode: bool = False
+    log_format: str = "text"
+    log_level: str = "INFO"
+
+    @field_validator("verification")
+    @classmethod
+    def _verification(cls, value: str) -> str:
+        value = value.strip().lower()
+        if value not in {"dob", "none"}:
+            raise ValueError("VERIFICATION must be 'dob' or 'none'")
+        return value
+
+    @field_validator("sms_keyword_replies")
+    @classmethod
+    def _keyword_replies(cls, value: str) -> str:
+        value = value.strip().lower()
+        if value not in {"twilio", "app"}:
+            raise ValueError("SMS_KEYWORD_REPLIES must be 'twilio' or 'app'")
+        return value
+
+    @field_validator("clinic_timezone")
+    @classmethod
+    def _timezone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError) as exc:
+            raise ValueError(f"CLINIC_TIMEZONE {value!r} is not an IANA time zone") from exc
+        return value
+
+    @field_validator("quiet_hours")
+    @classmethod
+    def _quiet_hours(cls, value: str) -> str:
+        parse_quiet_hours(value)
+        return value
+
+    @property
+    def quiet_window(self) -> tuple[time, time] | None:
+        return parse_quiet_hours(self.quiet_hours)
+
+    @property
+    def sms_enabled(self) -> bool:
+        return bool(
+            self.twilio_account_sid
+            and self.twilio_auth_token
+            and (self.twilio_from_number or self.twilio_messaging_service_sid)
+        )
+
+    @property
+    def telegram_enabled(self) -> bool:
+        return bool(self.telegram_bot_token)
+
+
+def parse_quiet_hours(value: str) -> tuple[time, time] | None:
+    """`"21:00-08:00"` -> (21:00, 08:00); `"off"` -> None."""
+    text = value.strip().lower()
+    if text in {"off", "none", ""}:
+        return None
+    try:
+        start, end = (time.fromisoformat(part.strip()) for part in text.split("-", 1))
+    except ValueError as exc:
+        raise ValueError(f"QUIET_HOURS {value!r} must look like 21:00-08:00 or be 'off'") from exc
+    return start, end
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()
