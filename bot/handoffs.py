@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from enum import StrEnum
 
 from sqlalchemy import ForeignKey, Index, Integer, String, Text, select
@@ -48,6 +48,10 @@ class Reason(StrEnum):
     MEDIA_RECEIVED = "media_received"
 
 
+# Back-office work items: staff must act, but the patient did not ask for a person, so the bot
+# keeps answering them until a conversational trigger joins the same hand-off.
+WORK_ITEMS = {Reason.STUCK, Reason.DELIVERY_FAILED, Reason.PRESCRIPTION_DENIED}
+
 # reason -> (priority, queue)
 ROUTING: dict[Reason, tuple[Priority, Queue]] = {
     Reason.EMERGENCY: (Priority.URGENT, Queue.CLINICAL),
@@ -88,6 +92,8 @@ class Handoff(Base):
     resolved_at: Mapped[datetime | None]
     resolved_by: Mapped[int | None] = mapped_column(Integer)
     resolution_note: Mapped[str | None] = mapped_column(Text)
+    # False for a work item (stuck, delivery failed): the bot still answers the patient.
+    owns_conversation: Mapped[bool] = mapped_column(default=True)
     # Only one open hand-off per patient (or per unknown conversation) at a time.
     open_key: Mapped[str | None] = mapped_column(String(64), unique=True)
 
@@ -124,3 +130,129 @@ def open_for_conversation(session: Session, conversation_id: int) -> Handoff | N
         Handoff.conversation_id == conversation_id, Handoff.status == HandoffStatus.OPEN
     )
     return session.scalars(query).first()
+
+
+# --- operations -------------------------------------------------------------------------------
+
+
+def _open_key(patient_id: int | None, conversation_id: int | None) -> str:
+    return f"patient:{patient_id}" if patient_id else f"conversation:{conversation_id}"
+
+
+def find_open(
+    session: Session, patient_id: int | None, conversation_id: int | None
+) -> Handoff | None:
+    key = _open_key(patient_id, conversation_id)
+    return session.scalars(select(Handoff).where(Handoff.open_key == key)).one_or_none()
+
+
+def open_or_add(
+    session: Session,
+    *,
+    reason: Reason,
+    now: datetime,
+    patient_id: int | None,
+    conversation_id: int | None,
+    summary: str = "",
+    context: dict | None = None,
+    sla_minutes: dict[str, int] | None = None,
+) -> tuple[Handoff, bool]:
+    """The patient's open hand-off with this trigger added, or a new one. (handoff, created)."""
+    from sqlalchemy.exc import IntegrityError
+
+    existing = find_open(session, patient_id, conversation_id)
+    priority, queue = ROUTING[reason]
+    if existing is None:
+        sla = (sla_minutes or DEFAULT_SLA_MINUTES)[priority]
+        handoff = Handoff(
+            patient_id=patient_id,
+            conversation_id=conversation_id,
+            status=HandoffStatus.OPEN,
+            reason=reason,
+            reasons=[reason.value],
+            priority=priority,
+            queue=queue,
+            summary=summary,
+            context=context or {},
+            owns_conversation=reason not in WORK_ITEMS,
+            created_at=now,
+            first_response_due=now + timedelta(minutes=sla),
+            open_key=_open_key(patient_id, conversation_id),
+        )
+        try:
+            with session.begin_nested():
+                session.add(handoff)
+                session.flush()
+        except IntegrityError:  # another process opened one a moment ago: add to it
+            existing = find_open(session, patient_id, conversation_id)
+        else:
+            add_entry(
+                session, handoff, "trigger", f"{reason.value}: {summary}".strip(": "), now=now
+            )
+            return handoff, True
+    assert existing is not None
+    if reason not in WORK_ITEMS:
+        existing.owns_conversation = True
+    if reason.value not in existing.reasons:
+        existing.reasons = [*existing.reasons, reason.value]
+    if PRIORITY_RANK[priority] < PRIORITY_RANK[Priority(existing.priority)]:
+        existing.priority = priority  # an emergency raises a normal hand-off to urgent
+        existing.queue = queue
+        sla = (sla_minutes or DEFAULT_SLA_MINUTES)[priority]
+        due = now + timedelta(minutes=sla)
+        if existing.first_response_at is None and (
+            existing.first_response_due is None or due < existing.first_response_due
+        ):
+            existing.first_response_due = due
+    if summary and summary not in existing.summary:
+        existing.summary = f"{existing.summary}\n{summary}".strip()
+    add_entry(session, existing, "trigger", f"{reason.value}: {summary}".strip(": "), now=now)
+    return existing, False
+
+
+def add_entry(
+    session: Session,
+    handoff: Handoff,
+    kind: str,
+    body: str = "",
+    *,
+    staff_id: int | None = None,
+    message_id: int | None = None,
+    now: datetime | None = None,
+) -> HandoffEntry:
+    entry = HandoffEntry(
+        handoff_id=handoff.id,
+        kind=kind,
+        body=body,
+        staff_id=staff_id,
+        message_id=message_id,
+        created_at=now or utcnow(),
+    )
+    session.add(entry)
+    return entry
+
+
+def resolve(
+    session: Session, handoff: Handoff, *, staff_id: int | None, note: str | None, now: datetime
+) -> None:
+    handoff.status = HandoffStatus.RESOLVED
+    handoff.resolved_at = now
+    handoff.resolved_by = staff_id
+    handoff.resolution_note = note
+    handoff.open_key = None
+    add_entry(session, handoff, "resolve", note or "", staff_id=staff_id, now=now)
+
+
+def entries(session: Session, handoff_id: int) -> list[HandoffEntry]:
+    query = select(HandoffEntry).where(HandoffEntry.handoff_id == handoff_id)
+    return list(session.scalars(query.order_by(HandoffEntry.id)))
+
+
+def list_handoffs(session: Session, status: str | None = None, limit: int = 200) -> list[Handoff]:
+    query = select(Handoff)
+    if status:
+        query = query.where(Handoff.status == status)
+    return list(session.scalars(query.order_by(Handoff.created_at.desc()).limit(limit)))
+
+
+DEFAULT_SLA_MINUTES = {Priority.URGENT: 5, Priority.HIGH: 30, Priority.NORMAL: 240}

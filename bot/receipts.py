@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import String, Text, UniqueConstraint
+from sqlalchemy import String, Text, UniqueConstraint, select
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from status.db import Base, insert_ignore, utcnow
@@ -29,3 +29,8 @@ def record(session: Session, source: str, provider_id: str) -> bool:
         Receipt.__table__,
         {"source": source, "provider_id": provider_id, "received_at": utcnow()},
     )
+
+
+def seen(session: Session, source: str, provider_id: str) -> Receipt | None:
+    query = select(Receipt).where(Receipt.source == source, Receipt.provider_id == provider_id)
+    return session.scalars(query).one_or_none()

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import os
+from contextlib import asynccontextmanager
+
 from fastapi import FastAPI, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse
 
-from channels import api
+from channels import api, simulator, telegram, twilio_sms
+from channels.runtime import Runtime
 from status.db import Database
 from status.settings import Settings, get_settings
 
@@ -16,15 +20,36 @@ def change_hooks(settings: Settings) -> list:
     return []
 
 
-def create_app(settings: Settings | None = None, db: Database | None = None) -> FastAPI:
+def create_app(
+    settings: Settings | None = None,
+    db: Database | None = None,
+    *,
+    runtime: Runtime | None = None,
+    run_workers: bool | None = None,
+) -> FastAPI:
     settings = settings or get_settings()
+    db = db or Database(settings.database_url)
+    runtime = runtime or Runtime(settings, db, echo=settings.demo_mode)
+    if run_workers is None:
+        run_workers = os.environ.get("PATIENT_STATUS_RUN_WORKERS", "1") != "0"
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):  # noqa: ANN202
+        await runtime.start(workers=run_workers)
+        try:
+            yield
+        finally:
+            await runtime.stop()
+
     app = FastAPI(
         title="Patient Status Assistant",
         description="Answers patients from the live state of their care.",
         version="0.1.0",
+        lifespan=lifespan,
     )
     app.state.settings = settings
-    app.state.db = db or Database(settings.database_url)
+    app.state.db = db
+    app.state.runtime = runtime
     app.state.on_changes = change_hooks(settings)  # run in the /events transaction
     app.state.snapshot_extensions = []  # callables(session, snapshot) adding to the API snapshot
 
@@ -48,4 +73,7 @@ def create_app(settings: Settings | None = None, db: Database | None = None) -> 
         return "ok"
 
     app.include_router(api.router)
+    app.include_router(twilio_sms.router)
+    app.include_router(telegram.router)
+    app.include_router(simulator.router)
     return app

@@ -75,7 +75,7 @@ def ingest(file: str) -> None:
     from status.events.apply import apply_events
     from status.events.schemas import InvalidEvents, parse_events
 
-    stream = sys.stdin if file == "-" else Path(file).open(encoding="utf-8")
+    stream = sys.stdin if file == "-" else Path(file).open(encoding="utf-8")  # noqa: SIM115
     raw, problems = [], []
     with stream:
         for number, line in enumerate(stream, start=1):
@@ -124,6 +124,175 @@ def eval_nlu(file: str) -> None:
     from bot.understanding.evaluate import run_eval
 
     sys.exit(run_eval(file, sys.stdout))
+
+
+@main.command(help="Talk to the assistant in the terminal as the patient with that phone.")
+@click.option("--phone", required=True, help="The patient's phone, E.164 (e.g. +15550100001).")
+def chat(phone: str) -> None:
+    from channels.terminal import main_chat
+    from status.patients import InvalidPhone
+
+    settings = _settings()
+    database = _database(settings, migrate=settings.database_url.startswith("sqlite"))
+    try:
+        sys.exit(main_chat(settings, database, phone))
+    except InvalidPhone as exc:
+        raise click.ClickException(str(exc)) from exc
+
+
+@main.command(help="Run the dispatcher and scheduler alone (beside `serve --no-workers`).")
+def worker() -> None:
+    import asyncio
+    import signal
+
+    from channels.runtime import Runtime
+
+    settings = _settings()
+    database = _database(settings, migrate=settings.database_url.startswith("sqlite"))
+    runtime = Runtime(settings, database)
+
+    async def run() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        await runtime.start(workers=True)
+        click.echo(f"worker {runtime.dispatcher.worker_id} running; Ctrl-C to stop")
+        await stop.wait()
+        await runtime.stop()
+
+    asyncio.run(run())
+
+
+@main.command(help="Seed the demo clinic into the default SQLite database and serve it.")
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8000, show_default=True, type=int)
+@click.option("--no-serve", is_flag=True, help="Seed and print the logins, then exit.")
+def demo(host: str, port: int, no_serve: bool) -> None:
+    import os
+
+    from channels.staff.auth import add_staff
+    from status import demo as demo_data
+
+    os.environ.setdefault("DEMO_MODE", "true")
+    os.environ.setdefault("API_KEY", "demo-api-key")
+    os.environ.setdefault("PUBLIC_BASE_URL", f"http://{host}:{port}")
+    get_settings.cache_clear()
+    settings = _settings()
+    database = _database(settings, migrate=True)
+    with database.session() as session:
+        result = demo_data.seed(session)
+        add_staff(session, "nurse@demo.clinic", "Demo Nurse", "admin", "demo-password")
+    base = f"http://{host}:{port}"
+    lines = [
+        f"{settings.clinic_name} demo: {result.applied} new events seeded "
+        f"into {settings.database_url}",
+        "",
+        f"  Patient simulator   {base}/simulator",
+        f"  Staff console       {base}/staff   (nurse@demo.clinic / demo-password)",
+        f"  Patient status API  {base}/api/patients/demo-maria/status",
+        f"                      (Authorization: Bearer {settings.api_key})",
+        f"  Events API          POST {base}/events",
+        f"  Health              {base}/healthz",
+        "",
+        "  Demo patients (phone, date of birth):",
+    ]
+    for _, name, dob, phone, case in demo_data.DEMO_PATIENTS:
+        lines.append(f"    {name:<16} {phone}  {dob}  {case}")
+    lines += ["", "  Outbound SMS is in log mode: nothing leaves this machine.", ""]
+    click.echo("\n".join(lines))
+    if no_serve:
+        return
+    import uvicorn
+
+    from channels.app import create_app
+
+    app = create_app(settings, database, run_workers=True)
+    uvicorn.run(app, host=host, port=port, log_level="warning")
+
+
+@main.group(help="Staff logins for the console.")
+def staff() -> None:
+    pass
+
+
+@staff.command("add", help="Create (or reset) a staff login; the password is read from stdin.")
+@click.option("--email", required=True)
+@click.option("--name", required=True)
+@click.option("--role", type=click.Choice(["agent", "admin"]), default="agent", show_default=True)
+@click.option("--password-stdin", is_flag=True, required=True, help="Read the password from stdin.")
+def staff_add(email: str, name: str, role: str, password_stdin: bool) -> None:
+    from channels.staff.auth import StaffError, add_staff
+
+    password = sys.stdin.readline().rstrip("\n")
+    settings = _settings()
+    database = _database(settings, migrate=settings.database_url.startswith("sqlite"))
+    try:
+        with database.session() as session:
+            user = add_staff(session, email, name, role, password)
+            click.echo(f"staff {user.email} ({user.role}) ready")
+    except StaffError as exc:
+        raise click.ClickException(str(exc)) from exc
+
+
+@main.group(help="Telegram bot commands.")
+def telegram() -> None:
+    pass
+
+
+@telegram.command("set-webhook", help="Register PUBLIC_BASE_URL/webhooks/telegram with the secret.")
+def telegram_set_webhook() -> None:
+    import asyncio
+
+    from channels.senders.telegram import set_webhook
+
+    settings = _settings()
+    try:
+        url = asyncio.run(set_webhook(settings))
+    except ValueError as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo(f"Telegram will call {url}")
+
+
+@telegram.command("poll", help="Long-poll Telegram instead of a webhook (local development).")
+def telegram_poll() -> None:
+    import asyncio
+
+    from channels.runtime import Runtime
+    from channels.telegram import poll
+
+    settings = _settings()
+    if not settings.telegram_enabled:
+        raise click.ClickException("TELEGRAM_BOT_TOKEN is not set")
+    database = _database(settings, migrate=settings.database_url.startswith("sqlite"))
+    runtime = Runtime(settings, database)
+
+    async def run() -> None:
+        stop = asyncio.Event()
+        await runtime.start(workers=True)
+        try:
+            await poll(runtime, stop)
+        finally:
+            await runtime.stop()
+
+    asyncio.run(run())
+
+
+@telegram.command("link", help="Make a single-use deep link that connects a patient's Telegram.")
+@click.option("--patient-id", required=True, help="The clinic's patient_id.")
+def telegram_link(patient_id: str) -> None:
+    from channels import telegram_links
+    from status import patients
+    from status.db import utcnow
+
+    settings = _settings()
+    database = _database(settings, migrate=settings.database_url.startswith("sqlite"))
+    with database.session() as session:
+        patient = patients.by_source_id(session, patient_id)
+        if patient is None:
+            raise click.ClickException(f"no patient with patient_id {patient_id!r}")
+        token = telegram_links.create_token(session, settings.secret_key, patient, utcnow())
+    click.echo(telegram_links.deep_link(settings.telegram_bot_username, token))
 
 
 if __name__ == "__main__":

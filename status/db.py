@@ -113,5 +113,7 @@ def insert_ignore(session: Session, table, values: dict) -> bool:  # noqa: ANN00
         from sqlalchemy.dialects.postgresql import insert
     else:
         from sqlalchemy.dialects.sqlite import insert
-    result = session.execute(insert(table).values(**values).on_conflict_do_nothing())
-    return bool(result.rowcount)
+    statement = insert(table).values(**values).on_conflict_do_nothing()
+    key = next(iter(table.primary_key.columns))
+    # rowcount is unreliable here (-1 on some drivers): ask for the new row's key instead.
+    return session.execute(statement.returning(key)).first() is not None

@@ -2,11 +2,12 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-22 00:38:11.056760
+Create Date: 2026-11-22 00:53:59.667806
 """
 
 from alembic import op
 import sqlalchemy as sa
+
 
 
 revision = '0001'
@@ -324,6 +325,7 @@ def upgrade() -> None:
     sa.Column('resolved_at', sa.DateTime(timezone=True), nullable=True),
     sa.Column('resolved_by', sa.Integer(), nullable=True),
     sa.Column('resolution_note', sa.Text(), nullable=True),
+    sa.Column('owns_conversation', sa.Boolean(), nullable=False),
     sa.Column('open_key', sa.String(length=64), nullable=True),
     sa.ForeignKeyConstraint(['conversation_id'], ['conversations.id'], name=op.f('fk_handoffs_conversation_id_conversations'), ondelete='SET NULL'),
     sa.ForeignKeyConstraint(['patient_id'], ['patients.id'], name=op.f('fk_handoffs_patient_id_patients'), ondelete='CASCADE'),

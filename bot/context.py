@@ -1,0 +1,103 @@
+"""The context packet a person needs to take over without asking the patient to start over."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from bot import messages
+from bot.conversations import Conversation
+from bot.messages import Direction, Kind, Message
+from status import snapshot, timeline
+from status.patients import Patient
+
+
+def last_told(session: Session, patient_id: int, limit: int = 10) -> list[dict]:
+    """What the patient was told proactively, newest first (and whether it reached them)."""
+    query = (
+        select(Message)
+        .where(
+            Message.patient_id == patient_id,
+            Message.direction == Direction.OUT,
+            Message.kind == Kind.PROACTIVE,
+            Message.status.not_in(["cancelled", "pending", "sending"]),
+        )
+        .order_by(Message.id.desc())
+        .limit(limit)
+    )
+    return [
+        {
+            "about": m.template,
+            "coalesce_key": m.coalesce_key,
+            "channel": m.channel,
+            "sent_at": (m.sent_at or m.created_at).isoformat(),
+            "status": m.status,
+            "body": m.body,
+        }
+        for m in session.scalars(query)
+    ]
+
+
+def _message_dict(m: Message) -> dict:
+    return {
+        "id": m.id,
+        "direction": m.direction,
+        "kind": m.kind,
+        "channel": m.channel,
+        "body": m.body,
+        "intent": m.intent,
+        "confidence": m.confidence,
+        "status": m.status,
+        "media": m.media,
+        "at": m.created_at.isoformat(),
+    }
+
+
+def build(
+    session: Session,
+    patient: Patient | None,
+    conversation: Conversation | None,
+    now: datetime,
+) -> dict:
+    """Patient summary, snapshot, misalignments, timeline, what they were told, transcript."""
+    packet: dict = {"built_at": now.isoformat()}
+    if conversation is not None:
+        packet["conversation"] = {
+            "channel": conversation.channel,
+            "address": conversation.address,
+            "verified": conversation.is_verified(patient.id if patient else None, now),
+            "locked": conversation.locked_at is not None,
+            "opted_out": conversation.opted_out,
+        }
+        transcript = messages.transcript(session, conversation.id, limit=50)
+        packet["transcript"] = [_message_dict(m) for m in transcript]
+        intents = [
+            {"intent": m.intent, "intents": m.intents, "confidence": m.confidence}
+            for m in transcript
+            if m.direction == Direction.IN and m.intent
+        ]
+        packet["last_intents"] = intents[-5:]
+    if patient is not None:
+        snap = snapshot.build(session, patient, now)
+        packet["patient"] = {
+            "patient_id": patient.source_id,
+            "name": patient.display_name,
+            "language": patient.language,
+            "timezone": patient.timezone,
+            "phone": patient.phone,
+            "telegram_linked": bool(patient.telegram_chat_id),
+        }
+        packet["snapshot"] = snap.to_dict()
+        packet["alerts"] = snap.alerts
+        packet["timeline"] = [
+            {
+                "at": entry.occurred_at.isoformat(),
+                "kind": entry.kind,
+                "summary": entry.summary,
+            }
+            for entry in timeline.for_patient(session, patient.id, limit=25)
+        ]
+        packet["told"] = last_told(session, patient.id)
+    return packet

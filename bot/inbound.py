@@ -1,0 +1,27 @@
+"""The values the engine takes and gives: no provider types cross this line."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+
+
+@dataclass(frozen=True)
+class Inbound:
+    channel: str  # "sms", "telegram", "terminal", "simulator"
+    address: str  # E.164 phone, or Telegram chat id
+    text: str
+    provider_id: str | None = None  # Twilio MessageSid, Telegram update id
+    received_at: datetime | None = None
+    media: tuple[str, ...] = ()  # media URLs (MMS, Telegram photos)
+    intent_hint: str | None = None  # a button pressed: the intent is known, skip understanding
+
+
+@dataclass
+class Outbound:
+    channel: str
+    address: str
+    body: str
+    buttons: list = field(default_factory=list)
+    message_id: int | None = None
+    urgent: bool = False

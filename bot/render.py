@@ -1,0 +1,141 @@
+"""One jinja2 environment for every patient message, with filters that speak each language.
+
+Messages live in `templates/messages/<lang>/<name>.j2`; a channel may override one with
+`<name>.<channel>.j2` (e.g. `.telegram.j2`, autoescaped because Telegram gets HTML). A plain
+template rendered for Telegram is escaped whole, so a `<` in a pharmacy name cannot break it.
+"""
+
+from __future__ import annotations
+
+import html
+import re
+from datetime import date, datetime
+from functools import lru_cache
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import jinja2
+
+import templates as templates_package
+
+TEMPLATES_DIR = Path(templates_package.__file__).parent
+LANGUAGES = ("en", "es")
+
+_DAYS = {
+    "en": ["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"],
+    "es": ["lun", "mar", "mié", "jue", "vie", "sáb", "dom"],
+}
+_MONTHS = {
+    "en": ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"],
+    "es": ["ene", "feb", "mar", "abr", "may", "jun", "jul", "ago", "sep", "oct", "nov", "dic"],
+}
+_SYMBOLS = {"USD": "$", "EUR": "€", "GBP": "£", "CAD": "CA$", "MXN": "MX$"}
+
+
+def _as_local(value: date | datetime, tz: str | None) -> date | datetime:
+    if isinstance(value, datetime) and tz:
+        return value.astimezone(ZoneInfo(tz))
+    return value
+
+
+def short_date(value: date | datetime | None, lang: str = "en", tz: str | None = None) -> str:
+    """`Nov 22` / `22 nov`."""
+    if value is None:
+        return ""
+    value = _as_local(value, tz)
+    month = _MONTHS[lang][value.month - 1]
+    return f"{value.day} {month}" if lang == "es" else f"{month} {value.day}"
+
+
+def day_date(value: date | datetime | None, lang: str = "en", tz: str | None = None) -> str:
+    """`Sat, Nov 22` / `sáb 22 nov`."""
+    if value is None:
+        return ""
+    value = _as_local(value, tz)
+    day = _DAYS[lang][value.weekday()]
+    return f"{day} {short_date(value, lang)}" if lang == "es" else f"{day}, {short_date(value)}"
+
+
+def clock(value: datetime, lang: str = "en", tz: str | None = None) -> str:
+    """`3:30 PM` / `15:30`."""
+    value = _as_local(value, tz)
+    if lang == "es":
+        return value.strftime("%H:%M")
+    return value.strftime("%I:%M %p").lstrip("0")
+
+
+def day_time(value: datetime | None, lang: str = "en", tz: str | None = None) -> str:
+    """`Sat, Nov 22 at 3:30 PM EST` / `sáb 22 nov a las 15:30 (CST)`."""
+    if value is None:
+        return ""
+    local = _as_local(value, tz)
+    zone = local.tzname() or ""
+    if lang == "es":
+        return f"{day_date(local, lang)} a las {clock(local, lang)} ({zone})"
+    return f"{day_date(local, lang)} at {clock(local, lang)} {zone}".rstrip()
+
+
+def money(cents: int | None, currency: str = "USD", lang: str = "en") -> str:
+    if cents is None:
+        return ""
+    symbol = _SYMBOLS.get(currency.upper(), currency.upper() + " ")
+    return f"{symbol}{cents / 100:,.2f}"
+
+
+class Renderer:
+    """Renders message templates for a language and channel, with the clinic's settings."""
+
+    def __init__(self, settings) -> None:  # noqa: ANN001
+        self.settings = settings
+        self.env = _environment()
+
+    def render(self, name: str, lang: str, channel: str, **context) -> str:
+        lang = lang if lang in LANGUAGES else "en"
+        wire = "telegram" if channel == "telegram" else "sms"
+        context.update(
+            lang=lang,
+            channel=wire,
+            clinic=self.settings.clinic_name,
+            support_phone=self.settings.clinic_support_phone,
+            payment_url=self.settings.payment_update_url,
+            show_medication=wire == "telegram" or self.settings.sms_show_medication_names,
+        )
+        specific = f"messages/{lang}/{name}.{wire}.j2"
+        try:
+            template = self.env.get_template(specific)
+            return _tidy(template.render(**context))
+        except jinja2.TemplateNotFound:
+            pass
+        text = _tidy(self.env.get_template(f"messages/{lang}/{name}.j2").render(**context))
+        return html.escape(text, quote=False) if wire == "telegram" else text
+
+
+def _tidy(text: str) -> str:
+    """Templates are written readably; messages are compact: collapse runs of spaces and lines."""
+    lines = [re.sub(r"[ \t]+", " ", line).strip() for line in text.strip().splitlines()]
+    out: list[str] = []
+    for line in lines:
+        if line or (out and out[-1]):
+            out.append(line)
+    return "\n".join(out).strip()
+
+
+@lru_cache
+def _environment() -> jinja2.Environment:
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(TEMPLATES_DIR),
+        autoescape=jinja2.select_autoescape(
+            enabled_extensions=("html", "telegram.j2"), default_for_string=False
+        ),
+        trim_blocks=True,
+        lstrip_blocks=True,
+        undefined=jinja2.StrictUndefined,
+    )
+    env.filters.update(
+        short_date=short_date, day_date=day_date, day_time=day_time, clock=clock, money=money
+    )
+    return env
+
+
+def environment() -> jinja2.Environment:
+    return _environment()

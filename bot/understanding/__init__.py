@@ -1,0 +1,5 @@
+"""Natural-language understanding: what a patient's message asks for (see docs/nlu.md)."""
+
+from bot.understanding.classifier import Classification, classify
+
+__all__ = ["Classification", "classify"]

@@ -1,0 +1,426 @@
+"""Intent classification: rules first, then key nouns and the fuzzy catalogue, per clause.
+
+Pipeline for one message (see docs/nlu.md):
+
+1. normalise (case, accents, emoji, shorthand and misspellings, spelling correction);
+2. carrier keywords, exact (STOP, START, HELP...): the answer, confidence 1;
+3. emergency rules over the whole message: emergency is then always the primary intent;
+4. split into clauses on punctuation and conjunctions ("and", "also", "y", "tambien"...);
+5. per clause: plain-language consent requests ("stop texting me") are rules; otherwise every
+   intent is scored from weighted keywords and patterns plus the nearest catalogue examples
+   (rapidfuzz), and the clause takes the best intent if its confidence clears the threshold;
+6. the message's intents are the clauses' distinct intents in the order written; greeting and
+   thanks are dropped when anything substantive is there; nothing clear -> unknown.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field
+from functools import lru_cache
+
+import yaml
+from rapidfuzz import fuzz
+from rapidfuzz.process import extract
+
+from bot.intents import SOCIAL_INTENTS, Intent
+from bot.understanding.emergency import emergency_rule
+from bot.understanding.keywords import carrier_keyword, consent_request
+from bot.understanding.normalize import (
+    CATALOGUE_DIR,
+    Normalizer,
+    Speller,
+    default_normalizer,
+)
+
+CATALOGUE_FILES = ("en.yaml", "es.yaml")
+
+# Tuned on tests/data/nlu_eval.jsonl (see docs/nlu.md for the figures).
+THRESHOLD = 0.40  # a clause below this says nothing we can act on
+SECONDARY_THRESHOLD = 0.50  # a second intent in the same message must be clearer still
+MAX_WORDS_AFTER_GREETING = 2  # more unexplained words than this and it is not just a greeting
+FUZZY_WEIGHT = 3.0  # what a perfect match with a catalogue example is worth, in keyword points
+FUZZY_FLOOR = 60.0  # rapidfuzz similarity below which an example says nothing
+STRENGTH_SCALE = 4.0  # keyword points at which confidence reaches ~0.63 before the margin
+
+CONJUNCTIONS = frozenset({"and", "also", "plus", "n", "but", "y", "tambien", "ademas", "pero"})
+_SPANISH_SIGNS = re.compile(r"[¿¡ñáéíóú]")
+_STEM_OR_ESCAPE = re.compile(r"[a-z]*\\w[*+?]?|\\[a-zA-Z]")
+_WORD = re.compile(r"[a-z]{5,}")
+_PLAIN_ALTERNATIVE = re.compile(r"[a-z0-9 ]+(\\w[*+])?")
+
+
+@dataclass(frozen=True)
+class Classification:
+    intent: str
+    intents: list[str] = field(default_factory=list)
+    confidence: float = 0.0
+    language: str = "en"
+
+    def as_json(self, text: str) -> dict:
+        return {
+            "text": text,
+            "intent": self.intent,
+            "intents": list(self.intents),
+            "confidence": round(self.confidence, 3),
+        }
+
+
+@dataclass(frozen=True)
+class Pattern:
+    regex: re.Pattern[str]
+    intent: Intent
+    weight: float
+    triggers: tuple[frozenset[str], frozenset[str]] | None  # see pattern_triggers
+
+
+@dataclass(frozen=True)
+class Clause:
+    raw: tuple[str, ...]  # normalised words
+    words: tuple[str, ...]  # the same words after spelling correction
+
+    def texts(self) -> tuple[str, ...]:
+        raw, corrected = " ".join(self.raw), " ".join(self.words)
+        return (raw,) if raw == corrected else (raw, corrected)
+
+
+@dataclass(frozen=True)
+class ClauseResult:
+    intent: Intent
+    confidence: float
+    words: tuple[str, ...]
+
+
+class Catalogue:
+    """The catalogues loaded, normalised and indexed once."""
+
+    def __init__(self, normalizer: Normalizer, documents: list[dict]) -> None:
+        self.normalizer = normalizer
+        self.keywords: dict[tuple[str, ...], list[tuple[Intent, float]]] = defaultdict(list)
+        self.patterns: list[Pattern] = []
+        self.examples: list[str] = []
+        self.example_intents: list[Intent] = []
+        self.index: dict[str, list[int]] = defaultdict(list)
+        self.markers: dict[str, frozenset[str]] = {}
+        self.greeting_words: set[str] = set()
+        stopwords: set[str] = set()
+        known: set[str] = set(normalizer.vocabulary)
+        targets: Counter[str] = Counter()
+        explicit_markers: dict[str, set[str]] = {}
+        language_words: dict[str, set[str]] = defaultdict(set)
+
+        for doc in documents:
+            explicit_markers[doc["language"]] = set(_strings(doc["markers"]))
+            stopwords.update(_strings(doc["stopwords"]))
+        self.stopwords = frozenset(stopwords)
+
+        for doc in documents:
+            seen_words = language_words[doc["language"]]
+            for name, spec in doc["intents"].items():
+                intent = Intent(name)
+                keywords = spec.get("keywords") or {}
+                for phrase, weight in zip(_strings(list(keywords)), keywords.values(), strict=True):
+                    words = tuple(normalizer.words(phrase))
+                    self.keywords[words].append((intent, float(weight)))
+                    if intent is Intent.GREETING:
+                        self.greeting_words.update(words)
+                    targets.update(words)
+                    seen_words.update(words)
+                for source, weight in spec.get("patterns") or []:
+                    self.patterns.append(
+                        Pattern(re.compile(source), intent, float(weight), pattern_triggers(source))
+                    )
+                    targets.update(_literal_words(source))
+                for example in _strings(spec.get("examples") or []):
+                    words = normalizer.words(example)
+                    known.update(words)
+                    seen_words.update(words)
+                    content = self.content(words)
+                    if not content:
+                        continue
+                    position = len(self.examples)
+                    self.examples.append(" ".join(content))
+                    self.example_intents.append(intent)
+                    for word in set(content):
+                        self.index[word].append(position)
+        # A language's markers: its listed words, plus every catalogue word only it uses.
+        shared = set.intersection(*language_words.values()) if len(language_words) > 1 else set()
+        for language, listed in explicit_markers.items():
+            others = set().union(*(m for lang, m in explicit_markers.items() if lang != language))
+            self.markers[language] = frozenset(
+                listed | (language_words[language] - shared - others)
+            )
+        for markers in self.markers.values():
+            known.update(markers)
+        known.update(self.stopwords)
+        targets.update(_emergency_words())
+        targets.update(_consent_words())
+        self.max_keyword = max(len(k) for k in self.keywords)
+        self.speller = Speller(known, targets)
+
+    def content(self, words: list[str] | tuple[str, ...]) -> list[str]:
+        return [w for w in words if w not in self.stopwords]
+
+    def language(self, text: str, words: list[str]) -> str:
+        es = sum(1 for w in words if w in self.markers["es"])
+        en = sum(1 for w in words if w in self.markers["en"])
+        if _SPANISH_SIGNS.search(text.lower()):
+            es += 1
+        return "es" if es > en else "en"
+
+    def score(self, words: tuple[str, ...]) -> dict[Intent, float]:
+        """Keyword points per intent for one clause."""
+        scores: dict[Intent, float] = defaultdict(float)
+        seen: set[tuple[str, ...]] = set()
+        i = 0
+        while i < len(words):
+            for n in range(min(self.max_keyword, len(words) - i), 0, -1):
+                key = words[i : i + n]
+                hits = self.keywords.get(key)
+                if hits:
+                    if key not in seen:
+                        seen.add(key)
+                        for intent, weight in hits:
+                            scores[intent] += weight
+                    i += n
+                    break
+            else:
+                i += 1
+        text = " ".join(words)
+        present = set(words)
+        prefixes = {w[:k] for w in present for k in range(3, len(w) + 1)}
+        for pattern in self.patterns:
+            if pattern.triggers is not None:
+                trigger_words, trigger_stems = pattern.triggers
+                if present.isdisjoint(trigger_words) and prefixes.isdisjoint(trigger_stems):
+                    continue
+            if pattern.regex.search(text):
+                scores[pattern.intent] += pattern.weight
+        for intent, similarity in self.nearest_examples(words).items():
+            scores[intent] += FUZZY_WEIGHT * (similarity - FUZZY_FLOOR) / (100.0 - FUZZY_FLOOR)
+        return scores
+
+    def nearest_examples(self, words: tuple[str, ...]) -> dict[Intent, float]:
+        """Best rapidfuzz similarity per intent among examples sharing a word with the clause."""
+        content = self.content(words)
+        candidates = sorted({j for w in content for j in self.index.get(w, ())})
+        if not candidates:
+            return {}
+        query = " ".join(content)
+        choices = [self.examples[j] for j in candidates]
+        best: dict[Intent, float] = {}
+        by_set = extract(query, choices, scorer=fuzz.token_set_ratio, processor=None, limit=None)
+        by_sort = {
+            k: s
+            for _, s, k in extract(
+                query, choices, scorer=fuzz.token_sort_ratio, processor=None, limit=None
+            )
+        }
+        for _, set_score, k in by_set:
+            similarity = (set_score + by_sort.get(k, 0.0)) / 2
+            if similarity <= FUZZY_FLOOR:
+                continue
+            intent = self.example_intents[candidates[k]]
+            if similarity > best.get(intent, 0.0):
+                best[intent] = similarity
+        return best
+
+
+def _strings(items: list) -> list[str]:
+    out = []
+    for item in items:
+        if not isinstance(item, str):
+            raise ValueError(f"catalogue word {item!r} is not a string: quote it in the YAML")
+        out.append(item)
+    return out
+
+
+def _emergency_words() -> list[str]:
+    with open(CATALOGUE_DIR / "emergency.yaml", encoding="utf-8") as f:
+        data = yaml.safe_load(f)
+    sources = list(data["terms"].values())
+    sources += [p for rule in data["rules"] for p in rule.get("any", [])]
+    return [w for source in sources for w in _literal_words(source)]
+
+
+def _consent_words() -> list[str]:
+    with open(CATALOGUE_DIR / "consent.yaml", encoding="utf-8") as f:
+        data = yaml.safe_load(f)
+    return [w for patterns in data.values() for p in patterns for w in _literal_words(p)]
+
+
+# ---------------------------------------------------------------- reading regex sources
+
+
+def pattern_triggers(source: str) -> tuple[frozenset[str], frozenset[str]] | None:
+    """Words (and word stems) one of which must be in a clause for the pattern to match.
+
+    Read from the pattern's leading group ("\\b(cancel\\w*|move|change)\\s+...") or leading word;
+    None when the pattern does not start with plain words (it is then always tried). Lets the
+    classifier skip most patterns for a clause without running them.
+    """
+    if _has_top_level_alternation(source):
+        return None
+    rest = re.sub(r"^(\\b|\^)", "", source)
+    if rest.startswith("("):
+        depth, end = 0, -1
+        for i, ch in enumerate(rest):
+            if ch == "(" and (i == 0 or rest[i - 1] != "\\"):
+                depth += 1
+            elif ch == ")" and rest[i - 1] != "\\":
+                depth -= 1
+                if depth == 0:
+                    end = i
+                    break
+        if end < 0 or rest[end + 1 : end + 2] in ("?", "*", "{"):
+            return None
+        alternatives = rest[1:end].removeprefix("?:").split("|")
+    else:
+        match = re.match(r"[a-z]+(\\w[*+])?", rest)
+        if not match or rest[match.end() : match.end() + 1] in ("?", "*", "+", "{", "["):
+            return None
+        alternatives = [match.group(0)]
+    words: set[str] = set()
+    stems: set[str] = set()
+    for alternative in alternatives:
+        alternative = alternative.replace("\\s+", " ")
+        if not _PLAIN_ALTERNATIVE.fullmatch(alternative) or not alternative.strip():
+            return None
+        first = alternative.split()[0]
+        if first.endswith(("\\w*", "\\w+")):
+            stems.add(first[:-3])
+        elif " " not in alternative and alternative.endswith(("\\w*", "\\w+")):
+            stems.add(alternative[:-3])
+        else:
+            words.add(first)
+    return frozenset(words), frozenset(stems)
+
+
+def _has_top_level_alternation(source: str) -> bool:
+    depth, escaped = 0, False
+    for ch in source:
+        if escaped:
+            escaped = False
+        elif ch == "\\":
+            escaped = True
+        elif ch == "(":
+            depth += 1
+        elif ch == ")":
+            depth -= 1
+        elif ch == "|" and depth == 0:
+            return True
+    return False
+
+
+def _literal_words(regex_source: str) -> list[str]:
+    """Plain words of five letters or more inside a regex ("stems\\w*" and escapes left out)."""
+    return _WORD.findall(_STEM_OR_ESCAPE.sub(" ", regex_source))
+
+
+@lru_cache(maxsize=1)
+def catalogue() -> Catalogue:
+    """The catalogue, loaded once per process."""
+    documents = []
+    for name in CATALOGUE_FILES:
+        with open(CATALOGUE_DIR / name, encoding="utf-8") as f:
+            documents.append(yaml.safe_load(f))
+    return Catalogue(default_normalizer(), documents)
+
+
+def _confidence(ranked: list[tuple[Intent, float]]) -> float:
+    top = ranked[0][1]
+    second = ranked[1][1] if len(ranked) > 1 else 0.0
+    if top <= 0:
+        return 0.0
+    strength = 1.0 - math.exp(-top / STRENGTH_SCALE)
+    margin = (top - max(second, 0.0)) / top
+    return strength * (0.6 + 0.4 * margin)
+
+
+def classify_clause(cat: Catalogue, clause: Clause) -> ClauseResult:
+    for text in clause.texts():
+        consent = consent_request(text)
+        if consent is not None:
+            return ClauseResult(consent, 0.95, clause.words)
+    scores = cat.score(clause.words)
+    if not scores:
+        return ClauseResult(Intent.UNKNOWN, 0.0, clause.words)
+    ranked = sorted(scores.items(), key=lambda kv: kv[1], reverse=True)
+    substantive = [kv for kv in ranked if kv[0] not in SOCIAL_INTENTS]
+    if substantive and _confidence(substantive) >= THRESHOLD:
+        ranked = substantive
+    if ranked[0][0] is Intent.GREETING:
+        # "hey can you tell me a fun fact" is not a greeting: it is a greeting and then
+        # something we did not understand.
+        other = [w for w in cat.content(clause.words) if w not in cat.greeting_words]
+        if len(other) > MAX_WORDS_AFTER_GREETING:
+            return ClauseResult(Intent.UNKNOWN, 0.0, clause.words)
+    return ClauseResult(ranked[0][0], _confidence(ranked), clause.words)
+
+
+def split_clauses(cat: Catalogue, text: str) -> list[Clause]:
+    """Clauses on sentence punctuation and conjunctions, normalised and spell-corrected."""
+    clauses: list[Clause] = []
+    for chunk in cat.normalizer.clauses(text):
+        raw = cat.normalizer.words(chunk)
+        corrected = cat.speller.correct(raw)
+        start = 0
+        for end, word in enumerate([*corrected, "and"]):
+            if word in CONJUNCTIONS:
+                if end > start:
+                    clauses.append(Clause(tuple(raw[start:end]), tuple(corrected[start:end])))
+                start = end + 1
+    return clauses
+
+
+def _is_emergency(clause: Clause) -> bool:
+    return any(emergency_rule(text) is not None for text in clause.texts())
+
+
+def classify(text: str) -> Classification:
+    """Understand one patient message. See the module docstring for the order of the rules."""
+    cat = catalogue()
+    clauses = split_clauses(cat, text)
+    whole = Clause(
+        tuple(w for c in clauses for w in c.raw), tuple(w for c in clauses for w in c.words)
+    )
+    language = cat.language(text, whole.words)
+    keyword = carrier_keyword(text)
+    if keyword is not None:
+        return Classification(str(keyword), [str(keyword)], 1.0, language)
+
+    emergency = _is_emergency(whole)
+    results = [
+        classify_clause(cat, clause)
+        for clause in clauses
+        if not (emergency and _is_emergency(clause))
+    ]
+    found = [r for r in results if r.intent is not Intent.UNKNOWN and r.confidence >= THRESHOLD]
+    if not found and len(clauses) > 1 and not emergency:
+        result = classify_clause(cat, whole)
+        results.append(result)
+        if result.intent is not Intent.UNKNOWN and result.confidence >= THRESHOLD:
+            found.append(result)
+
+    substantive = [r for r in found if r.intent not in SOCIAL_INTENTS]
+    if len(substantive) > 1:
+        # Several clauses: each must be clear on its own, so a line of backstory ("since my
+        # visit...") does not become the primary intent; if none is, keep the clearest.
+        clear = [r for r in substantive if r.confidence >= SECONDARY_THRESHOLD]
+        chosen = clear or [max(substantive, key=lambda r: r.confidence)]
+    else:
+        chosen = substantive or found
+    intents: list[str] = []
+    for result in chosen:
+        if str(result.intent) not in intents:
+            intents.append(str(result.intent))
+
+    if emergency:
+        intents = [str(Intent.EMERGENCY)] + [i for i in intents if i != Intent.EMERGENCY]
+        return Classification(str(Intent.EMERGENCY), intents, 1.0, language)
+    if not intents:
+        best = max((r.confidence for r in results), default=0.0)
+        return Classification(str(Intent.UNKNOWN), [str(Intent.UNKNOWN)], 1.0 - best, language)
+    return Classification(intents[0], intents, chosen[0].confidence, language)

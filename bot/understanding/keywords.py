@@ -1,0 +1,56 @@
+"""Carrier keywords and plain-language consent requests.
+
+Carrier keywords are exact: the whole message, ignoring case, whitespace and punctuation, is
+one of the words below. They are checked before anything else, so "Stop." always opts out and
+"cancel my plan" (not a bare keyword) never does. Plain-language requests ("stop texting me",
+"dejen de mandarme mensajes") are patterns in `catalogue/consent.yaml`, matched per clause.
+"""
+
+from __future__ import annotations
+
+import re
+from functools import lru_cache
+
+import yaml
+
+from bot.intents import Intent
+from bot.understanding.normalize import CATALOGUE_DIR, strip_accents
+
+OPT_OUT_KEYWORDS = frozenset(
+    {"stop", "unsubscribe", "cancel", "end", "quit", "stopall", "revoke", "optout"}
+)
+OPT_IN_KEYWORDS = frozenset({"start", "unstop"})
+HELP_KEYWORDS = frozenset({"help", "info"})
+
+_CARRIER = {
+    **{word: Intent.OPT_OUT for word in OPT_OUT_KEYWORDS},
+    **{word: Intent.OPT_IN for word in OPT_IN_KEYWORDS},
+    **{word: Intent.HELP for word in HELP_KEYWORDS},
+}
+_WORDS = re.compile(r"[a-z0-9]+")
+
+
+def carrier_keyword(text: str) -> Intent | None:
+    """The intent of a message that is exactly a carrier keyword ("STOP", " Stop.!"), else None."""
+    words = _WORDS.findall(strip_accents(text.lower()))
+    return _CARRIER.get(words[0]) if len(words) == 1 else None
+
+
+@lru_cache(maxsize=1)
+def _consent_patterns() -> dict[Intent, re.Pattern[str]]:
+    with open(CATALOGUE_DIR / "consent.yaml", encoding="utf-8") as f:
+        data = yaml.safe_load(f)
+    return {
+        Intent(name): re.compile("|".join(f"(?:{p})" for p in data[name]))
+        for name in ("opt_out", "opt_in")
+    }
+
+
+def consent_request(normalized_clause: str) -> Intent | None:
+    """opt_out / opt_in for a plain-language request about texts, else None."""
+    patterns = _consent_patterns()
+    if patterns[Intent.OPT_OUT].search(normalized_clause):
+        return Intent.OPT_OUT
+    if patterns[Intent.OPT_IN].search(normalized_clause):
+        return Intent.OPT_IN
+    return None

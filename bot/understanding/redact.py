@@ -1,0 +1,72 @@
+"""Card numbers that patients text are removed before the message is stored.
+
+A card number is a run of 13-19 digits (spaces or dashes allowed between digits, as people
+group them: "4111 1111 1111 1111", "4111-1111-1111-1111") that passes the Luhn check and starts
+like a payment card (2-6: Visa, Mastercard, Amex, Discover, Diners, JCB, UnionPay, Maestro).
+Phone numbers, dates and tracking numbers fail one of those tests and are left alone. When a
+longer run of digits holds a card number followed by more digits ("4111 1111 1111 1111 0427"),
+the card-number groups are removed and the rest is kept.
+"""
+
+from __future__ import annotations
+
+import re
+
+REDACTED = "[card number removed]"
+MIN_DIGITS, MAX_DIGITS = 13, 19
+
+# A maximal run of digits with at most one space or dash between two digits.
+_DIGIT_RUN = re.compile(r"(?<![\d])\d(?:[ \-]?\d)*(?![\d])")
+_GROUP = re.compile(r"\d+")
+
+
+def luhn_valid(digits: str) -> bool:
+    total = 0
+    for position, char in enumerate(reversed(digits)):
+        value = int(char)
+        if position % 2 == 1:
+            value *= 2
+            if value > 9:
+                value -= 9
+        total += value
+    return total % 10 == 0
+
+
+def looks_like_card(digits: str) -> bool:
+    return MIN_DIGITS <= len(digits) <= MAX_DIGITS and digits[0] in "23456" and luhn_valid(digits)
+
+
+def redact_card_numbers(text: str) -> tuple[str, bool]:
+    """(text with card numbers replaced by "[card number removed]", whether any was found)."""
+    found = False
+
+    def replace(match: re.Match[str]) -> str:
+        nonlocal found
+        run = match.group(0)
+        digits = re.sub(r"\D", "", run)
+        if looks_like_card(digits):
+            found = True
+            return REDACTED
+        if len(digits) > MAX_DIGITS:
+            redacted = _redact_inside(run)
+            if redacted is not None:
+                found = True
+                return redacted
+        return run
+
+    return _DIGIT_RUN.sub(replace, text), found
+
+
+def _redact_inside(run: str) -> str | None:
+    """Remove a card number made of whole leading groups of a longer run, if there is one."""
+    groups = list(_GROUP.finditer(run))
+    if len(groups) > 1:
+        for end in range(len(groups), 0, -1):
+            digits = "".join(g.group(0) for g in groups[:end])
+            if looks_like_card(digits):
+                return REDACTED + run[groups[end - 1].end() :]
+        return None
+    for length in range(MAX_DIGITS, MIN_DIGITS - 1, -1):  # one unbroken blob of digits
+        if looks_like_card(run[:length]):
+            return REDACTED + " " + run[length:]
+    return None

@@ -1,0 +1,74 @@
+"""What a running process holds: the engine, the senders, the dispatcher and the scheduler.
+
+`serve` runs them in-process next to the HTTP app (unless `--no-workers`); `worker` runs the
+dispatcher and scheduler alone. Several of either can share one PostgreSQL database.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from bot.engine import Engine
+from channels.dispatcher import Dispatcher
+from channels.senders import senders_from_settings
+from status.db import Database
+from status.settings import Settings
+
+log = logging.getLogger("patient_status.runtime")
+
+
+class Runtime:
+    def __init__(
+        self,
+        settings: Settings,
+        db: Database,
+        *,
+        senders: dict | None = None,
+        echo: bool = False,
+    ) -> None:
+        self.settings = settings
+        self.db = db
+        self.engine = Engine(settings)
+        self.senders = (
+            senders if senders is not None else senders_from_settings(settings, echo=echo)
+        )
+        self.dispatcher = Dispatcher(settings, db, self.senders)
+        self.scheduler = None
+        self._stop = asyncio.Event()
+        self._tasks: list[asyncio.Task] = []
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    def notify(self) -> None:
+        """New outbox rows: wake the dispatcher now instead of at its next poll."""
+        loop = self._loop
+        if loop is None or loop.is_closed():
+            return
+        try:
+            running = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
+        if running is loop:
+            self.dispatcher.wake.set()
+        else:
+            loop.call_soon_threadsafe(self.dispatcher.wake.set)
+
+    async def start(self, workers: bool = True) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._stop.clear()
+        if workers:
+            self._tasks.append(asyncio.create_task(self.dispatcher.run_forever(self._stop)))
+            if self.scheduler is not None:
+                self._tasks.append(asyncio.create_task(self.scheduler.run_forever(self._stop)))
+            log.info("workers started", extra={"worker_id": self.dispatcher.worker_id})
+
+    async def stop(self) -> None:
+        self._stop.set()
+        for task in self._tasks:
+            try:
+                await asyncio.wait_for(task, timeout=10)
+            except (TimeoutError, asyncio.CancelledError):
+                task.cancel()
+        self._tasks.clear()
+        for sender in self.senders.values():
+            await sender.close()

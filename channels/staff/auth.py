@@ -1,0 +1,52 @@
+"""Staff passwords (argon2) and accounts."""
+
+from __future__ import annotations
+
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError
+from sqlalchemy.orm import Session
+
+from channels.staff.models import Role, StaffUser, by_email
+
+_hasher = PasswordHasher()
+MIN_PASSWORD = 10
+
+
+class StaffError(ValueError):
+    pass
+
+
+def hash_password(password: str) -> str:
+    return _hasher.hash(password)
+
+
+def check_password(user: StaffUser, password: str) -> bool:
+    try:
+        return _hasher.verify(user.password_hash, password)
+    except (VerificationError, InvalidHashError):
+        return False
+
+
+def add_staff(session: Session, email: str, name: str, role: str, password: str) -> StaffUser:
+    email = email.strip().lower()
+    if "@" not in email:
+        raise StaffError(f"{email!r} is not an email address")
+    if role not in {r.value for r in Role}:
+        raise StaffError("role must be agent or admin")
+    if len(password) < MIN_PASSWORD:
+        raise StaffError(f"the password must have at least {MIN_PASSWORD} characters")
+    user = by_email(session, email)
+    if user is None:
+        user = StaffUser(
+            email=email, name=name.strip(), role=role, password_hash=hash_password(password)
+        )
+        session.add(user)
+    else:  # re-running the command resets the password and role
+        user.name, user.role, user.password_hash, user.active = (
+            name.strip(),
+            role,
+            hash_password(password),
+            True,
+        )
+    session.flush()
+    return user

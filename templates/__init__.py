@@ -1,0 +1,1 @@
+"""jinja2 templates: patient messages per language and channel, and the staff pages."""

