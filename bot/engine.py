@@ -311,6 +311,7 @@ class _TurnContext:
             conversation_id=self.conv.id,
             summary=summary,
             context=packet,
+            settings=self.settings,
         )
         self.msg.handoff_id = handoff.id
         self.turn.handoff = handoff

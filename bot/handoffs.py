@@ -156,6 +156,7 @@ def open_or_add(
     summary: str = "",
     context: dict | None = None,
     sla_minutes: dict[str, int] | None = None,
+    settings=None,  # noqa: ANN001 - status.settings.Settings: staff chat alerts when set
 ) -> tuple[Handoff, bool]:
     """The patient's open hand-off with this trigger added, or a new one. (handoff, created)."""
     from sqlalchemy.exc import IntegrityError
@@ -197,6 +198,7 @@ def open_or_add(
         existing.reasons = [*existing.reasons, reason.value]
     if PRIORITY_RANK[priority] < PRIORITY_RANK[Priority(existing.priority)]:
         existing.priority = priority  # an emergency raises a normal hand-off to urgent
+        alert_staff(session, existing, reason, settings, now)
         existing.queue = queue
         sla = (sla_minutes or DEFAULT_SLA_MINUTES)[priority]
         due = now + timedelta(minutes=sla)
@@ -208,6 +210,28 @@ def open_or_add(
         existing.summary = f"{existing.summary}\n{summary}".strip()
     add_entry(session, existing, "trigger", f"{reason.value}: {summary}".strip(": "), now=now)
     return existing, False
+
+
+def alert_staff(
+    session: Session, handoff: Handoff, reason: Reason, settings, now: datetime
+) -> None:  # noqa: ANN001
+    """Urgent and high hand-offs ping the staff Telegram chat: a reason and a link, no PHI."""
+    from bot import outbox
+    from bot.messages import Kind
+
+    chat = getattr(settings, "telegram_staff_chat_id", None) if settings else None
+    if not chat or handoff.priority not in (Priority.URGENT, Priority.HIGH):
+        return
+    base = (settings.public_base_url or "").rstrip("/")
+    label = reason.value.replace("_", " ")
+    body = (
+        f"{'🚨 URGENT' if handoff.priority == Priority.URGENT else 'High priority'} hand-off "
+        f"#{handoff.id}: {label} ({handoff.queue} queue). Open: {base}/staff/handoffs/{handoff.id}"
+    )
+    outbox.enqueue(
+        session, channel="telegram", address=str(chat), body=body, kind=Kind.STAFF_ALERT,
+        handoff_id=handoff.id, urgent=True, now=now,
+    )  # fmt: skip
 
 
 def add_entry(
@@ -256,3 +280,101 @@ def list_handoffs(session: Session, status: str | None = None, limit: int = 200)
 
 
 DEFAULT_SLA_MINUTES = {Priority.URGENT: 5, Priority.HIGH: 30, Priority.NORMAL: 240}
+
+
+# --- staff actions ----------------------------------------------------------------------------
+
+
+def conversation_of(session: Session, handoff: Handoff):  # noqa: ANN201
+    """Where a staff reply goes: the conversation that raised the hand-off, else the patient's
+    preferred channel (Telegram when linked and preferred, otherwise SMS to their phone)."""
+    from bot import conversations
+    from status.patients import Patient
+
+    if handoff.conversation_id is not None:
+        from bot.conversations import Conversation
+
+        conv = session.get(Conversation, handoff.conversation_id)
+        if conv is not None and conv.channel in ("sms", "telegram", "simulator", "terminal"):
+            return conv
+    patient = session.get(Patient, handoff.patient_id) if handoff.patient_id else None
+    if patient is None:
+        return None
+    if patient.preferred_channel == "telegram" and patient.telegram_chat_id:
+        return conversations.get_or_create(session, "telegram", patient.telegram_chat_id)
+    return conversations.get_or_create(session, "sms", patient.phone)
+
+
+class HandoffClosed(ValueError):
+    def __init__(self, handoff_id: int) -> None:
+        super().__init__(f"hand-off {handoff_id} is resolved; reopen it by writing to the patient")
+        self.handoff_id = handoff_id
+
+
+def staff_reply(
+    session: Session, handoff: Handoff, *, staff_id: int | None, text: str, now: datetime
+):  # noqa: ANN201
+    """Send `text` to the patient through their channel, as the staff member."""
+    import html
+
+    from bot import outbox
+    from bot.messages import Kind
+
+    text = text.strip()
+    if not text:
+        raise ValueError("the reply is empty")
+    conv = conversation_of(session, handoff)
+    if conv is None:
+        raise ValueError("this hand-off has no patient channel to reply to")
+    body = html.escape(text, quote=False) if conv.channel == "telegram" else text
+    message = outbox.enqueue(
+        session,
+        channel=conv.channel,
+        address=conv.address,
+        body=body,
+        kind=Kind.STAFF,
+        conversation_id=conv.id,
+        patient_id=handoff.patient_id,
+        handoff_id=handoff.id,
+        staff_id=staff_id,
+        urgent=True,  # a person answering a person: not held for quiet hours or caps
+        now=now,
+    )
+    if handoff.first_response_at is None:
+        handoff.first_response_at = now
+    if handoff.status == HandoffStatus.OPEN and handoff.assignee_id is None and staff_id:
+        handoff.assignee_id = staff_id
+    add_entry(session, handoff, "reply", text, staff_id=staff_id, message_id=message.id, now=now)
+    return message
+
+
+def take(session: Session, handoff: Handoff, *, staff_id: int, now: datetime) -> None:
+    handoff.assignee_id = staff_id
+    add_entry(session, handoff, "assign", staff_id=staff_id, now=now)
+
+
+def add_note(
+    session: Session, handoff: Handoff, *, staff_id: int | None, text: str, now: datetime
+) -> None:
+    if not text.strip():
+        raise ValueError("the note is empty")
+    add_entry(session, handoff, "note", text.strip(), staff_id=staff_id, now=now)
+
+
+def resolve_and_return(
+    session: Session, handoff: Handoff, *, staff_id: int | None, note: str | None, now: datetime
+) -> None:
+    """Close the hand-off and give the conversation back to the bot, with a clean slate."""
+    from bot.conversations import Conversation
+
+    if handoff.status != HandoffStatus.OPEN:
+        raise HandoffClosed(handoff.id)
+    resolve(session, handoff, staff_id=staff_id, note=note, now=now)
+    if handoff.conversation_id is not None:
+        conv = session.get(Conversation, handoff.conversation_id)
+        if conv is not None:
+            conv.unknown_streak = 0
+            conv.clear_expectation()
+            if conv.locked_at is not None:  # staff verified the person another way
+                conv.locked_at = None
+                conv.failed_verifications = 0

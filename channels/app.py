@@ -76,4 +76,5 @@ def create_app(
     app.include_router(twilio_sms.router)
     app.include_router(telegram.router)
     app.include_router(simulator.router)
+    # --- staff console and hand-off API (channels/staff, channels/handoff_api) ---
     return app

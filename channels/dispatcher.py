@@ -144,19 +144,15 @@ class Dispatcher:
 
     def _cancel_if_not_allowed(self, session: Session, message: Message, now: datetime) -> bool:
         """Send-time checks: consent may have changed since the message was written."""
-        if message.kind in (Kind.SYSTEM, Kind.STAFF_ALERT):
-            return False
-        conv = conversations.find(session, message.channel, message.address)
         reason = None
-        if conv is not None and conv.opted_out:
-            reason = "opted_out"
-        elif conv is not None and conv.bad_address:
-            reason = "bad_address"
-        elif message.channel != "telegram" and message.channel not in LOCAL_CHANNELS:
-            if message.channel not in self.senders:
-                reason = "channel_not_configured"
-        elif message.channel == "telegram" and "telegram" not in self.senders:
+        if message.channel not in self.senders and message.channel not in LOCAL_CHANNELS:
             reason = "channel_not_configured"
+        elif message.kind not in (Kind.SYSTEM, Kind.STAFF_ALERT):
+            conv = conversations.find(session, message.channel, message.address)
+            if conv is not None and conv.opted_out:
+                reason = "opted_out"
+            elif conv is not None and conv.bad_address:
+                reason = "bad_address"
         if reason is None:
             return False
         message.status = OutStatus.CANCELLED if reason == "opted_out" else OutStatus.FAILED
