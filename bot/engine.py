@@ -38,6 +38,8 @@ log = logging.getLogger("patient_status.turn")
 
 MAX_DOB_TRIES = 3
 SYSTEM_TEMPLATES = {"opt_out", "opt_in", "help_keyword"}
+CONFIRM_WORDS = {"c", "confirm", "confirmed", "confirmo", "confirmar", "i confirm"}
+RESCHEDULE_WORDS = {"r", "reschedule", "cambiar", "reprogramar", "change", "move it"}
 # Asking about these while a prescription is blocked brings in fulfilment staff.
 BLOCKED_ASKS = {"prescription_status", "shipment_tracking", "next_steps"}
 HANDOFF_INTENTS = {
@@ -256,7 +258,7 @@ class _TurnContext:
             handled, intents = self._verification_answer(text, intents)
             if handled:
                 return self._flush()
-        elif expected == "refill_confirm" and self._refill_answer(text):
+        elif self._expected_answer(expected, text):
             return self._flush()
         self._answer(intents, text)
         return self._flush()
@@ -404,9 +406,9 @@ class _TurnContext:
     # --- refills -----------------------------------------------------------------------------
     def _refill_answer(self, text: str) -> bool:
         if is_yes(text) or self.inbound.intent_hint == "yes":
+            # No date of birth needed: asking for a refill discloses nothing, and the provider
+            # reviews every request.
             self.conv.clear_expectation()
-            if not self._verified():
-                return False
             self._request_refill()
             self.reply.add(self._render("refill_requested"), "refill_requested")
             return True
@@ -415,6 +417,38 @@ class _TurnContext:
             self.reply.add(self._render("refill_declined"), "refill_declined")
             return True
         self.conv.clear_expectation()
+        return False
+
+    def _expected_answer(self, expected: str | None, text: str) -> bool:
+        if expected == "refill_confirm":
+            return self._refill_answer(text)
+        if expected == "appointment_reply":
+            return self._appointment_answer(text)
+        return False
+
+    def _appointment_answer(self, text: str) -> bool:
+        """C / R after an appointment reminder."""
+        word = normalize(text).strip(" .!")
+        appointment_id = (self.conv.awaiting_data or {}).get("appointment_id")
+        if word in CONFIRM_WORDS or is_yes(text):
+            self.conv.clear_expectation()
+            snap = snapshot.build(self.session, self.patient, self.now)
+            appt = next((a for a in snap.appointments if a.source_id == appointment_id), None)
+            timeline.record(
+                self.session, self.patient.id, kind=timeline.EntryKind.STATE_CHANGE,
+                occurred_at=self.now, summary=f"patient confirmed appointment {appointment_id} "
+                f"by {self.inbound.channel}", entity_type="appointment",
+                entity_source_id=appointment_id,
+            )  # fmt: skip
+            self.reply.add(
+                self._render("appointment_confirmed", appt=appt), "appointment_confirmed"
+            )
+            return True
+        if word in RESCHEDULE_WORDS:
+            self.conv.clear_expectation()
+            self._handoff(Reason.RESCHEDULE, f"asked to reschedule appointment {appointment_id}")
+            self.reply.add(self._render("reschedule", eta=self._eta()), "reschedule")
+            return True
         return False
 
     def _request_refill(self) -> Refill:

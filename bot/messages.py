@@ -65,6 +65,9 @@ class Message(Base):
     confidence: Mapped[float | None] = mapped_column(Float)
     media: Mapped[list] = mapped_column(default=list)
     buttons: Mapped[list] = mapped_column(default=list)
+    # Proactive messages: what they are about, so they can be coalesced, digested or re-sent
+    # on another channel ({"key", "template", "entity", "source_id", "items"}).
+    data: Mapped[dict] = mapped_column(default=dict)
     provider_id: Mapped[str | None] = mapped_column(String(64), index=True)
     staff_id: Mapped[int | None] = mapped_column(Integer)
     handoff_id: Mapped[int | None] = mapped_column(Integer, index=True)

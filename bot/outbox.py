@@ -27,6 +27,7 @@ def enqueue(
     not_before: datetime | None = None,
     handoff_id: int | None = None,
     staff_id: int | None = None,
+    data: dict | None = None,
     now: datetime | None = None,
 ) -> Message:
     now = now or utcnow()
@@ -47,6 +48,7 @@ def enqueue(
         next_attempt_at=not_before or now,
         handoff_id=handoff_id,
         staff_id=staff_id,
+        data=data or {},
         status=OutStatus.PENDING,
         attempts=0,
         created_at=now,

@@ -34,9 +34,10 @@ async def post_events(request: Request, session: Session = Depends(get_session))
     except InvalidEvents as exc:
         return JSONResponse(exc.as_body(), status_code=422)
     result = apply_events(session, events)
-    hooks = request.app.state.on_changes
-    for hook in hooks:
+    for hook in request.app.state.on_changes:
         hook(session, result.changes)
+    session.commit()
+    request.app.state.runtime.notify()
     return JSONResponse({"accepted": len(events), **result.counts()}, status_code=202)
 
 

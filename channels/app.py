@@ -17,7 +17,19 @@ from status.settings import Settings, get_settings
 
 def change_hooks(settings: Settings) -> list:
     """What reacts to applied state changes, inside the same transaction (proactive rules)."""
-    return []
+    from bot.proactive.notifier import Notifier
+
+    return [Notifier(settings).on_changes]
+
+
+def snapshot_extensions() -> list:
+    """What the API snapshot adds to the status store's: what the patient was already told."""
+    from bot.context import last_told
+
+    def told(session, snap) -> None:  # noqa: ANN001
+        snap.extra["last_told"] = last_told(session, snap.patient.id)
+
+    return [told]
 
 
 def create_app(
@@ -50,8 +62,8 @@ def create_app(
     app.state.settings = settings
     app.state.db = db
     app.state.runtime = runtime
-    app.state.on_changes = change_hooks(settings)  # run in the /events transaction
-    app.state.snapshot_extensions = []  # callables(session, snapshot) adding to the API snapshot
+    app.state.on_changes = [runtime.notifier.on_changes]  # run in the /events transaction
+    app.state.snapshot_extensions = snapshot_extensions()
 
     @app.exception_handler(RequestValidationError)
     async def _validation(_request: Request, exc: RequestValidationError) -> JSONResponse:

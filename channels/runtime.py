@@ -8,11 +8,15 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
+from datetime import datetime
 
 from bot.engine import Engine
+from bot.proactive.notifier import Notifier
+from bot.proactive.scheduler import Scheduler
 from channels.dispatcher import Dispatcher
 from channels.senders import senders_from_settings
-from status.db import Database
+from status.db import Database, utcnow
 from status.settings import Settings
 
 log = logging.getLogger("patient_status.runtime")
@@ -26,6 +30,7 @@ class Runtime:
         *,
         senders: dict | None = None,
         echo: bool = False,
+        clock: Callable[[], datetime] = utcnow,
     ) -> None:
         self.settings = settings
         self.db = db
@@ -33,8 +38,14 @@ class Runtime:
         self.senders = (
             senders if senders is not None else senders_from_settings(settings, echo=echo)
         )
-        self.dispatcher = Dispatcher(settings, db, self.senders)
-        self.scheduler = None
+        self.clock = clock
+        self.dispatcher = Dispatcher(settings, db, self.senders, clock=clock)
+        self.notifier = Notifier(settings, clock=clock)
+        self.scheduler = Scheduler(settings, db, self.notifier.policy, clock=clock)
+        # What happens around a send: the timeline records what the patient was told, and a
+        # Telegram chat that blocked the bot gets the same news by SMS.
+        self.dispatcher.sent_hooks.append(self.notifier.record_told)
+        self.dispatcher.failure_hooks.append(self.notifier.fall_back)
         self._stop = asyncio.Event()
         self._tasks: list[asyncio.Task] = []
         self._loop: asyncio.AbstractEventLoop | None = None

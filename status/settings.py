@@ -44,6 +44,27 @@ class Settings(BaseSettings):
     weekly_message_cap: int = 5
     refill_reminder_days: int = 5
     renewal_reminder_days: int = 3
+    scheduler_interval_seconds: int = 30
+    # Expected maximum hours in a state before an item is "stuck" (JSON in the environment).
+    stuck_hours: dict[str, float] = Field(
+        default_factory=lambda: {
+            "prescription.awaiting_provider": 24,
+            "prescription.approved": 24,
+            "prescription.sent_to_pharmacy": 24,
+            "prescription.received_by_pharmacy": 48,
+            "prescription.processing": 72,
+            "shipment.label_created": 48,
+            "shipment.exception": 24,
+            "refill.requested": 24,
+            "refill.provider_review": 48,
+            "payment.failed": 72,
+            "subscription.past_due": 72,
+        }
+    )
+    # First staff response due, per hand-off priority (minutes).
+    sla_minutes: dict[str, int] = Field(
+        default_factory=lambda: {"urgent": 5, "high": 30, "normal": 240}
+    )
 
     clinic_name: str = "Harbor Health"
     clinic_support_phone: str = "+1 555 010 0200"

@@ -1,87 +1,20 @@
-"""A running app wired to the fake providers, and helpers to talk to it as Twilio/Telegram do."""
+"""Channel tests run the app against the fake providers (see tests/harness.py)."""
 
 from __future__ import annotations
 
-from datetime import timedelta
-
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import func, select
-from twilio.request_validator import RequestValidator
 
 from channels.app import create_app
 from status import demo
-from status.db import utcnow
+from tests.harness import TELEGRAM_SECRET, TWILIO_NUMBER, App, channel_overrides
 
-TWILIO_NUMBER = "+15550109000"
-TELEGRAM_SECRET = "tg-secret-123"
-
-
-class App:
-    """The app under test, with the fakes behind it."""
-
-    def __init__(self, client: TestClient, settings, database):
-        self.client, self.settings, self.db = client, settings, database
-        self.runtime = client.app.state.runtime
-        self._sids = 0
-
-    # Twilio -----------------------------------------------------------------------------------
-    def sms(
-        self, text: str, sender: str = demo.DEMO_PATIENTS[0][3], sid: str | None = None, **extra
-    ):
-        self._sids += 1
-        params = {
-            "MessageSid": sid or f"SM{self._sids:032d}",
-            "AccountSid": self.settings.twilio_account_sid,
-            "From": sender,
-            "To": TWILIO_NUMBER,
-            "Body": text,
-            "NumMedia": "0",
-            **extra,
-        }
-        url = self.settings.public_base_url + "/webhooks/twilio/sms"
-        signature = RequestValidator(self.settings.twilio_auth_token).compute_signature(url, params)
-        return self.client.post(
-            "/webhooks/twilio/sms", data=params, headers={"X-Twilio-Signature": signature}
-        )
-
-    def status_callback(self, callback):
-        path = callback.url.removeprefix(self.settings.public_base_url)
-        return self.client.post(path, data=callback.params, headers=callback.headers)
-
-    # Telegram ---------------------------------------------------------------------------------
-    def telegram(self, update: dict, secret: str = TELEGRAM_SECRET):
-        return self.client.post(
-            "/webhooks/telegram", json=update, headers={"X-Telegram-Bot-Api-Secret-Token": secret}
-        )
-
-    # the outbox -------------------------------------------------------------------------------
-    def drain(self, later: timedelta = timedelta(0)):
-        dispatcher = self.runtime.dispatcher
-        dispatcher.clock = lambda: utcnow() + later
-        self.client.portal.call(dispatcher.drain)
-
-    def count(self, model, *where) -> int:
-        with self.db.session() as session:
-            return session.scalar(select(func.count()).select_from(model).where(*where))
-
-    def rows(self, model, *where):
-        with self.db.session() as session:
-            return list(session.scalars(select(model).where(*where).order_by(model.id)))
+__all__ = ["TELEGRAM_SECRET", "TWILIO_NUMBER"]
 
 
 @pytest.fixture
 def channel_settings(settings, fake_twilio, fake_telegram):
-    return settings.model_copy(
-        update={
-            **fake_twilio.settings_overrides(),
-            **fake_telegram.settings_overrides(),
-            "twilio_from_number": TWILIO_NUMBER,
-            "telegram_webhook_secret": TELEGRAM_SECRET,
-            "twilio_messages_per_second": 0,
-            "sms_keyword_replies": "app",
-        }
-    )
+    return settings.model_copy(update=channel_overrides(fake_twilio, fake_telegram))
 
 
 @pytest.fixture

@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-22 00:53:59.667806
+Create Date: 2026-11-22 01:02:32.099073
 """
 
 from alembic import op
@@ -351,6 +351,7 @@ def upgrade() -> None:
     sa.Column('confidence', sa.Float(), nullable=True),
     sa.Column('media', sa.JSON(), nullable=False),
     sa.Column('buttons', sa.JSON(), nullable=False),
+    sa.Column('data', sa.JSON(), nullable=False),
     sa.Column('provider_id', sa.String(length=64), nullable=True),
     sa.Column('staff_id', sa.Integer(), nullable=True),
     sa.Column('handoff_id', sa.Integer(), nullable=True),

@@ -1,0 +1,266 @@
+"""When and where a proactive message goes: consent, channel, coalescing, quiet hours, caps.
+
+Every decision is made when the message is written (in the transaction of the change that
+caused it) and stored on the outbox row: `not_before` for coalescing windows and quiet hours,
+`coalesce_key` so a newer state replaces an unsent older one, `data` for what it is about.
+Nothing is dropped: over the frequency cap, messages merge into one digest.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import date, datetime, time, timedelta
+from zoneinfo import ZoneInfo
+
+from markupsafe import Markup
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from bot import conversations, outbox
+from bot.conversations import Conversation
+from bot.messages import Direction, Kind, Message, OutStatus
+from bot.proactive.rules import Notice
+from bot.render import Renderer
+from status import snapshot
+from status.events.apply import SPECS
+from status.patients import Patient
+from status.settings import Settings
+
+log = logging.getLogger("patient_status.proactive")
+
+COUNTED = (OutStatus.PENDING, OutStatus.SENDING, OutStatus.SENT, OutStatus.DELIVERED,
+           OutStatus.LOGGED)  # fmt: skip
+ENTITY_MODELS = {spec.entity: spec.model for spec in SPECS.values()}
+
+
+@dataclass(frozen=True)
+class Route:
+    channel: str
+    address: str
+    conversation: Conversation
+
+
+def _coalesce_key(patient_id: int, key: str) -> str:
+    return f"{patient_id}:{key}"
+
+
+class Policy:
+    def __init__(self, settings: Settings, renderer: Renderer | None = None) -> None:
+        self.settings = settings
+        self.renderer = renderer or Renderer(settings)
+
+    # --- where ---------------------------------------------------------------------------------
+    def route(self, session: Session, patient: Patient, exclude: str | None = None) -> Route | None:
+        """Telegram if linked and preferred, else SMS with consent. None: nobody to tell.
+
+        STOP on any channel stops proactive messages on every channel.
+        """
+        addresses = [("sms", patient.phone), ("simulator", patient.phone)]
+        if patient.telegram_chat_id:
+            addresses.append(("telegram", patient.telegram_chat_id))
+        convs = {
+            (channel, address): conversations.find(session, channel, address)
+            for channel, address in addresses
+        }
+        if any(conv is not None and conv.opted_out for conv in convs.values()):
+            return None
+        telegram = convs.get(("telegram", patient.telegram_chat_id))
+        if (
+            exclude != "telegram"
+            and patient.preferred_channel == "telegram"
+            and patient.telegram_chat_id
+            and self.settings.telegram_enabled
+            and not (telegram is not None and telegram.bad_address)
+        ):
+            conv = conversations.get_or_create(session, "telegram", patient.telegram_chat_id)
+            return Route("telegram", patient.telegram_chat_id, conv)
+        sms = convs[("sms", patient.phone)]
+        if exclude != "sms" and patient.sms_consent and not (sms is not None and sms.bad_address):
+            conv = conversations.get_or_create(session, "sms", patient.phone)
+            return Route("sms", patient.phone, conv)
+        return None
+
+    # --- when ----------------------------------------------------------------------------------
+    def after_quiet_hours(self, patient: Patient, at: datetime) -> datetime:
+        window = self.settings.quiet_window
+        if window is None:
+            return at
+        start, end = window
+        zone = ZoneInfo(patient.timezone)
+        local = at.astimezone(zone)
+        t = local.time()
+        quiet = (t >= start or t < end) if start > end else (start <= t < end)
+        if not quiet:
+            return at
+        day = local.date() if t < end else local.date() + timedelta(days=1)
+        return datetime.combine(day, end, tzinfo=zone)
+
+    def _next_morning(self, patient: Patient, after: datetime) -> datetime:
+        zone = ZoneInfo(patient.timezone)
+        window = self.settings.quiet_window
+        morning = window[1] if window else time(9, 0)
+        day = after.astimezone(zone).date() + timedelta(days=1)
+        return datetime.combine(day, morning, tzinfo=zone)
+
+    # --- caps ----------------------------------------------------------------------------------
+    def _counted(self, session: Session, patient: Patient):  # noqa: ANN202
+        return select(Message.not_before).where(
+            Message.patient_id == patient.id,
+            Message.direction == Direction.OUT,
+            Message.kind == Kind.PROACTIVE,
+            Message.urgent.is_(False),
+            Message.status.in_(COUNTED),
+        )
+
+    def cap_slot(self, session: Session, patient: Patient, at: datetime) -> datetime | None:
+        """None when a message at `at` is within the caps, else the earliest time it would be."""
+        zone = ZoneInfo(patient.timezone)
+        local_day: date = at.astimezone(zone).date()
+        day_start = datetime.combine(local_day, time(0), tzinfo=zone)
+        day_end = day_start + timedelta(days=1)
+        base = self._counted(session, patient)
+        today = session.scalar(
+            select(func.count()).select_from(
+                base.where(Message.not_before >= day_start, Message.not_before < day_end).subquery()
+            )
+        )
+        week_times = sorted(
+            session.scalars(base.where(Message.not_before > at - timedelta(days=7))).all()
+        )
+        slot = None
+        if today >= self.settings.daily_message_cap:
+            slot = self._next_morning(patient, at)
+        if len(week_times) >= self.settings.weekly_message_cap:
+            # when the oldest message in the week leaves the window
+            overflow = len(week_times) - self.settings.weekly_message_cap
+            week_slot = week_times[overflow] + timedelta(days=7)
+            slot = max(slot or week_slot, week_slot)
+        return slot
+
+    # --- what ----------------------------------------------------------------------------------
+    def item(self, session: Session, entity: str, source_id: str):  # noqa: ANN202
+        model = ENTITY_MODELS[entity]
+        return session.scalars(select(model).where(model.source_id == source_id)).one_or_none()
+
+    def context(self, session: Session, patient: Patient, spec: dict, now: datetime) -> dict:
+        snap = snapshot.build(session, patient, now)
+        item = self.item(session, spec["entity"], spec["source_id"]) if spec.get("entity") else None
+        ship = None
+        if spec.get("entity") == "shipment":
+            ship = item
+        elif spec.get("entity") == "prescription" and item is not None:
+            ship = snap.shipment_for(item)
+        task = snap.task_for(item) if spec.get("entity") == "prescription" and item else None
+        if spec.get("entity") == "task":
+            task = item
+        return {
+            "snap": snap, "item": item, "ship": ship, "task": task,
+            "first_name": patient.first_name, "tz": patient.timezone,
+            "extra": spec.get("extra") or {},
+        }  # fmt: skip
+
+    def render(
+        self, session: Session, patient: Patient, spec: dict, channel: str, now: datetime
+    ) -> str:
+        ctx = self.context(session, patient, spec, now)
+        text = Markup(self.renderer.render(spec["template"], patient.language, channel, **ctx))
+        return self.renderer.render(
+            "notify_wrapper", patient.language, channel, text=text, first_name=patient.first_name
+        )
+
+    def render_digest(self, session, patient, items: list[dict], channel: str, now) -> str:  # noqa: ANN001
+        texts = [
+            Markup(
+                self.renderer.render(
+                    item["template"],
+                    patient.language,
+                    channel,
+                    **self.context(session, patient, item, now),
+                )
+            )  # fmt: skip
+            for item in items
+        ]
+        return self.renderer.render(
+            "notify_digest", patient.language, channel, texts=texts, first_name=patient.first_name
+        )
+
+    # --- the decision ----------------------------------------------------------------------------
+    def pending(self, session: Session, patient_id: int, key: str) -> list[Message]:
+        query = select(Message).where(
+            Message.coalesce_key == _coalesce_key(patient_id, key),
+            Message.status == OutStatus.PENDING,
+        )
+        return list(session.scalars(query.order_by(Message.id)))
+
+    def cancel_pending(
+        self, session: Session, patient_id: int, key: str, now: datetime
+    ) -> list[Message]:
+        cancelled = self.pending(session, patient_id, key)
+        for message in cancelled:
+            message.status = OutStatus.CANCELLED
+            message.error_code = "superseded"
+            message.status_updated_at = now
+        return cancelled
+
+    def notify(
+        self, session: Session, notice: Notice, now: datetime, *, exclude: str | None = None
+    ) -> Message | None:
+        patient = session.get(Patient, notice.patient_id)
+        if patient is None:
+            return None
+        route = self.route(session, patient, exclude=exclude)
+        if route is None:
+            log.info("not told: no channel with consent", extra={"patient_id": patient.id})
+            return None
+        superseded = self.cancel_pending(session, patient.id, notice.key, now)
+        delay = (
+            self.settings.notify_delay_seconds
+            if notice.delay_seconds is None
+            else notice.delay_seconds
+        )
+        # The coalescing window runs from the first change, so a stream of changes cannot
+        # postpone the message for ever.
+        not_before = min(
+            [m.not_before for m in superseded if m.not_before] + [now + timedelta(seconds=delay)]
+        )
+        spec = {
+            "key": notice.key,
+            "template": notice.template,
+            "entity": notice.entity,
+            "source_id": notice.source_id,
+            "extra": dict(notice.extra),
+        }
+        if not notice.urgent:
+            not_before = self.after_quiet_hours(patient, not_before)
+            slot = self.cap_slot(session, patient, not_before)
+            if slot is not None:
+                return self._add_to_digest(
+                    session, patient, route, spec, self.after_quiet_hours(patient, slot), now
+                )
+        body = self.render(session, patient, spec, route.channel, now)
+        return outbox.enqueue(
+            session, channel=route.channel, address=route.address, body=body,
+            kind=Kind.PROACTIVE, conversation_id=route.conversation.id, patient_id=patient.id,
+            template=notice.template, language=patient.language, urgent=notice.urgent,
+            coalesce_key=_coalesce_key(patient.id, notice.key), not_before=not_before,
+            data=spec, now=now,
+        )  # fmt: skip
+
+    def _add_to_digest(
+        self, session, patient, route: Route, spec: dict, slot: datetime, now
+    ) -> Message:  # noqa: ANN001
+        existing = self.cancel_pending(session, patient.id, "digest", now)
+        items = [
+            i for m in existing for i in (m.data or {}).get("items", []) if i["key"] != spec["key"]
+        ]
+        items.append(spec)
+        not_before = min([m.not_before for m in existing if m.not_before] + [slot])
+        body = self.render_digest(session, patient, items, route.channel, now)
+        return outbox.enqueue(
+            session, channel=route.channel, address=route.address, body=body,
+            kind=Kind.PROACTIVE, conversation_id=route.conversation.id, patient_id=patient.id,
+            template="notify_digest", language=patient.language,
+            coalesce_key=_coalesce_key(patient.id, "digest"), not_before=not_before,
+            data={"key": "digest", "template": "notify_digest", "items": items}, now=now,
+        )  # fmt: skip

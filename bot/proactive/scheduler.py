@@ -1,0 +1,248 @@
+"""Time-driven work: reminders and stuck detection, safe with several workers.
+
+Each job is keyed (`refill_due:rx-1:2026-12-10`) and claimed once in the same transaction that
+writes its message, so any number of workers can run the scheduler and every reminder goes out
+exactly once. Tests drive `run_once(now)` with their own clock.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable
+from datetime import datetime, timedelta
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from bot import handoffs
+from bot.conversations import Conversation
+from bot.handoffs import Reason
+from bot.jobs import claim_once
+from bot.proactive.policy import ENTITY_MODELS, Policy
+from bot.proactive.rules import Notice
+from status.appointments import UPCOMING, Appointment
+from status.classification import StatusClass
+from status.db import Database, utcnow
+from status.patients import Patient
+from status.payments import Payment, PaymentStatus
+from status.prescriptions import Prescription, PrescriptionStatus
+from status.refills import CLASSES as REFILL_CLASSES
+from status.refills import Refill
+from status.subscriptions import Subscription, SubscriptionStatus
+
+log = logging.getLogger("patient_status.scheduler")
+
+REFILL_FROM = (PrescriptionStatus.DELIVERED, PrescriptionStatus.SHIPPED,
+               PrescriptionStatus.READY_FOR_PICKUP)  # fmt: skip
+# What the patient is told is late, per kind of item (no message for billing states: the
+# failure notices already said what to do).
+STUCK_LABELS = {
+    "prescription": ("prescription", "receta"),
+    "shipment": ("delivery", "envío"),
+    "refill": ("refill", "resurtido"),
+}
+
+
+class Scheduler:
+    def __init__(
+        self,
+        settings,  # noqa: ANN001
+        db: Database,
+        policy: Policy | None = None,
+        clock: Callable[[], datetime] = utcnow,
+    ) -> None:
+        self.settings = settings
+        self.db = db
+        self.policy = policy or Policy(settings)
+        self.clock = clock
+
+    # --- the loop --------------------------------------------------------------------------------
+    async def run_forever(self, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            try:
+                await asyncio.to_thread(self.run_once)
+            except Exception:  # noqa: BLE001 - the next round tries again
+                log.exception("scheduler round failed")
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(
+                    stop.wait(), timeout=self.settings.scheduler_interval_seconds
+                )
+
+    def run_once(self, now: datetime | None = None) -> dict[str, int]:
+        now = now or self.clock()
+        done = {
+            "refill_due": self._each(self._refills_due(now), self._refill_due, now),
+            "renewal": self._each(self._renewals(now), self._renewal, now),
+            "appointment": self._each(self._appointments(now), self._appointment, now),
+            "payment_retry": self._each(self._retries(now), self._payment_retry, now),
+            "stuck": self._each(self._stuck(now), self._stuck_item, now),
+        }
+        return {job: count for job, count in done.items() if count}
+
+    def _each(self, candidates: list, handle: Callable, now: datetime) -> int:
+        count = 0
+        for candidate in candidates:
+            try:
+                with self.db.session() as session:
+                    count += bool(handle(session, candidate, now))
+            except Exception:  # noqa: BLE001 - one bad item must not stop the others
+                log.exception("scheduled job failed", extra={"job": handle.__name__})
+        return count
+
+    def _notify(self, session: Session, notice: Notice, now: datetime):  # noqa: ANN202
+        return self.policy.notify(session, notice, now)
+
+    def _expect(self, session: Session, message, what: str, until: datetime, **data) -> None:  # noqa: ANN001
+        if message is None or message.conversation_id is None:
+            return
+        conv = session.get(Conversation, message.conversation_id)
+        now = message.created_at
+        conv.expect(what, now, ttl=max(until - now, timedelta(minutes=5)), **data)
+
+    # --- refill due --------------------------------------------------------------------------
+    def _refills_due(self, now: datetime) -> list[int]:
+        horizon = (now + timedelta(days=self.settings.refill_reminder_days + 1)).date()
+        with self.db.session() as session:
+            query = select(Prescription.id).where(
+                Prescription.next_refill_date.is_not(None),
+                Prescription.next_refill_date <= horizon,
+                Prescription.next_refill_date >= (now - timedelta(days=1)).date(),
+                Prescription.status.in_(REFILL_FROM),
+            )
+            return list(session.scalars(query))
+
+    def _refill_due(self, session: Session, rx_id: int, now: datetime) -> bool:
+        rx = session.get(Prescription, rx_id)
+        patient = session.get(Patient, rx.patient_id)
+        today = now.astimezone(ZoneInfo(patient.timezone)).date()
+        days = (rx.next_refill_date - today).days
+        if not 0 <= days <= self.settings.refill_reminder_days or rx.refills_remaining == 0:
+            return False
+        in_progress = session.scalars(
+            select(Refill).where(Refill.prescription_source_id == rx.source_id)
+        ).all()
+        if any(REFILL_CLASSES[r.status] != StatusClass.TERMINAL for r in in_progress):
+            return False
+        if not claim_once(session, f"refill_due:{rx.source_id}:{rx.next_refill_date}"):
+            return False
+        notice = Notice(patient.id, f"remind:refill:{rx.source_id}", "remind_refill_due",
+                        "prescription", rx.source_id)  # fmt: skip
+        message = self._notify(session, notice, now)
+        self._expect(session, message, "refill_confirm", now + timedelta(days=3))
+        return message is not None
+
+    # --- renewal ahead -----------------------------------------------------------------------
+    def _renewals(self, now: datetime) -> list[int]:
+        with self.db.session() as session:
+            query = select(Subscription.id).where(
+                Subscription.status == SubscriptionStatus.ACTIVE,
+                Subscription.auto_renew.is_(True),
+                Subscription.renews_at > now,
+                Subscription.renews_at <= now + timedelta(days=self.settings.renewal_reminder_days),
+            )
+            return list(session.scalars(query))
+
+    def _renewal(self, session: Session, sub_id: int, now: datetime) -> bool:
+        sub = session.get(Subscription, sub_id)
+        if not claim_once(session, f"renewal:{sub.source_id}:{sub.renews_at.date()}"):
+            return False
+        notice = Notice(sub.patient_id, f"remind:renewal:{sub.source_id}", "remind_renewal",
+                        "subscription", sub.source_id)  # fmt: skip
+        return self._notify(session, notice, now) is not None
+
+    # --- appointment reminders ---------------------------------------------------------------
+    def _appointments(self, now: datetime) -> list[int]:
+        with self.db.session() as session:
+            query = select(Appointment.id).where(
+                Appointment.status.in_(UPCOMING),
+                Appointment.starts_at > now,
+                Appointment.starts_at <= now + timedelta(hours=24),
+            )
+            return list(session.scalars(query))
+
+    def _appointment(self, session: Session, appt_id: int, now: datetime) -> bool:
+        appt = session.get(Appointment, appt_id)
+        window = "1h" if appt.starts_at - now <= timedelta(hours=1) else "24h"
+        if not claim_once(session, f"appt:{appt.source_id}:{appt.starts_at.isoformat()}:{window}"):
+            return False
+        if window == "1h":  # a 24 h reminder not sent yet is pointless now
+            claim_once(session, f"appt:{appt.source_id}:{appt.starts_at.isoformat()}:24h")
+        notice = Notice(
+            appt.patient_id, f"remind:appt:{appt.source_id}:{window}", "remind_appointment",
+            "appointment", appt.source_id, urgent=window == "1h", extra={"window": window},
+        )  # fmt: skip
+        message = self._notify(session, notice, now)
+        self._expect(session, message, "appointment_reply", appt.starts_at,
+                     appointment_id=appt.source_id)  # fmt: skip
+        return message is not None
+
+    # --- failed payment retry coming up ------------------------------------------------------
+    def _retries(self, now: datetime) -> list[int]:
+        with self.db.session() as session:
+            query = select(Payment.id).where(
+                Payment.status == PaymentStatus.FAILED,
+                Payment.next_retry_at > now,
+                Payment.next_retry_at <= now + timedelta(hours=24),
+            )
+            return list(session.scalars(query))
+
+    def _payment_retry(self, session: Session, payment_id: int, now: datetime) -> bool:
+        payment = session.get(Payment, payment_id)
+        if not claim_once(
+            session, f"retry:{payment.source_id}:{payment.next_retry_at.isoformat()}"
+        ):
+            return False
+        notice = Notice(payment.patient_id, f"remind:retry:{payment.source_id}",
+                        "remind_payment_retry", "payment", payment.source_id)  # fmt: skip
+        return self._notify(session, notice, now) is not None
+
+    # --- stuck detection ---------------------------------------------------------------------
+    def _stuck(self, now: datetime) -> list[tuple[str, int, float]]:
+        found = []
+        with self.db.session() as session:
+            for state, hours in self.settings.stuck_hours.items():
+                entity, _, status = state.partition(".")
+                model = ENTITY_MODELS.get(entity)
+                if model is None:
+                    continue
+                query = select(model.id).where(
+                    model.status == status, model.status_since < now - timedelta(hours=hours)
+                )
+                found += [(entity, item_id, hours) for item_id in session.scalars(query)]
+        return found
+
+    def _stuck_item(
+        self, session: Session, candidate: tuple[str, int, float], now: datetime
+    ) -> bool:
+        entity, item_id, hours = candidate
+        item = session.get(ENTITY_MODELS[entity], item_id)
+        key = f"stuck:{entity}:{item.source_id}:{item.status}:{item.status_since.isoformat()}"
+        if not claim_once(session, key):
+            return False
+        waited = (now - item.status_since).total_seconds() / 3600
+        summary = (
+            f"{entity} {item.source_id} has been {item.status.value} for {waited:.0f} h "
+            f"(expected at most {hours:.0f} h)"
+        )
+        handoffs.open_or_add(
+            session, reason=Reason.STUCK, now=now, patient_id=item.patient_id,
+            conversation_id=None, summary=summary, settings=self.settings,
+        )  # fmt: skip
+        from status import timeline
+
+        timeline.record(
+            session, item.patient_id, kind=timeline.EntryKind.STUCK, occurred_at=now,
+            summary=summary, entity_type=entity, entity_source_id=item.source_id,
+        )  # fmt: skip
+        # The patient hears it honestly, once per item, whatever else gets stuck later.
+        if entity in STUCK_LABELS and claim_once(session, f"stuck_told:{entity}:{item.source_id}"):
+            label, label_es = STUCK_LABELS[entity]
+            notice = Notice(
+                item.patient_id, f"stuck:{entity}:{item.source_id}", "notify_stuck", entity,
+                item.source_id, extra={"entity_label": label, "entity_label_es": label_es},
+            )  # fmt: skip
+            self._notify(session, notice, now)
+        return True

@@ -1,0 +1,103 @@
+"""The app under test wired to the fake providers, driven as Twilio and Telegram drive it."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from fastapi.testclient import TestClient
+from sqlalchemy import func, select
+from twilio.request_validator import RequestValidator
+
+from status import demo
+from status.db import utcnow
+
+TWILIO_NUMBER = "+15550109000"
+TELEGRAM_SECRET = "tg-secret-123"
+API_KEY = "test-api-key"
+
+
+class Clock:
+    """A clock the test moves by hand: nothing sleeps."""
+
+    def __init__(self, now: datetime | None = None) -> None:
+        self.now = now or utcnow()
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def advance(self, **delta: float) -> datetime:
+        self.now += timedelta(**delta)
+        return self.now
+
+
+def channel_overrides(fake_twilio, fake_telegram) -> dict:
+    return {
+        **fake_twilio.settings_overrides(),
+        **fake_telegram.settings_overrides(),
+        "twilio_from_number": TWILIO_NUMBER,
+        "telegram_webhook_secret": TELEGRAM_SECRET,
+        "twilio_messages_per_second": 0,
+        "sms_keyword_replies": "app",
+    }
+
+
+class App:
+    """The app under test, with the fakes behind it."""
+
+    def __init__(self, client: TestClient, settings, database):
+        self.client, self.settings, self.db = client, settings, database
+        self.runtime = client.app.state.runtime
+        self._sids = 0
+
+    # Twilio -----------------------------------------------------------------------------------
+    def sms(
+        self, text: str, sender: str = demo.DEMO_PATIENTS[0][3], sid: str | None = None, **extra
+    ):
+        self._sids += 1
+        params = {
+            "MessageSid": sid or f"SM{self._sids:032d}",
+            "AccountSid": self.settings.twilio_account_sid,
+            "From": sender,
+            "To": TWILIO_NUMBER,
+            "Body": text,
+            "NumMedia": "0",
+            **extra,
+        }
+        url = self.settings.public_base_url + "/webhooks/twilio/sms"
+        signature = RequestValidator(self.settings.twilio_auth_token).compute_signature(url, params)
+        return self.client.post(
+            "/webhooks/twilio/sms", data=params, headers={"X-Twilio-Signature": signature}
+        )
+
+    def status_callback(self, callback):
+        path = callback.url.removeprefix(self.settings.public_base_url)
+        return self.client.post(path, data=callback.params, headers=callback.headers)
+
+    # Telegram ---------------------------------------------------------------------------------
+    def telegram(self, update: dict, secret: str = TELEGRAM_SECRET):
+        return self.client.post(
+            "/webhooks/telegram", json=update, headers={"X-Telegram-Bot-Api-Secret-Token": secret}
+        )
+
+    # the outbox -------------------------------------------------------------------------------
+    def drain(self, later: timedelta = timedelta(0)):
+        """Send everything due now (or `later` from now)."""
+        dispatcher = self.runtime.dispatcher
+        clock = self.runtime.clock
+        dispatcher.clock = lambda: clock() + later
+        self.client.portal.call(dispatcher.drain)
+
+    def events(self, *events):
+        response = self.client.post(
+            "/events", json={"events": list(events)}, headers={"Authorization": f"Bearer {API_KEY}"}
+        )
+        assert response.status_code == 202, response.text
+        return response.json()
+
+    def count(self, model, *where) -> int:
+        with self.db.session() as session:
+            return session.scalar(select(func.count()).select_from(model).where(*where))
+
+    def rows(self, model, *where):
+        with self.db.session() as session:
+            return list(session.scalars(select(model).where(*where).order_by(model.id)))
