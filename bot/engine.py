@@ -27,8 +27,8 @@ from bot.understanding.emergency import emergency_rule
 from bot.understanding.extract import is_no, is_yes, parse_choice, parse_dob
 from bot.understanding.normalize import normalize
 from bot.understanding.redact import redact_card_numbers
+from status import metrics, snapshot, timeline
 from status import patients as patient_queries
-from status import snapshot, timeline
 from status.db import utcnow
 from status.patients import Patient
 from status.refills import Refill, RefillStatus
@@ -140,6 +140,7 @@ class Engine:
         lang = self._language(cls, patient, conv)
         conv.language = lang
         turn = Turn(inbound=msg, classification=cls)
+        metrics.INBOUND.labels(inbound.channel, cls.intent).inc()
         ctx = _TurnContext(self, session, conv, inbound, msg, cls, people, patient, lang, now, turn)
         ctx.run(text, had_card)
         log.info(

@@ -8,6 +8,7 @@ from enum import StrEnum
 from sqlalchemy import ForeignKey, Index, Integer, String, Text, select
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
+from status import metrics
 from status.db import Base, utcnow
 
 
@@ -190,6 +191,8 @@ def open_or_add(
             add_entry(
                 session, handoff, "trigger", f"{reason.value}: {summary}".strip(": "), now=now
             )
+            alert_staff(session, handoff, reason, settings, now)
+            metrics.HANDOFFS.labels(reason.value).inc()
             return handoff, True
     assert existing is not None
     if reason not in WORK_ITEMS:

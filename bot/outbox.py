@@ -7,6 +7,7 @@ from datetime import datetime
 from sqlalchemy.orm import Session
 
 from bot.messages import Direction, Kind, Message, OutStatus
+from status import metrics
 from status.db import utcnow
 
 
@@ -55,4 +56,5 @@ def enqueue(
     )
     session.add(message)
     session.flush()
+    metrics.REPLIES.labels(channel, str(kind)).inc()
     return message

@@ -2,17 +2,25 @@
 
 from __future__ import annotations
 
+import logging
 import os
+import time
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, PlainTextResponse
+from fastapi.responses import JSONResponse, PlainTextResponse, Response
+from starlette.middleware.sessions import SessionMiddleware
 
-from channels import api, simulator, telegram, twilio_sms
+from channels import api, handoff_api, simulator, telegram, twilio_sms
 from channels.runtime import Runtime
+from channels.staff import routes as staff_routes
+from channels.staff import security as staff_security
+from status import metrics
 from status.db import Database
 from status.settings import Settings, get_settings
+
+access = logging.getLogger("patient_status.http")
 
 
 def change_hooks(settings: Settings) -> list:
@@ -40,6 +48,10 @@ def create_app(
     run_workers: bool | None = None,
 ) -> FastAPI:
     settings = settings or get_settings()
+    if os.environ.get("PATIENT_STATUS_CONFIGURE_LOGGING") == "1":
+        from status.logs import configure
+
+        configure(settings.log_format, settings.log_level)
     db = db or Database(settings.database_url)
     runtime = runtime or Runtime(settings, db, echo=settings.demo_mode)
     if run_workers is None:
@@ -78,6 +90,29 @@ def create_app(
             {"detail": exc.detail}, status_code=exc.status_code, headers=exc.headers
         )
 
+    @app.middleware("http")
+    async def timing(request: Request, call_next):  # noqa: ANN001, ANN202
+        started = time.perf_counter()
+        response = await call_next(request)
+        elapsed = time.perf_counter() - started
+        route = request.scope.get("route")
+        template = getattr(route, "path", "unmatched")
+        if template.startswith(("/webhooks", "/events", "/api")):
+            metrics.WEBHOOK_SECONDS.labels(template).observe(elapsed)
+        if not template.startswith(("/healthz", "/metrics", "/simulator/api", "/staff/static")):
+            # the route template, never the path or query: they can carry ids and phones
+            access.info(
+                "request",
+                extra={"method": request.method, "route": template,
+                       "status": response.status_code, "ms": round(elapsed * 1000, 1)},
+            )  # fmt: skip
+        return response
+
+    @app.get("/metrics")
+    def metrics_endpoint() -> Response:
+        body, content_type = metrics.render(app.state.db)
+        return Response(body, media_type=content_type)
+
     @app.get("/healthz", response_class=PlainTextResponse)
     def healthz() -> str:
         with app.state.db.session() as session:
@@ -89,4 +124,7 @@ def create_app(
     app.include_router(telegram.router)
     app.include_router(simulator.router)
     # --- staff console and hand-off API (channels/staff, channels/handoff_api) ---
+    app.add_middleware(SessionMiddleware, **staff_security.session_options(settings))
+    app.include_router(staff_routes.router)
+    app.include_router(handoff_api.router)
     return app

@@ -15,6 +15,12 @@ def _settings() -> Settings:
     return get_settings()
 
 
+def _logging(settings: Settings, fmt: str | None = None) -> None:
+    from status.logs import configure
+
+    configure(fmt or settings.log_format, settings.log_level)
+
+
 def _database(settings: Settings, migrate: bool):  # noqa: ANN202
     from status.db import Database
     from status.migrate import upgrade
@@ -40,9 +46,11 @@ def serve(host: str, port: int, no_workers: bool, processes: int) -> None:
     import uvicorn
 
     settings = _settings()
+    _logging(settings)
     if settings.database_url.startswith("sqlite"):
         _database(settings, migrate=True).dispose()
     os.environ["PATIENT_STATUS_RUN_WORKERS"] = "0" if no_workers else "1"
+    os.environ["PATIENT_STATUS_CONFIGURE_LOGGING"] = "1"  # each uvicorn worker process too
     uvicorn.run(
         "channels.app:create_app",
         factory=True,
@@ -50,7 +58,8 @@ def serve(host: str, port: int, no_workers: bool, processes: int) -> None:
         port=port,
         workers=processes,
         proxy_headers=True,
-        log_level=settings.log_level.lower(),
+        log_config=None,
+        access_log=False,
     )
 
 
@@ -148,6 +157,7 @@ def worker() -> None:
     from channels.runtime import Runtime
 
     settings = _settings()
+    _logging(settings)
     database = _database(settings, migrate=settings.database_url.startswith("sqlite"))
     runtime = Runtime(settings, database)
 
@@ -179,6 +189,7 @@ def demo(host: str, port: int, no_serve: bool) -> None:
     os.environ.setdefault("PUBLIC_BASE_URL", f"http://{host}:{port}")
     get_settings.cache_clear()
     settings = _settings()
+    _logging(settings, "text")
     database = _database(settings, migrate=True)
     with database.session() as session:
         result = demo_data.seed(session)
@@ -208,7 +219,7 @@ def demo(host: str, port: int, no_serve: bool) -> None:
     from channels.app import create_app
 
     app = create_app(settings, database, run_workers=True)
-    uvicorn.run(app, host=host, port=port, log_level="warning")
+    uvicorn.run(app, host=host, port=port, log_config=None, access_log=False)
 
 
 @main.group(help="Staff logins for the console.")

@@ -24,6 +24,7 @@ from bot import conversations
 from bot.delivery import delivery_failed
 from bot.messages import Direction, Kind, Message, OutStatus
 from channels.senders.base import SendResult
+from status import metrics
 from status.db import Database, utcnow
 from status.settings import Settings
 
@@ -66,6 +67,12 @@ class Pacer:
         delay = start - time.monotonic()
         if delay > 0:
             await asyncio.sleep(delay)
+
+
+def _outcome(result: SendResult) -> str:
+    if result.ok:
+        return "logged" if result.status == "logged" else "sent"
+    return "retry" if result.retryable else "failed"
 
 
 FailureHook = Callable[[Session, Message, SendResult], None]
@@ -172,6 +179,9 @@ class Dispatcher:
             message.status_updated_at = now
             message.error_code = result.error_code
             message.error_message = result.error_message
+            metrics.SENDS.labels(claimed.channel, _outcome(result)).inc()
+            if not result.ok:
+                metrics.SEND_FAILURES.labels(claimed.channel, result.error_code or "unknown").inc()
             if result.ok:
                 message.status = OutStatus.LOGGED if result.status == "logged" else OutStatus.SENT
                 message.provider_id = result.provider_message_id

@@ -66,6 +66,10 @@ class Runtime:
 
     async def start(self, workers: bool = True) -> None:
         self._loop = asyncio.get_running_loop()
+        # Load the understanding catalogue now, not on the first patient's message.
+        from bot.understanding.classifier import catalogue
+
+        await asyncio.to_thread(catalogue)
         self._stop.clear()
         if workers:
             self._tasks.append(asyncio.create_task(self.dispatcher.run_forever(self._stop)))

@@ -15,7 +15,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from status import patients, timeline
+from status import metrics, patients, timeline
 from status.appointments import Appointment
 from status.db import Base, insert_ignore, utcnow
 from status.events import store
@@ -195,7 +195,13 @@ class EventApplier:
         self.result = ApplyResult()
 
     def apply(self, events: Iterable[_Envelope]) -> ApplyResult:
-        events = list(events)
+        result = self._apply(list(events))
+        for outcome, count in result.counts().items():
+            if count:
+                metrics.EVENTS.labels(outcome).inc(count)
+        return result
+
+    def _apply(self, events: list[_Envelope]) -> ApplyResult:
         seen = store.known_ids(self.session, [event.id for event in events])
         # Within one batch, apply in time order so every transition is kept, not marked stale.
         for event in sorted(events, key=lambda e: e.occurred_at):

@@ -1,0 +1,89 @@
+"""Prometheus metrics, defined once; every layer increments them, `GET /metrics` exposes them.
+
+With several processes (uvicorn workers, `worker`s) set PROMETHEUS_MULTIPROC_DIR to a shared
+empty directory so the counters add up across processes.
+"""
+
+from __future__ import annotations
+
+import os
+
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    REGISTRY,
+    CollectorRegistry,
+    Counter,
+    Histogram,
+    generate_latest,
+    multiprocess,
+)
+from prometheus_client.core import GaugeMetricFamily
+
+INBOUND = Counter("ps_inbound_messages_total", "Patient messages received", ["channel", "intent"])
+REPLIES = Counter("ps_replies_total", "Messages written to the outbox", ["channel", "kind"])
+HANDOFFS = Counter("ps_handoffs_total", "Hand-offs opened", ["reason"])
+SENDS = Counter("ps_sends_total", "Send attempts by outcome", ["channel", "outcome"])
+SEND_FAILURES = Counter(
+    "ps_send_failures_total", "Failed send attempts by provider code", ["channel", "code"]
+)
+EVENTS = Counter("ps_events_total", "Events received by outcome", ["outcome"])
+WEBHOOK_SECONDS = Histogram(
+    "ps_webhook_seconds",
+    "Time to answer a webhook or API call",
+    ["route"],
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+)
+
+
+class OutboxCollector:
+    """Outbox depth and the age of the oldest unsent message, read from the database at scrape
+    time, so every process reports the same truth."""
+
+    def __init__(self, db) -> None:  # noqa: ANN001
+        self.db = db
+
+    def collect(self):  # noqa: ANN201
+        from datetime import UTC, datetime
+
+        from sqlalchemy import func, select
+
+        from bot.messages import Direction, Message, OutStatus
+
+        depth = GaugeMetricFamily(
+            "ps_outbox_depth", "Messages waiting to be sent", labels=["channel"]
+        )
+        oldest = GaugeMetricFamily(
+            "ps_outbox_oldest_age_seconds", "Age of the oldest message due and not yet sent"
+        )
+        now = datetime.now(UTC)
+        with self.db.session() as session:
+            waiting = (
+                select(Message.channel, func.count(), func.min(Message.next_attempt_at))
+                .where(
+                    Message.direction == Direction.OUT,
+                    Message.status.in_([OutStatus.PENDING, OutStatus.SENDING]),
+                )
+                .group_by(Message.channel)
+            )
+            first_due = None
+            for channel, count, due in session.execute(waiting):
+                depth.add_metric([channel], count)
+                if due is not None and due.tzinfo is None:
+                    due = due.replace(tzinfo=UTC)
+                if due is not None and due <= now and (first_due is None or due < first_due):
+                    first_due = due
+        oldest.add_metric([], (now - first_due).total_seconds() if first_due else 0.0)
+        yield depth
+        yield oldest
+
+
+def render(db) -> tuple[bytes, str]:  # noqa: ANN001
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry)
+        counters = generate_latest(registry)
+    else:
+        counters = generate_latest(REGISTRY)
+    outbox = CollectorRegistry()
+    outbox.register(OutboxCollector(db))
+    return counters + generate_latest(outbox), CONTENT_TYPE_LATEST
