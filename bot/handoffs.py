@@ -164,6 +164,8 @@ def open_or_add(
 
     existing = find_open(session, patient_id, conversation_id)
     priority, queue = ROUTING[reason]
+    if sla_minutes is None and settings is not None:
+        sla_minutes = getattr(settings, "sla_minutes", None)
     if existing is None:
         sla = (sla_minutes or DEFAULT_SLA_MINUTES)[priority]
         handoff = Handoff(

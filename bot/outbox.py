@@ -58,3 +58,32 @@ def enqueue(
     session.flush()
     metrics.REPLIES.labels(channel, str(kind)).inc()
     return message
+
+
+class RetryRefused(ValueError):
+    pass
+
+
+def requeue(session: Session, message: Message, now: datetime | None = None) -> Message:
+    """Replay a failed outbound message: consent is checked again when it is sent."""
+    from bot import conversations
+    from bot.messages import Direction
+
+    now = now or utcnow()
+    if message.direction != Direction.OUT:
+        raise RetryRefused(f"message {message.id} is inbound")
+    if message.status not in (OutStatus.FAILED, OutStatus.UNDELIVERED):
+        raise RetryRefused(f"message {message.id} is {message.status}, not failed")
+    conv = conversations.find(session, message.channel, message.address)
+    if conv is not None and conv.bad_address:
+        raise RetryRefused(
+            f"the {message.channel} address is marked bad ({conv.bad_address_reason}); "
+            "correct it with a patient.updated event first"
+        )
+    message.status = OutStatus.PENDING
+    message.attempts = 0
+    message.error_code = message.error_message = None
+    message.next_attempt_at = now
+    message.claimed_by = message.claimed_until = None
+    message.status_updated_at = now
+    return message

@@ -60,6 +60,8 @@ def serve(host: str, port: int, no_workers: bool, processes: int) -> None:
         proxy_headers=True,
         log_config=None,
         access_log=False,
+        # a worker process imports the whole app before it answers: give a busy host time
+        timeout_worker_healthcheck=60,
     )
 
 
@@ -304,6 +306,54 @@ def telegram_link(patient_id: str) -> None:
             raise click.ClickException(f"no patient with patient_id {patient_id!r}")
         token = telegram_links.create_token(session, settings.secret_key, patient, utcnow())
     click.echo(telegram_links.deep_link(settings.telegram_bot_username, token))
+
+
+@main.group(help="Inspect and replay outbound messages.")
+def outbox() -> None:
+    pass
+
+
+@outbox.command("list", help="Outbound messages by status (ids, channel, codes; no bodies).")
+@click.option("--status", default="failed", show_default=True)
+@click.option("--limit", default=50, show_default=True)
+def outbox_list(status: str, limit: int) -> None:
+    from sqlalchemy import select
+
+    from bot.messages import Direction, Message
+
+    settings = _settings()
+    database = _database(settings, migrate=False)
+    with database.session() as session:
+        query = (
+            select(Message)
+            .where(Message.direction == Direction.OUT, Message.status == status)
+            .order_by(Message.id.desc())
+            .limit(limit)
+        )
+        for m in session.scalars(query):
+            click.echo(
+                f"{m.id}\t{m.channel}\t{m.kind}\t{m.status}\tcode={m.error_code or '-'}"
+                f"\tattempts={m.attempts}\t{m.created_at:%Y-%m-%d %H:%M}"
+            )
+
+
+@outbox.command("retry", help="Put a failed or undelivered message back in the queue.")
+@click.argument("message_id", type=int)
+def outbox_retry(message_id: int) -> None:
+    from bot.messages import Message
+    from bot.outbox import RetryRefused, requeue
+
+    settings = _settings()
+    database = _database(settings, migrate=False)
+    with database.session() as session:
+        message = session.get(Message, message_id)
+        if message is None:
+            raise click.ClickException(f"no outbound message {message_id}")
+        try:
+            requeue(session, message)
+        except RetryRefused as exc:
+            raise click.ClickException(str(exc)) from exc
+    click.echo(f"message {message_id} queued again")
 
 
 if __name__ == "__main__":

@@ -7,9 +7,11 @@ dispatcher and scheduler alone. Several of either can share one PostgreSQL datab
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Callable
 from datetime import datetime
+from pathlib import Path
 
 from bot.engine import Engine
 from bot.proactive.notifier import Notifier
@@ -73,9 +75,23 @@ class Runtime:
         self._stop.clear()
         if workers:
             self._tasks.append(asyncio.create_task(self.dispatcher.run_forever(self._stop)))
+            if self.settings.worker_heartbeat_file:
+                self._tasks.append(asyncio.create_task(self._heartbeat()))
             if self.scheduler is not None:
                 self._tasks.append(asyncio.create_task(self.scheduler.run_forever(self._stop)))
             log.info("workers started", extra={"worker_id": self.dispatcher.worker_id})
+
+    async def _heartbeat(self, every: float = 15.0) -> None:
+        """Touch a file while the loops are alive, for a container health check."""
+        path = Path(self.settings.worker_heartbeat_file)
+        while not self._stop.is_set():
+            alive = all(
+                not task.done() for task in self._tasks if task is not asyncio.current_task()
+            )
+            if alive:
+                path.touch()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stop.wait(), timeout=every)
 
     async def stop(self) -> None:
         self._stop.set()

@@ -72,9 +72,17 @@ class Settings(BaseSettings):
     clinic_hours: str = "Mon-Fri 08:00-18:00"
     payment_update_url: str = "https://pay.example/update"
 
+    worker_heartbeat_file: str | None = None
     demo_mode: bool = False
     log_format: str = "text"
     log_level: str = "INFO"
+
+    @field_validator("secret_key")
+    @classmethod
+    def _secret(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("SECRET_KEY must not be empty: set 32+ random characters")
+        return value
 
     @field_validator("verification")
     @classmethod
