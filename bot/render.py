@@ -17,6 +17,7 @@ from zoneinfo import ZoneInfo
 import jinja2
 
 import templates as templates_package
+from bot.sms_text import fit_sms
 
 TEMPLATES_DIR = Path(templates_package.__file__).parent
 LANGUAGES = ("en", "es")
@@ -107,7 +108,7 @@ class Renderer:
         except jinja2.TemplateNotFound:
             pass
         text = _tidy(self.env.get_template(f"messages/{lang}/{name}.j2").render(**context))
-        return html.escape(text, quote=False) if wire == "telegram" else text
+        return html.escape(text, quote=False) if wire == "telegram" else fit_sms(text)
 
 
 def _tidy(text: str) -> str:

@@ -16,8 +16,8 @@ from twilio.http.async_http_client import AsyncTwilioHttpClient
 from twilio.http.response import Response
 from twilio.rest import Client
 
+from bot.sms_text import sms_segments
 from channels.senders.base import INVALID_ADDRESS, OPTED_OUT, SendResult, mask_address
-from channels.senders.sms_encoding import sms_segments
 from status.settings import Settings
 
 logger = logging.getLogger(__name__)

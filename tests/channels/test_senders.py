@@ -7,8 +7,8 @@ import logging
 import pytest
 from aiogram.types import Update
 
+from bot.sms_text import sms_segments
 from channels.senders.base import BLOCKED, CHAT_NOT_FOUND, INVALID_ADDRESS, OPTED_OUT
-from channels.senders.sms_encoding import sms_segments
 from channels.senders.telegram import TelegramSender, build_bot, set_webhook
 from channels.senders.twilio_sms import LogSmsSender, TwilioSmsSender
 from status.settings import Settings

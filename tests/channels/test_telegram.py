@@ -144,3 +144,26 @@ def test_patient_names_in_html_are_escaped_for_telegram(app, fake_telegram):
     app.telegram(text_update(CHAT, f"/start {token}", update_id=95))
     app.drain()
     assert "Ma&lt;b&gt;ria" in sent_texts(fake_telegram)[0]
+
+
+def test_polling_mode_processes_updates_like_the_webhook(app, fake_telegram):
+    import asyncio
+
+    from channels.telegram import poll
+
+    fake_telegram.push_text(CHAT, "/start")
+
+    async def run_until_received() -> None:
+        stop = asyncio.Event()
+        task = asyncio.create_task(poll(app.runtime, stop, timeout=1))
+        for _ in range(100):
+            await asyncio.sleep(0.05)
+            if app.count(Receipt):
+                break
+        stop.set()
+        await asyncio.wait_for(task, timeout=5)
+
+    app.client.portal.call(run_until_received)
+    app.drain()
+    assert fake_telegram.calls_to("deleteWebhook")
+    assert "Share my phone number" in sent_texts(fake_telegram)[0]

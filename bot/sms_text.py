@@ -44,3 +44,21 @@ def sms_segments(body: str) -> tuple[str, int]:
             segments, used = segments + 1, 0
         used += size
     return encoding, segments
+
+
+# Letters Spanish uses that GSM-7 lacks, and the plain letters readers accept in a text message.
+# (é, ñ, ü, ¿ and ¡ are in GSM-7 and stay.)
+_FOLD = str.maketrans({"á": "a", "í": "i", "ó": "o", "ú": "u", "Á": "A", "Í": "I", "Ó": "O",
+                       "Ú": "U", "’": "'", "‘": "'", "“": '"', "”": '"', "…": "...", "–": "-",
+                       "—": "-"})  # fmt: skip
+
+
+def fit_sms(body: str) -> str:
+    """Keep a message in GSM-7 when only a few letters push it into UCS-2, which would cut
+    each segment from 160 characters to 70 and double or triple what the patient receives."""
+    if is_gsm7(body):
+        return body
+    folded = body.translate(_FOLD)
+    if is_gsm7(folded) and sms_segments(folded)[1] < sms_segments(body)[1]:
+        return folded
+    return body

@@ -1,0 +1,28 @@
+"""Fixtures for bot tests: the demo clinic and an engine; whole-app tests reuse the channel
+fixtures (the fakes behind the app)."""
+
+from __future__ import annotations
+
+import pytest
+
+from bot.engine import Engine
+from status import demo
+from tests.bot.test_conversation import NOW, Patient
+from tests.channels.conftest import app, channel_settings  # noqa: F401
+
+
+@pytest.fixture
+def clinic(database, settings):
+    with database.session() as session:
+        demo.seed(session, now=NOW)
+    return database
+
+
+@pytest.fixture
+def engine(settings):
+    return Engine(settings.model_copy(update={"sms_keyword_replies": "app"}))
+
+
+@pytest.fixture
+def phone(clinic, engine):
+    return lambda address, channel="sms": Patient(clinic, engine, address, channel)

@@ -1,0 +1,50 @@
+"""Message rendering rules: SMS short and GSM-7 where possible, no names of medicines on SMS."""
+
+from __future__ import annotations
+
+import pytest
+
+from bot.sms_text import fit_sms, sms_segments
+from tests.bot.test_conversation import Patient
+
+QUESTIONS = [
+    "where is my prescription", "track my package", "when is my refill", "what do i owe",
+    "update my card", "when is my appointment", "what do i need to do", "is nausea normal",
+    "cancel my subscription", "reschedule my appointment", "hi", "help", "thanks",
+]  # fmt: skip
+DEMO = [
+    ("+15550100001", "03/14/1985"), ("+15550100002", "11/02/1979"),
+    ("+15550100003", "07/23/1991"), ("+15550100004", "30/05/1968"),
+    ("+15550100005", "01/09/1995"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("phone", "dob"), DEMO)
+def test_every_answer_fits_in_two_sms_segments(clinic, engine, phone, dob):
+    from bot.handoffs import Handoff, resolve_and_return
+    from status.db import utcnow
+
+    patient = Patient(clinic, engine, phone)
+    for question in QUESTIONS:
+        body = patient.say(question)
+        if "date of birth" in body or "fecha de nacimiento" in body:
+            body = patient.say(dob)
+        with clinic.session() as session:  # staff hand back, so the bot keeps answering
+            for handoff in session.query(Handoff).filter(Handoff.status == "open"):
+                resolve_and_return(session, handoff, staff_id=None, note=None, now=utcnow())
+        encoding, segments = sms_segments(body)
+        assert segments <= 2, f"{question!r} -> {segments} {encoding} segments: {body}"
+        for medicine in ("Semaglutide", "Tretinoin", "Metformin", "Lisinopril"):
+            assert medicine not in body
+
+
+def test_spanish_folds_accents_only_when_it_saves_segments():
+    short = "¡Listo! Pedí su resurtido."
+    assert fit_sms(short) == short  # one UCS-2 segment either way: keep the accents
+    long = (
+        "Su próxima cita es una videollamada con la Dra. Ana Patel el miércoles a las 15:30. " * 2
+    )
+    folded = fit_sms(long)
+    assert sms_segments(folded) == ("GSM-7", 2)
+    assert "proxima" in folded  # ó is not in GSM-7
+    assert "miércoles" in folded  # é is: kept
