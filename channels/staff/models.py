@@ -67,3 +67,42 @@ def audit(
             detail=detail,
         )
     )
+
+
+def by_id(session: Session, staff_id: int) -> StaffUser | None:
+    return session.get(StaffUser, staff_id)
+
+
+def names(session: Session, ids: set[int | None]) -> dict[int, str]:
+    """Staff id -> display name, for the ids given (None and unknown ids are left out)."""
+    wanted = {i for i in ids if i is not None}
+    if not wanted:
+        return {}
+    query = select(StaffUser.id, StaffUser.name).where(StaffUser.id.in_(wanted))
+    return {row.id: row.name for row in session.execute(query)}
+
+
+def active_staff(session: Session) -> list[StaffUser]:
+    query = select(StaffUser).where(StaffUser.active.is_(True)).order_by(StaffUser.name)
+    return list(session.scalars(query))
+
+
+def recent_audit(
+    session: Session, *, limit: int = 200, staff_id: int | None = None
+) -> list[AuditEntry]:
+    """Newest first."""
+    query = select(AuditEntry)
+    if staff_id is not None:
+        query = query.where(AuditEntry.staff_id == staff_id)
+    return list(session.scalars(query.order_by(AuditEntry.id.desc()).limit(limit)))
+
+
+def patient_source_ids(session: Session, ids: set[int | None]) -> dict[int, str]:
+    """Patient id -> the clinic's own patient id, for linking audit rows to patient pages."""
+    from status.patients import Patient
+
+    wanted = {i for i in ids if i is not None}
+    if not wanted:
+        return {}
+    query = select(Patient.id, Patient.source_id).where(Patient.id.in_(wanted))
+    return {row.id: row.source_id for row in session.execute(query)}

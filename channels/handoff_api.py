@@ -1,0 +1,192 @@
+"""The hand-off API (Bearer API_KEY), for clinics that work hand-offs in their own CRM.
+
+`GET /api/handoffs[?status=open|resolved]`, `GET /api/handoffs/{id}`,
+`POST /api/handoffs/{id}/reply {"text"}`, `POST /api/handoffs/{id}/resolve {"note"?}`.
+Replies leave through the patient's channel (SMS or Telegram) via the outbox. Errors are JSON
+`{"detail": "..."}`: 401 bad key, 404 unknown hand-off, 409 already resolved, 422 bad body.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from fastapi import APIRouter, Depends, HTTPException, Request
+from fastapi.responses import JSONResponse
+from sqlalchemy import select
+from starlette.concurrency import run_in_threadpool
+
+from bot import handoffs
+from bot.handoffs import Handoff, HandoffClosed, HandoffStatus
+from channels.deps import require_api_key
+from channels.staff import handoff_view, models
+from status.db import utcnow
+from status.patients import Patient
+
+router = APIRouter(prefix="/api/handoffs", dependencies=[Depends(require_api_key)])
+ACTOR = "api"
+MAX_TEXT = 1600  # ten SMS segments
+MAX_NOTE = 2000
+STATUSES = tuple(s.value for s in HandoffStatus)
+
+
+class Unprocessable(HTTPException):
+    def __init__(self, message: str) -> None:
+        super().__init__(422, message)
+
+
+async def _json_object(request: Request, *, required: bool) -> dict[str, Any]:
+    raw = await request.body()
+    if not raw.strip():
+        if required:
+            raise Unprocessable('the body is empty; send JSON like {"text": "..."}')
+        return {}
+    try:
+        body = json.loads(raw)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise Unprocessable(f"the body is not valid JSON: {exc}") from exc
+    if not isinstance(body, dict):
+        raise Unprocessable(f"the body must be a JSON object, not {type(body).__name__}")
+    return body
+
+
+def _text_field(body: dict, name: str, *, required: bool, limit: int) -> str | None:
+    unknown = sorted(set(body) - {name})
+    if unknown:
+        raise Unprocessable(f"unknown field(s) {', '.join(map(repr, unknown))}; send only {name!r}")
+    value = body.get(name)
+    if value is None:
+        if required:
+            raise Unprocessable(f'"{name}" is required: send {{"{name}": "..."}}')
+        return None
+    if not isinstance(value, str):
+        raise Unprocessable(f'"{name}" must be a string, not {type(value).__name__}')
+    if required and not value.strip():
+        raise Unprocessable(f'"{name}" is empty; write what the patient should receive')
+    if len(value) > limit:
+        raise Unprocessable(f'"{name}" has {len(value)} characters; the limit is {limit}')
+    return value.strip() or None
+
+
+def _get(session, handoff_id: int) -> Handoff:  # noqa: ANN001
+    handoff = session.get(Handoff, handoff_id)
+    if handoff is None:
+        raise HTTPException(404, f"no hand-off with id {handoff_id}")
+    return handoff
+
+
+@router.get("")
+def list_handoffs(request: Request, status: str | None = None, limit: int = 200) -> dict:
+    """Newest first, with the context packet frozen at hand-off time."""
+    if status is not None and status not in STATUSES:
+        raise Unprocessable(f"status must be one of {', '.join(STATUSES)}, not {status!r}")
+    if not 1 <= limit <= 1000:
+        raise Unprocessable("limit must be between 1 and 1000")
+    with request.app.state.db.session() as session:
+        rows = handoffs.list_handoffs(session, status, limit=limit)
+        patient_ids = {h.patient_id for h in rows if h.patient_id}
+        source = (
+            dict(
+                session.execute(
+                    select(Patient.id, Patient.source_id).where(Patient.id.in_(patient_ids))
+                ).all()
+            )
+            if patient_ids
+            else {}
+        )
+        staff = models.names(session, {h.assignee_id for h in rows})
+        items = [
+            {**handoff_view.summary_dict(h, source.get(h.patient_id), staff), "context": h.context}
+            for h in rows
+        ]
+    return {"handoffs": items, "count": len(items)}
+
+
+@router.get("/{handoff_id}")
+def get_handoff(handoff_id: int, request: Request) -> dict:
+    """One hand-off: its entries, the transcript, the frozen packet and the live one."""
+    with request.app.state.db.session() as session:
+        detail = handoff_view.load(session, handoff_id, utcnow())
+        if detail is None:
+            raise HTTPException(404, f"no hand-off with id {handoff_id}")
+        models.audit(
+            session,
+            "viewed",
+            actor=ACTOR,
+            patient_id=detail.handoff.patient_id,
+            handoff_id=handoff_id,
+            detail="api",
+        )
+        return handoff_view.detail_dict(detail)
+
+
+@router.post("/{handoff_id}/reply", status_code=202)
+async def reply(handoff_id: int, request: Request) -> JSONResponse:
+    """Queue a staff reply to the patient, through the channel the conversation is on."""
+    body = await _json_object(request, required=True)
+    text = _text_field(body, "text", required=True, limit=MAX_TEXT)
+
+    def write() -> dict:
+        with request.app.state.db.session() as session:
+            handoff = _get(session, handoff_id)
+            if handoff.status != HandoffStatus.OPEN:
+                raise HTTPException(
+                    409,
+                    f"hand-off {handoff_id} is resolved and the bot has the conversation again; "
+                    "nothing was sent",
+                )
+            try:
+                message = handoffs.staff_reply(
+                    session, handoff, staff_id=None, text=text, now=utcnow()
+                )
+            except ValueError as exc:  # e.g. an unknown sender with no channel to reply on
+                raise Unprocessable(f"cannot reply to hand-off {handoff_id}: {exc}") from exc
+            models.audit(
+                session,
+                "replied",
+                actor=ACTOR,
+                patient_id=handoff.patient_id,
+                handoff_id=handoff_id,
+                detail=f"message {message.id}: {text[:500]}",
+            )
+            return {
+                "handoff_id": handoff_id,
+                "message_id": message.id,
+                "channel": message.channel,
+                "status": message.status,
+            }
+
+    result = await run_in_threadpool(write)
+    request.app.state.runtime.notify()
+    return JSONResponse(result, status_code=202)
+
+
+@router.post("/{handoff_id}/resolve")
+async def resolve(handoff_id: int, request: Request) -> dict:
+    """Close the hand-off and give the conversation back to the bot."""
+    body = await _json_object(request, required=False)
+    note = _text_field(body, "note", required=False, limit=MAX_NOTE)
+
+    def write() -> dict:
+        with request.app.state.db.session() as session:
+            handoff = _get(session, handoff_id)
+            try:
+                handoffs.resolve_and_return(
+                    session, handoff, staff_id=None, note=note, now=utcnow()
+                )
+            except HandoffClosed as exc:
+                raise HTTPException(
+                    409, f"hand-off {handoff_id} is already resolved; nothing changed"
+                ) from exc
+            models.audit(
+                session,
+                "resolved",
+                actor=ACTOR,
+                patient_id=handoff.patient_id,
+                handoff_id=handoff_id,
+                detail=note or "",
+            )
+            patient = session.get(Patient, handoff.patient_id) if handoff.patient_id else None
+            return handoff_view.summary_dict(handoff, patient.source_id if patient else None)
+
+    return await run_in_threadpool(write)

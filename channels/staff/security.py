@@ -1,0 +1,165 @@
+"""Staff sessions and CSRF.
+
+The session is Starlette's signed cookie (itsdangerous, keyed by `SECRET_KEY`): httponly,
+SameSite=Lax, scoped to `/staff`, Secure when `PUBLIC_BASE_URL` is https, expiring after a shift.
+It holds the staff id, a CSRF token and one-shot flash messages; nothing about patients.
+
+Every POST form carries the session's CSRF token in a hidden `csrf_token` field; a POST without
+it, or with another one, is refused with 403 before anything is read or written.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from dataclasses import dataclass
+
+from fastapi import Request
+
+from channels.staff.models import Role, StaffUser, by_id
+from status.settings import Settings
+
+log = logging.getLogger("patient_status.staff")
+
+COOKIE = "ps_staff"
+COOKIE_PATH = "/staff"
+MAX_AGE_SECONDS = 12 * 60 * 60  # one shift
+CSRF_FIELD = "csrf_token"
+DEFAULT_SECRET = "dev-insecure-secret-change-me"
+
+
+def session_options(settings: Settings) -> dict:
+    """Keyword arguments for Starlette's SessionMiddleware."""
+    if settings.secret_key == DEFAULT_SECRET and not settings.demo_mode:
+        log.warning("SECRET_KEY is the built-in default: set it before staff log in for real")
+    return {
+        "secret_key": settings.secret_key,
+        "session_cookie": COOKIE,
+        "max_age": MAX_AGE_SECONDS,
+        "path": COOKIE_PATH,
+        "same_site": "lax",
+        "https_only": (settings.public_base_url or "").startswith("https://"),
+    }
+
+
+# --- refusals: turned into pages by the staff router's route class ------------------------------
+
+
+class LoginRequired(Exception):
+    def __init__(self, next_url: str) -> None:
+        super().__init__("log in to use the staff console")
+        self.next_url = next_url
+
+
+class Forbidden(Exception):
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class CsrfRefused(Forbidden):
+    def __init__(self, missing: bool) -> None:
+        what = "is missing" if missing else "does not match this session"
+        super().__init__(
+            f"This form's security token {what}, so nothing was done. "
+            "Go back, reload the page and try again. (CSRF protection)"
+        )
+        self.missing = missing
+
+
+# --- the session ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Staff:
+    """The logged-in staff member, as the pages need them (detached from any DB session)."""
+
+    id: int
+    name: str
+    email: str
+    role: str
+
+    @property
+    def is_admin(self) -> bool:
+        return self.role == Role.ADMIN
+
+    @property
+    def actor(self) -> str:
+        return f"staff:{self.id}"
+
+
+def csrf_token(request: Request) -> str:
+    """The session's CSRF token, created on first use (the login form needs one too)."""
+    token = request.session.get("csrf")
+    if not token:
+        token = secrets.token_urlsafe(32)
+        request.session["csrf"] = token
+    return token
+
+
+def check_csrf(request: Request, submitted: object) -> None:
+    expected = request.session.get("csrf")
+    if not isinstance(submitted, str) or not submitted:
+        raise CsrfRefused(missing=True)
+    if not expected or not secrets.compare_digest(submitted.encode(), expected.encode()):
+        raise CsrfRefused(missing=False)
+
+
+async def csrf_protected(request: Request) -> None:
+    """Dependency for every POST form."""
+    form = await request.form()
+    check_csrf(request, form.get(CSRF_FIELD))
+
+
+def log_in(request: Request, user: StaffUser) -> None:
+    """A fresh session for this person: nothing carried over, a new CSRF token."""
+    request.session.clear()
+    request.session["staff_id"] = user.id
+    request.session["csrf"] = secrets.token_urlsafe(32)
+
+
+def log_out(request: Request) -> None:
+    request.session.clear()
+
+
+def flash(request: Request, text: str, level: str = "info") -> None:
+    request.session["flash"] = [*request.session.get("flash", []), [level, text]]
+
+
+def take_flashes(request: Request) -> list[tuple[str, str]]:
+    return [tuple(f) for f in request.session.pop("flash", [])]
+
+
+def current_staff(request: Request) -> Staff:
+    """Dependency: the logged-in, still active staff member, or a trip to the login page."""
+    staff_id = request.session.get("staff_id")
+    user = None
+    if isinstance(staff_id, int):
+        with request.app.state.db.session() as session:
+            user = by_id(session, staff_id)
+            user = (
+                Staff(user.id, user.name, user.email, user.role)
+                if user is not None and user.active
+                else None
+            )
+    if user is None:
+        if staff_id is not None:  # deactivated or deleted since: end the session
+            log_out(request)
+        target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+        raise LoginRequired(target)
+    return user
+
+
+def require_admin(request: Request) -> Staff:
+    staff = current_staff(request)
+    if not staff.is_admin:
+        raise Forbidden("Only an admin can see this page.")
+    return staff
+
+
+def safe_next(target: str | None) -> str:
+    """Where to go after logging in: only a path inside the console, never another site."""
+    inside = bool(target) and target.startswith("/staff") and not target.startswith("//")
+    if inside and "\\" not in target and "://" not in target:
+        return target
+    return "/staff"
