@@ -7,9 +7,10 @@ from datetime import datetime
 
 from sqlalchemy.orm import Session
 
-from bot import conversations, handoffs
+from bot import context, conversations, handoffs
 from bot.handoffs import Reason
 from bot.messages import Kind, Message
+from status.patients import Patient
 
 OPTED_OUT = "opted_out"
 INVALID_ADDRESS = "invalid_address"
@@ -23,6 +24,7 @@ def delivery_failed(
     reason: str | None,
     code: str | None,
     now: datetime,
+    settings=None,  # noqa: ANN001 - for the SLA and staff alerts
 ) -> None:
     conv = conversations.get_or_create(session, message.channel, message.address)
     if reason == OPTED_OUT:  # the carrier says the person texted STOP: honour it everywhere
@@ -35,6 +37,7 @@ def delivery_failed(
     if message.kind == Kind.STAFF_ALERT or reason in (BLOCKED, CHAT_NOT_FOUND):
         return  # a blocked Telegram chat falls back to SMS where it can (proactive rules)
     what = "not a valid mobile number" if reason == INVALID_ADDRESS else "a permanent error"
+    patient = session.get(Patient, message.patient_id) if message.patient_id else None
     handoffs.open_or_add(
         session,
         reason=Reason.DELIVERY_FAILED,
@@ -42,4 +45,6 @@ def delivery_failed(
         patient_id=message.patient_id,
         conversation_id=conv.id,
         summary=f"{message.channel.upper()} to this patient failed: {what} (code {code})",
+        context=context.build(session, patient, conv, now),
+        settings=settings,
     )

@@ -486,9 +486,13 @@ class _TurnContext:
         if self.conv.locked_at is not None and any(i in answers.FACT_INTENTS for i in intents):
             self.reply.add(self._render("verify_locked"), "verify_locked")
             return
+        wants_person = [i for i in intents if i in ("human", "clinical_question", "emergency")]
         if any(i in answers.FACT_INTENTS for i in intents) and not self._verified():
-            self._ask_verification([i for i in intents if i not in ("greeting", "thanks")])
-            return
+            if wants_person:  # a person was asked for: staff verify and answer the rest
+                intents = [i for i in intents if i not in answers.FACT_INTENTS]
+            else:
+                self._ask_verification([i for i in intents if i not in ("greeting", "thanks")])
+                return
         if intents == ["unknown"]:
             self.conv.unknown_streak += 1
             if self.conv.unknown_streak >= 2:

@@ -278,10 +278,12 @@ def entries(session: Session, handoff_id: int) -> list[HandoffEntry]:
 
 
 def list_handoffs(session: Session, status: str | None = None, limit: int = 200) -> list[Handoff]:
+    """Open ones oldest first (the most overdue lead); resolved ones newest first."""
     query = select(Handoff)
     if status:
         query = query.where(Handoff.status == status)
-    return list(session.scalars(query.order_by(Handoff.created_at.desc()).limit(limit)))
+    order = Handoff.created_at if status == HandoffStatus.OPEN else Handoff.created_at.desc()
+    return list(session.scalars(query.order_by(order).limit(limit)))
 
 
 DEFAULT_SLA_MINUTES = {Priority.URGENT: 5, Priority.HIGH: 30, Priority.NORMAL: 240}
@@ -312,7 +314,7 @@ def conversation_of(session: Session, handoff: Handoff):  # noqa: ANN201
 
 class HandoffClosed(ValueError):
     def __init__(self, handoff_id: int) -> None:
-        super().__init__(f"hand-off {handoff_id} is resolved; reopen it by writing to the patient")
+        super().__init__(f"hand-off {handoff_id} is resolved: the bot has the conversation again")
         self.handoff_id = handoff_id
 
 
@@ -325,6 +327,8 @@ def staff_reply(
     from bot import outbox
     from bot.messages import Kind
 
+    if handoff.status != HandoffStatus.OPEN:
+        raise HandoffClosed(handoff.id)
     text = text.strip()
     if not text:
         raise ValueError("the reply is empty")
@@ -342,7 +346,8 @@ def staff_reply(
         patient_id=handoff.patient_id,
         handoff_id=handoff.id,
         staff_id=staff_id,
-        urgent=True,  # a person answering a person: not held for quiet hours or caps
+        # Not urgent: it must not overtake the bot's own message that said a person is coming.
+        # (Quiet hours and caps only ever apply to proactive messages.)
         now=now,
     )
     if handoff.first_response_at is None:

@@ -55,7 +55,8 @@ def create_app(
     db = db or Database(settings.database_url)
     runtime = runtime or Runtime(settings, db, echo=settings.demo_mode)
     if run_workers is None:
-        run_workers = os.environ.get("PATIENT_STATUS_RUN_WORKERS", "1") != "0"
+        # `serve` says so explicitly; an app built in code (tests, scripts) runs none by default
+        run_workers = os.environ.get("PATIENT_STATUS_RUN_WORKERS", "0") == "1"
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):  # noqa: ANN202

@@ -199,7 +199,9 @@ class Dispatcher:
             return message.status
 
     def _permanent(self, session: Session, message: Message, result: SendResult, now) -> None:  # noqa: ANN001
-        delivery_failed(session, message, result.permanent_reason, result.error_code, now)
+        delivery_failed(
+            session, message, result.permanent_reason, result.error_code, now, self.settings
+        )
         for hook in self.failure_hooks:
             hook(session, message, result)
 

@@ -102,24 +102,28 @@ async def delivery_status(request: Request, form: dict = Depends(verified_form))
     status = (form.get("MessageStatus") or form.get("SmsStatus") or "").lower()
     if not sid or status not in KNOWN_STATUSES:
         raise HTTPException(400, "MessageSid and a known MessageStatus are required")
-    await asyncio.to_thread(
-        _record_status, request.app.state.db, sid, status, form.get("ErrorCode")
-    )
+    await asyncio.to_thread(_record_status, request.app.state, sid, status, form.get("ErrorCode"))
     return Response(status_code=204)
 
 
-def _record_status(db, sid: str, status: str, error_code: str | None) -> None:  # noqa: ANN001
-    with db.session() as session:
+def _record_status(state, sid: str, status: str, error_code: str | None) -> None:  # noqa: ANN001
+    with state.db.session() as session:
         if not receipts.record(session, "twilio_status", f"{sid}:{status}"):
             return
         message = message_queries.by_provider_id(session, sid)
         if message is None:
             log.warning("status for unknown message", extra={"provider_id": sid})
             return
-        apply_status(session, message, status, error_code)
+        apply_status(session, message, status, error_code, state.settings)
 
 
-def apply_status(session: Session, message: Message, status: str, error_code: str | None) -> None:
+def apply_status(
+    session: Session,
+    message: Message,
+    status: str,
+    error_code: str | None,
+    settings=None,  # noqa: ANN001
+) -> None:
     now = utcnow()
     if message.status in FINAL:  # a late or repeated callback never moves a final state
         return
@@ -144,4 +148,4 @@ def apply_status(session: Session, message: Message, status: str, error_code: st
         reason = INVALID_ADDRESS
     else:
         reason = None
-    delivery_failed(session, message, reason, error_code, now)
+    delivery_failed(session, message, reason, error_code, now, settings)

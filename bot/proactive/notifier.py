@@ -8,7 +8,7 @@ from datetime import datetime, timedelta
 
 from sqlalchemy.orm import Session
 
-from bot import handoffs
+from bot import context, handoffs
 from bot.handoffs import Reason
 from bot.messages import Kind, Message
 from bot.proactive import rules
@@ -57,11 +57,12 @@ class Notifier:
                     self.policy.cancel_pending(session, change.patient_id, key, now)
                 continue
             if notice.staff_first:
+                patient = session.get(Patient, change.patient_id)
                 handoffs.open_or_add(
                     session, reason=Reason.PRESCRIPTION_DENIED, now=now,
                     patient_id=change.patient_id, conversation_id=None,
                     summary=f"prescription {change.source_id} denied: call the patient",
-                    settings=self.settings,
+                    settings=self.settings, context=context.build(session, patient, None, now),
                 )  # fmt: skip
             self.policy.notify(session, notice, now)
 

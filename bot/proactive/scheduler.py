@@ -17,7 +17,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from bot import handoffs
+from bot import context, handoffs
 from bot.conversations import Conversation
 from bot.handoffs import Reason
 from bot.jobs import claim_once
@@ -227,9 +227,11 @@ class Scheduler:
             f"{entity} {item.source_id} has been {item.status.value} for {waited:.0f} h "
             f"(expected at most {hours:.0f} h)"
         )
+        patient = session.get(Patient, item.patient_id)
         handoffs.open_or_add(
             session, reason=Reason.STUCK, now=now, patient_id=item.patient_id,
             conversation_id=None, summary=summary, settings=self.settings,
+            context=context.build(session, patient, None, now),
         )  # fmt: skip
         from status import timeline
 

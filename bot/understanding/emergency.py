@@ -1,9 +1,14 @@
 """Emergency pattern rules (English and Spanish), checked before any other understanding.
 
-The rules are data (`catalogue/emergency.yaml`): regular expressions over normalised text and
-"near" rules (a body part and a symptom within a few words, in either order). They favour
+The rules are data (`catalogue/emergency.yaml`): regular expressions over normalised text,
+"near" rules (a body part and a symptom within a few words, in either order) and "all" rules
+(every listed expression somewhere in the message: "hit my head" ... "throwing up"). They favour
 recall: a patient who writes "chest hurts and left arm numb" or "me duele el pecho" must get
 emergency instructions even if nothing else about the message is understood.
+
+Each expression is run only when the text holds one of the words it starts with (read by
+`triggers.pattern_triggers`, conservatively: an expression that does not start with plain words
+is always run), which keeps the few hundred expressions cheap.
 """
 
 from __future__ import annotations
@@ -15,13 +20,21 @@ from functools import lru_cache
 import yaml
 
 from bot.understanding.normalize import CATALOGUE_DIR
+from bot.understanding.triggers import Present, Triggers, pattern_triggers
+
+
+@dataclass(frozen=True)
+class Expression:
+    pattern: re.Pattern[str]
+    needs: tuple[Triggers | None, ...]  # each must be present for the pattern to match
 
 
 @dataclass(frozen=True)
 class EmergencyRule:
     name: str
-    pattern: re.Pattern[str]
+    alternatives: tuple[Expression, ...]  # the rule matches when any of these does...
     negatable: bool
+    also: tuple[Expression, ...] = ()  # ...and, for "all" rules, each of these too, anywhere
 
 
 def _near(a: str, b: str, within: int) -> str:
@@ -32,37 +45,110 @@ def _near(a: str, b: str, within: int) -> str:
 _TERM = re.compile(r"\{([a-z_]+)\}")
 
 
+def _expression(source: str) -> Expression:
+    return Expression(re.compile(source), (pattern_triggers(source),))
+
+
 def _compile(data: dict) -> tuple[list[EmergencyRule], re.Pattern[str]]:
-    terms = {name: f"(?:{alts})" for name, alts in data["terms"].items()}
+    alternations = data["terms"]
+    terms = {name: f"(?:{alts})" for name, alts in alternations.items()}
 
     def expand(pattern: str) -> str:
         return _TERM.sub(lambda m: terms.get(m.group(1), m.group(0)), pattern)
 
     rules = []
     for rule in data["rules"]:
+        also: tuple[Expression, ...] = ()
         if "near" in rule:
-            a, b = (terms[t] for t in rule["near"])
-            source = _near(a, b, rule.get("within", 4))
+            a, b = rule["near"]
+            source = _near(terms[a], terms[b], rule.get("within", 4))
+            needs = tuple(pattern_triggers(f"({alternations[t]})") for t in (a, b))
+            alternatives: tuple[Expression, ...] = (Expression(re.compile(source), needs),)
+        elif "all" in rule:
+            first, *rest = (expand(p) for p in rule["all"])
+            alternatives, also = (_expression(first),), tuple(_expression(p) for p in rest)
         else:
-            source = "|".join(f"(?:{expand(p)})" for p in rule["any"])
-        rules.append(EmergencyRule(rule["name"], re.compile(source), rule.get("negatable", False)))
+            alternatives = tuple(_expression(expand(p)) for p in rule["any"])
+        negatable = rule.get("negatable", False)
+        rules.append(EmergencyRule(rule["name"], alternatives, negatable, also))
     return rules, re.compile(data["negation"])
 
 
+@dataclass(frozen=True)
+class RuleSet:
+    """The rules, and an index from trigger words and stems to the expressions that need them."""
+
+    rules: list[EmergencyRule]
+    negation: re.Pattern[str]
+    flat: list[tuple[int, Expression]]  # (rule position, expression), in rule order
+    always: frozenset[int]  # positions in `flat` with no trigger: always run
+    by_word: dict[str, frozenset[int]]
+    by_stem: dict[str, frozenset[int]]
+
+    @classmethod
+    def build(cls, rules: list[EmergencyRule], negation: re.Pattern[str]) -> RuleSet:
+        flat = [(i, e) for i, rule in enumerate(rules) for e in rule.alternatives]
+        always: set[int] = set()
+        by_word: dict[str, set[int]] = {}
+        by_stem: dict[str, set[int]] = {}
+        for k, (_, expression) in enumerate(flat):
+            needs = [t for t in expression.needs if t is not None]
+            if not needs:
+                always.add(k)
+                continue
+            words, stems = needs[0]  # the others are checked when the expression is a candidate
+            for w in words:
+                by_word.setdefault(w, set()).add(k)
+            for st in stems:
+                by_stem.setdefault(st, set()).add(k)
+        return cls(
+            rules,
+            negation,
+            flat,
+            frozenset(always),
+            {w: frozenset(ks) for w, ks in by_word.items()},
+            {st: frozenset(ks) for st, ks in by_stem.items()},
+        )
+
+    def candidates(self, present: Present) -> list[int]:
+        found = set(self.always)
+        for w in present.words:
+            found.update(self.by_word.get(w, ()))
+        for prefix in present.prefixes:
+            found.update(self.by_stem.get(prefix, ()))
+        return sorted(found)
+
+
 @lru_cache(maxsize=1)
-def _rules() -> tuple[list[EmergencyRule], re.Pattern[str]]:
+def _rule_set() -> RuleSet:
     with open(CATALOGUE_DIR / "emergency.yaml", encoding="utf-8") as f:
-        return _compile(yaml.safe_load(f))
+        return RuleSet.build(*_compile(yaml.safe_load(f)))
+
+
+def _rules() -> tuple[list[EmergencyRule], re.Pattern[str]]:
+    rule_set = _rule_set()
+    return rule_set.rules, rule_set.negation
+
+
+def _found(expression: Expression, present: Present, text: str) -> bool:
+    return all(present.has(t) for t in expression.needs) and bool(expression.pattern.search(text))
 
 
 def emergency_rule(normalized: str) -> str | None:
     """The name of the first emergency rule the normalised text matches, else None."""
-    rules, negation = _rules()
-    for rule in rules:
-        for match in rule.pattern.finditer(normalized):
-            if rule.negatable and negation.search(normalized, 0, match.start()):
+    rule_set = _rule_set()
+    present = Present(normalized.split())
+    for k in rule_set.candidates(present):
+        position, expression = rule_set.flat[k]
+        rule = rule_set.rules[position]
+        if not all(present.has(t) for t in expression.needs):
+            continue
+        for match in expression.pattern.finditer(normalized):
+            if rule.negatable and rule_set.negation.search(normalized, 0, match.start()):
                 continue
-            return rule.name
+            if all(_found(e, present, normalized) for e in rule.also):
+                return rule.name
+            break
     return None
 
 

@@ -27,6 +27,8 @@ _NON_WORD = re.compile(r"[^a-z0-9]+")
 # Clause boundaries: sentence punctuation, commas and dots that are not inside a number.
 _BOUNDARY = re.compile(r"[!?;\n\r()]+|(?<!\d)[.,:]+|[.,:]+(?!\d)")
 _SYMBOL_AND = re.compile(r"\s*[&+]\s*")
+# Endings of inflected words, English and Spanish (see `Speller.guarded`).
+_INFLECTED = re.compile(r"(ing|ed|es|s|ly|ar|er|ir|ado|ada|ido|ida|ando|iendo|aba|ia)$")
 
 
 def strip_accents(text: str) -> str:
@@ -103,9 +105,12 @@ class Speller:
     with its second letter, for a swapped pair).
     """
 
-    def __init__(self, known: set[str], targets: Counter[str]) -> None:
+    def __init__(self, known: set[str], targets: Counter[str], guarded: Iterable[str] = ()) -> None:
         self.known = known | set(targets)
         self.targets = targets
+        # Words an emergency rule reads: an inflected everyday word ("drooping", "lunes",
+        # "works") is not corrected into one of them ("drowning", "lungs", "words").
+        self.guarded = frozenset(guarded)
         self.by_letter: dict[str, list[str]] = {}
         for word in targets:
             if len(word) >= 4 and word.isalpha():
@@ -119,9 +124,21 @@ class Speller:
         pool = self.by_letter.get(word[0], []) + self.by_letter.get(word[1], [])
         pool = [w for w in pool if abs(len(w) - len(word)) <= max_edits]
         found = extract(word, pool, scorer=OSA.distance, score_cutoff=max_edits, limit=8)
+        # A keyword that is the word with a prefix added is another word, not a fix
+        # ("authorized" is not a misspelt "unauthorized"); a dropped last letter is a typo.
+        found = [f for f in found if not (f[0].endswith(word) and len(f[0]) - len(word) >= 2)]
+        if _INFLECTED.search(word):  # a plural may still become its singular
+            found = [
+                f for f in found if f[0] not in self.guarded or word in (f[0] + "s", f[0] + "es")
+            ]
         if not found:
             return word
-        best = min(found, key=lambda f: (f[1], f[0][0] != word[0], -self.targets[f[0]]))
+        # Ties: same first letter, then same last letter (endings carry the grammar: "efects"
+        # is "effects", not "efecto"), then the more common keyword.
+        best = min(
+            found,
+            key=lambda f: (f[1], f[0][0] != word[0], f[0][-1] != word[-1], -self.targets[f[0]]),
+        )
         return best[0]
 
     def correct(self, words: Iterable[str]) -> list[str]:

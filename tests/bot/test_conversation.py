@@ -219,3 +219,10 @@ def test_telegram_may_name_the_medication(clinic, engine, session):
     chat = Patient(clinic, engine, "777", channel="telegram")
     chat.say("where is my prescription")
     assert "Semaglutide 0.5 mg" in chat.say("03/14/1985")
+
+
+def test_asking_for_a_person_about_facts_hands_off_without_a_dob_prompt(phone, clinic):
+    reply = phone(EMILY).say("I want to talk to a person about my prescription")
+    assert "member of our team" in reply
+    assert "date of birth" not in reply
+    assert rows(clinic, Handoff)[0].reason == "human"
