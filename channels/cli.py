@@ -181,16 +181,17 @@ def worker() -> None:
 @click.option("--port", default=8000, show_default=True, type=int)
 @click.option("--no-serve", is_flag=True, help="Seed and print the logins, then exit.")
 def demo(host: str, port: int, no_serve: bool) -> None:
-    import os
-
     from channels.staff.auth import add_staff
     from status import demo as demo_data
 
-    os.environ.setdefault("DEMO_MODE", "true")
-    os.environ.setdefault("API_KEY", "demo-api-key")
-    os.environ.setdefault("PUBLIC_BASE_URL", f"http://{host}:{port}")
-    get_settings.cache_clear()
-    settings = _settings()
+    configured = _settings()
+    settings = configured.model_copy(
+        update={
+            "demo_mode": True,
+            "api_key": configured.api_key or "demo-api-key",
+            "public_base_url": configured.public_base_url or f"http://{host}:{port}",
+        }
+    )
     _logging(settings, "text")
     database = _database(settings, migrate=True)
     with database.session() as session:
