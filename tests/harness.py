@@ -8,6 +8,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 from twilio.request_validator import RequestValidator
 
+from bot.inbound import Inbound
 from status import demo
 from status.db import utcnow
 
@@ -101,3 +102,24 @@ class App:
     def rows(self, model, *where):
         with self.db.session() as session:
             return list(session.scalars(select(model).where(*where).order_by(model.id)))
+
+
+# A weekday inside clinic hours (Mon-Fri 08:00-18:00 New York).
+NOW = datetime.fromisoformat("2026-11-18T15:00:00+00:00")
+
+
+class Patient:
+    """A phone in a test: say something, get the bot's reply text."""
+
+    def __init__(self, database, engine, address, channel="sms"):
+        self.database, self.engine, self.address, self.channel = database, engine, address, channel
+        self.clock = NOW
+
+    def say(self, text: str, **extra) -> str:
+        self.clock += timedelta(seconds=30)
+        with self.database.session() as session:
+            turn = self.engine.handle(
+                session,
+                Inbound(self.channel, self.address, text, received_at=self.clock, **extra),
+            )
+            return "\n".join(reply.body for reply in turn.replies)

@@ -7,8 +7,8 @@ import pytest
 
 from bot.engine import Engine
 from status import demo
-from tests.bot.test_conversation import NOW, Patient
 from tests.channels.conftest import app, channel_settings  # noqa: F401
+from tests.harness import NOW, Patient
 
 
 @pytest.fixture

@@ -2,43 +2,21 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
-
 import pytest
 from sqlalchemy import select
 
 from bot.conversations import Conversation
 from bot.engine import Engine
 from bot.handoffs import Handoff
-from bot.inbound import Inbound
 from bot.messages import Direction, Message
-from status.db import utcnow
 from status.refills import Refill
 from status.timeline import TimelineEntry
 from tests.conftest import on_both_databases
+from tests.harness import Patient
 
 MARIA, JAMES, AISHA, LUIS, EMILY, FAMILY = (
     "+15550100001", "+15550100002", "+15550100003", "+15550100004", "+15550100005", "+15550100006",
 )  # fmt: skip
-# A weekday inside clinic hours (Mon-Fri 08:00-18:00 New York).
-NOW = datetime(2026, 11, 18, 15, 0, tzinfo=utcnow().tzinfo)
-
-
-class Patient:
-    """A phone in a test: say something, get the bot's reply text."""
-
-    def __init__(self, database, engine, address, channel="sms"):
-        self.database, self.engine, self.address, self.channel = database, engine, address, channel
-        self.clock = NOW
-
-    def say(self, text: str, **extra) -> str:
-        self.clock += timedelta(seconds=30)
-        with self.database.session() as session:
-            turn = self.engine.handle(
-                session,
-                Inbound(self.channel, self.address, text, received_at=self.clock, **extra),
-            )
-            return "\n".join(reply.body for reply in turn.replies)
 
 
 def rows(database, model, *where):

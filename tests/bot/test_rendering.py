@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from bot.sms_text import fit_sms, sms_segments
-from tests.bot.test_conversation import Patient
+from tests.harness import Patient
 
 QUESTIONS = [
     "where is my prescription", "track my package", "when is my refill", "what do i owe",
