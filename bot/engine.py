@@ -37,6 +37,7 @@ from status.settings import Settings
 log = logging.getLogger("patient_status.turn")
 
 MAX_DOB_TRIES = 3
+SHARED_PHONE_MEMORY = timedelta(hours=1)
 SYSTEM_TEMPLATES = {"opt_out", "opt_in", "help_keyword"}
 CONFIRM_WORDS = {"c", "confirm", "confirmed", "confirmo", "confirmar", "i confirm"}
 RESCHEDULE_WORDS = {"r", "reschedule", "cambiar", "reprogramar", "change", "move it"}
@@ -118,7 +119,7 @@ class Engine:
         else:
             cls = classify(text) if text.strip() else _unknown(inbound)
         people = self._people(session, inbound)
-        patient = self._current_patient(conv, people)
+        patient = self._current_patient(conv, people, now)
         msg = Message(
             conversation_id=conv.id,
             patient_id=patient.id if patient else None,
@@ -163,9 +164,17 @@ class Engine:
         return patient_queries.by_address(session, channel, inbound.address)
 
     @staticmethod
-    def _current_patient(conv: Conversation, people: list[Patient]) -> Patient | None:
+    def _current_patient(
+        conv: Conversation, people: list[Patient], now: datetime
+    ) -> Patient | None:
+        """Who is writing. On a shared phone, the person chosen is remembered for the
+        conversation: until it has been quiet for a while, then we ask again."""
         if len(people) == 1:
             return people[0]
+        idle = conv.last_inbound_at is None or now - conv.last_inbound_at > SHARED_PHONE_MEMORY
+        if idle:
+            conv.patient_id = None
+            return None
         for person in people:
             if person.id == conv.patient_id:
                 return person

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import pytest
 from sqlalchemy import select
 
@@ -204,3 +206,13 @@ def test_asking_for_a_person_about_facts_hands_off_without_a_dob_prompt(phone, c
     assert "member of our team" in reply
     assert "date of birth" not in reply
     assert rows(clinic, Handoff)[0].reason == "human"
+
+
+def test_shared_phone_asks_again_after_the_conversation_went_quiet(phone):
+    family = phone(FAMILY)
+    family.say("is my prescription ready?")
+    family.say("2")
+    assert "ready for pickup" in family.say("12/01/2004")
+    family.clock += timedelta(hours=2)
+    ask = family.say("where is my prescription")
+    assert "1 for Sofia" in ask and "ready for pickup" not in ask
