@@ -15,11 +15,22 @@ from bot.understanding.classifier import catalogue
 from bot.understanding.evaluate import evaluate_file, format_report, load_examples, run_classify
 from bot.understanding.normalize import CATALOGUE_DIR, normalize
 
-EVAL_FILE = Path(__file__).resolve().parents[1] / "data" / "nlu_eval.jsonl"
+DATA = Path(__file__).resolve().parents[1] / "data"
+EVAL_FILE = DATA / "nlu_eval.jsonl"
 
-# Measured on tests/data/nlu_eval.jsonl: 0.999 (docs/nlu.md). The floor leaves room for a
+# Measured on tests/data/nlu_eval.jsonl: 1.000 (docs/nlu.md). The floor leaves room for a
 # catalogue change that trades one message for several others; it is not a target.
 ACCURACY_FLOOR = 0.97
+
+# The other labelled sets and their floors, a little below what was measured after tuning
+# (docs/nlu.md, "Measured"): the regression set (0.991), the first honest holdout (0.991; 0.906
+# when first run, before any change) and the second (0.995; 0.922 when first run).
+LABELLED_SETS = {
+    "nlu_eval.jsonl": ACCURACY_FLOOR,
+    "nlu_regression.jsonl": 0.97,
+    "nlu_holdout.jsonl": 0.97,
+    "nlu_holdout2.jsonl": 0.97,
+}
 
 
 def test_intent_names_are_the_contract():
@@ -169,12 +180,90 @@ def test_plain_opt_out_keeps_the_other_request_in_order():
         "me quiero quitar la vida",
         "me duele mucho el chest",
         "i cant respirar",
+        # worded far from the usual phrases (written after the first holdouts; docs/nlu.md)
+        "there's a weird squeezing feeling in my chest that goes to my neck",
+        "i feel an intense pressure behind my breastbone",
+        "it feels like my chest is on fire",
+        "pain going down my left arm and into my jaw",
+        "every breath is a struggle",
+        "i feel like i'm drowning, cant get air",
+        "my lungs won't fill",
+        "my son's lips are gray and he's breathing funny",
+        "my face blew up after the injection",
+        "covered in hives and my throat feels scratchy",
+        "i gave myself 3 shots by mistake",
+        "did two injections instead of one",
+        "i doubled up on my insulin and i'm shaky",
+        "i OD'd on my meds",
+        "i swallowed the rest of the bottle",
+        "my 2yo swallowed a pill off the floor",
+        "i just want to sleep forever",
+        "i want out of this life",
+        "everyone would be happier if i was gone",
+        "i'm not going to be around much longer",
+        "i just want to unalive myself",
+        "one side of my face feels heavy and my speech is off",
+        "my dad is talking gibberish",
+        "my arm suddenly feels like dead weight",
+        "sudden double vision and my arm is weak",
+        "he went limp and won't come to",
+        "my brother is shaking and not responding",
+        "i keep losing consciousness",
+        "throwing up what looks like coffee grounds",
+        "my stool is black and i feel weak",
+        "i'm bleeding through every towel",
+        "the pain in my stomach is unbearable",
+        "sharp pain in my belly that goes through to my back",
+        "my blood sugar is 38",
+        "call the paramedics",
+        "i need to go to the er",
+        "siento que se me cierra el pecho",
+        "no me entra el aire",
+        "mi bebé tiene los labios morados",
+        "me tomé un montón de pastillas",
+        "me tomé like 20 pills",
+        "mi hijo se tomó medio frasco de jarabe",
+        "quiero dormir y no despertar nunca",
+        "ya no quiero existir",
+        "me quiero ir de este mundo",
+        "no le encuentro sentido a nada",
+        "mi papá tiene la boca chueca",
+        "se me durmió la mitad de la cara",
+        "no siento la pierna derecha",
+        "de repente no veo de un ojo",
+        "mi hermano está temblando y no responde",
+        "se privó mi mamá",
+        "me desvanecí",
+        "vomité sangre",
+        "me estoy desangrando",
+        "necesito ir a urgencias",
     ],
 )
 def test_emergency_is_recognised_in_either_language_however_it_is_worded(text):
     result = classify(text)
     assert result.intent == "emergency"
     assert result.intents[0] == "emergency"
+
+
+def test_emergency_rules_skipped_by_their_trigger_words_could_not_have_matched():
+    """The trigger index only saves time: the answer is the one running every rule gives."""
+    from bot.understanding.emergency import _rules, emergency_rule
+
+    rules, negation = _rules()
+
+    def run_every_rule(text: str) -> str | None:
+        for rule in rules:
+            if rule.also and not all(e.pattern.search(text) for e in rule.also):
+                continue
+            for expression in rule.alternatives:
+                for match in expression.pattern.finditer(text):
+                    if rule.negatable and negation.search(text, 0, match.start()):
+                        continue
+                    return rule.name
+        return None
+
+    texts = [normalize(r["text"]) for name in LABELLED_SETS for r in load_examples(DATA / name)]
+    assert [emergency_rule(t) for t in texts] == [run_every_rule(t) for t in texts]
 
 
 def test_emergency_comes_first_even_when_written_after_another_request():
@@ -192,6 +281,16 @@ def test_emergency_comes_first_even_when_written_after_another_request():
         ("the pharmacy is killing me with these delays, where is my prescription", None),
         ("im dying to know when my package arrives", "shipment_tracking"),
         ("this bill is killing me", "billing"),
+        ("you took 150 out twice this month, i want my money back", "billing"),
+        ("my daughter took my car to get the pills", None),
+        ("i have terrible cramps, is that from the meds?", "clinical_question"),
+        ("i hit my head on the cabinet lol where is my package", "shipment_tracking"),
+        ("mi azúcar está en 110", "clinical_question"),
+        ("el doctor no responde mis mensajes", None),
+        # spelling correction never turns an everyday word into an emergency word
+        ("no puedo ir el lunes, ¿me cambian la cita?", "reschedule"),  # lunes is not lungs
+        ("i heard the shot hurts, is that true?", None),  # heard is not heart
+        ("my breath smells bad lately, is that the medication?", None),
     ],
 )
 def test_figures_of_speech_and_denials_are_not_emergencies(text, intent):
@@ -290,6 +389,56 @@ def test_greeting_or_thanks_with_a_request_gives_only_the_request(text, intent):
     assert classify(text).intents == [intent]
 
 
+@pytest.mark.parametrize(
+    ("text", "intents"),
+    [
+        # backstory ("I completed...", "I'm on...") does not outrank the question asked
+        (
+            "I completed my consultation on Monday. Has the prescription been written yet?",
+            ["prescription_status"],
+        ),
+        (
+            "I had surgery last week and I'm on pain meds now, is it safe to keep taking my shot?",
+            ["clinical_question"],
+        ),
+        # "talk to someone about X" is two requests
+        ("i want to talk to a person about my bill", ["human", "billing"]),
+        ("quiero hablar con alguien sobre un cobro", ["human", "billing"]),
+        # "then" joins two requests
+        ("update my card then send my refill", ["update_payment_method", "refill"]),
+    ],
+)
+def test_backstory_and_joined_requests(text, intents):
+    assert classify(text).intents == intents
+
+
+@pytest.mark.parametrize(
+    ("text", "intent"),
+    [
+        ("cancel the refill", "cancel_subscription"),
+        ("hold my next shipment", "cancel_subscription"),
+        ("don't send next month's box", "cancel_subscription"),
+        ("no quiero el próximo envío", "cancel_subscription"),
+        ("is my refill in the mail", "shipment_tracking"),
+        ("when does my plan renew", "billing"),
+        ("can I switch to a different credit card", "update_payment_method"),
+        ("stop sending me these", "opt_out"),
+        ("basta de mensajes", "opt_out"),
+        ("quisiera sacar turno con el médico", "reschedule"),
+        ("¿Podemos pasar la cita al viernes?", "reschedule"),
+        ("¿Sabéis algo de mi receta?", "prescription_status"),
+        ("¿cómo sigue el proceso?", "next_steps"),
+        ("side efects?", "clinical_question"),
+        ("what time is it", "unknown"),
+    ],
+)
+def test_wordings_the_first_catalogue_missed(text, intent):
+    result = classify(text)
+    assert result.intent == intent
+    if intent != "opt_out":
+        assert "opt_out" not in result.intents
+
+
 def test_greetings_alone_are_kept_in_order():
     assert classify("hi, thanks").intents == ["greeting", "thanks"]
 
@@ -350,6 +499,33 @@ def test_evaluation_has_no_false_opt_out(report):
     assert report.false_opt_outs == []
 
 
+@pytest.fixture(scope="module", params=sorted(LABELLED_SETS))
+def labelled(request):
+    return request.param, evaluate_file(DATA / request.param)
+
+
+def test_every_labelled_set_stays_above_its_floor(labelled):
+    name, result = labelled
+    assert result.accuracy >= LABELLED_SETS[name], format_report(result)
+
+
+def test_every_labelled_set_finds_every_emergency(labelled):
+    _, result = labelled
+    assert result.emergency_total > 0
+    assert result.emergency_recall == 1.0, result.missed_emergencies
+
+
+def test_no_labelled_set_has_a_false_opt_out(labelled):
+    _, result = labelled
+    assert result.false_opt_outs == []
+
+
+def test_holdouts_are_large_enough_to_mean_something():
+    assert len(load_examples(DATA / "nlu_holdout.jsonl")) >= 500
+    assert len(load_examples(DATA / "nlu_holdout2.jsonl")) >= 150
+    assert sum(r["intent"] == "emergency" for r in load_examples(DATA / "nlu_holdout.jsonl")) >= 60
+
+
 def test_report_names_the_measures(report):
     text = format_report(report)
     for heading in ("accuracy", "multi-intent", "emergency recall", "false opt_out", "unknown"):
@@ -357,6 +533,8 @@ def test_report_names_the_measures(report):
 
 
 def test_catalogue_examples_are_not_copied_from_the_evaluation_set():
+    # (The holdouts share a few short everyday phrases with examples written long before them,
+    # "delivery date?", "hey hey": docs/nlu.md. Fixes for them went into keywords and patterns.)
     evaluation = {normalize(r["text"]) for r in load_examples(EVAL_FILE)}
     copied = []
     for name in ("en.yaml", "es.yaml"):
