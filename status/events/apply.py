@@ -37,76 +37,25 @@ class ItemSpec:
     columns: Callable[[Any], dict[str, Any]]  # validated data -> column values
 
 
+def _copy(*names: str, **renamed: str) -> Callable[[Any], dict[str, Any]]:
+    """Columns taken from `data` as they are (`names`) or under another name (column=attr)."""
+
+    def columns(data) -> dict[str, Any]:  # noqa: ANN001
+        values = {name: getattr(data, name) for name in names}
+        values.update({column: getattr(data, attr) for column, attr in renamed.items()})
+        return values
+
+    return columns
+
+
 def _prescription(data) -> dict:  # noqa: ANN001
+    pharmacy = data.pharmacy
     return {
-        "medication": data.medication,
-        "status": data.status,
-        "pharmacy_name": data.pharmacy.name if data.pharmacy else None,
-        "pharmacy_phone": data.pharmacy.phone if data.pharmacy else None,
-        "blocked_reason": data.blocked_reason,
-        "refills_remaining": data.refills_remaining,
-        "next_refill_date": data.next_refill_date,
-    }
-
-
-def _shipment(data) -> dict:  # noqa: ANN001
-    return {
-        "prescription_source_id": data.prescription_id,
-        "carrier": data.carrier,
-        "tracking_number": data.tracking_number,
-        "tracking_url": data.tracking_url,
-        "status": data.status,
-        "estimated_delivery": data.estimated_delivery,
-    }
-
-
-def _refill(data) -> dict:  # noqa: ANN001
-    return {
-        "prescription_source_id": data.prescription_id,
-        "status": data.status,
-        "due_date": data.due_date,
-    }
-
-
-def _payment(data) -> dict:  # noqa: ANN001
-    return {
-        "amount_cents": data.amount_cents,
-        "currency": data.currency,
-        "status": data.status,
-        "description": data.description,
-        "failure_reason": data.failure_reason,
-        "next_retry_at": data.next_retry_at,
-    }
-
-
-def _subscription(data) -> dict:  # noqa: ANN001
-    return {
-        "plan": data.plan,
-        "amount_cents": data.amount_cents,
-        "currency": data.currency,
-        "status": data.status,
-        "renews_at": data.renews_at,
-        "auto_renew": data.auto_renew,
-    }
-
-
-def _appointment(data) -> dict:  # noqa: ANN001
-    return {
-        "starts_at": data.starts_at,
-        "visit_type": data.visit_type,
-        "provider_name": data.provider_name,
-        "status": data.status,
-        "join_url": data.join_url,
-    }
-
-
-def _task(data) -> dict:  # noqa: ANN001
-    return {
-        "kind": data.kind,
-        "title": data.title,
-        "status": data.status,
-        "url": data.url,
-        "due_at": data.due_at,
+        **_copy("medication", "status", "blocked_reason", "refills_remaining", "next_refill_date")(
+            data
+        ),
+        "pharmacy_name": pharmacy.name if pharmacy else None,
+        "pharmacy_phone": pharmacy.phone if pharmacy else None,
     }
 
 
@@ -114,15 +63,32 @@ SPECS: dict[str, ItemSpec] = {
     "prescription.updated": ItemSpec(
         "prescription", Prescription, "prescription_id", _prescription
     ),
-    "shipment.updated": ItemSpec("shipment", Shipment, "shipment_id", _shipment),
-    "refill.updated": ItemSpec("refill", Refill, "refill_id", _refill),
-    "payment.updated": ItemSpec("payment", Payment, "payment_id", _payment),
-    "subscription.updated": ItemSpec(
-        "subscription", Subscription, "subscription_id", _subscription
+    "shipment.updated": ItemSpec(
+        "shipment", Shipment, "shipment_id",
+        _copy("carrier", "tracking_number", "tracking_url", "status", "estimated_delivery",
+              prescription_source_id="prescription_id"),
     ),
-    "appointment.updated": ItemSpec("appointment", Appointment, "appointment_id", _appointment),
-    "task.updated": ItemSpec("task", Task, "task_id", _task),
-}
+    "refill.updated": ItemSpec(
+        "refill", Refill, "refill_id",
+        _copy("status", "due_date", prescription_source_id="prescription_id"),
+    ),
+    "payment.updated": ItemSpec(
+        "payment", Payment, "payment_id",
+        _copy("amount_cents", "currency", "status", "description", "failure_reason",
+              "next_retry_at"),
+    ),
+    "subscription.updated": ItemSpec(
+        "subscription", Subscription, "subscription_id",
+        _copy("plan", "amount_cents", "currency", "status", "renews_at", "auto_renew"),
+    ),
+    "appointment.updated": ItemSpec(
+        "appointment", Appointment, "appointment_id",
+        _copy("starts_at", "visit_type", "provider_name", "status", "join_url"),
+    ),
+    "task.updated": ItemSpec(
+        "task", Task, "task_id", _copy("kind", "title", "status", "url", "due_at")
+    ),
+}  # fmt: skip
 
 
 @dataclass(frozen=True)
