@@ -57,3 +57,26 @@ def patient_status(
     for extend in request.app.state.snapshot_extensions:
         extend(session, snap)
     return snap.to_dict()
+
+
+@router.post(
+    "/api/patients/{patient_id}/telegram-link",
+    status_code=201,
+    dependencies=[Depends(require_api_key)],
+)
+def telegram_link(
+    patient_id: str, request: Request, session: Session = Depends(get_session)
+) -> dict:
+    """A single-use, expiring t.me deep link the clinic sends the patient to connect Telegram."""
+    from channels import telegram_links
+    from status.db import utcnow
+
+    settings = request.app.state.settings
+    patient = patients.by_source_id(session, patient_id)
+    if patient is None:
+        raise HTTPException(404, f"no patient with patient_id {patient_id!r}")
+    token = telegram_links.create_token(session, settings.secret_key, patient, utcnow())
+    return {
+        "url": telegram_links.deep_link(settings.telegram_bot_username, token),
+        "expires_in_days": telegram_links.LINK_TTL.days,
+    }

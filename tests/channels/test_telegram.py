@@ -167,3 +167,17 @@ def test_polling_mode_processes_updates_like_the_webhook(app, fake_telegram):
     app.drain()
     assert fake_telegram.calls_to("deleteWebhook")
     assert "Share my phone number" in sent_texts(fake_telegram)[0]
+
+
+def test_the_api_makes_a_deep_link_that_connects_the_patient(app, fake_telegram):
+    headers = {"Authorization": "Bearer test-api-key"}
+    response = app.client.post("/api/patients/demo-emily/telegram-link", headers=headers)
+    assert response.status_code == 201
+    url = response.json()["url"]
+    assert url.startswith("https://t.me/HarborHealthBot?start=")
+    app.telegram(text_update(CHAT, "/start " + url.split("start=")[1], update_id=300))
+    app.drain()
+    assert "You're connected, Emily" in sent_texts(fake_telegram)[0]
+    missing = app.client.post("/api/patients/nobody/telegram-link", headers=headers)
+    assert missing.status_code == 404 and "nobody" in missing.json()["detail"]
+    assert app.client.post("/api/patients/demo-emily/telegram-link").status_code == 401
