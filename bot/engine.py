@@ -38,7 +38,8 @@ log = logging.getLogger("patient_status.turn")
 
 MAX_DOB_TRIES = 3
 SHARED_PHONE_MEMORY = timedelta(hours=1)
-SYSTEM_TEMPLATES = {"opt_out", "opt_in", "help_keyword"}
+# Sent even to an address that opted out: compliance confirmations and emergency instructions.
+SYSTEM_TEMPLATES = {"opt_out", "opt_in", "help_keyword", "emergency"}
 CONFIRM_WORDS = {"c", "confirm", "confirmed", "confirmo", "confirmar", "i confirm"}
 RESCHEDULE_WORDS = {"r", "reschedule", "cambiar", "reprogramar", "change", "move it"}
 # Asking about these while a prescription is blocked brings in fulfilment staff.
@@ -229,18 +230,17 @@ class _TurnContext:
         wants = keyword or (intents[0] if intents[0] in ("opt_out", "opt_in") else None)
         if wants and self._compliance(wants, exact=keyword is not None):
             return self._flush()
-        if self.conv.opted_out:
-            if "emergency" in intents:  # still tell staff at once; the carrier blocks a reply
-                self._handoff(Reason.EMERGENCY, text)
-            self._file_into_open_handoff()
-            return None
-        # 2. Emergencies: instructions at once, urgent hand-off, whoever owns the conversation.
+        # 2. Emergencies: instructions at once, urgent hand-off, whoever owns the conversation,
+        #    even after STOP (the patient wrote to us; the carrier may still block the reply).
         if "emergency" in intents:
             crisis = emergency_rule(normalize(text)) in CRISIS_RULES
             self.reply.add(self._render("emergency", crisis=crisis), "emergency")
             self.reply.urgent = True
             self._handoff(Reason.EMERGENCY, text)
             return self._flush()
+        if self.conv.opted_out:  # silence until START; staff still see what arrives
+            self._file_into_open_handoff()
+            return None
         # 3. A person owns the conversation: file the message, stay silent.
         if self._file_into_open_handoff():
             return None
@@ -569,9 +569,7 @@ class _TurnContext:
             channel=self.inbound.channel,
             address=self.inbound.address,
             body=body,
-            kind=Kind.SYSTEM
-            if self.reply.templates[0] in ("opt_out", "opt_in", "help_keyword")
-            else Kind.REPLY,
+            kind=Kind.SYSTEM if self.reply.templates[0] in SYSTEM_TEMPLATES else Kind.REPLY,
             conversation_id=self.conv.id,
             patient_id=self.patient.id if self.patient else None,
             template="+".join(self.reply.templates),

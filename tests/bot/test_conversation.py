@@ -216,3 +216,12 @@ def test_shared_phone_asks_again_after_the_conversation_went_quiet(phone):
     family.clock += timedelta(hours=2)
     ask = family.say("where is my prescription")
     assert "1 for Sofia" in ask and "ready for pickup" not in ask
+
+
+def test_emergency_after_stop_still_gets_instructions_and_staff(phone, clinic):
+    maria = phone(MARIA)
+    maria.say("STOP")
+    assert "911" in maria.say("my chest hurts so bad i cant breathe")
+    [reply] = rows(clinic, Message, Message.template == "emergency")
+    assert reply.kind == "system"  # not cancelled by the opt-out at send time
+    assert rows(clinic, Handoff)[0].priority == "urgent"
