@@ -214,11 +214,10 @@ class Policy:
             log.info("not told: no channel with consent", extra={"patient_id": patient.id})
             return None
         superseded = self.cancel_pending(session, patient.id, notice.key, now)
-        delay = (
-            self.settings.notify_delay_seconds
-            if notice.delay_seconds is None
-            else notice.delay_seconds
-        )
+        if notice.delay_seconds is not None:
+            delay = notice.delay_seconds
+        else:  # urgent news is not held to gather later changes
+            delay = 0 if notice.urgent else self.settings.notify_delay_seconds
         # The coalescing window runs from the first change, so a stream of changes cannot
         # postpone the message for ever.
         not_before = min(

@@ -256,3 +256,48 @@ def test_denied_prescription_tells_staff_first(app, clock, fake_twilio):
     clock.advance(minutes=30)
     app.drain()
     assert "call you soon" in texts(fake_twilio)[-1]
+
+
+def appointment_in(clock, app, hours: float, appointment_id: str = "a-1"):
+    from tests.builders import event
+
+    starts = clock.now + timedelta(hours=hours)
+    app.events(
+        event(
+            "appointment.updated",
+            at(clock, -90000),
+            appointment_id=appointment_id,
+            patient_id="p-1",
+            starts_at=starts.isoformat(),
+            visit_type="Video visit",
+            provider_name="Dr. Ana Patel",
+            status="scheduled",
+            join_url="https://visit.example/j/1",
+        )  # fmt: skip
+    )
+
+
+def test_appointment_reminder_then_c_confirms(app, clock, fake_twilio):
+    appointment_in(clock, app, hours=20)
+    assert app.runtime.scheduler.run_once() == {"appointment": 1}
+    clock.advance(minutes=2)
+    app.drain()
+    reminder = texts(fake_twilio)[-1]
+    assert "Reminder: your Video visit" in reminder and "Reply C to confirm" in reminder
+    assert "https://visit.example/j/1" in reminder
+    app.sms("C", sender=MARIA)
+    app.drain()
+    assert "you're confirmed" in texts(fake_twilio)[-1]
+    confirmed = app.rows(TimelineEntry, TimelineEntry.summary.like("patient confirmed%"))
+    assert len(confirmed) == 1
+
+
+def test_appointment_reminder_then_r_hands_to_scheduling(app, clock, fake_twilio):
+    appointment_in(clock, app, hours=0.5)  # inside the hour: the 1 h reminder, sent at once
+    assert app.runtime.scheduler.run_once() == {"appointment": 1}
+    app.drain()
+    assert "today" in texts(fake_twilio)[-1]
+    app.sms("R", sender=MARIA)
+    app.drain()
+    [handoff] = app.rows(Handoff)
+    assert (handoff.reason, handoff.queue) == ("reschedule", "scheduling")
