@@ -8,6 +8,7 @@ bot), then identity and verification, then answers from the live snapshot.
 from __future__ import annotations
 
 import logging
+import re
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -438,7 +439,8 @@ class _TurnContext:
 
     def _appointment_answer(self, text: str) -> bool:
         """C / R after an appointment reminder."""
-        word = normalize(text).strip(" .!")
+        # the raw words: the normaliser reads SMS shorthand ("r" = "are"), which is not meant here
+        word = re.sub(r"[^\w\s]", "", text).strip().lower()
         appointment_id = (self.conv.awaiting_data or {}).get("appointment_id")
         if word in CONFIRM_WORDS or is_yes(text):
             self.conv.clear_expectation()
