@@ -8,7 +8,7 @@ from fastapi import APIRouter, Depends, HTTPException, Request
 from fastapi.responses import JSONResponse
 from sqlalchemy.orm import Session
 
-from channels.deps import get_session, require_api_key
+from channels.deps import get_read_session, get_session, require_api_key
 from status import patients, snapshot
 from status.events.apply import apply_events
 from status.events.schemas import InvalidEvents, json_schema, parse_body
@@ -48,7 +48,7 @@ def events_schema() -> dict:
 
 @router.get("/api/patients/{patient_id}/status", dependencies=[Depends(require_api_key)])
 def patient_status(
-    patient_id: str, request: Request, session: Session = Depends(get_session)
+    patient_id: str, request: Request, session: Session = Depends(get_read_session)
 ) -> dict:
     patient = patients.by_source_id(session, patient_id)
     if patient is None:

@@ -26,6 +26,12 @@ def get_session(db: Database = Depends(get_database)) -> Iterator[Session]:
         yield session
 
 
+def get_read_session(db: Database = Depends(get_database)) -> Iterator[Session]:
+    """For GET routes: reads that never wait behind a write on SQLite."""
+    with db.read_session() as session:
+        yield session
+
+
 def require_api_key(request: Request, settings: Settings = Depends(get_settings)) -> None:
     if not settings.api_key:
         raise HTTPException(

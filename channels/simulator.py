@@ -70,7 +70,7 @@ async def send(request: Request, body: Say) -> dict:
 @router.get("/api/messages")
 def messages(request: Request, phone: str, after: int = 0) -> dict:
     _demo_only(request)
-    with request.app.state.db.session() as session:
+    with request.app.state.db.read_session() as session:
         query = (
             select(Message)
             .where(

@@ -60,15 +60,24 @@ def _sqlite_pragmas(dbapi_connection, _record) -> None:  # noqa: ANN001
     cursor.close()
 
 
+READ_ONLY = "patient_status_read_only"
+
+
+def _sqlite_begin(conn) -> None:  # noqa: ANN001
+    read_only = conn.get_execution_options().get(READ_ONLY)
+    conn.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
+
+
 def make_engine(url: str, **kwargs) -> Engine:
     # Database errors must not carry row values (names, dates of birth) into logs.
     kwargs.setdefault("hide_parameters", True)
     if url.startswith("sqlite"):
         engine = create_engine(url, connect_args={"check_same_thread": False}, **kwargs)
         event.listen(engine, "connect", _sqlite_pragmas)
-        # SQLite's default deferred BEGIN lets two writers deadlock on upgrade; take the write
-        # lock at the start of every transaction instead.
-        event.listen(engine, "begin", lambda conn: conn.exec_driver_sql("BEGIN IMMEDIATE"))
+        # A deferred BEGIN that later writes can fail at once with "database is locked" when
+        # another writer got there first, so write transactions take the lock up front; reads
+        # (`Database.read_session`) begin deferred and run beside a writer, as WAL allows.
+        event.listen(engine, "begin", _sqlite_begin)
 
         @event.listens_for(engine, "connect")
         def _no_pysqlite_begin(dbapi_connection, _record) -> None:  # noqa: ANN001
@@ -103,6 +112,14 @@ class Database:
             except BaseException:
                 session.rollback()
                 raise
+
+    @contextmanager
+    def read_session(self) -> Iterator[Session]:
+        """A transaction that only reads: on SQLite it does not wait for (or block) writers."""
+        with self.sessionmaker() as session:
+            session.connection(execution_options={READ_ONLY: True})
+            yield session
+            session.commit()  # ends the read; unlike a rollback it keeps loaded objects usable
 
     def dispose(self) -> None:
         self.engine.dispose()

@@ -56,7 +56,7 @@ class OutboxCollector:
             "ps_outbox_oldest_age_seconds", "Age of the oldest message due and not yet sent"
         )
         now = datetime.now(UTC)
-        with self.db.session() as session:
+        with self.db.read_session() as session:
             waiting = (
                 select(Message.channel, func.count(), func.min(Message.next_attempt_at))
                 .where(

@@ -108,7 +108,7 @@ def logout(request: Request, staff: Staff = Depends(current_staff)) -> Response:
 
 def _queue_rows(request: Request, staff: Staff, queue_name: str, assignee: str, status: str):  # noqa: ANN202
     now = utcnow()
-    with _db(request).session() as session:
+    with _db(request).read_session() as session:
         if status == "resolved":
             rows = queue.recently_resolved(session, now=now)
         else:
@@ -245,7 +245,7 @@ def handoff_live(
     handoff_id: int, request: Request, stamp: str = "", staff: Staff = Depends(current_staff)
 ) -> JSONResponse:
     """The conversation, re-rendered when it changed: new messages, delivery statuses, notes."""
-    with _db(request).session() as session:
+    with _db(request).read_session() as session:
         handoff = session.get(Handoff, handoff_id)
         if handoff is None:
             return JSONResponse({"detail": f"no hand-off #{handoff_id}"}, status_code=404)
@@ -436,7 +436,7 @@ def ops_page(request: Request, staff: Staff = Depends(current_staff), days: int 
     days = min(max(days, 1), 365)
     now = utcnow()
     settings = request.app.state.settings
-    with _db(request).session() as session:
+    with _db(request).read_session() as session:
         states = ops.states(session, now, ops.stuck_thresholds(settings))
         churn = ops.churn(session, now, days)
         figures = ops.assistant(session, now, days)
@@ -460,7 +460,7 @@ def ops_page(request: Request, staff: Staff = Depends(current_staff), days: int 
 
 @router.get("/audit")
 def audit_page(request: Request, staff: Staff = Depends(require_admin)) -> Response:
-    with _db(request).session() as session:
+    with _db(request).read_session() as session:
         entries = recent_audit(session, limit=300)
         who = names(session, {e.staff_id for e in entries})
         patient_ids = patient_source_ids(session, {e.patient_id for e in entries})

@@ -135,7 +135,7 @@ def current_staff(request: Request) -> Staff:
     staff_id = request.session.get("staff_id")
     user = None
     if isinstance(staff_id, int):
-        with request.app.state.db.session() as session:
+        with request.app.state.db.read_session() as session:
             user = by_id(session, staff_id)
             user = (
                 Staff(user.id, user.name, user.email, user.role)
