@@ -26,6 +26,7 @@ import platform
 import random
 import sqlite3
 import statistics
+import subprocess
 import sys
 import tempfile
 import threading
@@ -362,6 +363,7 @@ class Bench:
         self.app = create_app(settings, self.db)
         self.batched = Batched()
         self.loaded = 0  # patients whose events have all been ingested
+        self.load_avg: list[float] = []  # 1-min load average, sampled along the run
         self.rng = random.Random(SEED)
 
     # ingest ----------------------------------------------------------------------------------
@@ -396,6 +398,7 @@ class Bench:
             b.statements += self.counter.count - statements
             b.curve.append((done_patients, len(batch), t3 - t0))
             if done_patients >= next_report:
+                self.load_avg.append(os.getloadavg()[0])
                 rate = b.events / b.seconds
                 log(
                     f"{self.backend}: {done_patients:,} patients, {b.events:,} events, {rate:.0f}/s"
@@ -656,10 +659,10 @@ def run_backend(backend: str, url: str, points: list[int], args: argparse.Namesp
         out["reads_under_ingest"] = bench.reads_under_ingest(args.concurrent_batches)
         b = bench.batched
         curve = b.curve
-        tenth = max(1, len(curve) // 10)
-        segments = []
-        for start in range(0, len(curve), tenth):
-            chunk = curve[start : start + tenth]
+        bounds = sorted({round(k * len(curve) / 10) for k in range(11)})
+        segments = []  # the load in tenths (by batches): is ingest slowing as the tables grow?
+        for start, end in zip(bounds, bounds[1:], strict=False):
+            chunk = curve[start:end]
             segments.append(
                 {
                     "patients_after": chunk[-1][0],
@@ -685,6 +688,12 @@ def run_backend(backend: str, url: str, points: list[int], args: argparse.Namesp
     finally:
         bench.db.dispose()
     out["total_s"] = round(time.perf_counter() - started, 1)
+    if bench.load_avg:
+        out["load_avg_1m"] = {
+            "min": min(bench.load_avg),
+            "mean": round(statistics.fmean(bench.load_avg), 2),
+            "max": max(bench.load_avg),
+        }
     return out
 
 
@@ -730,6 +739,17 @@ def database(backend: str) -> Iterator[str]:
         admin.dispose()
 
 
+def code_version() -> str | None:
+    """The commit measured, with "+dirty" when status/ or channels/ differ from it."""
+    try:
+        run = {"cwd": ROOT, "capture_output": True, "text": True, "timeout": 10, "check": True}
+        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], **run).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "status", "channels"], **run)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return commit + ("+dirty" if dirty.stdout.strip() else "")
+
+
 def machine() -> dict[str, Any]:
     cpu = "unknown"
     try:
@@ -771,7 +791,8 @@ def markdown(results: dict[str, Any]) -> str:
         f"SQLite {m['sqlite']}, PostgreSQL {m['postgres'] or 'n/a'}, "
         f"SQLAlchemy {m['sqlalchemy']}.",
         f"Run: {results['config']['patients']:,} patients, batches of "
-        f"{results['config']['batch_size']} events, {results['config']['started']}.",
+        f"{results['config']['batch_size']} events, {results['config']['started']}, "
+        f"code {results['config'].get('code') or 'unknown'}.",
         "",
     ]
     for name, r in results["backends"].items():
@@ -875,6 +896,13 @@ def markdown(results: dict[str, Any]) -> str:
     )
     row("Database size at the end, MB", lambda r: f"{r['db_size_mb']:,.0f}")
     row("Backend wall time, s", lambda r: f"{r['total_s']:.0f}")
+    row(
+        "1-min load average during the load, min / mean / max",
+        lambda r: (
+            f"{r['load_avg_1m']['min']:.1f} / {r['load_avg_1m']['mean']:.1f} / "
+            f"{r['load_avg_1m']['max']:.1f}"
+        ),
+    )
     first = results["backends"][backends[0]]
     sample = first["points"][points[-1]]
     lines += [
@@ -899,7 +927,22 @@ def main(argv: list[str] | None = None) -> int:
         "--concurrent-batches", type=int, default=6, help="update batches during the read test"
     )
     parser.add_argument("--json", type=Path, default=None, help=f"default {RESULTS} (full runs)")
+    parser.add_argument(
+        "--report",
+        type=Path,
+        nargs="+",
+        metavar="JSON",
+        help="only print the table of earlier results (backends merged, later files win)",
+    )
     args = parser.parse_args(argv)
+    if args.report:
+        merged: dict[str, Any] = {}
+        for path in args.report:
+            loaded = json.loads(path.read_text())
+            backends = {**merged.get("backends", {}), **loaded["backends"]}
+            merged = {**loaded, "backends": backends}
+        print(markdown(merged))
+        return 0
     if args.quick:
         args.patients = 2000
         args.snapshot_reads, args.http_reads, args.single_events, args.http_events = (
@@ -930,9 +973,11 @@ def main(argv: list[str] | None = None) -> int:
             "quick": args.quick,
             "points": points,
             "started": NOW.isoformat(),
+            "code": code_version(),
         },
         "backends": {},
     }
+    target = args.json or (None if args.quick else RESULTS)
     started = time.perf_counter()
     for backend in backends:
         if backend == "postgres" and (problem := postgres_problem()):
@@ -943,14 +988,15 @@ def main(argv: list[str] | None = None) -> int:
             continue
         with database(backend) as url:
             results["backends"][backend] = run_backend(backend, url, points, args)
+        if target is not None:  # after each backend, so a long run keeps what it measured
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_text(json.dumps(results, indent=2) + "\n")
     results["total_s"] = round(time.perf_counter() - started, 1)
 
     report = markdown(results)
     print(report)
     print(f"\nTotal wall time: {results['total_s']:.0f} s")
-    target = args.json or (None if args.quick else RESULTS)
     if target is not None:
-        target.parent.mkdir(parents=True, exist_ok=True)
         target.write_text(json.dumps(results, indent=2) + "\n")
         print(f"Raw results: {target}")
     return 0
