@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 
 from fastapi import APIRouter, Depends, HTTPException, Request
@@ -27,18 +28,25 @@ async def _json_body(request: Request) -> object:
 
 
 @router.post("/events", status_code=202, dependencies=[Depends(require_api_key)])
-async def post_events(request: Request, session: Session = Depends(get_session)) -> JSONResponse:
+async def post_events(request: Request) -> JSONResponse:
     body = await _json_body(request)
+    # Validation, the state changes and the proactive rules run in a worker thread: a batch of
+    # thousands must not stall the event loop that answers Twilio and Telegram meanwhile.
     try:
-        events = parse_body(body)
+        counts = await asyncio.to_thread(_apply_body, request.app.state, body)
     except InvalidEvents as exc:
         return JSONResponse(exc.as_body(), status_code=422)
-    result = apply_events(session, events)
-    for hook in request.app.state.on_changes:
-        hook(session, result.changes)
-    session.commit()
     request.app.state.runtime.notify()
-    return JSONResponse({"accepted": len(events), **result.counts()}, status_code=202)
+    return JSONResponse(counts, status_code=202)
+
+
+def _apply_body(state, body: object) -> dict:  # noqa: ANN001
+    events = parse_body(body)
+    with state.db.session() as session:  # this request's transaction: all or nothing
+        result = apply_events(session, events)
+        for hook in state.on_changes:
+            hook(session, result.changes)
+    return {"accepted": len(events), **result.counts()}
 
 
 @router.get("/events/schema")

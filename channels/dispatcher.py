@@ -31,6 +31,7 @@ from status.settings import Settings
 log = logging.getLogger("patient_status.dispatch")
 
 LEASE = timedelta(seconds=60)
+RECORD_PATIENCE = 45.0  # seconds to keep trying to record a send: well inside the lease
 MAX_ATTEMPTS = 6
 BACKOFF_BASE = 2.0  # seconds: 2, 4, 8, 16, 32 ...
 BACKOFF_CAP = 600.0
@@ -232,7 +233,7 @@ class Dispatcher:
                     error_message=type(exc).__name__,
                     retryable=True,
                 )
-        status = await asyncio.to_thread(self.record, claimed, result)
+        status = await self._record_patiently(claimed, result)
         log.info(
             "send",
             extra={
@@ -246,6 +247,22 @@ class Dispatcher:
             },
         )
         return status
+
+    async def _record_patiently(self, claimed: Claimed, result: SendResult) -> str:
+        """Record what the provider said, retrying while our lease holds: a send the provider
+        accepted but we failed to record would be sent again once the lease ran out."""
+        deadline = time.monotonic() + RECORD_PATIENCE
+        delay = 0.2
+        while True:
+            try:
+                return await asyncio.to_thread(self.record, claimed, result)
+            except Exception:  # noqa: BLE001 - a busy or briefly unreachable database
+                if time.monotonic() + delay > deadline:
+                    log.exception("could not record a send", extra={"message_id": claimed.id})
+                    return "unrecorded"
+                log.warning("recording a send failed; retrying", extra={"message_id": claimed.id})
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
 
     def _status_callback(self, claimed: Claimed) -> str | None:
         if claimed.channel != "sms" or not self.settings.public_base_url:

@@ -85,14 +85,7 @@ class Snapshot:
         return None
 
     def task_for(self, prescription: Prescription) -> Task | None:
-        """The open task a blocked prescription waits on (best match on kind, else the oldest)."""
-        if prescription.status != PrescriptionStatus.BLOCKED or not self.tasks:
-            return None
-        reason = (prescription.blocked_reason or "").lower()
-        for task in self.tasks:
-            if task.kind.lower().replace("_", " ") in reason.replace("_", " "):
-                return task
-        return self.tasks[0]
+        return blocking_task(prescription, self.tasks)
 
     @property
     def failed_payments(self) -> list[Payment]:
@@ -233,6 +226,17 @@ class Snapshot:
             "alerts": self.alerts,
             **self.extra,
         }
+
+
+def blocking_task(prescription: Prescription, open_tasks: list[Task]) -> Task | None:
+    """The open task a blocked prescription waits on (best match on kind, else the oldest)."""
+    if prescription.status != PrescriptionStatus.BLOCKED or not open_tasks:
+        return None
+    reason = (prescription.blocked_reason or "").lower().replace("_", " ")
+    for task in open_tasks:
+        if task.kind.lower().replace("_", " ") in reason:
+            return task
+    return open_tasks[0]
 
 
 def _iso(value: date | datetime | None) -> str | None:

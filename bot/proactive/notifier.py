@@ -64,7 +64,7 @@ class Notifier:
                     summary=f"prescription {change.source_id} denied: call the patient",
                     settings=self.settings, context=context.build(session, patient, None, now),
                 )  # fmt: skip
-            self.policy.notify(session, notice, now)
+            self.policy.notify(session, notice, now, item=item)
 
     # --- dispatcher hooks ----------------------------------------------------------------------
     def record_told(self, session: Session, message: Message) -> None:

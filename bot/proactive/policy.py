@@ -22,16 +22,32 @@ from bot.conversations import Conversation
 from bot.messages import Direction, Kind, Message, OutStatus
 from bot.proactive.rules import Notice
 from bot.render import Renderer
-from status import snapshot
+from status import snapshot, tasks
 from status.events.apply import SPECS
 from status.patients import Patient
+from status.prescriptions import PrescriptionStatus
 from status.settings import Settings
+from status.shipments import Shipment
+from status.snapshot import blocking_task
 
 log = logging.getLogger("patient_status.proactive")
 
 COUNTED = (OutStatus.PENDING, OutStatus.SENDING, OutStatus.SENT, OutStatus.DELIVERED,
            OutStatus.LOGGED)  # fmt: skip
 ENTITY_MODELS = {spec.entity: spec.model for spec in SPECS.values()}
+
+
+class _Lazy:
+    """Builds its value on first attribute access (templates that never touch it pay nothing)."""
+
+    def __init__(self, build) -> None:  # noqa: ANN001
+        self._build = build
+        self._value = None
+
+    def __getattr__(self, name: str):  # noqa: ANN204
+        if self._value is None:
+            self._value = self._build()
+        return getattr(self._value, name)
 
 
 @dataclass(frozen=True)
@@ -56,13 +72,16 @@ class Policy:
 
         STOP on any channel stops proactive messages on every channel.
         """
-        addresses = [("sms", patient.phone), ("simulator", patient.phone)]
-        if patient.telegram_chat_id:
-            addresses.append(("telegram", patient.telegram_chat_id))
-        convs = {
-            (channel, address): conversations.find(session, channel, address)
-            for channel, address in addresses
-        }
+        addresses = [patient.phone] + (
+            [patient.telegram_chat_id] if patient.telegram_chat_id else []
+        )
+        found = session.scalars(
+            select(Conversation).where(
+                Conversation.address.in_(addresses),
+                Conversation.channel.in_(("sms", "simulator", "telegram")),
+            )
+        )
+        convs = {(conv.channel, conv.address): conv for conv in found}
         if any(conv is not None and conv.opted_out for conv in convs.values()):
             return None
         telegram = convs.get(("telegram", patient.telegram_chat_id))
@@ -73,11 +92,13 @@ class Policy:
             and self.settings.telegram_enabled
             and not (telegram is not None and telegram.bad_address)
         ):
-            conv = conversations.get_or_create(session, "telegram", patient.telegram_chat_id)
+            conv = telegram or conversations.get_or_create(
+                session, "telegram", patient.telegram_chat_id
+            )
             return Route("telegram", patient.telegram_chat_id, conv)
-        sms = convs[("sms", patient.phone)]
+        sms = convs.get(("sms", patient.phone))
         if exclude != "sms" and patient.sms_consent and not (sms is not None and sms.bad_address):
-            conv = conversations.get_or_create(session, "sms", patient.phone)
+            conv = sms or conversations.get_or_create(session, "sms", patient.phone)
             return Route("sms", patient.phone, conv)
         return None
 
@@ -143,17 +164,31 @@ class Policy:
         model = ENTITY_MODELS[entity]
         return session.scalars(select(model).where(model.source_id == source_id)).one_or_none()
 
-    def context(self, session: Session, patient: Patient, spec: dict, now: datetime) -> dict:
-        snap = snapshot.build(session, patient, now)
-        item = self.item(session, spec["entity"], spec["source_id"]) if spec.get("entity") else None
-        ship = None
-        if spec.get("entity") == "shipment":
-            ship = item
-        elif spec.get("entity") == "prescription" and item is not None:
-            ship = snap.shipment_for(item)
-        task = snap.task_for(item) if spec.get("entity") == "prescription" and item else None
-        if spec.get("entity") == "task":
-            task = item
+    def context(
+        self,
+        session: Session,
+        patient: Patient,
+        spec: dict,
+        now: datetime,
+        item=None,  # noqa: ANN001
+    ) -> dict:
+        """What a notice's template may use. The whole snapshot is built only if the template
+        reads it: most need just the item, its shipment or its task."""
+        entity = spec.get("entity")
+        if item is None and entity:
+            item = self.item(session, entity, spec["source_id"])
+        snap = _Lazy(lambda: snapshot.build(session, patient, now))
+        ship = item if entity == "shipment" else None
+        task = item if entity == "task" else None
+        if entity == "prescription" and item is not None:
+            ship = session.scalars(
+                select(Shipment)
+                .where(Shipment.prescription_source_id == item.source_id)
+                .order_by(Shipment.status_since.desc())
+                .limit(1)
+            ).first()
+            if item.status == PrescriptionStatus.BLOCKED:
+                task = blocking_task(item, tasks.open_for(session, patient.id))
         return {
             "snap": snap, "item": item, "ship": ship, "task": task,
             "first_name": patient.first_name, "tz": patient.timezone,
@@ -161,9 +196,15 @@ class Policy:
         }  # fmt: skip
 
     def render(
-        self, session: Session, patient: Patient, spec: dict, channel: str, now: datetime
+        self,
+        session: Session,
+        patient: Patient,
+        spec: dict,
+        channel: str,
+        now: datetime,
+        item=None,  # noqa: ANN001
     ) -> str:
-        ctx = self.context(session, patient, spec, now)
+        ctx = self.context(session, patient, spec, now, item)
         text = Markup(self.renderer.render(spec["template"], patient.language, channel, **ctx))
         return self.renderer.render(
             "notify_wrapper", patient.language, channel, text=text, first_name=patient.first_name
@@ -204,7 +245,13 @@ class Policy:
         return cancelled
 
     def notify(
-        self, session: Session, notice: Notice, now: datetime, *, exclude: str | None = None
+        self,
+        session: Session,
+        notice: Notice,
+        now: datetime,
+        *,
+        exclude: str | None = None,
+        item=None,  # noqa: ANN001 - the item, when the caller has it loaded already
     ) -> Message | None:
         patient = session.get(Patient, notice.patient_id)
         if patient is None:
@@ -237,7 +284,7 @@ class Policy:
                 return self._add_to_digest(
                     session, patient, route, spec, self.after_quiet_hours(patient, slot), now
                 )
-        body = self.render(session, patient, spec, route.channel, now)
+        body = self.render(session, patient, spec, route.channel, now, item)
         return outbox.enqueue(
             session, channel=route.channel, address=route.address, body=body,
             kind=Kind.PROACTIVE, conversation_id=route.conversation.id, patient_id=patient.id,
