@@ -34,6 +34,8 @@ from bot.understanding.normalize import (
     Speller,
     default_normalizer,
 )
+from bot.understanding.red_flags import guard_words
+from bot.understanding.red_flags import literal_words as red_flag_words
 from bot.understanding.triggers import pattern_triggers
 
 CATALOGUE_FILES = ("en.yaml", "es.yaml")
@@ -176,6 +178,7 @@ class Catalogue:
         for markers in self.markers.values():
             known.update(markers)
         known.update(self.stopwords)
+        known.update(guard_words())
         emergency_words = _emergency_words()
         targets.update(emergency_words)
         targets.update(_consent_words())
@@ -260,11 +263,12 @@ def _strings(items: list) -> list[str]:
 
 
 def _emergency_words() -> list[str]:
+    """Words the emergency rules read: phrase rules and red-flag terms (spelling targets)."""
     with open(CATALOGUE_DIR / "emergency.yaml", encoding="utf-8") as f:
         data = yaml.safe_load(f)
     sources = list(data["terms"].values())
     sources += [p for rule in data["rules"] for p in rule.get("any", []) + rule.get("all", [])]
-    return [w for source in sources for w in _literal_words(source)]
+    return [w for source in sources for w in _literal_words(source)] + red_flag_words()
 
 
 def _consent_words() -> list[str]:

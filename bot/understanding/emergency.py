@@ -6,7 +6,9 @@ The rules are data (`catalogue/emergency.yaml`): regular expressions over normal
 recall: a patient who writes "chest hurts and left arm numb" or "me duele el pecho" must get
 emergency instructions even if nothing else about the message is understood.
 
-Each expression is run only when the text holds one of the words it starts with (read by
+After these phrase rules, the red-flag layer (`red_flags.py`) looks at the same text by clinical
+category; both run on the text with figures of speech blanked ("heart attack when I saw the
+bill"). Each expression is run only when the text holds one of the words it starts with (read by
 `triggers.pattern_triggers`, conservatively: an expression that does not start with plain words
 is always run), which keeps the few hundred expressions cheap.
 """
@@ -20,6 +22,7 @@ from functools import lru_cache
 import yaml
 
 from bot.understanding.normalize import CATALOGUE_DIR
+from bot.understanding.red_flags import red_flags
 from bot.understanding.triggers import Present, Triggers, pattern_triggers
 
 
@@ -134,8 +137,8 @@ def _found(expression: Expression, present: Present, text: str) -> bool:
     return all(present.has(t) for t in expression.needs) and bool(expression.pattern.search(text))
 
 
-def emergency_rule(normalized: str) -> str | None:
-    """The name of the first emergency rule the normalised text matches, else None."""
+def _pattern_rule(normalized: str) -> str | None:
+    """The first phrase rule (`emergency.yaml`) the text matches, else None."""
     rule_set = _rule_set()
     present = Present(normalized.split())
     for k in rule_set.candidates(present):
@@ -150,6 +153,17 @@ def emergency_rule(normalized: str) -> str | None:
                 return rule.name
             break
     return None
+
+
+def emergency_rule(normalized: str) -> str | None:
+    """The name of the first emergency rule the normalised text matches, else None.
+
+    Figures of speech and non-urgent contexts are blanked first (`red_flags.yaml`, guards);
+    then the phrase rules (`emergency.yaml`), then the red-flag categories (`red_flags.yaml`).
+    """
+    flags = red_flags()
+    text = flags.unguarded(normalized)
+    return _pattern_rule(text) or flags.first_rule(text.split())
 
 
 def is_emergency(normalized: str) -> bool:

@@ -28,7 +28,8 @@ _NON_WORD = re.compile(r"[^a-z0-9]+")
 _BOUNDARY = re.compile(r"[!?;\n\r()]+|(?<!\d)[.,:]+|[.,:]+(?!\d)")
 _SYMBOL_AND = re.compile(r"\s*[&+]\s*")
 # Endings of inflected words, English and Spanish (see `Speller.guarded`).
-_INFLECTED = re.compile(r"(ing|ed|es|s|ly|ar|er|ir|ado|ada|ido|ida|ando|iendo|aba|ia)$")
+# ("-ous", "-us", "-is", "-ss" are not plurals: "unconsious" may still become "unconscious".)
+_INFLECTED = re.compile(r"(ing|ed|es|(?<![uis])s|ly|ar|er|ir|ado|ada|ido|ida|ando|iendo|aba|ia)$")
 
 
 def strip_accents(text: str) -> str:

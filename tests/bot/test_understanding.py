@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import itertools
 import json
 from pathlib import Path
 
@@ -30,6 +31,11 @@ LABELLED_SETS = {
     "nlu_regression.jsonl": 0.97,
     "nlu_holdout.jsonl": 0.97,
     "nlu_holdout2.jsonl": 0.97,
+    # Emergency probes written from triage red-flag lists (docs/nlu.md, "Red flags"): the
+    # first measured 0.727 / 0.639 emergency recall untuned; the floors are for everything
+    # else in them (tricky non-emergencies, figures of speech), after tuning 0.971 / 0.938.
+    "nlu_emergency_fresh.jsonl": 0.95,
+    "nlu_emergency_fresh2.jsonl": 0.92,
 }
 
 
@@ -247,7 +253,7 @@ def test_emergency_is_recognised_in_either_language_however_it_is_worded(text):
 
 def test_emergency_rules_skipped_by_their_trigger_words_could_not_have_matched():
     """The trigger index only saves time: the answer is the one running every rule gives."""
-    from bot.understanding.emergency import _rules, emergency_rule
+    from bot.understanding.emergency import _pattern_rule, _rules
 
     rules, negation = _rules()
 
@@ -263,7 +269,53 @@ def test_emergency_rules_skipped_by_their_trigger_words_could_not_have_matched()
         return None
 
     texts = [normalize(r["text"]) for name in LABELLED_SETS for r in load_examples(DATA / name)]
-    assert [emergency_rule(t) for t in texts] == [run_every_rule(t) for t in texts]
+    assert [_pattern_rule(t) for t in texts] == [run_every_rule(t) for t in texts]
+
+
+def test_red_flag_index_gives_the_answer_trying_every_term_and_rule_gives():
+    from bot.understanding.red_flags import red_flags
+
+    flags = red_flags()
+    terms = [t for ts in (*flags.by_word.values(), *flags.by_stem.values()) for t in ts]
+    terms += flags.numeric
+
+    def every_hit(words: list[str]) -> dict:
+        found: dict = {}
+        for i in range(len(words)):
+            for term in terms:
+                end = term.match(words, i)
+                if end > 0 and words[i] != "_":
+                    for g in term.groups:
+                        found.setdefault(g, []).append((i, end))
+        return found
+
+    def satisfied(rule, found: dict, words: list[str]) -> bool:  # noqa: ANN001
+        for combo in itertools.product(*(found[g] for g in rule.groups)):
+            starts = [s for s, _ in combo]
+            if len(set(combo)) < len(combo):
+                continue
+            if rule.window is not None and max(starts) - min(starts) > rule.window:
+                continue
+            if rule.negatable and flags.negated(words, min(starts)):
+                continue
+            return True
+        return False
+
+    def every_rule(words: list[str]) -> str | None:
+        found = every_hit(words)
+        for rule in flags.rules:
+            if all(g in found for g in rule.groups) and satisfied(rule, found, words):
+                return rule.name
+        return None
+
+    texts = [normalize(r["text"]) for name in LABELLED_SETS for r in load_examples(DATA / name)]
+    texts = [flags.unguarded(t) for t in texts[::3]]  # a third: trying every term is slow
+    for text in texts:
+        words = text.split()
+        assert {g: sorted(h) for g, h in flags.hits(words).items()} == {
+            g: sorted(h) for g, h in every_hit(words).items()
+        }, text
+    assert [flags.first_rule(t.split()) for t in texts] == [every_rule(t.split()) for t in texts]
 
 
 def test_emergency_comes_first_even_when_written_after_another_request():
@@ -298,6 +350,138 @@ def test_figures_of_speech_and_denials_are_not_emergencies(text, intent):
     assert result.intent != "emergency"
     if intent:
         assert result.intent == intent
+
+
+# ---------------------------------------------------------------- red flags (red_flags.yaml)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        # figures of speech about money, waiting, the service
+        "this wait is killing me, any news on my order",
+        "i'm dying to know when my box gets here",
+        "nearly had a heart attack when i opened the invoice",
+        "casi me da un infarto cuando vi la factura",
+        "this delay is giving me a heart attack",
+        "that price makes me want to die lol",
+        "esta espera me está matando",
+        "i almost fainted at the price, is there a coupon",
+        "choking on the cost of this, any payment plans?",
+        "i passed out samples at work, can i get referral credit",
+        "the box collapsed in the mail, can you resend",
+        # past history, medication names, questions about a condition
+        "I had a stroke in 2015, is semaglutide safe for me",
+        "my husband had a heart attack years ago, can he join too",
+        "tuvo un derrame cerebral hace años, ¿puede tomar esto?",
+        "refill for my seizure medication please",
+        "my blood pressure pills havent arrived",
+        "what are the symptoms of an allergic reaction to this shot",
+        "how do i avoid an overdose with the pen",
+        "what should i do if i get low blood sugar",
+        # everyday words near emergency words
+        "i work in the ER, can i book an evening visit",
+        "i was accidentally charged twice",
+        "it took more than a week for my meds to arrive",
+        "i can't swallow the pills, they're too big",
+        "the doctor isn't responding to my messages",
+        "my daughter took my car to pick up the pills",
+        "i can't talk right now, text me",
+        "ya no aguanto más la espera, ¿cuándo llega?",
+        "no quiero seguir con la suscripción",
+        "i can't take this anymore, your app keeps crashing",
+        "a little short of breath climbing stairs, normal?",
+        "i'm confused about my bill, can someone call",
+        "no chest pain, just a quick dosing question",
+        "i dont have a fever or a stiff neck, just a cold",
+        "i'm gonna die of boredom waiting for this",
+        # a child taking their own medicine, a food, acne, a period
+        "my son took his medication this morning, when is the refill",
+        "mi hija se tomó su medicina, ¿cuándo llega la próxima caja?",
+        "my kid ate all the cookies lol",
+        "my face is breaking out, can i get a stronger cream",
+        "a lot of bleeding during my period, is that the shots",
+        "my wife isn't answering her phone, can you update her card",
+    ],
+)
+def test_red_flag_guards_keep_figures_of_speech_and_history_out(text):
+    assert classify(text).intent != "emergency"
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        # the same words, meant: a guard blanks only the figurative words
+        "my chest is killing me",
+        "i think my husband is having a heart attack",
+        "i had a stroke in 2015 and now my face is drooping again",
+        "the bill can wait, i cant breathe",
+        "nearly fainted at the pharmacy and now my chest hurts",
+        "i can't take it anymore",
+        "ya no aguanto más",
+        "he's not responding to me at all, he's on the floor",
+    ],
+)
+def test_red_flag_guards_keep_real_emergencies(text):
+    assert classify(text).intent == "emergency"
+
+
+@pytest.mark.parametrize(
+    ("text", "rule"),
+    [
+        # one new wording per category; the rule name is what engine.py reads (crisis: 988)
+        ("my sternum feels like a vise is on it", "chest_pain"),
+        ("can't get air in even lying still", "breathing"),
+        ("her mouth is sagging on the left and her arm went weak", "stroke"),
+        ("after the new pills my lips and eyelids puffed up", "allergy"),
+        ("the cut keeps bleeding through every bandage", "bleeding"),
+        ("my brother dropped to the ground and isnt responding", "fainting"),
+        ("my daughter's body went stiff and started shaking", "seizure"),
+        ("i took a whole bottle of my sleeping pills", "overdose"),
+        ("my toddler chewed through a bottle of my vitamins", "child_poisoning"),
+        ("i keep thinking everyone would be happier without me", "self_harm"),
+        ("quisiera desaparecer para siempre", "self_harm"),
+        ("my meter reads 38 and im shaking", "vital_signs"),
+        ("sugar dangerously low and i'm confused", "low_blood_sugar"),
+        ("breath smells like nail polish and cant stop vomiting", "high_blood_sugar"),
+        ("belly pain shooting through to my back since my shot", "severe_pain"),
+        ("haven't peed since yesterday and keep vomiting", "dehydration"),
+        ("103 fever and my neck is too stiff to look down", "fever"),
+        ("20 weeks pregnant and bleeding", "pregnancy"),
+    ],
+)
+def test_red_flag_categories(text, rule):
+    from bot.understanding.emergency import emergency_rule
+
+    assert classify(text).intent == "emergency"
+    name = emergency_rule(normalize(text))
+    assert name is not None
+    if rule in ("self_harm", "overdose", "child_poisoning"):
+        assert name == rule  # the engine's crisis answer depends on it
+
+
+def test_fresh_emergency_sets_are_large_enough_to_mean_something():
+    fresh = load_examples(DATA / "nlu_emergency_fresh.jsonl")
+    fresh2 = load_examples(DATA / "nlu_emergency_fresh2.jsonl")
+    assert sum(r["intent"] == "emergency" for r in fresh) >= 150
+    assert sum(r["intent"] != "emergency" for r in fresh) >= 100
+    assert sum(r["intent"] == "emergency" for r in fresh2) >= 80
+    assert sum(r["intent"] != "emergency" for r in fresh2) >= 50
+
+
+def test_red_flag_terms_are_not_copied_from_labelled_messages():
+    """Rules cover categories and synonyms; a whole test message is never a term."""
+    from bot.understanding.red_flags import red_flags
+
+    flags = red_flags()
+    phrases = {
+        " ".join(t[1] for t in term.tokens if t[0] == "w")
+        for terms in (*flags.by_word.values(), *flags.by_stem.values())
+        for term in terms
+        if len(term.tokens) >= 4
+    }
+    messages = {normalize(r["text"]) for name in LABELLED_SETS for r in load_examples(DATA / name)}
+    assert phrases & messages == set()
 
 
 # ---------------------------------------------------------------- intents
