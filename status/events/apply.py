@@ -12,14 +12,15 @@ from datetime import date, datetime
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import insert, inspect, select
 from sqlalchemy.orm import Session
+from sqlalchemy.orm.attributes import flag_modified
 
-from status import metrics, patients, timeline
+from status import metrics, timeline
 from status.appointments import Appointment
-from status.db import Base, insert_ignore, utcnow
+from status.db import Base, utcnow
 from status.events import store
-from status.events.schemas import _Envelope
+from status.events.schemas import _Envelope, _event_adapter
 from status.patients import Patient
 from status.payments import Payment, PaymentStatus
 from status.prescriptions import Prescription
@@ -27,6 +28,9 @@ from status.refills import Refill
 from status.shipments import Shipment
 from status.subscriptions import Subscription
 from status.tasks import Task
+
+_CHUNK = 500  # ids per IN query
+_RETURNING_UP_TO = 50  # `events` rows inserted with RETURNING at once on PostgreSQL
 
 
 @dataclass(frozen=True)
@@ -155,10 +159,33 @@ def _summary(entity: str, source_id: str, changed: dict[str, list[Any]], new: bo
 
 
 class EventApplier:
+    """Applies a batch with a handful of statements, however many events it holds.
+
+    Everything the batch reads is loaded first, with one `IN` query per table and 500 ids (event
+    ids, patients, items of each kind, the pending events of patients arriving now); the events
+    are applied in memory in time order; then the rows are written, one statement per table:
+    new patients (INSERT ... RETURNING, for their ids), changed rows (one flush), new items,
+    timeline entries, and the `events` rows (INSERT ... ON CONFLICT DO NOTHING).
+    """
+
     def __init__(self, session: Session, now: datetime | None = None) -> None:
         self.session = session
         self.now = now or utcnow()
         self.result = ApplyResult()
+        self._reset()
+
+    def _reset(self) -> None:
+        self._patients: dict[str, Patient] = {}  # source_id -> patient, new ones included
+        self._items: dict[type[Base], dict[str, Any]] = {}  # model -> source_id -> item
+        # patient source_id -> events waiting for that patient: (sort key, event, their row)
+        self._pending: dict[str, list[tuple[tuple, _Envelope, Any]]] = {}
+        self._new_patients: list[Patient] = []  # in creation order, not in the session
+        self._new_items: list[Any] = []  # in creation order, not in the session
+        self._owners: dict[Any, Patient] = {}  # item -> its patient after this batch
+        self._timeline: list[tuple[Patient, dict[str, Any]]] = []
+        self._changes: list[tuple[Patient, dict[str, Any]]] = []
+        self._records: list[dict[str, Any]] = []  # the `events` rows, in the order recorded
+        self._counts_pending: set[str] = set()  # event ids counted pending once their row is in
 
     def apply(self, events: Iterable[_Envelope]) -> ApplyResult:
         result = self._apply(list(events))
@@ -168,37 +195,111 @@ class EventApplier:
         return result
 
     def _apply(self, events: list[_Envelope]) -> ApplyResult:
+        self._reset()
         seen = store.known_ids(self.session, [event.id for event in events])
+        fresh = []
         # Within one batch, apply in time order so every transition is kept, not marked stale.
         for event in sorted(events, key=lambda e: e.occurred_at):
             if event.id in seen:
                 self.result.duplicates += 1
                 continue
             seen.add(event.id)
+            fresh.append(event)
+        if not fresh:
+            return self.result
+        self._load(fresh)
+        for event in fresh:
             self._apply_one(event)
+        self._write()
         return self.result
+
+    def _load(self, events: list[_Envelope]) -> None:
+        """Everything the batch reads, with one query per table and 500 ids."""
+        session = self.session
+        self._patients = _by_source_id(session, Patient, {e.data.patient_id for e in events})
+        arriving = {e.data.patient_id for e in events if e.type == "patient.updated"}
+        arriving -= self._patients.keys()
+        waiting = []
+        for stored in store.pending_for_many(session, sorted(arriving)):
+            event = _event_adapter.validate_python(stored.payload)
+            key = (stored.occurred_at, 0, stored.id)  # pending_for's order: occurred_at, id
+            self._pending.setdefault(stored.patient_source_id, []).append((key, event, stored))
+            waiting.append(event)
+        wanted: dict[type[Base], set[str]] = {}
+        for event in [*events, *waiting]:
+            if event.type != "patient.updated":
+                spec = SPECS[event.type]
+                wanted.setdefault(spec.model, set()).add(getattr(event.data, spec.id_field))
+        self._items = {model: _by_source_id(session, model, ids) for model, ids in wanted.items()}
+
+    def _write(self) -> None:
+        """The batch's rows: patients first, as items and timeline entries need their ids.
+
+        New rows go in with one executemany per table (the ORM would insert them one row per
+        statement on SQLite); changed rows already in the session are flushed.
+        """
+        session = self.session
+        if self._new_patients:
+            # Ids in creation order, as before: PostgreSQL is told to keep it (SQLite does).
+            in_order = session.get_bind().dialect.name == "postgresql"
+            statement = insert(Patient).returning(
+                Patient.id, Patient.source_id, sort_by_parameter_order=in_order
+            )
+            rows = _rows(self._new_patients)
+            written = session.execute(statement, rows, execution_options=_RENDER_NULLS)
+            ids = {source_id: key for key, source_id in written}
+            for patient in self._new_patients:
+                patient.id = ids[patient.source_id]
+        for item, patient in self._owners.items():
+            if item.patient_id != patient.id:
+                item.patient_id = patient.id
+        _same_columns([*self._patients.values(), *self._owners])
+        session.flush()
+        new_items: dict[type[Base], list[Any]] = {}
+        for item in self._new_items:
+            new_items.setdefault(type(item), []).append(item)
+        for model, items in new_items.items():
+            session.execute(insert(model), _rows(items), execution_options=_RENDER_NULLS)
+        if self._timeline:
+            rows = [{"patient_id": patient.id, **row} for patient, row in self._timeline]
+            session.execute(insert(timeline.TimelineEntry), rows)
+        written = _insert_new(session, store.StoredEvent.__table__, "event_id", self._records)
+        for record in self._records:
+            if record["event_id"] not in written:  # a concurrent delivery of the same id won
+                self.result.duplicates += 1
+            elif record["event_id"] in self._counts_pending:
+                self.result.pending += 1
+        self.result.changes.extend(
+            Change(patient_id=patient.id, **values) for patient, values in self._changes
+        )
 
     def _record(
         self, event: _Envelope, patient_source_id: str, entity_id: str, outcome: str
-    ) -> bool:
-        inserted = insert_ignore(
-            self.session,
-            store.StoredEvent.__table__,
-            {
-                "event_id": event.id,
-                "type": event.type,
-                "occurred_at": event.occurred_at,
-                "received_at": self.now,
-                "patient_source_id": patient_source_id,
-                "entity_source_id": entity_id,
-                "payload": event.model_dump(mode="json"),
-                "outcome": outcome,
-                "applied_at": self.now if outcome != store.Outcome.PENDING else None,
-            },
+    ) -> dict[str, Any]:
+        record = {
+            "event_id": event.id,
+            "type": event.type,
+            "occurred_at": event.occurred_at,
+            "received_at": self.now,
+            "patient_source_id": patient_source_id,
+            "entity_source_id": entity_id,
+            "payload": event.model_dump(mode="json"),
+            "outcome": outcome,
+            "applied_at": self.now if outcome != store.Outcome.PENDING else None,
+        }
+        self._records.append(record)
+        return record
+
+    def _timeline_entry(
+        self, patient: Patient, kind: timeline.EntryKind, event: _Envelope, **values: Any
+    ) -> None:
+        values["changes"] = values.get("changes") or {}
+        self._timeline.append(
+            (
+                patient,
+                {"kind": kind, "occurred_at": event.occurred_at, "event_id": event.id, **values},
+            )
         )
-        if not inserted:  # a concurrent delivery of the same id won the race
-            self.result.duplicates += 1
-        return inserted
 
     def _apply_one(self, event: _Envelope) -> None:
         data = event.data
@@ -207,10 +308,12 @@ class EventApplier:
             return
         spec = SPECS[event.type]
         entity_id = getattr(data, spec.id_field)
-        patient = patients.by_source_id(self.session, data.patient_id)
+        patient = self._patients.get(data.patient_id)
         if patient is None:
-            if self._record(event, data.patient_id, entity_id, store.Outcome.PENDING):
-                self.result.pending += 1
+            record = self._record(event, data.patient_id, entity_id, store.Outcome.PENDING)
+            self._counts_pending.add(event.id)
+            key = (event.occurred_at, 1, len(self._records))  # after the rows already stored
+            self._pending.setdefault(data.patient_id, []).append((key, event, record))
             return
         outcome = self._apply_item(spec, event, patient)
         self._record(event, data.patient_id, entity_id, outcome)
@@ -218,21 +321,18 @@ class EventApplier:
     def _apply_item(self, spec: ItemSpec, event: _Envelope, patient: Patient) -> str:
         data = event.data
         source_id = getattr(data, spec.id_field)
-        item = self.session.scalars(
-            select(spec.model).where(spec.model.source_id == source_id)
-        ).one_or_none()
+        items = self._items.setdefault(spec.model, {})
+        item = items.get(source_id)
         if item is not None and event.occurred_at < item.last_event_at:
             self.result.stale += 1
-            timeline.record(
-                self.session,
-                patient.id,
-                kind=timeline.EntryKind.STALE_EVENT,
-                occurred_at=event.occurred_at,
+            self._timeline_entry(
+                patient,
+                timeline.EntryKind.STALE_EVENT,
+                event,
                 summary=f"{spec.entity} {source_id}: older event ignored "
                 f"(status {_jsonable(data.status)}, current {_jsonable(item.status)})",
                 entity_type=spec.entity,
                 entity_source_id=source_id,
-                event_id=event.id,
             )
             return store.Outcome.STALE
         columns = spec.columns(data)
@@ -240,14 +340,12 @@ class EventApplier:
         old_status = None if item is None else item.status
         old_renewal = getattr(item, "renews_at", None)
         if item is None:
-            item = spec.model(
-                source_id=source_id, patient_id=patient.id, status_since=event.occurred_at
-            )
-            self.session.add(item)
+            item = _new_item(spec.model, source_id=source_id, status_since=event.occurred_at)
+            items[source_id] = item
+            self._new_items.append(item)
         elif item.status != columns["status"]:
             item.status_since = event.occurred_at
-        if item.patient_id != patient.id:
-            item.patient_id = patient.id
+        self._owners[item] = patient  # its patient_id is set once new patients have ids
         for name, value in columns.items():
             setattr(item, name, value)
         item.last_event_at = event.occurred_at
@@ -256,47 +354,44 @@ class EventApplier:
         renewed = old_renewal and item.renews_at and item.renews_at > old_renewal
         if isinstance(item, Subscription) and renewed:  # the renewal date moved on
             item.renewals_seen += 1
-        self.session.flush()
         self.result.applied += 1
-        timeline.record(
-            self.session,
-            patient.id,
-            kind=timeline.EntryKind.STATE_CHANGE,
-            occurred_at=event.occurred_at,
+        self._timeline_entry(
+            patient,
+            timeline.EntryKind.STATE_CHANGE,
+            event,
             summary=_summary(spec.entity, source_id, changed, old_status is None),
             entity_type=spec.entity,
             entity_source_id=source_id,
-            event_id=event.id,
             changes=changed,
         )
-        self.result.changes.append(
-            Change(
-                entity=spec.entity,
-                source_id=source_id,
-                patient_id=patient.id,
-                old_status=_jsonable(old_status),
-                new_status=_jsonable(item.status),
-                changed=changed,
-                occurred_at=event.occurred_at,
-                event_id=event.id,
+        self._changes.append(
+            (
+                patient,
+                {
+                    "entity": spec.entity,
+                    "source_id": source_id,
+                    "old_status": _jsonable(old_status),
+                    "new_status": _jsonable(item.status),
+                    "changed": changed,
+                    "occurred_at": event.occurred_at,
+                    "event_id": event.id,
+                },
             )
         )
         return store.Outcome.APPLIED
 
     def _apply_patient(self, event: _Envelope) -> None:
         data = event.data
-        patient = patients.by_source_id(self.session, data.patient_id)
+        patient = self._patients.get(data.patient_id)
         if patient is not None and event.occurred_at < patient.last_event_at:
             self.result.stale += 1
-            timeline.record(
-                self.session,
-                patient.id,
-                kind=timeline.EntryKind.STALE_EVENT,
-                occurred_at=event.occurred_at,
+            self._timeline_entry(
+                patient,
+                timeline.EntryKind.STALE_EVENT,
+                event,
                 summary="patient details: older event ignored",
                 entity_type="patient",
                 entity_source_id=data.patient_id,
-                event_id=event.id,
             )
             self._record(event, data.patient_id, data.patient_id, store.Outcome.STALE)
             return
@@ -314,37 +409,37 @@ class EventApplier:
         changed = _diff(patient, columns)
         if is_new:
             patient = Patient(source_id=data.patient_id, last_event_at=event.occurred_at, **columns)
-            self.session.add(patient)
+            self._patients[data.patient_id] = patient
+            self._new_patients.append(patient)
         else:
             for name, value in columns.items():
                 setattr(patient, name, value)
             patient.last_event_at = event.occurred_at
-        self.session.flush()
         self.result.applied += 1
         # The timeline says which fields changed, never their values: they are identifying.
-        timeline.record(
-            self.session,
-            patient.id,
-            kind=timeline.EntryKind.STATE_CHANGE,
-            occurred_at=event.occurred_at,
+        self._timeline_entry(
+            patient,
+            timeline.EntryKind.STATE_CHANGE,
+            event,
             summary="patient added"
             if is_new
             else f"patient details updated: {', '.join(sorted(changed)) or 'no change'}",
             entity_type="patient",
             entity_source_id=data.patient_id,
-            event_id=event.id,
             changes={name: ["…", "…"] for name in changed},
         )
-        self.result.changes.append(
-            Change(
-                entity="patient",
-                source_id=data.patient_id,
-                patient_id=patient.id,
-                old_status=None if is_new else "known",
-                new_status="known",
-                changed={name: [] for name in changed},
-                occurred_at=event.occurred_at,
-                event_id=event.id,
+        self._changes.append(
+            (
+                patient,
+                {
+                    "entity": "patient",
+                    "source_id": data.patient_id,
+                    "old_status": None if is_new else "known",
+                    "new_status": "known",
+                    "changed": {name: [] for name in changed},
+                    "occurred_at": event.occurred_at,
+                    "event_id": event.id,
+                },
             )
         )
         self._record(event, data.patient_id, data.patient_id, store.Outcome.APPLIED)
@@ -353,13 +448,102 @@ class EventApplier:
 
     def _apply_pending(self, patient: Patient) -> None:
         """Events that arrived before their patient take effect now, in time order."""
-        from status.events.schemas import _event_adapter
+        waiting = self._pending.pop(patient.source_id, [])
+        for _key, event, row in sorted(waiting, key=lambda w: w[0]):
+            outcome = self._apply_item(SPECS[event.type], event, patient)
+            if isinstance(row, dict):  # recorded earlier in this batch, not written yet
+                row["outcome"] = outcome
+                row["applied_at"] = self.now
+            else:
+                row.outcome = outcome
+                row.applied_at = self.now
 
-        for stored in store.pending_for(self.session, patient.source_id):
-            event = _event_adapter.validate_python(stored.payload)
-            spec = SPECS[event.type]
-            stored.outcome = self._apply_item(spec, event, patient)
-            stored.applied_at = self.now
+
+def _by_source_id(session: Session, model: type[Base], source_ids: set[str]) -> dict[str, Any]:
+    """source_id -> row of `model`, with one `IN` query per 500 ids."""
+    ids = sorted(source_ids)
+    found: dict[str, Any] = {}
+    for start in range(0, len(ids), _CHUNK):
+        query = select(model).where(model.source_id.in_(ids[start : start + _CHUNK]))
+        found.update((row.source_id, row) for row in session.scalars(query))
+    return found
+
+
+# A None is sent as NULL rather than left out, which would split an executemany wherever the
+# rows' None columns differ. (No column is given None here where it has a default.)
+_RENDER_NULLS = {"render_nulls": True}
+
+
+def _rows(objects: list[Any]) -> list[dict[str, Any]]:
+    """The attributes set on new (transient) ORM objects, as rows for an INSERT."""
+    return [
+        {key: value for key, value in vars(obj).items() if key != "_sa_instance_state"}
+        for obj in objects
+    ]
+
+
+def _same_columns(objects: list[Any]) -> None:
+    """Have the flush set the same columns in every changed row of a table.
+
+    The flush groups consecutive rows by the columns they change, so rows changing different
+    columns (a new status or not) meant many small UPDATEs. Marking the columns any row of the
+    table changed as modified in all of them makes one executemany per table; the extra
+    columns are written with the values they already have.
+    """
+    changed: dict[Any, list[str]] = {}
+    columns: dict[type, set[str]] = {}
+    for obj in objects:
+        state = inspect(obj)
+        if not state.persistent or not state.committed_state:
+            continue
+        keys = [key for key in state.committed_state if state.attrs[key].history.has_changes()]
+        if keys:  # rows that change nothing are not written at all, as before
+            changed[obj] = keys
+            columns.setdefault(type(obj), set()).update(keys)
+    for obj in changed:
+        for key in columns[type(obj)]:
+            flag_modified(obj, key)
+
+
+def _new_item(model: type[Base], **values: Any) -> Any:
+    """A new row with its scalar column defaults set now (`renewals_seen` 0, `ever_failed`
+    False), as a flush would have set them, since a later event in the batch may read them."""
+    for column in model.__table__.columns:
+        default = column.default
+        if default is not None and default.is_scalar and column.key not in values:
+            values[column.key] = default.arg
+    return model(**values)
+
+
+def _insert_new(session: Session, table: Any, key: str, rows: list[dict[str, Any]]) -> set[Any]:
+    """INSERT ... ON CONFLICT DO NOTHING of many rows; the `key` values of the rows written.
+
+    RETURNING names the rows written (rowcount is -1 on psycopg unless preserved, and cannot
+    say which rows anyway). On PostgreSQL a large batch first tries a plain executemany in a
+    savepoint, as psycopg parses every placeholder of the multi-row RETURNING statement in
+    Python (about 95 ms per 500 events, against 35 ms): when every row went in, the usual case
+    as `known_ids` left out the ids already stored, that is the answer; otherwise a concurrent
+    delivery wrote some of the ids meanwhile, and the rows go in again with RETURNING.
+    """
+    if not rows:
+        return set()
+    if session.get_bind().dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert as dialect_insert
+
+        large = len(rows) > _RETURNING_UP_TO
+    else:
+        from sqlalchemy.dialects.sqlite import insert as dialect_insert
+
+        large = False
+    statement = dialect_insert(table).on_conflict_do_nothing()
+    if large:
+        savepoint = session.begin_nested()
+        result = session.execute(statement, rows, execution_options={"preserve_rowcount": True})
+        if result.rowcount == len(rows):
+            savepoint.commit()
+            return {row[key] for row in rows}
+        savepoint.rollback()
+    return set(session.execute(statement.returning(table.c[key]), rows).scalars())
 
 
 def apply_events(

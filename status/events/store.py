@@ -55,3 +55,20 @@ def pending_for(session: Session, patient_source_id: str) -> list[StoredEvent]:
         .order_by(StoredEvent.occurred_at, StoredEvent.id)
     )
     return list(session.scalars(query))
+
+
+def pending_for_many(session: Session, patient_source_ids: list[str]) -> list[StoredEvent]:
+    """`pending_for` for many patients at once (one query per 500 ids), each in time order."""
+    found: list[StoredEvent] = []
+    for start in range(0, len(patient_source_ids), 500):
+        chunk = patient_source_ids[start : start + 500]
+        query = (
+            select(StoredEvent)
+            .where(
+                StoredEvent.patient_source_id.in_(chunk),
+                StoredEvent.outcome == Outcome.PENDING,
+            )
+            .order_by(StoredEvent.occurred_at, StoredEvent.id)
+        )
+        found.extend(session.scalars(query))
+    return found
