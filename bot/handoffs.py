@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
+import html
 from datetime import datetime, timedelta
 from enum import StrEnum
 
 from sqlalchemy import ForeignKey, Index, Integer, String, Text, select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
+from bot import conversations, outbox
+from bot.conversations import Conversation
+from bot.messages import Kind
 from status import metrics
 from status.db import Base, utcnow
+from status.patients import Patient
 
 
 class HandoffStatus(StrEnum):
@@ -160,7 +166,6 @@ def open_or_add(
     settings=None,  # noqa: ANN001 - status.settings.Settings: staff chat alerts when set
 ) -> tuple[Handoff, bool]:
     """The patient's open hand-off with this trigger added, or a new one. (handoff, created)."""
-    from sqlalchemy.exc import IntegrityError
 
     existing = find_open(session, patient_id, conversation_id)
     priority, queue = ROUTING[reason]
@@ -221,8 +226,6 @@ def alert_staff(
     session: Session, handoff: Handoff, reason: Reason, settings, now: datetime
 ) -> None:  # noqa: ANN001
     """Urgent and high hand-offs ping the staff Telegram chat: a reason and a link, no PHI."""
-    from bot import outbox
-    from bot.messages import Kind
 
     chat = getattr(settings, "telegram_staff_chat_id", None) if settings else None
     if not chat or handoff.priority not in (Priority.URGENT, Priority.HIGH):
@@ -295,12 +298,8 @@ DEFAULT_SLA_MINUTES = {Priority.URGENT: 5, Priority.HIGH: 30, Priority.NORMAL: 2
 def conversation_of(session: Session, handoff: Handoff):  # noqa: ANN201
     """Where a staff reply goes: the conversation that raised the hand-off, else the patient's
     preferred channel (Telegram when linked and preferred, otherwise SMS to their phone)."""
-    from bot import conversations
-    from status.patients import Patient
 
     if handoff.conversation_id is not None:
-        from bot.conversations import Conversation
-
         conv = session.get(Conversation, handoff.conversation_id)
         if conv is not None and conv.channel in ("sms", "telegram", "simulator", "terminal"):
             return conv
@@ -322,10 +321,6 @@ def staff_reply(
     session: Session, handoff: Handoff, *, staff_id: int | None, text: str, now: datetime
 ):  # noqa: ANN201
     """Send `text` to the patient through their channel, as the staff member."""
-    import html
-
-    from bot import outbox
-    from bot.messages import Kind
 
     if handoff.status != HandoffStatus.OPEN:
         raise HandoffClosed(handoff.id)
@@ -375,7 +370,6 @@ def resolve_and_return(
     session: Session, handoff: Handoff, *, staff_id: int | None, note: str | None, now: datetime
 ) -> None:
     """Close the hand-off and give the conversation back to the bot, with a clean slate."""
-    from bot.conversations import Conversation
 
     if handoff.status != HandoffStatus.OPEN:
         raise HandoffClosed(handoff.id)
