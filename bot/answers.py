@@ -11,7 +11,6 @@ from typing import Any
 
 from status.classification import StatusClass
 from status.prescriptions import PrescriptionStatus
-from status.shipments import ShipmentStatus
 from status.snapshot import REFILL_SOON, Snapshot
 
 # Answers that disclose health or billing facts: the patient verifies first.
@@ -131,10 +130,6 @@ def next_steps(snap: Snapshot) -> Answer:
 
 def is_blocked(snap: Snapshot) -> bool:
     return any(p.status == PrescriptionStatus.BLOCKED for p in snap.prescriptions)
-
-
-def has_shipment_problem(snap: Snapshot) -> bool:
-    return any(s.status == ShipmentStatus.EXCEPTION for s in snap.shipments)
 
 
 FACT_ANSWERS = {

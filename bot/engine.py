@@ -38,6 +38,7 @@ from status.settings import Settings
 log = logging.getLogger("patient_status.turn")
 
 MAX_DOB_TRIES = 3
+NOTHING_SAID = Classification(intent="unknown", intents=["unknown"], confidence=0.0, language="en")
 SHARED_PHONE_MEMORY = timedelta(hours=1)
 # Sent even to an address that opted out: compliance confirmations and emergency instructions.
 SYSTEM_TEMPLATES = {"opt_out", "opt_in", "help_keyword", "emergency"}
@@ -119,7 +120,7 @@ class Engine:
                 language=conv.language or "en",
             )  # fmt: skip
         else:
-            cls = classify(text) if text.strip() else _unknown(inbound)
+            cls = classify(text) if text.strip() else NOTHING_SAID
         people = self._people(session, inbound)
         patient = self._current_patient(conv, people, now)
         msg = Message(
@@ -197,10 +198,6 @@ class Engine:
 
     def render(self, name: str, lang: str, channel: str, **context) -> str:
         return self.renderer.render(name, lang, channel, **context)
-
-
-def _unknown(inbound: Inbound) -> Classification:
-    return Classification(intent="unknown", intents=["unknown"], confidence=0.0, language="en")
 
 
 class _TurnContext:

@@ -23,13 +23,6 @@ from status.settings import Settings, get_settings
 access = logging.getLogger("patient_status.http")
 
 
-def change_hooks(settings: Settings) -> list:
-    """What reacts to applied state changes, inside the same transaction (proactive rules)."""
-    from bot.proactive.notifier import Notifier
-
-    return [Notifier(settings).on_changes]
-
-
 def snapshot_extensions() -> list:
     """What the API snapshot adds to the status store's: what the patient was already told."""
     from bot.context import last_told

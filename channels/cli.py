@@ -83,6 +83,7 @@ def db_upgrade(revision: str) -> None:
 @main.command(help="Apply events from a JSON-lines file (same rules as POST /events).")
 @click.argument("file", type=click.Path(exists=True, dir_okay=False, allow_dash=True))
 def ingest(file: str) -> None:
+    from bot.proactive.notifier import Notifier
     from status.events.apply import apply_events
     from status.events.schemas import InvalidEvents, parse_events
 
@@ -110,16 +111,9 @@ def ingest(file: str) -> None:
     database = _database(settings, migrate=settings.database_url.startswith("sqlite"))
     with database.session() as session:
         result = apply_events(session, events)
-        _run_change_hooks(settings, session, result.changes)
+        # the same reactions as POST /events: proactive updates to the patients concerned
+        Notifier(settings).on_changes(session, result.changes)
     click.echo(json.dumps({"accepted": len(events), **result.counts()}))
-
-
-def _run_change_hooks(settings: Settings, session, changes) -> None:  # noqa: ANN001
-    """The same reactions to state changes as POST /events (proactive rules)."""
-    from channels.app import change_hooks
-
-    for hook in change_hooks(settings):
-        hook(session, changes)
 
 
 @main.command(help="Classify messages from stdin, one per line, as JSON lines.")
