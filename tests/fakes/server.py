@@ -95,3 +95,20 @@ def unused_base_url() -> str:
         sock.bind((LOOPBACK, 0))
         port = sock.getsockname()[1]
     return f"http://{LOOPBACK}:{port}"
+
+
+class FakeProvider:
+    """Lifecycle shared by the fake provider servers: they set `self._server`."""
+
+    _server: BackgroundServer
+
+    def start(self):  # noqa: ANN201 - returns the fake itself
+        self._server.start()
+        return self
+
+    def stop(self) -> None:
+        self._server.stop()
+
+    @property
+    def base_url(self) -> str:
+        return self._server.base_url

@@ -20,7 +20,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from tests.fakes.server import BackgroundServer
+from tests.fakes.server import BackgroundServer, FakeProvider
 
 BOT_ID = 7000000001
 BOT_TOKEN = f"{BOT_ID}:AAFakeTokenForTests_0123456789abcdefgh"
@@ -149,7 +149,7 @@ class TelegramCall:
         return self.response.get("result")
 
 
-class FakeTelegram:
+class FakeTelegram(FakeProvider):
     def __init__(self, token: str = BOT_TOKEN, *, max_poll_seconds: float = 0.5) -> None:
         self.token = token
         self.bot_id = int(token.split(":", 1)[0])
@@ -167,19 +167,6 @@ class FakeTelegram:
             routes=[Route("/bot{token}/{method}", self._call, methods=["GET", "POST"])]
         )
         self._server = BackgroundServer(self.app, name="fake-telegram")
-
-    # lifecycle -----------------------------------------------------------------------------
-
-    def start(self) -> FakeTelegram:
-        self._server.start()
-        return self
-
-    def stop(self) -> None:
-        self._server.stop()
-
-    @property
-    def base_url(self) -> str:
-        return self._server.base_url
 
     def settings_overrides(self) -> dict[str, str]:
         """Keyword arguments for `Settings(...)` pointing the real aiogram Bot at this fake."""

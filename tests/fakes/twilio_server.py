@@ -21,7 +21,7 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 from twilio.request_validator import RequestValidator
 
-from tests.fakes.server import BackgroundServer
+from tests.fakes.server import BackgroundServer, FakeProvider
 
 ACCOUNT_SID = "AC" + "0123456789abcdef" * 2
 AUTH_TOKEN = "fake-auth-token-0123456789abcdef"
@@ -121,7 +121,7 @@ class SignedCallback:
     headers: dict[str, str]
 
 
-class FakeTwilio:
+class FakeTwilio(FakeProvider):
     def __init__(self, account_sid: str = ACCOUNT_SID, auth_token: str = AUTH_TOKEN) -> None:
         self.account_sid = account_sid
         self.auth_token = auth_token
@@ -140,19 +140,6 @@ class FakeTwilio:
             ]
         )
         self._server = BackgroundServer(self.app, name="fake-twilio")
-
-    # lifecycle -----------------------------------------------------------------------------
-
-    def start(self) -> FakeTwilio:
-        self._server.start()
-        return self
-
-    def stop(self) -> None:
-        self._server.stop()
-
-    @property
-    def base_url(self) -> str:
-        return self._server.base_url
 
     def settings_overrides(self) -> dict[str, str]:
         """Keyword arguments for `Settings(...)` pointing the real client at this fake."""
