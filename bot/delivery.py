@@ -45,6 +45,6 @@ def delivery_failed(
         patient_id=message.patient_id,
         conversation_id=conv.id,
         summary=f"{message.channel.upper()} to this patient failed: {what} (code {code})",
-        context=context.build(session, patient, conv, now),
+        context=lambda: context.build(session, patient, conv, now),
         settings=settings,
     )

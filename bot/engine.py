@@ -312,7 +312,6 @@ class _TurnContext:
     def _handoff(self, reason: Reason, summary: str) -> Handoff:
         patient_id = self.patient.id if self.patient else None
         summary = summary[:300]
-        packet = context.build(self.session, self.patient, self.conv, self.now)
         handoff, created = handoffs.open_or_add(
             self.session,
             reason=reason,
@@ -320,7 +319,7 @@ class _TurnContext:
             patient_id=patient_id,
             conversation_id=self.conv.id,
             summary=summary,
-            context=packet,
+            context=lambda: context.build(self.session, self.patient, self.conv, self.now),
             settings=self.settings,
         )
         self.msg.handoff_id = handoff.id

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import html
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from enum import StrEnum
 
@@ -161,7 +162,7 @@ def open_or_add(
     patient_id: int | None,
     conversation_id: int | None,
     summary: str = "",
-    context: dict | None = None,
+    context: Callable[[], dict] | None = None,  # the packet, built only for a new hand-off
     sla_minutes: dict[str, int] | None = None,
     settings=None,  # noqa: ANN001 - status.settings.Settings: staff chat alerts when set
 ) -> tuple[Handoff, bool]:
@@ -182,7 +183,7 @@ def open_or_add(
             priority=priority,
             queue=queue,
             summary=summary,
-            context=context or {},
+            context=context() if context else {},
             owns_conversation=reason not in WORK_ITEMS,
             created_at=now,
             first_response_due=now + timedelta(minutes=sla),

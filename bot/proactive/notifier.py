@@ -62,7 +62,8 @@ class Notifier:
                     session, reason=Reason.PRESCRIPTION_DENIED, now=now,
                     patient_id=change.patient_id, conversation_id=None,
                     summary=f"prescription {change.source_id} denied: call the patient",
-                    settings=self.settings, context=context.build(session, patient, None, now),
+                    settings=self.settings,
+                    context=lambda p=patient: context.build(session, p, None, now),
                 )  # fmt: skip
             self.policy.notify(session, notice, now, item=item)
 

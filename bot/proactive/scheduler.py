@@ -231,7 +231,7 @@ class Scheduler:
         handoffs.open_or_add(
             session, reason=Reason.STUCK, now=now, patient_id=item.patient_id,
             conversation_id=None, summary=summary, settings=self.settings,
-            context=context.build(session, patient, None, now),
+            context=lambda: context.build(session, patient, None, now),
         )  # fmt: skip
         from status import timeline
 
