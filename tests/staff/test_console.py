@@ -142,13 +142,18 @@ def test_queue_puts_urgent_first_then_oldest_and_filters(app):
     assert "Alex Agent" in app.client.get("/staff").text
 
 
-def test_first_response_timer_reads_due_soon_overdue_and_answered():
+def test_first_response_timer_reads_due_soon_late_and_answered():
     now = utcnow()
     handoff = Handoff(status="open", created_at=now, first_response_due=now + timedelta(hours=4))
     assert (sla(handoff, now).label, sla(handoff, now).level) == ("due in 4 h", "ok")
     assert sla(handoff, now + timedelta(hours=3, minutes=52)).level == "soon"
     late = sla(handoff, now + timedelta(hours=4, minutes=5))
-    assert (late.label, late.level) == ("overdue 5 min", "overdue")
+    assert (late.label, late.level, late.late_by, late.late) == (
+        "late by 5 min",
+        "late",
+        "5 min",
+        True,
+    )
     handoff.first_response_at = now + timedelta(minutes=7)
     assert (sla(handoff, now).label, sla(handoff, now).level) == ("answered in 7 min", "met")
 
