@@ -13,7 +13,7 @@ from fastapi.routing import APIRoute
 from markupsafe import Markup
 
 from bot.render import environment
-from channels.staff import security, times
+from channels.staff import security, times, words
 from channels.staff.times import duration
 from status.db import utcnow
 
@@ -92,6 +92,8 @@ def render(
             flashes=security.take_flashes(request),
             clinic=settings.clinic_name,
             clock=Clock(settings.clinic_timezone),
+            reason_words=words.reason_words,
+            timeline_words=words.timeline_words,
             **context,
         )
     )

@@ -13,7 +13,7 @@ from fastapi import APIRouter, Depends, Form, Query, Request
 from fastapi.responses import FileResponse, JSONResponse, Response
 
 from bot import context, conversations, handoffs, messages
-from bot.handoffs import Handoff, HandoffClosed, HandoffStatus, reason_words
+from bot.handoffs import Handoff, HandoffClosed, HandoffStatus
 from bot.render import TEMPLATES_DIR
 from channels.staff import canned, handoff_view, ops, queue
 from channels.staff.auth import check_password, hash_password
@@ -456,7 +456,6 @@ def ops_page(request: Request, staff: Staff = Depends(current_staff), days: int 
         codes=codes,
         unknown=unknown,
         days=days,
-        reason_words=reason_words,
     )
 
 

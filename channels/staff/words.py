@@ -6,6 +6,8 @@ staff chat's alerts say them too; intents are worded here, since only staff page
 from __future__ import annotations
 
 from bot.handoffs import reason_words
+
+__all__ = ["INTENT_WORDS", "intent_words", "reason_words", "reasons_words", "timeline_words"]
 from bot.intents import Intent
 
 INTENT_WORDS: dict[Intent, str] = {
@@ -38,6 +40,15 @@ def intent_words(intent: str | None) -> str:
         return INTENT_WORDS[Intent(intent)]
     except ValueError:
         return intent.replace("_", " ")
+
+
+def timeline_words(kind: str, summary: str) -> str:
+    """A timeline entry as staff read it: the engine writes a hand-off's entry with its reason
+    code ("hand-off opened: human"), which is said here in words."""
+    if kind != "handoff":
+        return summary
+    what, sep, reason = summary.rpartition(": ")
+    return f"{what}{sep}{reason_words(reason)}" if sep else summary
 
 
 def reasons_words(reasons: list[str] | None, reason: str = "") -> list[str]:

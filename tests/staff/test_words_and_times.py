@@ -13,7 +13,7 @@ from bot.handoffs import REASON_WORDS, Reason, reason_words
 from bot.intents import Intent
 from channels.staff import times
 from channels.staff.pages import Clock
-from channels.staff.words import INTENT_WORDS, intent_words, reasons_words
+from channels.staff.words import INTENT_WORDS, intent_words, reasons_words, timeline_words
 
 NEW_YORK = ZoneInfo("America/New_York")
 # Thursday Nov 26 2026, 10:00 in New York (15:00 UTC).
@@ -98,6 +98,10 @@ def test_every_handoff_reason_has_plain_words():
     assert reason_words("verification_locked") == "three wrong dates of birth"
     assert reason_words("some_future_reason") == "some future reason"
     assert reasons_words([], "clinical_question") == ["clinical question"]
+    assert timeline_words("handoff", "hand-off opened: human") == (
+        "hand-off opened: asked for a person"
+    )
+    assert timeline_words("state_change", "refill r-1: human") == "refill r-1: human"
 
 
 def test_every_intent_has_plain_words():
