@@ -73,6 +73,8 @@ REASON_WORDS: dict[Reason, str] = {
     Reason.DELIVERY_FAILED: "our message did not reach the patient",
     Reason.PRESCRIPTION_DENIED: "prescription denied",
     Reason.MEDIA_RECEIVED: "sent a picture",
+    Reason.DELIVERY_PROBLEM: "problem with a delivery",
+    Reason.CHANGE_REQUEST: "asked to change the pharmacy or order",
 }
 
 

@@ -14,6 +14,7 @@ from sqlalchemy.orm import Session, aliased
 
 from bot.handoffs import Handoff, HandoffEntry
 from bot.messages import Direction, Kind, Message, OutStatus
+from bot.understanding.redact import DOB_REDACTED
 from status import appointments, payments, prescriptions, refills, shipments, subscriptions, tasks
 from status.patients import Patient
 from status.settings import Settings
@@ -311,8 +312,6 @@ def failure_codes(session: Session) -> list[tuple[str, int]]:
 # taken as the answer to the bot's own question (a date of birth, "2" for which patient, "si" to
 # a refill offer, "C" to a reminder) was understood, though it carries no intent of its own.
 NOT_UNDERSTOOD_REPLIES = ("unknown", "unknown_handoff", "unknown_number", "verify_format")
-# What is stored in place of a date of birth; never a miss, whatever the turn did with it.
-DOB_PLACEHOLDER = "[date of birth]"
 
 
 def unknown_messages(session: Session, limit: int = 50) -> list[tuple[Message, str | None]]:
@@ -367,7 +366,9 @@ def unknown_messages(session: Session, limit: int = 50) -> list[tuple[Message, s
         .where(
             Message.direction == Direction.IN,
             Message.intent == "unknown",
-            Message.body.not_in(["", DOB_PLACEHOLDER]),
+            Message.body != "",
+            # A date of birth (stored redacted) is never a miss, whatever the turn did with it.
+            ~Message.body.contains(DOB_REDACTED, autoescape=True),
             or_(said_not_understood, filed),
         )
         .order_by(Message.id.desc())
