@@ -6,8 +6,10 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
+from sqlalchemy import select
 
-from bot.handoffs import Handoff, HandoffEntry
+from bot import conversations, handoffs
+from bot.handoffs import Handoff, HandoffEntry, Reason
 from bot.messages import Message
 from channels.staff.models import AuditEntry, StaffUser
 from channels.staff.queue import sla
@@ -233,3 +235,15 @@ def test_patient_page_shows_live_state_and_is_audited(app):
     assert app.client.get("/staff/patients/nobody").status_code == 404
     [viewed] = app.rows(AuditEntry, AuditEntry.action == "viewed")
     assert viewed.detail == "patient page" and viewed.patient_id is not None
+
+
+def test_staff_chat_alert_says_the_reason_in_the_consoles_words(session, settings):
+    with_chat = settings.model_copy(update={"telegram_staff_chat_id": "-1001234"})
+    conv = conversations.get_or_create(session, "sms", "+15550100077")
+    handoff, _ = handoffs.open_or_add(
+        session, reason=Reason.BLOCKED, now=utcnow(), patient_id=None, conversation_id=conv.id,
+        settings=with_chat,
+    )  # fmt: skip
+    [alert] = session.scalars(select(Message).where(Message.kind == "staff_alert")).all()
+    assert alert.address == "-1001234"
+    assert f"#{handoff.id}: asked about a blocked prescription (fulfilment queue)" in alert.body

@@ -145,15 +145,17 @@ def test_did_not_understand_lists_real_misses_not_answers_to_the_bots_questions(
     assert "didn't get that" in james.say("blorp the flurb")
     assert "asked a member of our team" in james.say("zzkx qwv")
     aisha.say("can I talk to a person")
-    assert aisha.say("mmhm grr") == ""  # staff own the conversation
+    aisha.say("my birthday is 07/23/1991 if you need it")  # filed to staff, date redacted
+    aisha.clock += timedelta(minutes=40)  # past the hand-off's "we got it" acknowledgement
+    assert "with our team" in aisha.say("mmhm grr")  # acknowledged, still a miss
     with database.session() as session:
         stored = {
             m.body: m.intent
             for m in session.scalars(select(Message).where(Message.direction == "in"))
         }
         missed = [m.body for m, _ in ops.unknown_messages(session)]
-    answers = ["[date of birth]", "2", "si", "C"]
-    assert [stored[a] for a in answers] == ["unknown"] * 4  # no intent of their own
+    answers = ["[date of birth]", "2", "si", "C", "my birthday is [date of birth] if you need it"]
+    assert [stored[a] for a in answers] == ["unknown"] * 5  # no intent of their own
     assert missed == ["mmhm grr", "zzkx qwv", "blorp the flurb"]
 
 
