@@ -28,7 +28,7 @@ from bot.understanding.emergency import emergency_rule
 from bot.understanding.extract import is_no, is_yes, parse_choice, parse_dob
 from bot.understanding.normalize import normalize
 from bot.understanding.redact import redact_card_numbers
-from status import metrics, snapshot, timeline
+from status import metrics, read_model, snapshot, timeline
 from status import patients as patient_queries
 from status.db import utcnow
 from status.patients import Patient
@@ -475,7 +475,7 @@ class _TurnContext:
             last_event_at=self.now,
         )
         self.session.add(refill)
-        self.session.flush()
+        read_model.refresh(self.session, [self.patient.id], self.now)  # the snapshot shows it
         timeline.record(
             self.session,
             self.patient.id,

@@ -10,7 +10,8 @@ from fastapi.responses import JSONResponse
 from sqlalchemy.orm import Session
 
 from channels.deps import get_read_session, get_session, require_api_key
-from status import patients, snapshot
+from status import patients, read_model, snapshot
+from status.db import utcnow
 from status.events.apply import apply_events
 from status.events.schemas import InvalidEvents, json_schema, parse_body
 
@@ -58,10 +59,16 @@ def events_schema() -> dict:
 def patient_status(
     patient_id: str, request: Request, session: Session = Depends(get_read_session)
 ) -> dict:
-    patient = patients.by_source_id(session, patient_id)
-    if patient is None:
+    found = read_model.patient_and_state(session, patient_id)  # one row: patient + snapshot
+    if found is None:
         raise HTTPException(404, f"no patient with patient_id {patient_id!r}")
-    snap = snapshot.build(session, patient)
+    patient, state = found
+    now = utcnow()
+    snap = (
+        snapshot.build_fresh(session, patient, now)
+        if state is None
+        else snapshot.assemble(patient, state, now)
+    )
     for extend in request.app.state.snapshot_extensions:
         extend(session, snap)
     return snap.to_dict()
@@ -77,7 +84,6 @@ def telegram_link(
 ) -> dict:
     """A single-use, expiring t.me deep link the clinic sends the patient to connect Telegram."""
     from channels import telegram_links
-    from status.db import utcnow
 
     settings = request.app.state.settings
     patient = patients.by_source_id(session, patient_id)
