@@ -225,3 +225,13 @@ def test_emergency_after_stop_still_gets_instructions_and_staff(phone, clinic):
     [reply] = rows(clinic, Message, Message.template == "emergency")
     assert reply.kind == "system"  # not cancelled by the opt-out at send time
     assert rows(clinic, Handoff)[0].priority == "urgent"
+
+
+@on_both_databases
+def test_refill_requested_in_the_chat_shows_in_the_next_answer(phone, clinic):
+    luis = phone(LUIS)
+    luis.say("cuando me toca el resurtido")
+    luis.say("30/05/1968")
+    luis.say("si")
+    # answered from the read model: the request the bot recorded is in the patient's snapshot
+    assert "Su solicitud de resurtido está recibida" in luis.say("y mi resurtido?")
