@@ -16,18 +16,18 @@ from datetime import datetime, timedelta
 
 from sqlalchemy.orm import Session
 
-from bot import answers, compliance, context, conversations, handoffs, outbox
+from bot import answers, compliance, context, conversations, handoffs, messages, outbox
 from bot.conversations import Conversation
 from bot.handoffs import Handoff, Reason
 from bot.hours import estimate
 from bot.inbound import Inbound
 from bot.messages import Direction, Kind, Message
 from bot.render import Renderer
-from bot.understanding import Classification, classify
+from bot.understanding import Classification, classify, problems
 from bot.understanding.emergency import emergency_rule
 from bot.understanding.extract import is_no, is_yes, parse_choice, parse_dob
 from bot.understanding.normalize import normalize
-from bot.understanding.redact import redact_card_numbers
+from bot.understanding.redact import redact_card_numbers, redact_dates_of_birth
 from status import metrics, read_model, snapshot, timeline
 from status import patients as patient_queries
 from status.db import utcnow
@@ -51,7 +51,13 @@ HANDOFF_INTENTS = {
     "clinical_question": Reason.CLINICAL_QUESTION,
     "reschedule": Reason.RESCHEDULE,
     "cancel_subscription": Reason.CANCEL_SUBSCRIPTION,
+    problems.DELIVERY_PROBLEM: Reason.DELIVERY_PROBLEM,
+    problems.CHANGE_REQUEST: Reason.CHANGE_REQUEST,
 }
+# A delivery problem or a change request reads like these status questions; it goes to staff.
+PROBLEM_READS_AS = {"prescription_status", "shipment_tracking", "refill", "next_steps", "unknown"}
+# While staff own the conversation the patient hears from the bot at most this often.
+HANDOFF_ACK_EVERY = timedelta(minutes=30)
 CRISIS_RULES = {"self_harm", "overdose"}  # emergency rules whose answer is 988 first
 MENU_BUTTONS = {
     "en": [
@@ -114,6 +120,9 @@ class Engine:
         now = inbound.received_at or utcnow()
         conv = conversations.get_or_create(session, inbound.channel, inbound.address)
         text, had_card = redact_card_numbers(inbound.text or "")
+        # What is kept (rows, hand-off reasons, the console): never a date of birth. The raw
+        # text is read once here, for verification, and goes no further.
+        kept = redact_dates_of_birth(text, now.date())
         if inbound.intent_hint:
             cls = Classification(
                 intent=inbound.intent_hint, intents=[inbound.intent_hint], confidence=1.0,
@@ -130,7 +139,7 @@ class Engine:
             kind=Kind.REPLY,
             channel=inbound.channel,
             address=inbound.address,
-            body=text,
+            body=kept,
             intent=cls.intent,
             intents=list(cls.intents),
             confidence=round(cls.confidence, 3),
@@ -146,7 +155,7 @@ class Engine:
         turn = Turn(inbound=msg, classification=cls)
         metrics.INBOUND.labels(inbound.channel, cls.intent).inc()
         ctx = _TurnContext(self, session, conv, inbound, msg, cls, people, patient, lang, now, turn)
-        ctx.run(text, had_card)
+        ctx.run(text, kept, had_card)
         log.info(
             "turn",
             extra={
@@ -217,9 +226,11 @@ class _TurnContext:
         self.now: datetime = now
         self.turn: Turn = turn
         self.reply = _Reply()
+        self.kept = ""  # the message as stored: what summaries may quote
 
     # --- the turn --------------------------------------------------------------------------
-    def run(self, text: str, had_card: bool) -> None:
+    def run(self, text: str, kept: str, had_card: bool) -> None:
+        self.kept = kept
         intents = list(self.cls.intents)
         keyword = compliance.keyword(text) if not self.inbound.intent_hint else None
         if self.conv.opted_out and compliance.is_resubscribe_yes(text):
@@ -234,14 +245,16 @@ class _TurnContext:
             crisis = emergency_rule(normalize(text)) in CRISIS_RULES
             self.reply.add(self._render("emergency", crisis=crisis), "emergency")
             self.reply.urgent = True
-            self._handoff(Reason.EMERGENCY, text)
+            self._handoff(Reason.EMERGENCY, kept)
             return self._flush()
         if self.conv.opted_out:  # silence until START; staff still see what arrives
             self._file_into_open_handoff()
             return None
-        # 3. A person owns the conversation: file the message, stay silent.
+        # 3. A person owns the conversation: file the message; at most a short "this is with our
+        #    team" now and then, so the patient is not met with silence.
         if self._file_into_open_handoff():
-            return None
+            self._acknowledge_handoff()
+            return self._flush()
         # 4. Pictures: acknowledge and let a person look.
         if self.inbound.media:
             self.reply.add(self._render("media_received"), "media_received")
@@ -253,11 +266,12 @@ class _TurnContext:
             return self._flush()
         # 6. Who is this?
         if not self.people:
-            return self._unknown_address(intents, text)
+            return self._unknown_address(intents, kept)
         if self.patient is None:
+            asked = self._pending_intents() if self.conv.awaiting == "which_patient" else []
             if not self._which_patient(text, intents):
                 return self._flush()
-            intents = self._pending_intents() or intents
+            intents = asked or intents
         else:
             self.conv.patient_id = self.patient.id
         # 7. Answers to what the bot last asked.
@@ -268,7 +282,7 @@ class _TurnContext:
                 return self._flush()
         elif self._expected_answer(expected, text):
             return self._flush()
-        self._answer(intents, text)
+        self._answer(intents, kept)
         return self._flush()
 
     # --- compliance --------------------------------------------------------------------------
@@ -309,6 +323,14 @@ class _TurnContext:
         self.turn.handoff = handoff
         return True
 
+    def _acknowledge_handoff(self) -> None:
+        """Tell the patient their message reached the team, unless we (or a person) have
+        written in this conversation within the last half hour."""
+        since = self.now - HANDOFF_ACK_EVERY
+        if messages.wrote_since(self.session, self.conv.id, since):
+            return
+        self.reply.add(self._render("handoff_ack", eta=self._eta()), "handoff_ack")
+
     def _handoff(self, reason: Reason, summary: str) -> Handoff:
         patient_id = self.patient.id if self.patient else None
         summary = summary[:300]
@@ -348,18 +370,44 @@ class _TurnContext:
     def _which_patient(self, text: str, intents: list[str]) -> bool:
         """True once we know who is writing on a shared phone."""
         names = [p.first_name for p in self.people]
+        dob = parse_dob(text, today=self.now.date())
+        if dob is not None:  # a date of birth instead of "1 or 2": it may say who this is
+            return self._which_patient_by_dob(dob, names)
         if self.conv.expected(self.now) == "which_patient":
             choice = parse_choice(text, options=names)
             if choice is not None:
-                self.patient = self.people[choice]
-                self.conv.patient_id = self.patient.id
-                self.msg.patient_id = self.patient.id
-                self.lang = self.patient.language if self.cls.language != "es" else "es"
+                self._choose(self.people[choice])
                 return True
         pending = self._pending_intents() if self.conv.awaiting == "which_patient" else []
         keep = [i for i in intents if i != "unknown"] or pending
         self.conv.expect("which_patient", self.now, intents=keep)
         self.reply.add(self._render("which_patient", names=names), "which_patient")
+        return False
+
+    def _choose(self, patient: Patient) -> None:
+        self.patient = patient
+        self.conv.patient_id = patient.id
+        self.msg.patient_id = patient.id
+        self.lang = patient.language if self.cls.language != "es" else "es"
+
+    def _which_patient_by_dob(self, dob, names: list[str]) -> bool:  # noqa: ANN001
+        """Exactly one person on the phone has that date of birth: it is them, and verified.
+        Otherwise say why we still ask; a date that matches nobody counts as a wrong try."""
+        self.msg.body = "[date of birth]"
+        matches = [p for p in self.people if p.date_of_birth == dob]
+        if len(matches) == 1:
+            self._choose(matches[0])
+            if self.conv.locked_at is None:
+                self._mark_verified()
+            return True
+        pending = self._pending_intents() if self.conv.awaiting == "which_patient" else []
+        if not matches and self._wrong_dob():
+            return False
+        self.conv.expect("which_patient", self.now, intents=pending)
+        self.reply.add(
+            self._render("which_patient_dob", names=names, matches=len(matches)),
+            "which_patient_dob",
+        )
         return False
 
     def _pending_intents(self) -> list[str]:
@@ -377,7 +425,7 @@ class _TurnContext:
 
     def _verification_answer(self, text: str, intents: list[str]) -> tuple[bool, list[str]]:
         """(handled, intents to answer now)."""
-        dob = parse_dob(text)
+        dob = parse_dob(text, today=self.now.date())
         pending = self._pending_intents()
         if dob is None:
             asks_facts = [i for i in intents if i in answers.FACT_INTENTS]
@@ -388,27 +436,32 @@ class _TurnContext:
                 self.reply.add(self._render("verify_format"), "verify_format")
                 return True, []
             return False, intents  # "agent", "thanks", ...: answer it, keep waiting
+        self.msg.body = "[date of birth]"  # never kept, never echoed
         if dob == self.patient.date_of_birth:
-            self.conv.verified_patient_id = self.patient.id
-            self.conv.verified_until = self.now + timedelta(
-                days=self.settings.verification_ttl_days
-            )
-            self.conv.failed_verifications = 0
-            self.conv.clear_expectation()
-            self.msg.body = "[date of birth]"  # never kept, never echoed
+            self._mark_verified()
             self.reply.add(self._render("verify_ok"), "verify_ok")
             return False, pending or ["next_steps"]
-        self.msg.body = "[date of birth]"
-        self.conv.failed_verifications += 1
-        tries_left = MAX_DOB_TRIES - self.conv.failed_verifications
-        if tries_left <= 0:
-            self.conv.locked_at = self.now
-            self.conv.clear_expectation()
-            self._handoff(Reason.VERIFICATION_LOCKED, "three wrong dates of birth")
-            self.reply.add(self._render("verify_locked"), "verify_locked")
-        else:
+        if not self._wrong_dob():
+            tries_left = MAX_DOB_TRIES - self.conv.failed_verifications
             self.reply.add(self._render("verify_retry", tries_left=tries_left), "verify_retry")
         return True, []
+
+    def _mark_verified(self) -> None:
+        self.conv.verified_patient_id = self.patient.id
+        self.conv.verified_until = self.now + timedelta(days=self.settings.verification_ttl_days)
+        self.conv.failed_verifications = 0
+        self.conv.clear_expectation()
+
+    def _wrong_dob(self) -> bool:
+        """Count a wrong date of birth; True when that was the last try (locked, handed off)."""
+        self.conv.failed_verifications += 1
+        if self.conv.failed_verifications < MAX_DOB_TRIES:
+            return False
+        self.conv.locked_at = self.now
+        self.conv.clear_expectation()
+        self._handoff(Reason.VERIFICATION_LOCKED, "three wrong dates of birth")
+        self.reply.add(self._render("verify_locked"), "verify_locked")
+        return True
 
     # --- refills -----------------------------------------------------------------------------
     def _refill_answer(self, text: str) -> bool:
@@ -490,6 +543,10 @@ class _TurnContext:
     # --- answers -----------------------------------------------------------------------------
     def _answer(self, intents: list[str], text: str) -> None:
         intents = list(dict.fromkeys(intents))
+        problem = problems.detect(text)
+        if problem and any(i in PROBLEM_READS_AS for i in intents):
+            kept = [i for i in intents if i not in PROBLEM_READS_AS]
+            intents = [problem, *kept]
         if self.conv.locked_at is not None and any(i in answers.FACT_INTENTS for i in intents):
             self.reply.add(self._render("verify_locked"), "verify_locked")
             return

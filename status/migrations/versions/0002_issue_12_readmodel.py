@@ -11,8 +11,6 @@ reads fall back to a fresh build for a patient without a row, and `patient-statu
 rebuild` fills the table.
 """
 
-from datetime import UTC, datetime
-
 import sqlalchemy as sa
 from alembic import op
 from sqlalchemy.orm import Session
@@ -36,10 +34,10 @@ def upgrade() -> None:
         ),
         sa.PrimaryKeyConstraint("patient_id", name=op.f("pk_patient_snapshots")),
     )
-    from status import read_model
+    from status import clock, read_model
 
     session = Session(bind=op.get_bind())
-    now = datetime.now(UTC)
+    now = clock.now()
     after: int | None = 0
     while after is not None:
         _counts, after = read_model.rebuild(session, now, after_id=after)
