@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import Date, Enum, ForeignKey, Integer, Row, Text, select
+from sqlalchemy import Date, Enum, ForeignKey, Integer, Row, Text, bindparam, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Mapped, Session, class_mapper, mapped_column
 
@@ -114,7 +114,7 @@ def _parse_date(value: str | None) -> date | None:
 
 
 def _enum_value(value: Any) -> Any:
-    return None if value is None else value.value
+    return None if value is None else getattr(value, "value", value)  # a member, or its value
 
 
 def _converters(column: Any) -> tuple[Any, Any]:
@@ -150,7 +150,7 @@ class _Codec:
             class_mapper(kind.model).class_manager.new_instance,
         )
 
-    def encode(self, row: Row) -> list[Any]:
+    def encode(self, row: Row | list[Any]) -> list[Any]:
         return [encode(value) for encode, value in zip(self.encoders, row, strict=True)]
 
     def decode(self, values: list[Any]) -> Any:
@@ -185,6 +185,20 @@ def decode(text: str) -> State | None:
             state, codec.kind.name, [codec.decode(values) for values in stored[codec.kind.name]]
         )
     return state
+
+
+def encode_items(items: dict[str, list[dict[str, Any]]]) -> str:
+    """The stored JSON for items given as column dicts, each kind in the snapshot's order: for
+    tools that write rows directly (the benchmarks' generators), instead of reading them back."""
+    return encode(
+        {
+            codec.kind.name: [
+                codec.encode([row.get(column) for column in codec.columns])
+                for row in items.get(codec.kind.name, [])
+            ]
+            for codec in _CODECS
+        }
+    )
 
 
 # --- from the tables -------------------------------------------------------------------------
@@ -287,23 +301,38 @@ def rebuild(
 
 # --- reading ---------------------------------------------------------------------------------
 
+_STATE = select(PatientSnapshot.__table__.c.state).where(
+    PatientSnapshot.__table__.c.patient_id == bindparam("patient_id")
+)
+
 
 def stored_state(session: Session, patient_id: int) -> State | None:
     """The patient's stored state, or None when there is no row (or one to rebuild)."""
-    query = select(PatientSnapshot.state).where(PatientSnapshot.patient_id == patient_id)
-    text = session.scalars(query).first()
+    text = session.execute(_STATE, {"patient_id": patient_id}).scalar()
     return None if text is None else decode(text)
 
 
+_PATIENTS = Patient.__table__
+_SNAPSHOTS = PatientSnapshot.__table__
+_PATIENT_COLUMNS = [column.key for column in _PATIENTS.columns]
+_new_patient = class_mapper(Patient).class_manager.new_instance
+# Built once: the status API runs it per request, and building a statement costs more than
+# running it. Core rows, not ORM entities, for the same reason.
+_PATIENT_AND_STATE = (
+    select(*_PATIENTS.columns, _SNAPSHOTS.c.state)
+    .select_from(_PATIENTS.outerjoin(_SNAPSHOTS, _SNAPSHOTS.c.patient_id == _PATIENTS.c.id))
+    .where(_PATIENTS.c.source_id == bindparam("source_id"))
+)
+
+
 def patient_and_state(session: Session, source_id: str) -> tuple[Patient, State | None] | None:
-    """A patient by their `patient_id` with the stored state, in one query (None: unknown)."""
-    query = (
-        select(Patient, PatientSnapshot.state)
-        .outerjoin(PatientSnapshot, PatientSnapshot.patient_id == Patient.id)
-        .where(Patient.source_id == source_id)
-    )
-    found = session.execute(query).first()
+    """A patient by their `patient_id` with the stored state, in one query (None: unknown).
+
+    The patient is a detached copy for reading, like the items (not in the session)."""
+    found = session.execute(_PATIENT_AND_STATE, {"source_id": source_id}).first()
     if found is None:
         return None
-    patient, text = found
+    patient = _new_patient()
+    patient.__dict__.update(zip(_PATIENT_COLUMNS, found[:-1], strict=True))
+    text = found[-1]
     return patient, None if text is None else decode(text)
