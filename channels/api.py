@@ -8,9 +8,11 @@ import json
 from fastapi import APIRouter, Depends, HTTPException, Request
 from fastapi.responses import JSONResponse
 from sqlalchemy.orm import Session
+from starlette.concurrency import run_in_threadpool
 
-from channels.deps import get_read_session, get_session, require_api_key
-from status import patients, snapshot
+from channels.deps import get_session, require_api_key
+from status import patients, read_model, snapshot
+from status.db import Database, utcnow
 from status.events.apply import apply_events
 from status.events.schemas import InvalidEvents, json_schema, parse_body
 
@@ -55,16 +57,31 @@ def events_schema() -> dict:
 
 
 @router.get("/api/patients/{patient_id}/status", dependencies=[Depends(require_api_key)])
-def patient_status(
-    patient_id: str, request: Request, session: Session = Depends(get_read_session)
-) -> dict:
-    patient = patients.by_source_id(session, patient_id)
-    if patient is None:
-        raise HTTPException(404, f"no patient with patient_id {patient_id!r}")
-    snap = snapshot.build(session, patient)
-    for extend in request.app.state.snapshot_extensions:
-        extend(session, snap)
-    return snap.to_dict()
+async def patient_status(patient_id: str, request: Request) -> JSONResponse:
+    # One hop to a worker thread for the whole read (a session per dependency would be one hop
+    # each); the JSON is rendered there too, and returned as is (no jsonable_encoder pass).
+    state = request.app.state
+    content = await run_in_threadpool(
+        _patient_status, state.db, state.snapshot_extensions, patient_id
+    )
+    return JSONResponse(content)
+
+
+def _patient_status(db: Database, extensions: list, patient_id: str) -> dict:
+    with db.read_session() as session:
+        found = read_model.patient_and_state(session, patient_id)  # one row: patient + snapshot
+        if found is None:
+            raise HTTPException(404, f"no patient with patient_id {patient_id!r}")
+        patient, stored = found
+        now = utcnow()
+        snap = (
+            snapshot.build_fresh(session, patient, now)
+            if stored is None
+            else snapshot.assemble(patient, stored, now)
+        )
+        for extend in extensions:
+            extend(session, snap)
+        return snap.to_dict()
 
 
 @router.post(
@@ -77,7 +94,6 @@ def telegram_link(
 ) -> dict:
     """A single-use, expiring t.me deep link the clinic sends the patient to connect Telegram."""
     from channels import telegram_links
-    from status.db import utcnow
 
     settings = request.app.state.settings
     patient = patients.by_source_id(session, patient_id)

@@ -11,6 +11,7 @@ from fastapi import FastAPI, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from starlette.middleware.sessions import SessionMiddleware
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from channels import api, handoff_api, simulator, telegram, twilio_sms
 from channels.runtime import Runtime
@@ -21,6 +22,45 @@ from status.db import Database, DatabaseUnavailable
 from status.settings import Settings, get_settings
 
 access = logging.getLogger("patient_status.http")
+
+
+class AccessLog:
+    """Per request: the route's latency in the metrics, and one log line naming the route.
+
+    Plain ASGI: `@app.middleware("http")` would add a task and a response stream per request,
+    which costs more than some routes (the status API) do themselves.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        status = 500
+
+        async def send_noting_status(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_noting_status)
+        finally:
+            elapsed = time.perf_counter() - started
+            template = getattr(scope.get("route"), "path", "unmatched")
+            if template.startswith(("/webhooks", "/events", "/api")):
+                metrics.WEBHOOK_SECONDS.labels(template).observe(elapsed)
+            if not template.startswith(("/healthz", "/metrics", "/simulator/api", "/staff/static")):
+                # the route template, never the path or query: they can carry ids and phones
+                access.info(
+                    "request",
+                    extra={"method": scope["method"], "route": template, "status": status,
+                           "ms": round(elapsed * 1000, 1)},
+                )  # fmt: skip
 
 
 def snapshot_extensions() -> list:
@@ -84,23 +124,7 @@ def create_app(
             {"detail": exc.detail}, status_code=exc.status_code, headers=exc.headers
         )
 
-    @app.middleware("http")
-    async def timing(request: Request, call_next):  # noqa: ANN001, ANN202
-        started = time.perf_counter()
-        response = await call_next(request)
-        elapsed = time.perf_counter() - started
-        route = request.scope.get("route")
-        template = getattr(route, "path", "unmatched")
-        if template.startswith(("/webhooks", "/events", "/api")):
-            metrics.WEBHOOK_SECONDS.labels(template).observe(elapsed)
-        if not template.startswith(("/healthz", "/metrics", "/simulator/api", "/staff/static")):
-            # the route template, never the path or query: they can carry ids and phones
-            access.info(
-                "request",
-                extra={"method": request.method, "route": template,
-                       "status": response.status_code, "ms": round(elapsed * 1000, 1)},
-            )  # fmt: skip
-        return response
+    app.add_middleware(AccessLog)
 
     @app.get("/metrics")
     def metrics_endpoint() -> Response:

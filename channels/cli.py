@@ -158,6 +158,36 @@ def ingest(file: str) -> None:
     click.echo(json.dumps({"accepted": len(events), **result.counts()}))
 
 
+@main.group(help="The materialised patient snapshots (the read model).")
+def snapshot() -> None:
+    pass
+
+
+@snapshot.command("rebuild", help="Rebuild the materialised snapshots from the stored state.")
+@click.option("--patient-id", default=None, help="Only this patient (the clinic's patient_id).")
+def snapshot_rebuild(patient_id: str | None) -> None:
+    from status import patients, read_model
+    from status.db import utcnow
+
+    settings = _settings()
+    database = _database(settings, migrate=settings.database_url.startswith("sqlite"))
+    total = read_model.RefreshCounts()
+    if patient_id is not None:
+        with database.session() as session:
+            patient = patients.by_source_id(session, patient_id)
+            if patient is None:
+                raise click.ClickException(f"no patient with patient_id {patient_id!r}")
+            total = read_model.refresh(session, [patient.id], utcnow(), skip_unchanged=True)
+    else:
+        after: int | None = 0
+        while after is not None:  # a transaction per slice of 500 patients
+            with database.session() as session:
+                counts, after = read_model.rebuild(session, utcnow(), after_id=after)
+            total.add(counts)
+    done = total.created + total.updated + total.unchanged
+    click.echo(json.dumps({"patients": done, **vars(total)}))
+
+
 @main.command(help="Classify messages from stdin, one per line, as JSON lines.")
 def classify() -> None:
     from bot.understanding.evaluate import run_classify

@@ -12,11 +12,11 @@ from status.db import Database
 from status.settings import Settings
 
 
-def get_settings(request: Request) -> Settings:
+async def get_settings(request: Request) -> Settings:
     return request.app.state.settings
 
 
-def get_database(request: Request) -> Database:
+async def get_database(request: Request) -> Database:
     return request.app.state.db
 
 
@@ -32,7 +32,8 @@ def get_read_session(db: Database = Depends(get_database)) -> Iterator[Session]:
         yield session
 
 
-def require_api_key(request: Request, settings: Settings = Depends(get_settings)) -> None:
+async def require_api_key(request: Request, settings: Settings = Depends(get_settings)) -> None:
+    # async: a few comparisons, not worth a hop to a worker thread
     if not settings.api_key:
         raise HTTPException(
             401,

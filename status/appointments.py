@@ -61,10 +61,14 @@ def for_patient(session: Session, patient_id: int) -> list[Appointment]:
     return list(session.scalars(query.order_by(Appointment.starts_at)))
 
 
+# What the snapshot shows (one definition for the tables and the read model): visits still to
+# happen, soonest first; which of them are still ahead is decided against the clock on read.
+SNAPSHOT_FILTER = Appointment.status.in_(UPCOMING)
+SNAPSHOT_ORDER = (Appointment.starts_at, Appointment.id)
+
+
 def upcoming_for(session: Session, patient_id: int, now: datetime) -> list[Appointment]:
     query = select(Appointment).where(
-        Appointment.patient_id == patient_id,
-        Appointment.starts_at >= now,
-        Appointment.status.in_(UPCOMING),
+        Appointment.patient_id == patient_id, Appointment.starts_at >= now, SNAPSHOT_FILTER
     )
-    return list(session.scalars(query.order_by(Appointment.starts_at)))
+    return list(session.scalars(query.order_by(*SNAPSHOT_ORDER)))

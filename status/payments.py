@@ -56,6 +56,10 @@ class Payment(TrackedItem, Base):
         return CLASSES[self.status]
 
 
+# The snapshot's order (one definition for the tables and the read model): newest status first.
+SNAPSHOT_ORDER = (Payment.status_since.desc(), Payment.id.desc())
+
+
 def for_patient(session: Session, patient_id: int) -> list[Payment]:
     query = select(Payment).where(Payment.patient_id == patient_id)
-    return list(session.scalars(query.order_by(Payment.status_since.desc())))
+    return list(session.scalars(query.order_by(*SNAPSHOT_ORDER)))

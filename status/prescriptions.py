@@ -69,9 +69,13 @@ class Prescription(TrackedItem, Base):
         return CLASSES[self.status]
 
 
+# The snapshot's order (one definition for the tables and the read model): newest status first.
+SNAPSHOT_ORDER = (Prescription.status_since.desc(), Prescription.id.desc())
+
+
 def for_patient(session: Session, patient_id: int) -> list[Prescription]:
     query = select(Prescription).where(Prescription.patient_id == patient_id)
-    return list(session.scalars(query.order_by(Prescription.status_since.desc())))
+    return list(session.scalars(query.order_by(*SNAPSHOT_ORDER)))
 
 
 def by_source_id(session: Session, source_id: str) -> Prescription | None:

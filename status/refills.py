@@ -63,9 +63,13 @@ class Refill(TrackedItem, Base):
         return CLASSES[self.status]
 
 
+# The snapshot's order (one definition for the tables and the read model): newest status first.
+SNAPSHOT_ORDER = (Refill.status_since.desc(), Refill.id.desc())
+
+
 def for_patient(session: Session, patient_id: int) -> list[Refill]:
     query = select(Refill).where(Refill.patient_id == patient_id)
-    return list(session.scalars(query.order_by(Refill.status_since.desc())))
+    return list(session.scalars(query.order_by(*SNAPSHOT_ORDER)))
 
 
 def request_by_patient(

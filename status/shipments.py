@@ -58,6 +58,10 @@ class Shipment(TrackedItem, Base):
         return CLASSES[self.status]
 
 
+# The snapshot's order (one definition for the tables and the read model): newest status first.
+SNAPSHOT_ORDER = (Shipment.status_since.desc(), Shipment.id.desc())
+
+
 def for_patient(session: Session, patient_id: int) -> list[Shipment]:
     query = select(Shipment).where(Shipment.patient_id == patient_id)
-    return list(session.scalars(query.order_by(Shipment.status_since.desc())))
+    return list(session.scalars(query.order_by(*SNAPSHOT_ORDER)))

@@ -56,6 +56,10 @@ class Subscription(TrackedItem, Base):
         return CLASSES[self.status]
 
 
+# The snapshot's order (one definition for the tables and the read model): newest status first.
+SNAPSHOT_ORDER = (Subscription.status_since.desc(), Subscription.id.desc())
+
+
 def for_patient(session: Session, patient_id: int) -> list[Subscription]:
     query = select(Subscription).where(Subscription.patient_id == patient_id)
-    return list(session.scalars(query.order_by(Subscription.status_since.desc())))
+    return list(session.scalars(query.order_by(*SNAPSHOT_ORDER)))

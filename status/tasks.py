@@ -41,6 +41,11 @@ class Task(TrackedItem, Base):
         return CLASSES[self.status]
 
 
+# What the snapshot shows (one definition for the tables and the read model): open, oldest first.
+SNAPSHOT_FILTER = Task.status == TaskStatus.OPEN
+SNAPSHOT_ORDER = (Task.status_since, Task.id)
+
+
 def open_for(session: Session, patient_id: int) -> list[Task]:
-    query = select(Task).where(Task.patient_id == patient_id, Task.status == TaskStatus.OPEN)
-    return list(session.scalars(query.order_by(Task.status_since)))
+    query = select(Task).where(Task.patient_id == patient_id, SNAPSHOT_FILTER)
+    return list(session.scalars(query.order_by(*SNAPSHOT_ORDER)))

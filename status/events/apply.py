@@ -16,7 +16,7 @@ from sqlalchemy import insert, inspect, select
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import flag_modified
 
-from status import metrics, timeline
+from status import metrics, read_model, timeline
 from status.appointments import Appointment
 from status.db import Base, utcnow
 from status.events import store
@@ -165,7 +165,8 @@ class EventApplier:
     ids, patients, items of each kind, the pending events of patients arriving now); the events
     are applied in memory in time order; then the rows are written, one statement per table:
     new patients (INSERT ... RETURNING, for their ids), changed rows (one flush), new items,
-    timeline entries, and the `events` rows (INSERT ... ON CONFLICT DO NOTHING).
+    timeline entries, the `events` rows (INSERT ... ON CONFLICT DO NOTHING), and the read-model
+    rows of the patients the batch changed (`read_model.refresh`).
     """
 
     def __init__(self, session: Session, now: datetime | None = None) -> None:
@@ -250,8 +251,11 @@ class EventApplier:
             ids = {source_id: key for key, source_id in written}
             for patient in self._new_patients:
                 patient.id = ids[patient.source_id]
+        touched = {patient.id for patient, _values in self._changes}
         for item, patient in self._owners.items():
             if item.patient_id != patient.id:
+                if item.patient_id is not None:  # the item moved: its old patient loses it
+                    touched.add(item.patient_id)
                 item.patient_id = patient.id
         _same_columns([*self._patients.values(), *self._owners])
         session.flush()
@@ -272,6 +276,8 @@ class EventApplier:
         self.result.changes.extend(
             Change(patient_id=patient.id, **values) for patient, values in self._changes
         )
+        # The read model, once per patient the batch changed, in the batch's transaction.
+        read_model.refresh(session, touched, self.now)
 
     def _record(
         self, event: _Envelope, patient_source_id: str, entity_id: str, outcome: str
