@@ -8,7 +8,6 @@ Replies leave through the patient's channel (SMS or Telegram) via the outbox. Er
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from fastapi import APIRouter, Depends, HTTPException, Request
@@ -18,8 +17,9 @@ from starlette.concurrency import run_in_threadpool
 
 from bot import handoffs
 from bot.handoffs import Handoff, HandoffClosed, HandoffStatus
-from channels.deps import require_api_key
+from channels.deps import read_body, require_api_key
 from channels.staff import handoff_view, models
+from status import limits
 from status.db import utcnow
 from status.patients import Patient
 
@@ -36,15 +36,17 @@ class Unprocessable(HTTPException):
 
 
 async def _json_object(request: Request, *, required: bool) -> dict[str, Any]:
-    raw = await request.body()
+    raw = await read_body(request, limits.MAX_WEBHOOK_BODY)
     if not raw.strip():
         if required:
             raise Unprocessable('the body is empty; send JSON like {"text": "..."}')
         return {}
     try:
-        body = json.loads(raw)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise Unprocessable(f"the body is not valid JSON: {exc}") from exc
+        body = limits.load_json(raw, max_bytes=limits.MAX_WEBHOOK_BODY)
+    except limits.LimitExceeded as exc:
+        raise Unprocessable(f"the body is refused: {exc.rule}") from exc
+    except ValueError as exc:
+        raise Unprocessable(f"the body is {exc}") from exc
     if not isinstance(body, dict):
         raise Unprocessable(f"the body must be a JSON object, not {type(body).__name__}")
     return body
@@ -61,6 +63,8 @@ def _text_field(body: dict, name: str, *, required: bool, limit: int) -> str | N
         return None
     if not isinstance(value, str):
         raise Unprocessable(f'"{name}" must be a string, not {type(value).__name__}')
+    if limits.unstorable(value):
+        raise Unprocessable(f'"{name}" must not contain NUL or unpaired surrogate characters')
     if required and not value.strip():
         raise Unprocessable(f'"{name}" is empty; write what the patient should receive')
     if len(value) > limit:
@@ -69,7 +73,7 @@ def _text_field(body: dict, name: str, *, required: bool, limit: int) -> str | N
 
 
 def _get(session, handoff_id: int) -> Handoff:  # noqa: ANN001
-    handoff = session.get(Handoff, handoff_id)
+    handoff = handoffs.by_id(session, handoff_id)
     if handoff is None:
         raise HTTPException(404, f"no hand-off with id {handoff_id}")
     return handoff
@@ -79,9 +83,9 @@ def _get(session, handoff_id: int) -> Handoff:  # noqa: ANN001
 def list_handoffs(request: Request, status: str | None = None, limit: int = 200) -> dict:
     """Newest first, with the context packet frozen at hand-off time."""
     if status is not None and status not in STATUSES:
-        raise Unprocessable(f"status must be one of {', '.join(STATUSES)}, not {status!r}")
-    if not 1 <= limit <= 1000:
-        raise Unprocessable("limit must be between 1 and 1000")
+        raise Unprocessable(f"status must be one of {', '.join(STATUSES)}")
+    if not 1 <= limit <= limits.MAX_LIMIT:
+        raise Unprocessable(f"limit must be between 1 and {limits.MAX_LIMIT}")
     with request.app.state.db.session() as session:
         rows = handoffs.list_handoffs(session, status, limit=limit)
         patient_ids = {h.patient_id for h in rows if h.patient_id}

@@ -13,7 +13,7 @@ from fastapi import APIRouter, Depends, Form, Query, Request
 from fastapi.responses import FileResponse, JSONResponse, Response
 
 from bot import context, conversations, handoffs, messages
-from bot.handoffs import Handoff, HandoffClosed, HandoffStatus
+from bot.handoffs import HandoffClosed, HandoffStatus
 from bot.render import TEMPLATES_DIR
 from channels.staff import canned, handoff_view, ops, queue
 from channels.staff.auth import check_password, hash_password
@@ -38,7 +38,7 @@ from channels.staff.security import (
     require_admin,
     safe_next,
 )
-from status import patients
+from status import limits, patients
 from status.db import utcnow
 
 router = APIRouter(prefix="/staff", route_class=StaffRoute, include_in_schema=False)
@@ -246,7 +246,7 @@ def handoff_live(
 ) -> JSONResponse:
     """The conversation, re-rendered when it changed: new messages, delivery statuses, notes."""
     with _db(request).read_session() as session:
-        handoff = session.get(Handoff, handoff_id)
+        handoff = handoffs.by_id(session, handoff_id)
         if handoff is None:
             return JSONResponse({"detail": f"no hand-off #{handoff_id}"}, status_code=404)
         entries = handoffs.entries(session, handoff_id)
@@ -273,7 +273,7 @@ def take(
     back_to: str = Form(""),
 ) -> Response:
     with _db(request).session() as session:
-        handoff = session.get(Handoff, handoff_id)
+        handoff = handoffs.by_id(session, handoff_id)
         if handoff is None:
             return _not_found(request, staff, f"There is no hand-off #{handoff_id}.")
         if handoff.status != HandoffStatus.OPEN:
@@ -300,9 +300,10 @@ def reply(
     staff: Staff = Depends(current_staff),
     text: str = Form(""),
 ) -> Response:
+    text = limits.scrub(text)
     sent = False
     with _db(request).session() as session:
-        handoff = session.get(Handoff, handoff_id)
+        handoff = handoffs.by_id(session, handoff_id)
         if handoff is None:
             return _not_found(request, staff, f"There is no hand-off #{handoff_id}.")
         if handoff.status != HandoffStatus.OPEN:
@@ -345,8 +346,9 @@ def note(
     staff: Staff = Depends(current_staff),
     text: str = Form(""),
 ) -> Response:
+    text = limits.scrub(text)
     with _db(request).session() as session:
-        handoff = session.get(Handoff, handoff_id)
+        handoff = handoffs.by_id(session, handoff_id)
         if handoff is None:
             return _not_found(request, staff, f"There is no hand-off #{handoff_id}.")
         try:
@@ -373,8 +375,9 @@ def resolve(
     staff: Staff = Depends(current_staff),
     note: str = Form(""),
 ) -> Response:
+    note = limits.scrub(note)
     with _db(request).session() as session:
-        handoff = session.get(Handoff, handoff_id)
+        handoff = handoffs.by_id(session, handoff_id)
         if handoff is None:
             return _not_found(request, staff, f"There is no hand-off #{handoff_id}.")
         try:
