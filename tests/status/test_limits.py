@@ -88,9 +88,7 @@ def test_pharmacy_phone_longer_than_its_column_is_refused(client):
 
 
 @on_both_databases
-def test_nul_byte_is_refused_naming_the_field_and_nothing_of_the_batch_is_applied(
-    client, database
-):
+def test_nul_byte_is_refused_naming_the_field_and_nothing_of_the_batch_is_applied(client, database):
     batch = {"events": [patient_event(), prescription_event(medication="Sema\x00glutide")]}
     response = post(client, batch)
     assert "NUL" in refused(response, "data.medication")
