@@ -8,6 +8,7 @@ from fastapi import APIRouter, Depends, HTTPException, Request
 from fastapi.responses import JSONResponse
 from sqlalchemy.orm import Session
 
+from channels import openapi
 from channels.deps import get_read_session, get_session, read_body, require_api_key
 from status import limits, patients, snapshot
 from status.events.apply import apply_in_transaction
@@ -16,7 +17,12 @@ from status.events.schemas import EventProblem, InvalidEvents, json_schema, pars
 router = APIRouter()
 
 
-@router.post("/events", status_code=202, dependencies=[Depends(require_api_key)])
+@router.post(
+    "/events",
+    status_code=202,
+    dependencies=[Depends(require_api_key)],
+    responses={**openapi.BAD_REQUEST, **openapi.API, **openapi.TOO_LARGE},
+)
 async def post_events(request: Request) -> JSONResponse:
     raw = await read_body(request, limits.MAX_EVENTS_BODY)
     if not raw.strip():
@@ -60,7 +66,11 @@ def events_schema() -> dict:
     return json_schema()
 
 
-@router.get("/api/patients/{patient_id}/status", dependencies=[Depends(require_api_key)])
+@router.get(
+    "/api/patients/{patient_id}/status",
+    dependencies=[Depends(require_api_key)],
+    responses={**openapi.API, **openapi.NOT_FOUND},
+)
 def patient_status(
     patient_id: str, request: Request, session: Session = Depends(get_read_session)
 ) -> dict:
@@ -75,6 +85,7 @@ def patient_status(
     "/api/patients/{patient_id}/telegram-link",
     status_code=201,
     dependencies=[Depends(require_api_key)],
+    responses={**openapi.API, **openapi.NOT_FOUND},
 )
 def telegram_link(
     patient_id: str, request: Request, session: Session = Depends(get_session)

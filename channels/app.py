@@ -7,16 +7,17 @@ import os
 import time
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI, HTTPException, Request
+from fastapi import Depends, FastAPI, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from starlette.middleware.sessions import SessionMiddleware
 
-from channels import api, handoff_api, simulator, telegram, twilio_sms
+from channels import api, handoff_api, openapi, simulator, telegram, twilio_sms
+from channels.deps import require_metrics_token
 from channels.runtime import Runtime
 from channels.staff import routes as staff_routes
 from channels.staff import security as staff_security
-from status import metrics
+from status import limits, metrics
 from status.db import Database
 from status.settings import Settings, get_settings
 
@@ -64,7 +65,12 @@ def create_app(
         description="Answers patients from the live state of their care.",
         version="0.1.0",
         lifespan=lifespan,
+        # The interactive docs and the document only when DOCS=on (app.openapi() works anyway)
+        docs_url="/docs" if settings.docs else None,
+        redoc_url="/redoc" if settings.docs else None,
+        openapi_url="/openapi.json" if settings.docs else None,
     )
+    openapi.install(app)
     app.state.settings = settings
     app.state.db = db
     app.state.runtime = runtime
@@ -73,6 +79,7 @@ def create_app(
 
     @app.exception_handler(RequestValidationError)
     async def _validation(_request: Request, exc: RequestValidationError) -> JSONResponse:
+        # The field and the rule only: pydantic's `input` (and `ctx`) would echo what was sent.
         errors = [
             {"field": ".".join(str(p) for p in e["loc"]), "message": e["msg"]} for e in exc.errors()
         ]
@@ -83,6 +90,15 @@ def create_app(
         return JSONResponse(
             {"detail": exc.detail}, status_code=exc.status_code, headers=exc.headers
         )
+
+    @app.middleware("http")
+    async def body_limit(request: Request, call_next):  # noqa: ANN001, ANN202
+        # Refused before anything reads it; routes that read a body also stop at their limit.
+        declared = request.headers.get("content-length", "")
+        limit = limits.MAX_EVENTS_BODY
+        if declared and (not declared.isdigit() or int(declared) > limit):
+            return JSONResponse({"detail": f"the body is over the limit of {limit} bytes"}, 413)
+        return await call_next(request)
 
     @app.middleware("http")
     async def timing(request: Request, call_next):  # noqa: ANN001, ANN202
@@ -102,7 +118,12 @@ def create_app(
             )  # fmt: skip
         return response
 
-    @app.get("/metrics")
+    @app.get(
+        "/metrics",
+        response_class=PlainTextResponse,
+        responses=openapi.UNAUTHORIZED,
+        dependencies=[Depends(require_metrics_token)],
+    )
     def metrics_endpoint() -> Response:
         body, content_type = metrics.render(app.state.db)
         return Response(body, media_type=content_type)

@@ -32,6 +32,22 @@ def get_read_session(db: Database = Depends(get_database)) -> Iterator[Session]:
         yield session
 
 
+def require_metrics_token(request: Request, settings: Settings = Depends(get_settings)) -> None:
+    """METRICS_TOKEN set: /metrics wants `Authorization: Bearer <METRICS_TOKEN>`."""
+    if not settings.metrics_token:
+        return
+    scheme, _, token = request.headers.get("authorization", "").partition(" ")
+    given = token.strip().encode()
+    if scheme.lower() != "bearer" or not secrets.compare_digest(
+        given, settings.metrics_token.encode()
+    ):
+        raise HTTPException(
+            401,
+            "send 'Authorization: Bearer <METRICS_TOKEN>'",
+            headers={"WWW-Authenticate": "Bearer"},
+        )
+
+
 def require_api_key(request: Request, settings: Settings = Depends(get_settings)) -> None:
     if not settings.api_key:
         raise HTTPException(

@@ -17,13 +17,18 @@ from starlette.concurrency import run_in_threadpool
 
 from bot import handoffs
 from bot.handoffs import Handoff, HandoffClosed, HandoffStatus
+from channels import openapi
 from channels.deps import read_body, require_api_key
 from channels.staff import handoff_view, models
 from status import limits
 from status.db import utcnow
 from status.patients import Patient
 
-router = APIRouter(prefix="/api/handoffs", dependencies=[Depends(require_api_key)])
+router = APIRouter(
+    prefix="/api/handoffs",
+    dependencies=[Depends(require_api_key)],
+    responses={**openapi.API, **openapi.NOT_FOUND, **openapi.CONFLICT, **openapi.TOO_LARGE},
+)
 ACTOR = "api"
 MAX_TEXT = 1600  # ten SMS segments
 MAX_NOTE = 2000

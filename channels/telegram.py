@@ -25,7 +25,7 @@ from sqlalchemy.orm import Session
 from bot import conversations, outbox, receipts
 from bot.inbound import Inbound
 from bot.messages import Kind
-from channels import telegram_links
+from channels import openapi, telegram_links
 from channels.deps import read_body
 from status import limits
 from status import patients as patient_queries
@@ -33,7 +33,7 @@ from status.db import utcnow
 from status.patients import InvalidPhone, normalize_phone
 
 log = logging.getLogger("patient_status.telegram")
-router = APIRouter()
+router = APIRouter(responses=openapi.WEBHOOK)
 CHANNEL = "telegram"
 SHARE_PHONE = {"en": "Share my phone number", "es": "Compartir mi número"}
 

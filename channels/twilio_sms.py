@@ -21,13 +21,14 @@ from bot import receipts
 from bot.delivery import INVALID_ADDRESS, OPTED_OUT, delivery_failed
 from bot.inbound import Inbound
 from bot.messages import FINAL, Message, OutStatus
+from channels import openapi
 from status import limits
 from status.db import utcnow
 from status.patients import InvalidPhone, normalize_phone
 from status.settings import Settings
 
 log = logging.getLogger("patient_status.twilio")
-router = APIRouter()
+router = APIRouter(responses=openapi.WEBHOOK)
 EMPTY_TWIML = '<?xml version="1.0" encoding="UTF-8"?><Response></Response>'
 # Twilio's delivery states; only the final ones change what we recorded.
 KNOWN_STATUSES = {
@@ -96,7 +97,11 @@ def parse_inbound(form: dict[str, str], received_at: datetime) -> Inbound:
     return Inbound("sms", address, text, sid, received_at, media)
 
 
-@router.post("/webhooks/twilio/sms")
+@router.post(
+    "/webhooks/twilio/sms",
+    response_class=Response,
+    responses={200: {"description": "empty TwiML", "content": {"application/xml": {}}}},
+)
 async def inbound_sms(request: Request, form: dict = Depends(verified_form)) -> Response:
     try:
         inbound = parse_inbound(form, utcnow())
@@ -117,7 +122,7 @@ def _handle_inbound(db, runtime, inbound: Inbound) -> bool:  # noqa: ANN001
         return True
 
 
-@router.post("/webhooks/twilio/status")
+@router.post("/webhooks/twilio/status", status_code=204, response_class=Response)
 async def delivery_status(request: Request, form: dict = Depends(verified_form)) -> Response:
     try:
         sid, status, error_code = parse_status(form)

@@ -381,8 +381,8 @@ def parse_events(raw_events: list[Any]) -> list[_Envelope]:
     return events
 
 
-def json_schema() -> dict:
-    schema = _event_adapter.json_schema(ref_template="#/$defs/{model}")
+def json_schema(ref_template: str = "#/$defs/{model}") -> dict:
+    schema = _event_adapter.json_schema(ref_template=ref_template)
     schema["title"] = "Patient Status Assistant event"
     schema["description"] = (
         'POST /events takes one of these objects, or {"events": [...]} with up to '
