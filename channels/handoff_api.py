@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Depends, HTTPException, Request
+from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from fastapi.responses import JSONResponse
 from sqlalchemy import select
 from starlette.concurrency import run_in_threadpool
@@ -68,8 +68,7 @@ def _text_field(body: dict, name: str, *, required: bool, limit: int) -> str | N
         return None
     if not isinstance(value, str):
         raise Unprocessable(f'"{name}" must be a string, not {type(value).__name__}')
-    if limits.unstorable(value):
-        raise Unprocessable(f'"{name}" must not contain NUL or unpaired surrogate characters')
+    value = limits.scrub(value)  # kept, as a patient's text is, with NULs replaced
     if required and not value.strip():
         raise Unprocessable(f'"{name}" is empty; write what the patient should receive')
     if len(value) > limit:
@@ -85,12 +84,12 @@ def _get(session, handoff_id: int) -> Handoff:  # noqa: ANN001
 
 
 @router.get("")
-def list_handoffs(request: Request, status: str | None = None, limit: int = 200) -> dict:
+def list_handoffs(
+    request: Request,
+    status: HandoffStatus | None = None,
+    limit: int = Query(200, ge=1, le=limits.MAX_LIMIT),
+) -> dict:
     """Newest first, with the context packet frozen at hand-off time."""
-    if status is not None and status not in STATUSES:
-        raise Unprocessable(f"status must be one of {', '.join(STATUSES)}")
-    if not 1 <= limit <= limits.MAX_LIMIT:
-        raise Unprocessable(f"limit must be between 1 and {limits.MAX_LIMIT}")
     with request.app.state.db.session() as session:
         rows = handoffs.list_handoffs(session, status, limit=limit)
         patient_ids = {h.patient_id for h in rows if h.patient_id}
@@ -129,7 +128,25 @@ def get_handoff(handoff_id: int, request: Request) -> dict:
         return handoff_view.detail_dict(detail)
 
 
-@router.post("/{handoff_id}/reply", status_code=202)
+def _body_schema(name: str, limit: int, *, required: bool) -> dict:
+    """The documented JSON body: one string field (nothing else; required or optional)."""
+    field = {"type": "string", "minLength": 1, "maxLength": limit}
+    if required:
+        field["pattern"] = r"\S"  # not only spaces
+    else:
+        field = {"anyOf": [field, {"type": "null"}]}
+    schema = {"type": "object", "properties": {name: field}, "additionalProperties": False}
+    if required:
+        schema["required"] = [name]
+    content = {"application/json": {"schema": schema}}
+    return {"requestBody": {"required": required, "content": content}}
+
+
+@router.post(
+    "/{handoff_id}/reply",
+    status_code=202,
+    openapi_extra=_body_schema("text", MAX_TEXT, required=True),
+)
 async def reply(handoff_id: int, request: Request) -> JSONResponse:
     """Queue a staff reply to the patient, through the channel the conversation is on."""
     body = await _json_object(request, required=True)
@@ -170,7 +187,7 @@ async def reply(handoff_id: int, request: Request) -> JSONResponse:
     return JSONResponse(result, status_code=202)
 
 
-@router.post("/{handoff_id}/resolve")
+@router.post("/{handoff_id}/resolve", openapi_extra=_body_schema("note", MAX_NOTE, required=False))
 async def resolve(handoff_id: int, request: Request) -> dict:
     """Close the hand-off and give the conversation back to the bot."""
     body = await _json_object(request, required=False)
