@@ -244,6 +244,19 @@ def staff_add(email: str, name: str, role: str, password_stdin: bool) -> None:
         raise click.ClickException(str(exc)) from exc
 
 
+@staff.command("unlock", help="Lift a login lock (too many wrong passwords) for this email.")
+@click.option("--email", required=True)
+def staff_unlock(email: str) -> None:
+    from channels.staff.throttle import unlock
+
+    settings = _settings()
+    database = _database(settings, migrate=settings.database_url.startswith("sqlite"))
+    with database.session() as session:
+        lifted = unlock(session, email)
+    what = "unlocked" if lifted else "was not locked"
+    click.echo(f"{email.strip().lower()} {what}; the next wrong password starts a new count")
+
+
 @main.group(help="Telegram bot commands.")
 def telegram() -> None:
     pass
