@@ -4,6 +4,7 @@ odd bytes replaced; never a 5xx, never a message silently lost."""
 from __future__ import annotations
 
 import json
+import os
 from datetime import UTC, datetime
 
 import pytest
@@ -15,7 +16,7 @@ from bot.receipts import Receipt
 from channels.telegram import parse_update
 from channels.twilio_sms import parse_inbound, parse_status
 from status import demo, limits
-from tests.conftest import on_both_databases
+from tests.conftest import count_fuzzed, on_both_databases
 from tests.fakes.telegram_server import text_update
 from tests.harness import TELEGRAM_SECRET
 
@@ -163,13 +164,16 @@ def test_telegram_parser_gives_a_storable_update_or_a_reason(update, update_id):
     )
 
 
+@pytest.mark.fuzz
+@on_both_databases
 @settings(
-    max_examples=25,
+    max_examples=int(os.environ.get("FUZZ_EXAMPLES", "10")),
     deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
 @given(body=st.text(max_size=300), num_media=st.text(max_size=10))
 def test_signed_sms_of_any_text_is_answered_without_a_5xx(app, body, num_media):
     response = app.sms(body, NumMedia=num_media)
+    count_fuzzed(app.db, response.status_code)
     assert response.status_code == 200
     assert inbound_bodies(app)[-1] == limits.scrub(body)

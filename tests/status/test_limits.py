@@ -5,16 +5,19 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import threading
 
 import pytest
 from fastapi.testclient import TestClient
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from sqlalchemy import func, select
 
 from channels.app import create_app
 from status import limits
 from status.events.apply import apply_in_transaction
-from status.events.schemas import parse_body
+from status.events.schemas import InvalidEvents, parse_body
 from status.events.store import StoredEvent
 from status.patients import Patient
 from status.prescriptions import Prescription
@@ -27,7 +30,7 @@ from tests.builders import (
     shipment_event,
     subscription_event,
 )
-from tests.conftest import API_KEY, on_both_databases
+from tests.conftest import API_KEY, count_fuzzed, on_both_databases
 
 AUTH = {"Authorization": f"Bearer {API_KEY}"}
 PHONE = "+1 555 010 0001"
@@ -211,3 +214,89 @@ def test_sixteen_simultaneous_deliveries_of_an_update_apply_once(database):
     results = _race(database, prescription_event("shipped", event_id="rx-shipped"))
     assert sorted(r["applied"] for r in results) == [0] * 15 + [1]
     assert count(database, TimelineEntry) == 3  # two from the set-up, one for "shipped"
+
+
+# --- the event parser under hypothesis: any body is events that fit, or a 422 naming fields ----
+
+VALID = [
+    patient_event(),
+    prescription_event(),
+    shipment_event(),
+    payment_event(),
+    subscription_event(),
+    appointment_event(),
+]
+NASTY_TEXT = st.one_of(
+    st.text(max_size=40),
+    st.text(alphabet=st.sampled_from("\x00\ud800a ./"), max_size=10),
+    st.integers(min_value=300, max_value=1200).map(lambda n: "x" * n),
+    st.sampled_from(["0001-01-01T00:00:00+05:00", "9999-12-31T23:59:59-05:00", "2026-02-30",
+                     "Mars/Olympus", "../../etc/passwd", "+1 555 010 0001", "-0", "1e309"]),
+)  # fmt: skip
+NASTY = st.one_of(
+    NASTY_TEXT,
+    st.integers(min_value=-(2**70), max_value=2**70),
+    st.floats(),
+    st.booleans(),
+    st.none(),
+    st.lists(st.integers(), max_size=3),
+    st.dictionaries(st.text(max_size=5), st.integers(), max_size=2),
+)
+
+
+def _mutated(draw_from, base: dict, data) -> dict:  # noqa: ANN001
+    event = json.loads(json.dumps(base))
+    for _ in range(data.draw(st.integers(min_value=1, max_value=4))):
+        inner = event.get("data")
+        where = data.draw(st.sampled_from(["top", "data"] if isinstance(inner, dict) else ["top"]))
+        target = event if where == "top" else inner
+        key = data.draw(st.sampled_from(sorted(target) or ["id"]) | st.text(max_size=8))
+        target[key] = data.draw(draw_from)
+    return event
+
+
+def _strings(value):  # noqa: ANN001, ANN202
+    if isinstance(value, str):
+        yield value
+    elif isinstance(value, dict):
+        for item in value.values():
+            yield from _strings(item)
+    elif isinstance(value, list):
+        for item in value:
+            yield from _strings(item)
+
+
+@settings(max_examples=200, deadline=None)
+@given(data=st.data())
+def test_event_parser_accepts_only_what_the_columns_hold(data):
+    event = _mutated(NASTY, data.draw(st.sampled_from(VALID)), data)
+    try:
+        [parsed] = parse_body(event)
+    except InvalidEvents as exc:
+        assert exc.problems and all(p.field and p.message for p in exc.problems)
+        assert all("\x00" not in p.message for p in exc.problems)
+        return
+    dumped = parsed.model_dump(mode="json")
+    assert not any(limits.unstorable(text) for text in _strings(dumped))
+    assert len(parsed.id) <= limits.EVENT_ID
+    assert limits.MIN_YEAR <= parsed.occurred_at.year <= limits.MAX_YEAR
+
+
+@pytest.mark.fuzz
+@on_both_databases
+@settings(
+    max_examples=int(os.environ.get("FUZZ_EXAMPLES", "10")),
+    deadline=None,
+    suppress_health_check=list(HealthCheck),
+)
+@given(data=st.data())
+def test_mutated_event_batches_never_give_a_5xx_nor_apply_half(client, database, data):
+    size = data.draw(st.integers(min_value=1, max_value=4))
+    batch = [_mutated(NASTY, data.draw(st.sampled_from(VALID)), data) for _ in range(size)]
+    before = count(database, StoredEvent)
+    body = json.dumps({"events": batch}).encode()  # lone surrogates escaped, inf as Infinity
+    response = client.post("/events", content=body, headers=AUTH)
+    count_fuzzed(database, response.status_code)
+    assert response.status_code in {202, 422}, response.text[:300]
+    if response.status_code == 422:
+        assert count(database, StoredEvent) == before
