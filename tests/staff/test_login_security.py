@@ -11,18 +11,18 @@ from sqlalchemy import select
 
 from channels.app import create_app
 from channels.cli import main
-from channels.runtime import Runtime
 from channels.staff.auth import add_staff
 from channels.staff.models import AuditEntry
 from status.settings import get_settings
 from tests.conftest import on_both_databases
-from tests.harness import NOW, Clock
+from tests.harness import NOW, frozen
 from tests.staff.conftest import AGENT, NURSE, csrf_of, log_in, make_staff
 
 
 @pytest.fixture
-def clock() -> Clock:
-    return Clock(NOW)
+def clock():
+    with frozen(NOW) as clock:
+        yield clock
 
 
 @pytest.fixture
@@ -30,8 +30,7 @@ def client(staff_settings, database, clock):
     with database.session() as session:
         make_staff(session, NURSE)
         make_staff(session, AGENT)
-    runtime = Runtime(staff_settings, database, clock=clock)
-    app = create_app(staff_settings, database, runtime=runtime, run_workers=False)
+    app = create_app(staff_settings, database, run_workers=False)
     with TestClient(app, base_url="https://testserver") as client:
         yield client
 
