@@ -96,7 +96,7 @@ def create_app(
         # Refused before anything reads it; routes that read a body also stop at their limit.
         declared = request.headers.get("content-length", "")
         limit = limits.MAX_EVENTS_BODY
-        if declared and (not declared.isdigit() or int(declared) > limit):
+        if declared.isdigit() and int(declared) > limit:
             return JSONResponse({"detail": f"the body is over the limit of {limit} bytes"}, 413)
         return await call_next(request)
 
