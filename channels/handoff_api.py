@@ -33,6 +33,7 @@ ACTOR = "api"
 MAX_TEXT = 1600  # ten SMS segments
 MAX_NOTE = 2000
 STATUSES = tuple(s.value for s in HandoffStatus)
+BLANK = " \t\n\r\f\v"  # what counts as an empty reply, in the document and here alike
 
 
 class Unprocessable(HTTPException):
@@ -69,11 +70,11 @@ def _text_field(body: dict, name: str, *, required: bool, limit: int) -> str | N
     if not isinstance(value, str):
         raise Unprocessable(f'"{name}" must be a string, not {type(value).__name__}')
     value = limits.scrub(value)  # kept, as a patient's text is, with NULs replaced
-    if required and not value.strip():
+    if required and not value.strip(BLANK):
         raise Unprocessable(f'"{name}" is empty; write what the patient should receive')
     if len(value) > limit:
         raise Unprocessable(f'"{name}" has {len(value)} characters; the limit is {limit}')
-    return value.strip() or None
+    return value.strip(BLANK) or None
 
 
 def _get(session, handoff_id: int) -> Handoff:  # noqa: ANN001
@@ -132,7 +133,7 @@ def _body_schema(name: str, limit: int, *, required: bool) -> dict:
     """The documented JSON body: one string field (nothing else; required or optional)."""
     field = {"type": "string", "minLength": 1, "maxLength": limit}
     if required:
-        field["pattern"] = r"\S"  # not only spaces
+        field["pattern"] = r"[^ \t\n\r\f\v]"  # not only BLANK (spelled out: same in every engine)
     else:
         field = {"anyOf": [field, {"type": "null"}]}
     schema = {"type": "object", "properties": {name: field}, "additionalProperties": False}
