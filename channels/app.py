@@ -7,17 +7,18 @@ import os
 import time
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI, HTTPException, Request
+from fastapi import Depends, FastAPI, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from starlette.middleware.sessions import SessionMiddleware
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from channels import api, handoff_api, simulator, telegram, twilio_sms
+from channels import api, handoff_api, openapi, simulator, telegram, twilio_sms
+from channels.deps import require_metrics_token
 from channels.runtime import Runtime
 from channels.staff import routes as staff_routes
 from channels.staff import security as staff_security
-from status import metrics
+from status import limits, metrics
 from status.db import Database, DatabaseUnavailable
 from status.settings import Settings, get_settings
 
@@ -25,7 +26,8 @@ access = logging.getLogger("patient_status.http")
 
 
 class AccessLog:
-    """Per request: the route's latency in the metrics, and one log line naming the route.
+    """Per request: a body declared over the limit refused at once (413), the route's latency
+    in the metrics, and one log line naming the route.
 
     Plain ASGI: `@app.middleware("http")` would add a task and a response stream per request,
     which costs more than some routes (the status API) do themselves.
@@ -37,6 +39,14 @@ class AccessLog:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
+            return
+        declared = dict(scope["headers"]).get(b"content-length", b"")
+        if declared.isdigit() and int(declared) > limits.MAX_EVENTS_BODY:
+            # refused before anything reads it; routes that read a body also stop at their limit
+            response = JSONResponse(
+                {"detail": f"the body is over the limit of {limits.MAX_EVENTS_BODY} bytes"}, 413
+            )
+            await response(scope, receive, send)
             return
         started = time.perf_counter()
         status = 500
@@ -104,7 +114,12 @@ def create_app(
         description="Answers patients from the live state of their care.",
         version="0.1.0",
         lifespan=lifespan,
+        # The interactive docs and the document only when DOCS=on (app.openapi() works anyway)
+        docs_url="/docs" if settings.docs else None,
+        redoc_url="/redoc" if settings.docs else None,
+        openapi_url="/openapi.json" if settings.docs else None,
     )
+    openapi.install(app)
     app.state.settings = settings
     app.state.db = db
     app.state.runtime = runtime
@@ -113,6 +128,7 @@ def create_app(
 
     @app.exception_handler(RequestValidationError)
     async def _validation(_request: Request, exc: RequestValidationError) -> JSONResponse:
+        # The field and the rule only: pydantic's `input` (and `ctx`) would echo what was sent.
         errors = [
             {"field": ".".join(str(p) for p in e["loc"]), "message": e["msg"]} for e in exc.errors()
         ]
@@ -126,12 +142,17 @@ def create_app(
 
     app.add_middleware(AccessLog)
 
-    @app.get("/metrics")
+    @app.get(
+        "/metrics",
+        response_class=PlainTextResponse,
+        responses=openapi.UNAUTHORIZED,
+        dependencies=[Depends(require_metrics_token)],
+    )
     def metrics_endpoint() -> Response:
         body, content_type = metrics.render(app.state.db)
         return Response(body, media_type=content_type)
 
-    @app.get("/healthz")
+    @app.get("/healthz", responses={503: {"description": "Down: the body names what and why"}})
     def healthz() -> JSONResponse:
         """Liveness: `{"status": "ok", ...}`, or 503 naming what is down and why."""
         checks: dict[str, str] = {}

@@ -126,8 +126,9 @@ def db_upgrade(revision: str) -> None:
 @click.argument("file", type=click.Path(exists=True, dir_okay=False, allow_dash=True))
 def ingest(file: str) -> None:
     from bot.proactive.notifier import Notifier
-    from status.events.apply import apply_events
+    from status.events.apply import apply_in_transaction
     from status.events.schemas import InvalidEvents, parse_events
+    from status.limits import MAX_EVENTS_BODY, LimitExceeded, load_json
 
     stream = sys.stdin if file == "-" else Path(file).open(encoding="utf-8")  # noqa: SIM115
     raw, problems = [], []
@@ -136,9 +137,11 @@ def ingest(file: str) -> None:
             if not line.strip():
                 continue
             try:
-                raw.append((number, json.loads(line)))
-            except json.JSONDecodeError as exc:
-                problems.append(f"line {number}: not valid JSON ({exc.msg})")
+                raw.append((number, load_json(line.encode(), max_bytes=MAX_EVENTS_BODY)))
+            except LimitExceeded as exc:
+                problems.append(f"line {number}: {exc.rule}")
+            except ValueError as exc:
+                problems.append(f"line {number}: {exc}")
     if problems:
         raise click.ClickException("; ".join(problems[:20]) + "\nnothing was applied")
     try:
@@ -151,10 +154,8 @@ def ingest(file: str) -> None:
         raise click.ClickException(f"{detail}\nnothing was applied") from exc
     settings = _settings()
     database = _database(settings, migrate=settings.database_url.startswith("sqlite"))
-    with database.session() as session:
-        result = apply_events(session, events)
-        # the same reactions as POST /events: proactive updates to the patients concerned
-        Notifier(settings).on_changes(session, result.changes)
+    # the same reactions as POST /events: proactive updates to the patients concerned
+    result = apply_in_transaction(database, events, [Notifier(settings).on_changes])
     click.echo(json.dumps({"accepted": len(events), **result.counts()}))
 
 
@@ -326,6 +327,19 @@ def staff_add(email: str, name: str, role: str, password_stdin: bool) -> None:
             click.echo(f"staff {user.email} ({user.role}) ready")
     except StaffError as exc:
         raise click.ClickException(str(exc)) from exc
+
+
+@staff.command("unlock", help="Lift a login lock (too many wrong passwords) for this email.")
+@click.option("--email", required=True)
+def staff_unlock(email: str) -> None:
+    from channels.staff.throttle import unlock
+
+    settings = _settings()
+    database = _database(settings, migrate=settings.database_url.startswith("sqlite"))
+    with database.session() as session:
+        lifted = unlock(session, email)
+    what = "unlocked" if lifted else "was not locked"
+    click.echo(f"{email.strip().lower()} {what}; the next wrong password starts a new count")
 
 
 @main.group(help="Telegram bot commands.")

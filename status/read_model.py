@@ -25,7 +25,7 @@ from sqlalchemy import Date, Enum, ForeignKey, Integer, Row, Text, bindparam, se
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Mapped, Session, class_mapper, mapped_column
 
-from status import appointments, payments, prescriptions, refills, shipments, subscriptions, tasks
+from status import appointments, limits, payments, prescriptions, refills, shipments, subscriptions, tasks
 from status.appointments import Appointment
 from status.db import Base, UTCDateTime
 from status.patients import Patient
@@ -329,6 +329,8 @@ def patient_and_state(session: Session, source_id: str) -> tuple[Patient, State 
     """A patient by their `patient_id` with the stored state, in one query (None: unknown).
 
     The patient is a detached copy for reading, like the items (not in the session)."""
+    if len(source_id) > limits.SOURCE_ID or limits.unstorable(source_id):
+        return None  # no stored id can look like that (and PostgreSQL refuses a NUL)
     found = session.execute(_PATIENT_AND_STATE, {"source_id": source_id}).first()
     if found is None:
         return None

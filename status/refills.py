@@ -9,7 +9,7 @@ from enum import StrEnum
 from sqlalchemy import Date, Enum, String, select
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
-from status import timeline
+from status import limits, timeline
 from status.classification import StatusClass, classify_all
 from status.db import Base
 from status.items import TrackedItem
@@ -45,7 +45,7 @@ CLASSES = classify_all(
 class Refill(TrackedItem, Base):
     __tablename__ = "refills"
 
-    prescription_source_id: Mapped[str] = mapped_column(String(128), index=True)
+    prescription_source_id: Mapped[str] = mapped_column(String(limits.SOURCE_ID), index=True)
     status: Mapped[RefillStatus] = mapped_column(
         Enum(
             RefillStatus,

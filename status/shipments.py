@@ -8,6 +8,7 @@ from enum import StrEnum
 from sqlalchemy import Date, Enum, String, select
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
+from status import limits
 from status.classification import StatusClass, classify_all
 from status.db import Base
 from status.items import TrackedItem
@@ -39,10 +40,10 @@ CLASSES = classify_all(
 class Shipment(TrackedItem, Base):
     __tablename__ = "shipments"
 
-    prescription_source_id: Mapped[str | None] = mapped_column(String(128), index=True)
-    carrier: Mapped[str] = mapped_column(String(64))
-    tracking_number: Mapped[str] = mapped_column(String(128))
-    tracking_url: Mapped[str | None] = mapped_column(String(500))
+    prescription_source_id: Mapped[str | None] = mapped_column(String(limits.SOURCE_ID), index=True)
+    carrier: Mapped[str] = mapped_column(String(limits.CARRIER))
+    tracking_number: Mapped[str] = mapped_column(String(limits.TRACKING_NUMBER))
+    tracking_url: Mapped[str | None] = mapped_column(String(limits.URL))
     status: Mapped[ShipmentStatus] = mapped_column(
         Enum(
             ShipmentStatus,

@@ -8,6 +8,7 @@ from enum import StrEnum
 from sqlalchemy import Boolean, Enum, Integer, String, select
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
+from status import limits
 from status.classification import StatusClass, classify_all
 from status.db import Base
 from status.items import TrackedItem
@@ -35,7 +36,7 @@ CLASSES = classify_all(
 class Subscription(TrackedItem, Base):
     __tablename__ = "subscriptions"
 
-    plan: Mapped[str] = mapped_column(String(200))
+    plan: Mapped[str] = mapped_column(String(limits.PLAN))
     amount_cents: Mapped[int] = mapped_column(Integer)
     currency: Mapped[str] = mapped_column(String(3))
     status: Mapped[SubscriptionStatus] = mapped_column(
