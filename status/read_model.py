@@ -25,7 +25,16 @@ from sqlalchemy import Date, Enum, ForeignKey, Integer, Row, Text, bindparam, se
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Mapped, Session, class_mapper, mapped_column
 
-from status import appointments, limits, payments, prescriptions, refills, shipments, subscriptions, tasks
+from status import (
+    appointments,
+    limits,
+    payments,
+    prescriptions,
+    refills,
+    shipments,
+    subscriptions,
+    tasks,
+)
 from status.appointments import Appointment
 from status.db import Base, UTCDateTime
 from status.patients import Patient

@@ -1,14 +1,14 @@
 """staff sessions held server-side; login throttling
 
-Revision ID: 0002_issue_13
+Revision ID: 0003_limits
 Revises: 0001
 """
 
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0002_issue_13"
-down_revision = "0001"
+revision = "0003_limits"
+down_revision = "0002_issue_12_readmodel"
 branch_labels = None
 depends_on = None
 
