@@ -151,8 +151,8 @@ class App:
             return list(session.scalars(select(model).where(*where).order_by(model.id)))
 
 
-# A weekday inside clinic hours (Mon-Fri 08:00-18:00 New York).
-NOW = datetime.fromisoformat("2026-11-18T15:00:00+00:00")
+# A weekday inside clinic hours (Mon-Fri 08:00-18:00 New York); moved by TEST_CLOCK_SHIFT.
+NOW = start_time(datetime.fromisoformat("2026-11-18T15:00:00+00:00"))
 
 
 class Patient:
