@@ -406,7 +406,7 @@ def measure(url: str, patients: int, workdir: Path, args: argparse.Namespace) ->
     script.write_text(LUA % {"stride": STRIDE, "key": API_KEY})
     env = env_for(url)
     body = workdir / "body.json"
-    sample = httpx.Client()
+    sample = httpx.Client(timeout=120)  # the first read of a cold database on a busy host
     results: dict[str, list[dict[str, Any]]] = {"bare": [], "app": []}
     with Server("app", env, workdir / "app.log", body) as app:
         answer = sample.get(app.base_url + "/api/patients/bp-0000000/status",

@@ -3,10 +3,11 @@
 The row holds what the snapshot reads from the item tables and what does not depend on the clock:
 each kind of item, every column, in the snapshot's order. It is written by `refresh` in the
 transaction that changes those tables (the event applier, once per touched patient per batch;
-the bot when it records a patient's refill request), and read by `snapshot.build` and
-`GET /api/patients/{id}/status` as one row. What depends on the clock (time in status, which
-finished items are still recent, which visits are still ahead, the next step, alerts) is derived
-on read from the stored timestamps, by `snapshot.assemble`, the same code a fresh build runs.
+`refills.request_by_patient` when the bot records a refill request), and read as one row by
+`snapshot.build` and `GET /api/patients/{id}/status`. What depends on the clock (time in status,
+which finished items are still recent, which visits are still ahead, the next step, alerts) is
+derived on read from the stored timestamps, by `snapshot.assemble`, the same code a fresh build
+runs.
 
 A new writer of an item table must call `refresh` for the patients it touched in its own
 transaction; `snapshot.drift` (and the property tests) say whether the row still agrees with a

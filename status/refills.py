@@ -94,7 +94,10 @@ def request_by_patient(
         last_event_at=now,
     )
     session.add(refill)
-    session.flush()
+    # A real cycle (the read model reads this module's table), hence the import here.
+    from status import read_model
+
+    read_model.refresh(session, [patient_id], now)  # the patient's snapshot shows it at once
     timeline.record(
         session,
         patient_id,
