@@ -54,6 +54,7 @@ class Reason(StrEnum):
     DELIVERY_FAILED = "delivery_failed"
     PRESCRIPTION_DENIED = "prescription_denied"
     MEDIA_RECEIVED = "media_received"
+    TURN_FAILED = "turn_failed"  # the bot could not answer a message; the patient was told
 
 
 # Back-office work items: staff must act, but the patient did not ask for a person, so the bot
@@ -74,6 +75,7 @@ ROUTING: dict[Reason, tuple[Priority, Queue]] = {
     Reason.STUCK: (Priority.NORMAL, Queue.FULFILMENT),
     Reason.DELIVERY_FAILED: (Priority.NORMAL, Queue.GENERAL),
     Reason.MEDIA_RECEIVED: (Priority.NORMAL, Queue.GENERAL),
+    Reason.TURN_FAILED: (Priority.HIGH, Queue.GENERAL),
 }
 
 

@@ -1,8 +1,8 @@
 """Twilio SMS webhooks: inbound messages and delivery status callbacks.
 
-Thin by design: verify the signature, record the receipt keyed by Twilio's id (a redelivery is a
-no-op), run the turn in the same transaction, answer empty TwiML at once. Replies leave through
-the outbox, so a slow send never holds Twilio's request.
+Thin by design: verify the signature, store the message in the inbox keyed by Twilio's id (a
+redelivery is a no-op) and answer empty TwiML at once. The turn runs from the stored message in
+the worker loop (channels/turns.py); replies leave through the outbox.
 """
 
 from __future__ import annotations
@@ -15,10 +15,9 @@ from fastapi.responses import Response
 from sqlalchemy.orm import Session
 from twilio.request_validator import RequestValidator
 
+from bot import inbox, receipts
 from bot import messages as message_queries
-from bot import receipts
 from bot.delivery import INVALID_ADDRESS, OPTED_OUT, delivery_failed
-from bot.inbound import Inbound
 from bot.messages import FINAL, Message, OutStatus
 from status.db import utcnow
 from status.patients import InvalidPhone, normalize_phone
@@ -75,25 +74,33 @@ async def inbound_sms(request: Request, form: dict = Depends(verified_form)) -> 
         address = normalize_phone(sender)
     except InvalidPhone as exc:
         raise HTTPException(400, f"From: {exc}") from exc
-    media = tuple(
+    media = [
         form[f"MediaUrl{i}"]
-        for i in range(int(form.get("NumMedia") or 0))
+        for i in range(_num_media(form.get("NumMedia")))
         if f"MediaUrl{i}" in form
-    )
-    inbound = Inbound("sms", address, form.get("Body", ""), sid, utcnow(), media)
-    runtime = request.app.state.runtime
-    handled = await asyncio.to_thread(_handle_inbound, request.app.state.db, runtime, inbound)
-    if handled:
-        runtime.notify()
+    ]
+    payload = {"text": form.get("Body", ""), "media": media}
+    state = request.app.state
+    stored = await asyncio.to_thread(_store, state, sid, address, payload)
+    if stored:
+        state.runtime.notify_inbox()
     return _twiml()
 
 
-def _handle_inbound(db, runtime, inbound: Inbound) -> bool:  # noqa: ANN001
-    with db.session() as session:
-        if not receipts.record(session, "twilio_sms", inbound.provider_id):
-            return False  # Twilio retried a message we already have
-        runtime.engine.handle(session, inbound)
-        return True
+def _num_media(value: str | None) -> int:
+    try:
+        return max(0, min(int(value or 0), 10))  # Twilio sends at most 10
+    except ValueError as exc:
+        raise HTTPException(400, "NumMedia must be a whole number") from exc
+
+
+def _store(state, sid: str, address: str, payload: dict) -> bool:  # noqa: ANN001
+    """Record the message (a redelivered MessageSid is a no-op); its turn runs in the worker."""
+    with state.db.session() as session:
+        return inbox.store(
+            session, state.settings.secret_key, source="twilio_sms", provider_id=sid,
+            action=inbox.Action.SMS, channel="sms", address=address, payload=payload,
+        )  # fmt: skip
 
 
 @router.post("/webhooks/twilio/status")
