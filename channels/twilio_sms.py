@@ -109,19 +109,40 @@ async def delivery_status(request: Request, form: dict = Depends(verified_form))
     status = (form.get("MessageStatus") or form.get("SmsStatus") or "").lower()
     if not sid or status not in KNOWN_STATUSES:
         raise HTTPException(400, "MessageSid and a known MessageStatus are required")
-    await asyncio.to_thread(_record_status, request.app.state, sid, status, form.get("ErrorCode"))
+    outbox_id = request.query_params.get("outbox_id")
+    if outbox_id is not None and not outbox_id.isdigit():
+        raise HTTPException(400, "outbox_id must be a message id")
+    await asyncio.to_thread(
+        _record_status, request.app.state, sid, status, form.get("ErrorCode"), outbox_id
+    )
     return Response(status_code=204)
 
 
-def _record_status(state, sid: str, status: str, error_code: str | None) -> None:  # noqa: ANN001
+def _record_status(state, sid: str, status: str, error_code: str | None, outbox_id) -> None:  # noqa: ANN001
     with state.db.session() as session:
         if not receipts.record(session, "twilio_status", f"{sid}:{status}"):
             return
         message = message_queries.by_provider_id(session, sid)
+        if message is None and outbox_id is not None:
+            message = _accepted_unrecorded(session, int(outbox_id), sid)
         if message is None:
             log.warning("status for unknown message", extra={"provider_id": sid})
             return
         apply_status(session, message, status, error_code, state.settings)
+
+
+def _accepted_unrecorded(session: Session, outbox_id: int, sid: str) -> Message | None:
+    """Twilio accepted our message but the sender never recorded it (it crashed): the callback's
+    outbox id says which row it was, so it is recorded now and never sent again."""
+    message = session.get(Message, outbox_id)
+    if message is None or message.direction != "out" or message.channel != "sms":
+        return None
+    if message.provider_id is None and message.status in (OutStatus.PENDING, OutStatus.SENDING):
+        message.provider_id = sid
+        message.status = OutStatus.SENT
+        message.sent_at = message.status_updated_at = utcnow()
+        message.claimed_by = message.claimed_until = None
+    return message if message.provider_id == sid else None
 
 
 def apply_status(

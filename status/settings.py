@@ -27,6 +27,8 @@ class Settings(BaseSettings):
     twilio_messaging_service_sid: str | None = None
     twilio_api_base: str = "https://api.twilio.com"
     twilio_messages_per_second: float = 1.0
+    # Transient send failures (network, 5xx, 429) are retried for this long, then fail.
+    send_retry_hours: float = 6.0
 
     telegram_bot_token: str | None = None
     telegram_webhook_secret: str | None = None
