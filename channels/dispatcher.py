@@ -44,7 +44,6 @@ from status.settings import Settings
 
 log = logging.getLogger("patient_status.dispatch")
 
-LEASE = timedelta(seconds=60)
 RECORD_PATIENCE = 45.0  # seconds to keep trying to record a send: well inside the lease
 BACKOFF_BASE = 2.0  # seconds: 2, 4, 8, 16, 32 ... up to the cap, until SEND_RETRY_HOURS
 BACKOFF_CAP = 300.0
@@ -117,6 +116,7 @@ class Dispatcher:
         self.pacer = Pacer()
         self.failure_hooks: list[FailureHook] = []  # permanent failures (fallback, staff alerts)
         self.sent_hooks: list[Callable[[Session, Message], None]] = []
+        self.lease = timedelta(seconds=settings.worker_lease_seconds)
         self.wake = asyncio.Event()
         self._recorders: ThreadPoolExecutor | None = None
 
@@ -161,10 +161,10 @@ class Dispatcher:
             message.sent_at = message.delivered_at = message.status_updated_at = now
             return None
         in_doubt = message.status == OutStatus.SENDING and message.claimed_until is not None
-        since = message.claimed_until - LEASE if in_doubt else None
+        since = message.claimed_until - self.lease if in_doubt else None
         message.status = OutStatus.SENDING
         message.claimed_by = self.worker_id
-        message.claimed_until = now + LEASE
+        message.claimed_until = now + self.lease
         sender = self.senders.get(message.channel)
         return Claimed(
             message.id,

@@ -27,7 +27,7 @@ from bot.messages import Kind
 from bot.understanding.redact import redact_card_numbers
 from channels import telegram_links
 from status import patients as patient_queries
-from status.db import utcnow
+from status.db import retrying, utcnow
 from status.patients import InvalidPhone, normalize_phone
 
 log = logging.getLogger("patient_status.telegram")
@@ -147,14 +147,17 @@ class TelegramChannel:
         Raises pydantic's ValidationError for something that is not a Telegram update.
         """
         update = Update.model_validate(raw, context={"bot": self.bot})
-        with self.db.session() as session:
-            stored = inbox.store(
-                session, self.settings.secret_key, source="telegram",
-                provider_id=str(update.update_id), action=inbox.Action.TELEGRAM, channel=CHANNEL,
-                address=chat_of(raw) or f"update:{update.update_id}",
-                payload={"update": redacted(raw)},
-            )  # fmt: skip
-        return "queued" if stored else "duplicate"
+
+        def store() -> bool:
+            with self.db.session() as session:
+                return inbox.store(
+                    session, self.settings.secret_key, source="telegram",
+                    provider_id=str(update.update_id), action=inbox.Action.TELEGRAM,
+                    channel=CHANNEL, address=chat_of(raw) or f"update:{update.update_id}",
+                    payload={"update": redacted(raw)},
+                )  # fmt: skip
+
+        return "queued" if retrying(store) else "duplicate"
 
     async def parse(self, raw: dict):  # noqa: ANN201
         """The action an update asks for (None: nothing we act on, e.g. an edited message)."""

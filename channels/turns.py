@@ -43,7 +43,6 @@ from status.db import utcnow
 
 log = logging.getLogger("patient_status.turns")
 
-LEASE = timedelta(seconds=30)
 MAX_TRIES = 5
 BACKOFF_BASE = 0.5  # seconds: 0.5, 1, 2, 4 -> the holding reply about 8 s after the message
 BACKOFF_CAP = 30.0
@@ -89,6 +88,7 @@ class TurnRunner:
         self.batch_size = batch_size
         self.concurrency = 1 if self.db.is_sqlite else concurrency
         self._executor: ThreadPoolExecutor | None = None
+        self.lease = timedelta(seconds=self.settings.worker_lease_seconds)
         self.wake = asyncio.Event()
         self._listening = threading.Event()
 
@@ -122,7 +122,7 @@ class TurnRunner:
             for row in session.scalars(query):
                 row.state = InboxState.WORKING
                 row.claimed_by = self.worker_id
-                row.claimed_until = now + LEASE
+                row.claimed_until = now + self.lease
                 claimed.append(
                     Claimed(
                         row.id,

@@ -19,7 +19,7 @@ from bot import inbox, receipts
 from bot import messages as message_queries
 from bot.delivery import INVALID_ADDRESS, OPTED_OUT, delivery_failed
 from bot.messages import FINAL, Message, OutStatus
-from status.db import utcnow
+from status.db import retrying, utcnow
 from status.patients import InvalidPhone, normalize_phone
 from status.settings import Settings
 
@@ -96,11 +96,15 @@ def _num_media(value: str | None) -> int:
 
 def _store(state, sid: str, address: str, payload: dict) -> bool:  # noqa: ANN001
     """Record the message (a redelivered MessageSid is a no-op); its turn runs in the worker."""
-    with state.db.session() as session:
-        return inbox.store(
-            session, state.settings.secret_key, source="twilio_sms", provider_id=sid,
-            action=inbox.Action.SMS, channel="sms", address=address, payload=payload,
-        )  # fmt: skip
+
+    def store() -> bool:
+        with state.db.session() as session:
+            return inbox.store(
+                session, state.settings.secret_key, source="twilio_sms", provider_id=sid,
+                action=inbox.Action.SMS, channel="sms", address=address, payload=payload,
+            )  # fmt: skip
+
+    return retrying(store)
 
 
 @router.post("/webhooks/twilio/status")
