@@ -54,6 +54,8 @@ class Reason(StrEnum):
     DELIVERY_FAILED = "delivery_failed"
     PRESCRIPTION_DENIED = "prescription_denied"
     MEDIA_RECEIVED = "media_received"
+    DELIVERY_PROBLEM = "delivery_problem"
+    CHANGE_REQUEST = "change_request"
     TURN_FAILED = "turn_failed"  # the bot could not answer a message; the patient was told
 
 
@@ -75,6 +77,8 @@ ROUTING: dict[Reason, tuple[Priority, Queue]] = {
     Reason.STUCK: (Priority.NORMAL, Queue.FULFILMENT),
     Reason.DELIVERY_FAILED: (Priority.NORMAL, Queue.GENERAL),
     Reason.MEDIA_RECEIVED: (Priority.NORMAL, Queue.GENERAL),
+    Reason.DELIVERY_PROBLEM: (Priority.NORMAL, Queue.FULFILMENT),
+    Reason.CHANGE_REQUEST: (Priority.NORMAL, Queue.FULFILMENT),
     Reason.TURN_FAILED: (Priority.HIGH, Queue.GENERAL),
 }
 

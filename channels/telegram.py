@@ -22,6 +22,7 @@ from pydantic import ValidationError
 from sqlalchemy.orm import Session
 
 from bot import conversations, inbox, outbox
+from bot.conversations import Awaiting
 from bot.inbound import Inbound
 from bot.messages import Kind
 from bot.understanding.redact import redact_card_numbers
@@ -254,7 +255,7 @@ class TelegramChannel:
         conv.patient_id = patient.id
         conv.bad_address = False
         if self.settings.verification == "dob":
-            conv.expect("dob", now, intents=[])
+            conv.expect(Awaiting.DOB, now, intents=[])
         self._reply(
             session, chat_id, "telegram_linked", patient.language, first_name=patient.first_name
         )

@@ -37,7 +37,7 @@ from bot.handoffs import Reason
 from bot.inbound import Inbound
 from bot.inbox import NOTIFY_CHANNEL, Action, InboxMessage, InboxState, Outcome, unseal
 from bot.messages import Direction, Kind, Message
-from bot.understanding.extract import parse_dob
+from bot.understanding.redact import redact_dates_of_birth
 from status import patients as patient_queries
 from status.db import utcnow
 
@@ -213,7 +213,7 @@ class TurnRunner:
             kind=Kind.REPLY,
             channel=row.channel,
             address=row.address,
-            body="[date of birth]" if parse_dob(text) else text,  # as the engine keeps it
+            body=redact_dates_of_birth(text, row.received_at.date()),  # as the engine keeps it
             provider_id=row.provider_id[:64],
             media=list(payload.get("media") or []),
             created_at=row.received_at,
