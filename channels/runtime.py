@@ -90,7 +90,8 @@ class Runtime:
         from bot.understanding.classifier import catalogue
 
         await asyncio.to_thread(catalogue)
-        await asyncio.to_thread(self.engine.renderer.compile_all)
+        # Templates compile in the background: a process answers /healthz without waiting.
+        self._compiling = asyncio.create_task(asyncio.to_thread(self.engine.renderer.compile_all))
         self._stop.clear()
         if workers:
             self._tasks.append(asyncio.create_task(self.turns.run_forever(self._stop)))
