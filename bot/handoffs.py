@@ -76,6 +76,7 @@ REASON_WORDS: dict[Reason, str] = {
     Reason.MEDIA_RECEIVED: "sent a picture",
     Reason.DELIVERY_PROBLEM: "problem with a delivery",
     Reason.CHANGE_REQUEST: "asked to change the pharmacy or order",
+    Reason.TURN_FAILED: "the bot could not answer; the patient was told we will follow up",
 }
 
 
