@@ -67,7 +67,7 @@ class Cluster:
     def _start_web(self):
         return self._start("serve", "--host", "127.0.0.1", "--port", self.port, "--no-workers")
 
-    def wait_healthy(self, timeout: float = 120) -> None:
+    def wait_healthy(self, timeout: float = 300) -> None:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             try:
@@ -90,7 +90,7 @@ class Cluster:
 
     def post(self, path: str, **kwargs) -> httpx.Response:
         """As a provider or a source system would: try again until the server answers 2xx."""
-        deadline = time.monotonic() + 120
+        deadline = time.monotonic() + 300  # a restarted process on a busy machine
         while True:
             try:
                 response = self.client.post(path, **kwargs)
