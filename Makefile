@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 PORT ?= 8000
 
-.PHONY: demo test lint bench browser postgres clean
+.PHONY: demo test lint bench browser postgres clean fuzz
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -36,6 +36,10 @@ browser:
 bench: $(BIN)/.installed
 	$(BIN)/python benchmarks/bench_status.py
 	$(BIN)/python benchmarks/bench_nlu.py
+
+# The long fuzz run (docs/security.md): schemathesis and hypothesis, SQLite and PostgreSQL.
+fuzz: $(BIN)/.installed
+	FUZZ_EXAMPLES=$${FUZZ_EXAMPLES:-800} $(BIN)/pytest -q -m fuzz -p no:cacheprovider
 
 clean:
 	rm -rf $(VENV) patient-status.db patient-status.db-wal patient-status.db-shm

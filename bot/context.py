@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
 from bot import messages
@@ -13,20 +13,25 @@ from bot.messages import Direction, Kind, Message
 from status import snapshot, timeline
 from status.patients import Patient
 
+# Built once: the status API runs it on every request.
+_LAST_TOLD = (
+    select(
+        Message.template, Message.coalesce_key, Message.channel, Message.sent_at,
+        Message.created_at, Message.status, Message.body,
+    )
+    .where(
+        Message.patient_id == bindparam("patient_id"),
+        Message.direction == Direction.OUT,
+        Message.kind == Kind.PROACTIVE,
+        Message.status.not_in(["cancelled", "pending", "sending"]),
+    )
+    .order_by(Message.id.desc())
+    .limit(bindparam("limit"))
+)  # fmt: skip
+
 
 def last_told(session: Session, patient_id: int, limit: int = 10) -> list[dict]:
     """What the patient was told proactively, newest first (and whether it reached them)."""
-    query = (
-        select(Message)
-        .where(
-            Message.patient_id == patient_id,
-            Message.direction == Direction.OUT,
-            Message.kind == Kind.PROACTIVE,
-            Message.status.not_in(["cancelled", "pending", "sending"]),
-        )
-        .order_by(Message.id.desc())
-        .limit(limit)
-    )
     return [
         {
             "about": m.template,
@@ -36,7 +41,7 @@ def last_told(session: Session, patient_id: int, limit: int = 10) -> list[dict]:
             "status": m.status,
             "body": m.body,
         }
-        for m in session.scalars(query)
+        for m in session.execute(_LAST_TOLD, {"patient_id": patient_id, "limit": limit})
     ]
 
 

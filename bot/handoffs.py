@@ -14,7 +14,7 @@ from sqlalchemy.orm import Mapped, Session, mapped_column
 from bot import conversations, outbox
 from bot.conversations import Conversation
 from bot.messages import Kind
-from status import metrics
+from status import limits, metrics
 from status.db import Base, utcnow
 from status.patients import Patient
 
@@ -159,6 +159,13 @@ class HandoffEntry(Base):
     body: Mapped[str] = mapped_column(Text, default="")
     message_id: Mapped[int | None] = mapped_column(Integer)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+def by_id(session: Session, handoff_id: int) -> Handoff | None:
+    """The hand-off with this id; None for an id no row can have (INTEGER is 32-bit)."""
+    if not 0 < handoff_id <= limits.MAX_INT32:
+        return None
+    return session.get(Handoff, handoff_id)
 
 
 def open_for_patient(session: Session, patient_id: int) -> Handoff | None:

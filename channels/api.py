@@ -3,50 +3,68 @@
 from __future__ import annotations
 
 import asyncio
-import json
 
 from fastapi import APIRouter, Depends, HTTPException, Request
 from fastapi.responses import JSONResponse
 from sqlalchemy.orm import Session
+from starlette.concurrency import run_in_threadpool
 
-from channels.deps import get_read_session, get_session, require_api_key
-from status import patients, snapshot
-from status.events.apply import apply_events
-from status.events.schemas import InvalidEvents, json_schema, parse_body
+from channels import openapi
+from channels.deps import get_session, read_body, require_api_key
+from status import limits, patients, read_model, snapshot
+from status.db import Database, utcnow
+from status.events.apply import apply_in_transaction
+from status.events.schemas import EventProblem, InvalidEvents, json_schema, parse_body
 
 router = APIRouter()
 
 
-async def _json_body(request: Request) -> object:
-    raw = await request.body()
+@router.post(
+    "/events",
+    status_code=202,
+    dependencies=[Depends(require_api_key)],
+    responses={**openapi.BAD_REQUEST, **openapi.API, **openapi.TOO_LARGE},
+)
+async def post_events(request: Request) -> JSONResponse:
+    raw = await read_body(request, limits.MAX_EVENTS_BODY)
     if not raw.strip():
         raise HTTPException(400, 'the body is empty; send an event object or {"events": [...]}')
+    # Parsing, validation, the state changes and the proactive rules run in a worker thread: a
+    # batch of thousands must not stall the event loop that answers Twilio and Telegram.
     try:
-        return json.loads(raw)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise HTTPException(400, f"the body is not valid JSON: {exc}") from exc
-
-
-@router.post("/events", status_code=202, dependencies=[Depends(require_api_key)])
-async def post_events(request: Request) -> JSONResponse:
-    body = await _json_body(request)
-    # Validation, the state changes and the proactive rules run in a worker thread: a batch of
-    # thousands must not stall the event loop that answers Twilio and Telegram meanwhile.
-    try:
-        counts = await asyncio.to_thread(_apply_body, request.app.state, body)
+        counts = await asyncio.to_thread(_apply_body, request.app.state, raw)
     except InvalidEvents as exc:
         return JSONResponse(exc.as_body(), status_code=422)
     request.app.state.runtime.notify()
     return JSONResponse(counts, status_code=202)
 
 
-def _apply_body(state, body: object) -> dict:  # noqa: ANN001
+def _apply_body(state, raw: bytes) -> dict:  # noqa: ANN001
+    try:
+        body = limits.load_json(raw, max_bytes=limits.MAX_EVENTS_BODY)
+    except limits.LimitExceeded as exc:
+        problem = EventProblem(index=0, field=exc.field, message=exc.rule)
+        raise InvalidEvents([problem], f"the body is outside a limit: {exc.rule}") from exc
+    except ValueError as exc:
+        raise HTTPException(400, f"the body is {exc}") from exc
     events = parse_body(body)
-    with state.db.session() as session:  # this request's transaction: all or nothing
-        result = apply_events(session, events)
-        for hook in state.on_changes:
-            hook(session, result.changes)
+    # one transaction: all or nothing (run again if a concurrent delivery of an id wins)
+    result = apply_in_transaction(state.db, events, state.on_changes)
     return {"accepted": len(events), **result.counts()}
+
+
+def _no_patient(patient_id: str) -> HTTPException:
+    if len(patient_id) > limits.SOURCE_ID or limits.unstorable(patient_id):
+        return HTTPException(404, f"no patient with this patient_id (at most {limits.SOURCE_ID} "
+                             "characters, no NUL)")  # fmt: skip
+    return HTTPException(404, f"no patient with patient_id {patient_id!r}")
+
+
+def _patient(session: Session, patient_id: str) -> patients.Patient:
+    patient = patients.by_source_id(session, patient_id)
+    if patient is None:
+        raise _no_patient(patient_id)
+    return patient
 
 
 @router.get("/events/schema")
@@ -54,35 +72,52 @@ def events_schema() -> dict:
     return json_schema()
 
 
-@router.get("/api/patients/{patient_id}/status", dependencies=[Depends(require_api_key)])
-def patient_status(
-    patient_id: str, request: Request, session: Session = Depends(get_read_session)
-) -> dict:
-    patient = patients.by_source_id(session, patient_id)
-    if patient is None:
-        raise HTTPException(404, f"no patient with patient_id {patient_id!r}")
-    snap = snapshot.build(session, patient)
-    for extend in request.app.state.snapshot_extensions:
-        extend(session, snap)
-    return snap.to_dict()
+@router.get(
+    "/api/patients/{patient_id}/status",
+    dependencies=[Depends(require_api_key)],
+    responses={**openapi.API, **openapi.NOT_FOUND},
+)
+async def patient_status(patient_id: str, request: Request) -> JSONResponse:
+    # One hop to a worker thread for the whole read (a session per dependency would be one hop
+    # each); the JSON is rendered there too, and returned as is (no jsonable_encoder pass).
+    state = request.app.state
+    content = await run_in_threadpool(
+        _patient_status, state.db, state.snapshot_extensions, patient_id
+    )
+    return JSONResponse(content)
+
+
+def _patient_status(db: Database, extensions: list, patient_id: str) -> dict:
+    with db.read_session() as session:
+        found = read_model.patient_and_state(session, patient_id)  # one row: patient + snapshot
+        if found is None:
+            raise _no_patient(patient_id)
+        patient, stored = found
+        now = utcnow()
+        snap = (
+            snapshot.build_fresh(session, patient, now)
+            if stored is None
+            else snapshot.assemble(patient, stored, now)
+        )
+        for extend in extensions:
+            extend(session, snap)
+        return snap.to_dict()
 
 
 @router.post(
     "/api/patients/{patient_id}/telegram-link",
     status_code=201,
     dependencies=[Depends(require_api_key)],
+    responses={**openapi.API, **openapi.NOT_FOUND},
 )
 def telegram_link(
     patient_id: str, request: Request, session: Session = Depends(get_session)
 ) -> dict:
     """A single-use, expiring t.me deep link the clinic sends the patient to connect Telegram."""
     from channels import telegram_links
-    from status.db import utcnow
 
     settings = request.app.state.settings
-    patient = patients.by_source_id(session, patient_id)
-    if patient is None:
-        raise HTTPException(404, f"no patient with patient_id {patient_id!r}")
+    patient = _patient(session, patient_id)
     token = telegram_links.create_token(session, settings.secret_key, patient, utcnow())
     return {
         "url": telegram_links.deep_link(settings.telegram_bot_username, token),

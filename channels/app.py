@@ -7,20 +7,70 @@ import os
 import time
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI, HTTPException, Request
+from fastapi import Depends, FastAPI, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from starlette.middleware.sessions import SessionMiddleware
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from channels import api, handoff_api, simulator, telegram, twilio_sms
+from channels import api, handoff_api, openapi, simulator, telegram, twilio_sms
+from channels.deps import require_metrics_token
 from channels.runtime import Runtime
 from channels.staff import routes as staff_routes
 from channels.staff import security as staff_security
-from status import metrics
+from status import limits, metrics
 from status.db import Database, DatabaseUnavailable
 from status.settings import Settings, get_settings
 
 access = logging.getLogger("patient_status.http")
+
+
+class AccessLog:
+    """Per request: a body declared over the limit refused at once (413), the route's latency
+    in the metrics, and one log line naming the route.
+
+    Plain ASGI: `@app.middleware("http")` would add a task and a response stream per request,
+    which costs more than some routes (the status API) do themselves.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared = dict(scope["headers"]).get(b"content-length", b"")
+        if declared.isdigit() and int(declared) > limits.MAX_EVENTS_BODY:
+            # refused before anything reads it; routes that read a body also stop at their limit
+            response = JSONResponse(
+                {"detail": f"the body is over the limit of {limits.MAX_EVENTS_BODY} bytes"}, 413
+            )
+            await response(scope, receive, send)
+            return
+        started = time.perf_counter()
+        status = 500
+
+        async def send_noting_status(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_noting_status)
+        finally:
+            elapsed = time.perf_counter() - started
+            template = getattr(scope.get("route"), "path", "unmatched")
+            if template.startswith(("/webhooks", "/events", "/api")):
+                metrics.WEBHOOK_SECONDS.labels(template).observe(elapsed)
+            if not template.startswith(("/healthz", "/metrics", "/simulator/api", "/staff/static")):
+                # the route template, never the path or query: they can carry ids and phones
+                access.info(
+                    "request",
+                    extra={"method": scope["method"], "route": template, "status": status,
+                           "ms": round(elapsed * 1000, 1)},
+                )  # fmt: skip
 
 
 def snapshot_extensions() -> list:
@@ -64,7 +114,12 @@ def create_app(
         description="Answers patients from the live state of their care.",
         version="0.1.0",
         lifespan=lifespan,
+        # The interactive docs and the document only when DOCS=on (app.openapi() works anyway)
+        docs_url="/docs" if settings.docs else None,
+        redoc_url="/redoc" if settings.docs else None,
+        openapi_url="/openapi.json" if settings.docs else None,
     )
+    openapi.install(app)
     app.state.settings = settings
     app.state.db = db
     app.state.runtime = runtime
@@ -73,6 +128,7 @@ def create_app(
 
     @app.exception_handler(RequestValidationError)
     async def _validation(_request: Request, exc: RequestValidationError) -> JSONResponse:
+        # The field and the rule only: pydantic's `input` (and `ctx`) would echo what was sent.
         errors = [
             {"field": ".".join(str(p) for p in e["loc"]), "message": e["msg"]} for e in exc.errors()
         ]
@@ -84,30 +140,19 @@ def create_app(
             {"detail": exc.detail}, status_code=exc.status_code, headers=exc.headers
         )
 
-    @app.middleware("http")
-    async def timing(request: Request, call_next):  # noqa: ANN001, ANN202
-        started = time.perf_counter()
-        response = await call_next(request)
-        elapsed = time.perf_counter() - started
-        route = request.scope.get("route")
-        template = getattr(route, "path", "unmatched")
-        if template.startswith(("/webhooks", "/events", "/api")):
-            metrics.WEBHOOK_SECONDS.labels(template).observe(elapsed)
-        if not template.startswith(("/healthz", "/metrics", "/simulator/api", "/staff/static")):
-            # the route template, never the path or query: they can carry ids and phones
-            access.info(
-                "request",
-                extra={"method": request.method, "route": template,
-                       "status": response.status_code, "ms": round(elapsed * 1000, 1)},
-            )  # fmt: skip
-        return response
+    app.add_middleware(AccessLog)
 
-    @app.get("/metrics")
+    @app.get(
+        "/metrics",
+        response_class=PlainTextResponse,
+        responses=openapi.UNAUTHORIZED,
+        dependencies=[Depends(require_metrics_token)],
+    )
     def metrics_endpoint() -> Response:
         body, content_type = metrics.render(app.state.db)
         return Response(body, media_type=content_type)
 
-    @app.get("/healthz")
+    @app.get("/healthz", responses={503: {"description": "Down: the body names what and why"}})
     def healthz() -> JSONResponse:
         """Liveness: `{"status": "ok", ...}`, or 503 naming what is down and why."""
         checks: dict[str, str] = {}

@@ -128,8 +128,9 @@ def db_upgrade(revision: str) -> None:
 @click.argument("file", type=click.Path(exists=True, dir_okay=False, allow_dash=True))
 def ingest(file: str) -> None:
     from bot.proactive.notifier import Notifier
-    from status.events.apply import apply_events
+    from status.events.apply import apply_in_transaction
     from status.events.schemas import InvalidEvents, parse_events
+    from status.limits import MAX_EVENTS_BODY, LimitExceeded, load_json
 
     stream = sys.stdin if file == "-" else Path(file).open(encoding="utf-8")  # noqa: SIM115
     raw, problems = [], []
@@ -138,9 +139,11 @@ def ingest(file: str) -> None:
             if not line.strip():
                 continue
             try:
-                raw.append((number, json.loads(line)))
-            except json.JSONDecodeError as exc:
-                problems.append(f"line {number}: not valid JSON ({exc.msg})")
+                raw.append((number, load_json(line.encode(), max_bytes=MAX_EVENTS_BODY)))
+            except LimitExceeded as exc:
+                problems.append(f"line {number}: {exc.rule}")
+            except ValueError as exc:
+                problems.append(f"line {number}: {exc}")
     if problems:
         raise click.ClickException("; ".join(problems[:20]) + "\nnothing was applied")
     try:
@@ -153,11 +156,39 @@ def ingest(file: str) -> None:
         raise click.ClickException(f"{detail}\nnothing was applied") from exc
     settings = _settings()
     database = _database(settings, migrate=settings.database_url.startswith("sqlite"))
-    with database.session() as session:
-        result = apply_events(session, events)
-        # the same reactions as POST /events: proactive updates to the patients concerned
-        Notifier(settings).on_changes(session, result.changes)
+    # the same reactions as POST /events: proactive updates to the patients concerned
+    result = apply_in_transaction(database, events, [Notifier(settings).on_changes])
     click.echo(json.dumps({"accepted": len(events), **result.counts()}))
+
+
+@main.group(help="The materialised patient snapshots (the read model).")
+def snapshot() -> None:
+    pass
+
+
+@snapshot.command("rebuild", help="Rebuild the materialised snapshots from the stored state.")
+@click.option("--patient-id", default=None, help="Only this patient (the clinic's patient_id).")
+def snapshot_rebuild(patient_id: str | None) -> None:
+    from status import patients, read_model
+    from status.db import utcnow
+
+    settings = _settings()
+    database = _database(settings, migrate=settings.database_url.startswith("sqlite"))
+    total = read_model.RefreshCounts()
+    if patient_id is not None:
+        with database.session() as session:
+            patient = patients.by_source_id(session, patient_id)
+            if patient is None:
+                raise click.ClickException(f"no patient with patient_id {patient_id!r}")
+            total = read_model.refresh(session, [patient.id], utcnow(), skip_unchanged=True)
+    else:
+        after: int | None = 0
+        while after is not None:  # a transaction per slice of 500 patients
+            with database.session() as session:
+                counts, after = read_model.rebuild(session, utcnow(), after_id=after)
+            total.add(counts)
+    done = total.created + total.updated + total.unchanged
+    click.echo(json.dumps({"patients": done, **vars(total)}))
 
 
 @main.command(help="Classify messages from stdin, one per line, as JSON lines.")
@@ -298,6 +329,19 @@ def staff_add(email: str, name: str, role: str, password_stdin: bool) -> None:
             click.echo(f"staff {user.email} ({user.role}) ready")
     except StaffError as exc:
         raise click.ClickException(str(exc)) from exc
+
+
+@staff.command("unlock", help="Lift a login lock (too many wrong passwords) for this email.")
+@click.option("--email", required=True)
+def staff_unlock(email: str) -> None:
+    from channels.staff.throttle import unlock
+
+    settings = _settings()
+    database = _database(settings, migrate=settings.database_url.startswith("sqlite"))
+    with database.session() as session:
+        lifted = unlock(session, email)
+    what = "unlocked" if lifted else "was not locked"
+    click.echo(f"{email.strip().lower()} {what}; the next wrong password starts a new count")
 
 
 @main.group(help="Telegram bot commands.")

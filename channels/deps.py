@@ -12,11 +12,11 @@ from status.db import Database
 from status.settings import Settings
 
 
-def get_settings(request: Request) -> Settings:
+async def get_settings(request: Request) -> Settings:
     return request.app.state.settings
 
 
-def get_database(request: Request) -> Database:
+async def get_database(request: Request) -> Database:
     return request.app.state.db
 
 
@@ -32,7 +32,24 @@ def get_read_session(db: Database = Depends(get_database)) -> Iterator[Session]:
         yield session
 
 
-def require_api_key(request: Request, settings: Settings = Depends(get_settings)) -> None:
+def require_metrics_token(request: Request, settings: Settings = Depends(get_settings)) -> None:
+    """METRICS_TOKEN set: /metrics wants `Authorization: Bearer <METRICS_TOKEN>`."""
+    if not settings.metrics_token:
+        return
+    scheme, _, token = request.headers.get("authorization", "").partition(" ")
+    given = token.strip().encode()
+    if scheme.lower() != "bearer" or not secrets.compare_digest(
+        given, settings.metrics_token.encode()
+    ):
+        raise HTTPException(
+            401,
+            "send 'Authorization: Bearer <METRICS_TOKEN>'",
+            headers={"WWW-Authenticate": "Bearer"},
+        )
+
+
+async def require_api_key(request: Request, settings: Settings = Depends(get_settings)) -> None:
+    # async: a few comparisons, not worth a hop to a worker thread
     if not settings.api_key:
         raise HTTPException(
             401,
@@ -48,3 +65,17 @@ def require_api_key(request: Request, settings: Settings = Depends(get_settings)
         )  # fmt: skip
     if not secrets.compare_digest(token.strip().encode(), settings.api_key.encode()):
         raise HTTPException(401, "wrong API key", headers={"WWW-Authenticate": "Bearer"})
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    """The request body, refused with 413 as soon as it passes `limit` bytes."""
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        raise HTTPException(413, f"the body is larger than the limit of {limit} bytes")
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise HTTPException(413, f"the body is larger than the limit of {limit} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)

@@ -8,26 +8,32 @@ Replies leave through the patient's channel (SMS or Telegram) via the outbox. Er
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
-from fastapi import APIRouter, Depends, HTTPException, Request
+from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from fastapi.responses import JSONResponse
 from sqlalchemy import select
 from starlette.concurrency import run_in_threadpool
 
 from bot import handoffs
 from bot.handoffs import Handoff, HandoffClosed, HandoffStatus
-from channels.deps import require_api_key
+from channels import openapi
+from channels.deps import read_body, require_api_key
 from channels.staff import handoff_view, models
+from status import limits
 from status.db import utcnow
 from status.patients import Patient
 
-router = APIRouter(prefix="/api/handoffs", dependencies=[Depends(require_api_key)])
+router = APIRouter(
+    prefix="/api/handoffs",
+    dependencies=[Depends(require_api_key)],
+    responses={**openapi.API, **openapi.NOT_FOUND, **openapi.CONFLICT, **openapi.TOO_LARGE},
+)
 ACTOR = "api"
 MAX_TEXT = 1600  # ten SMS segments
 MAX_NOTE = 2000
 STATUSES = tuple(s.value for s in HandoffStatus)
+BLANK = " \t\n\r\f\v"  # what counts as an empty reply, in the document and here alike
 
 
 class Unprocessable(HTTPException):
@@ -36,15 +42,17 @@ class Unprocessable(HTTPException):
 
 
 async def _json_object(request: Request, *, required: bool) -> dict[str, Any]:
-    raw = await request.body()
+    raw = await read_body(request, limits.MAX_WEBHOOK_BODY)
     if not raw.strip():
         if required:
             raise Unprocessable('the body is empty; send JSON like {"text": "..."}')
         return {}
     try:
-        body = json.loads(raw)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise Unprocessable(f"the body is not valid JSON: {exc}") from exc
+        body = limits.load_json(raw, max_bytes=limits.MAX_WEBHOOK_BODY)
+    except limits.LimitExceeded as exc:
+        raise Unprocessable(f"the body is refused: {exc.rule}") from exc
+    except ValueError as exc:
+        raise Unprocessable(f"the body is {exc}") from exc
     if not isinstance(body, dict):
         raise Unprocessable(f"the body must be a JSON object, not {type(body).__name__}")
     return body
@@ -61,27 +69,28 @@ def _text_field(body: dict, name: str, *, required: bool, limit: int) -> str | N
         return None
     if not isinstance(value, str):
         raise Unprocessable(f'"{name}" must be a string, not {type(value).__name__}')
-    if required and not value.strip():
+    value = limits.scrub(value)  # kept, as a patient's text is, with NULs replaced
+    if required and not value.strip(BLANK):
         raise Unprocessable(f'"{name}" is empty; write what the patient should receive')
     if len(value) > limit:
         raise Unprocessable(f'"{name}" has {len(value)} characters; the limit is {limit}')
-    return value.strip() or None
+    return value.strip(BLANK) or None
 
 
 def _get(session, handoff_id: int) -> Handoff:  # noqa: ANN001
-    handoff = session.get(Handoff, handoff_id)
+    handoff = handoffs.by_id(session, handoff_id)
     if handoff is None:
         raise HTTPException(404, f"no hand-off with id {handoff_id}")
     return handoff
 
 
 @router.get("")
-def list_handoffs(request: Request, status: str | None = None, limit: int = 200) -> dict:
+def list_handoffs(
+    request: Request,
+    status: HandoffStatus | None = None,
+    limit: int = Query(200, ge=1, le=limits.MAX_LIMIT),
+) -> dict:
     """Newest first, with the context packet frozen at hand-off time."""
-    if status is not None and status not in STATUSES:
-        raise Unprocessable(f"status must be one of {', '.join(STATUSES)}, not {status!r}")
-    if not 1 <= limit <= 1000:
-        raise Unprocessable("limit must be between 1 and 1000")
     with request.app.state.db.session() as session:
         rows = handoffs.list_handoffs(session, status, limit=limit)
         patient_ids = {h.patient_id for h in rows if h.patient_id}
@@ -120,7 +129,25 @@ def get_handoff(handoff_id: int, request: Request) -> dict:
         return handoff_view.detail_dict(detail)
 
 
-@router.post("/{handoff_id}/reply", status_code=202)
+def _body_schema(name: str, limit: int, *, required: bool) -> dict:
+    """The documented JSON body: one string field (nothing else; required or optional)."""
+    field = {"type": "string", "minLength": 1, "maxLength": limit}
+    if required:
+        field["pattern"] = r"[^ \t\n\r\f\v]"  # not only BLANK (spelled out: same in every engine)
+    else:
+        field = {"anyOf": [field, {"type": "null"}]}
+    schema = {"type": "object", "properties": {name: field}, "additionalProperties": False}
+    if required:
+        schema["required"] = [name]
+    content = {"application/json": {"schema": schema}}
+    return {"requestBody": {"required": required, "content": content}}
+
+
+@router.post(
+    "/{handoff_id}/reply",
+    status_code=202,
+    openapi_extra=_body_schema("text", MAX_TEXT, required=True),
+)
 async def reply(handoff_id: int, request: Request) -> JSONResponse:
     """Queue a staff reply to the patient, through the channel the conversation is on."""
     body = await _json_object(request, required=True)
@@ -161,7 +188,7 @@ async def reply(handoff_id: int, request: Request) -> JSONResponse:
     return JSONResponse(result, status_code=202)
 
 
-@router.post("/{handoff_id}/resolve")
+@router.post("/{handoff_id}/resolve", openapi_extra=_body_schema("note", MAX_NOTE, required=False))
 async def resolve(handoff_id: int, request: Request) -> dict:
     """Close the hand-off and give the conversation back to the bot."""
     body = await _json_object(request, required=False)

@@ -16,10 +16,11 @@ from sqlalchemy import or_, select
 from bot.inbound import Inbound
 from bot.messages import Message
 from bot.render import environment
+from status import limits
 from status.db import utcnow
 from status.patients import Patient
 
-router = APIRouter(prefix="/simulator")
+router = APIRouter(prefix="/simulator", include_in_schema=False)  # demo mode only
 CHANNEL = "simulator"
 THREAD_CHANNELS = (CHANNEL, "sms")
 
@@ -56,7 +57,7 @@ def page(request: Request) -> HTMLResponse:
 async def send(request: Request, body: Say) -> dict:
     _demo_only(request)
     runtime = request.app.state.runtime
-    inbound = Inbound(CHANNEL, body.phone, body.text, None, utcnow())
+    inbound = Inbound(CHANNEL, limits.scrub(body.phone), limits.scrub(body.text), None, utcnow())
 
     def turn() -> int:
         with request.app.state.db.session() as session:
@@ -70,6 +71,7 @@ async def send(request: Request, body: Say) -> dict:
 @router.get("/api/messages")
 def messages(request: Request, phone: str, after: int = 0) -> dict:
     _demo_only(request)
+    phone, after = limits.scrub(phone)[:64], min(max(after, 0), limits.MAX_INT32)
     with request.app.state.db.read_session() as session:
         query = (
             select(Message)

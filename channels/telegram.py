@@ -12,6 +12,7 @@ import asyncio
 import logging
 import secrets
 from dataclasses import dataclass
+from typing import Any
 
 from aiogram import Bot, Dispatcher, F, Router
 from aiogram.filters import CommandObject, CommandStart
@@ -26,13 +27,15 @@ from bot.conversations import Awaiting
 from bot.inbound import Inbound
 from bot.messages import Kind
 from bot.understanding.redact import redact_card_numbers
-from channels import telegram_links
+from channels import openapi, telegram_links
+from channels.deps import read_body
+from status import limits
 from status import patients as patient_queries
 from status.db import retrying, utcnow
 from status.patients import InvalidPhone, normalize_phone
 
 log = logging.getLogger("patient_status.telegram")
-router = APIRouter()
+router = APIRouter(responses=openapi.WEBHOOK)
 CHANNEL = "telegram"
 SHARE_PHONE = {"en": "Share my phone number", "es": "Compartir mi número"}
 
@@ -301,6 +304,33 @@ def chat_of(raw: dict) -> str | None:
     return None
 
 
+def scrubbed(value: Any) -> Any:
+    """Every string in a parsed update with NULs and lone surrogates replaced (`limits.scrub`)."""
+    if isinstance(value, str):
+        return limits.scrub(value)
+    if isinstance(value, dict):
+        return {scrubbed(key): scrubbed(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [scrubbed(item) for item in value]
+    return value
+
+
+def parse_update(body: bytes) -> dict:
+    """A webhook body -> the raw update, ready for aiogram; LimitExceeded or ValueError if not.
+
+    Size and nesting are checked before parsing; text a patient may type is kept, scrubbed.
+    """
+    raw = limits.load_json(body, max_bytes=limits.MAX_WEBHOOK_BODY)
+    if not isinstance(raw, dict):
+        raise ValueError("not a Telegram update: a JSON object is expected")
+    update_id = raw.get("update_id")
+    if not isinstance(update_id, int) or isinstance(update_id, bool):
+        raise ValueError("not a Telegram update: update_id (integer) is required")
+    if not 0 <= update_id < 2**63:
+        raise limits.LimitExceeded("update_id", "must be a non-negative 64-bit integer")
+    return scrubbed(raw)
+
+
 def channel_of(request: Request) -> TelegramChannel:
     """The process's Telegram channel (the turn runner uses the same one)."""
     return request.app.state.runtime.telegram
@@ -315,12 +345,13 @@ async def telegram_webhook(request: Request) -> JSONResponse:
         raise HTTPException(401, "Telegram is not configured on this server")
     if not secrets.compare_digest(given.encode(), secret.encode()):
         raise HTTPException(401, "wrong or missing X-Telegram-Bot-Api-Secret-Token")
+    body = await read_body(request, limits.MAX_WEBHOOK_BODY)
     try:
-        raw = await request.json()
+        raw = parse_update(body)
+    except limits.LimitExceeded as exc:
+        raise HTTPException(422, f"the update is refused: {exc}") from exc
     except ValueError as exc:
-        raise HTTPException(400, "the body is not valid JSON") from exc
-    if not isinstance(raw, dict) or not isinstance(raw.get("update_id"), int):
-        raise HTTPException(400, "not a Telegram update: update_id (integer) is required")
+        raise HTTPException(400, f"the body is {exc}") from exc
     runtime = request.app.state.runtime
     try:
         outcome = await asyncio.to_thread(channel_of(request).accept, raw)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from datetime import datetime
 
 from fastapi import APIRouter, Depends, HTTPException, Request
 from fastapi.responses import Response
@@ -18,13 +19,16 @@ from twilio.request_validator import RequestValidator
 from bot import inbox, receipts
 from bot import messages as message_queries
 from bot.delivery import INVALID_ADDRESS, OPTED_OUT, delivery_failed
+from bot.inbound import Inbound
 from bot.messages import FINAL, Message, OutStatus
+from channels import openapi
+from status import limits
 from status.db import retrying, utcnow
 from status.patients import InvalidPhone, normalize_phone
 from status.settings import Settings
 
 log = logging.getLogger("patient_status.twilio")
-router = APIRouter()
+router = APIRouter(responses=openapi.WEBHOOK)
 EMPTY_TWIML = '<?xml version="1.0" encoding="UTF-8"?><Response></Response>'
 # Twilio's delivery states; only the final ones change what we recorded.
 KNOWN_STATUSES = {
@@ -64,62 +68,90 @@ def _twiml() -> Response:
     return Response(EMPTY_TWIML, media_type="application/xml")
 
 
-@router.post("/webhooks/twilio/sms")
-async def inbound_sms(request: Request, form: dict = Depends(verified_form)) -> Response:
-    sid = form.get("MessageSid") or form.get("SmsSid")
+def parse_inbound(form: dict[str, str], received_at: datetime) -> Inbound:
+    """A signed inbound-SMS form -> the message, or LimitExceeded naming the field.
+
+    What only a broken or hostile sender would send is refused (a missing or oversized
+    MessageSid, a From that is not a phone number); what a patient may type is kept, with the
+    bytes a database cannot hold replaced (`limits.scrub`). Media are read from MediaUrl0..9
+    whatever NumMedia claims, so a bad NumMedia costs nothing and loses nothing.
+    """
+    sid = limits.provider_id("MessageSid", form.get("MessageSid") or form.get("SmsSid"))
     sender = form.get("From")
-    if not sid or not sender:
-        raise HTTPException(400, "MessageSid and From are required")
+    if not sender:
+        raise limits.LimitExceeded("From", "is required")
     try:
-        address = normalize_phone(sender)
+        address = normalize_phone(sender[: limits.PHONE])
     except InvalidPhone as exc:
-        raise HTTPException(400, f"From: {exc}") from exc
-    media = [
-        form[f"MediaUrl{i}"]
-        for i in range(_num_media(form.get("NumMedia")))
-        if f"MediaUrl{i}" in form
-    ]
-    payload = {"text": form.get("Body", ""), "media": media}
+        raise limits.LimitExceeded("From", "must be a phone number") from exc
+    try:
+        limits.media_count(form.get("NumMedia"))
+    except limits.LimitExceeded as exc:
+        log.warning("inbound SMS with a malformed NumMedia", extra={"rule": exc.rule})
+    media = tuple(
+        limits.scrub(form[key][: limits.URL])
+        for key in (f"MediaUrl{i}" for i in range(limits.MAX_MEDIA))
+        if form.get(key)
+    )
+    text = limits.scrub(form.get("Body", "")[: limits.MESSAGE_BODY])
+    return Inbound("sms", address, text, sid, received_at, media)
+
+
+@router.post(
+    "/webhooks/twilio/sms",
+    response_class=Response,
+    responses={200: {"description": "empty TwiML", "content": {"application/xml": {}}}},
+)
+async def inbound_sms(request: Request, form: dict = Depends(verified_form)) -> Response:
+    try:
+        inbound = parse_inbound(form, utcnow())
+    except limits.LimitExceeded as exc:
+        raise HTTPException(400, str(exc)) from exc
+    payload = {"text": inbound.text, "media": list(inbound.media)}
     state = request.app.state
-    stored = await asyncio.to_thread(_store, state, sid, address, payload)
+    stored = await asyncio.to_thread(_store, state, inbound, payload)
     if stored:
         state.runtime.notify_inbox()
     return _twiml()
 
 
-def _num_media(value: str | None) -> int:
-    try:
-        return max(0, min(int(value or 0), 10))  # Twilio sends at most 10
-    except ValueError as exc:
-        raise HTTPException(400, "NumMedia must be a whole number") from exc
-
-
-def _store(state, sid: str, address: str, payload: dict) -> bool:  # noqa: ANN001
+def _store(state, inbound: Inbound, payload: dict) -> bool:  # noqa: ANN001
     """Record the message (a redelivered MessageSid is a no-op); its turn runs in the worker."""
 
     def store() -> bool:
         with state.db.session() as session:
             return inbox.store(
-                session, state.settings.secret_key, source="twilio_sms", provider_id=sid,
-                action=inbox.Action.SMS, channel="sms", address=address, payload=payload,
+                session, state.settings.secret_key, source="twilio_sms",
+                provider_id=inbound.provider_id, action=inbox.Action.SMS, channel="sms",
+                address=inbound.address, payload=payload,
             )  # fmt: skip
 
     return retrying(store)
 
 
-@router.post("/webhooks/twilio/status")
+@router.post("/webhooks/twilio/status", status_code=204, response_class=Response)
 async def delivery_status(request: Request, form: dict = Depends(verified_form)) -> Response:
-    sid = form.get("MessageSid") or form.get("SmsSid")
-    status = (form.get("MessageStatus") or form.get("SmsStatus") or "").lower()
-    if not sid or status not in KNOWN_STATUSES:
-        raise HTTPException(400, "MessageSid and a known MessageStatus are required")
+    try:
+        sid, status, error_code = parse_status(form)
+    except limits.LimitExceeded as exc:
+        raise HTTPException(400, str(exc)) from exc
     outbox_id = request.query_params.get("outbox_id")
     if outbox_id is not None and not outbox_id.isdigit():
         raise HTTPException(400, "outbox_id must be a message id")
-    await asyncio.to_thread(
-        _record_status, request.app.state, sid, status, form.get("ErrorCode"), outbox_id
-    )
+    await asyncio.to_thread(_record_status, request.app.state, sid, status, error_code, outbox_id)
     return Response(status_code=204)
+
+
+def parse_status(form: dict[str, str]) -> tuple[str, str, str | None]:
+    """A signed status callback -> (MessageSid, status, ErrorCode), or LimitExceeded."""
+    sid = limits.provider_id("MessageSid", form.get("MessageSid") or form.get("SmsSid"))
+    status = (form.get("MessageStatus") or form.get("SmsStatus") or "").lower()
+    if status not in KNOWN_STATUSES:
+        raise limits.LimitExceeded("MessageStatus", "must be one of Twilio's message statuses")
+    error_code = form.get("ErrorCode") or None
+    if error_code is not None and (len(error_code) > 8 or not error_code.isdigit()):
+        raise limits.LimitExceeded("ErrorCode", "must be a Twilio error code (digits)")
+    return sid, status, error_code
 
 
 def _record_status(state, sid: str, status: str, error_code: str | None, outbox_id) -> None:  # noqa: ANN001

@@ -8,6 +8,7 @@ from enum import StrEnum
 from sqlalchemy import Enum, String, select
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
+from status import limits
 from status.classification import StatusClass, classify_all
 from status.db import Base
 from status.items import TrackedItem
@@ -39,8 +40,8 @@ class Appointment(TrackedItem, Base):
     __tablename__ = "appointments"
 
     starts_at: Mapped[datetime] = mapped_column(index=True)
-    visit_type: Mapped[str] = mapped_column(String(100))
-    provider_name: Mapped[str | None] = mapped_column(String(200))
+    visit_type: Mapped[str] = mapped_column(String(limits.VISIT_TYPE))
+    provider_name: Mapped[str | None] = mapped_column(String(limits.PROVIDER_NAME))
     status: Mapped[AppointmentStatus] = mapped_column(
         Enum(
             AppointmentStatus,
@@ -49,7 +50,7 @@ class Appointment(TrackedItem, Base):
             values_callable=lambda e: [m.value for m in e],
         )
     )
-    join_url: Mapped[str | None] = mapped_column(String(500))
+    join_url: Mapped[str | None] = mapped_column(String(limits.URL))
 
     @property
     def status_class(self) -> StatusClass:
@@ -61,10 +62,14 @@ def for_patient(session: Session, patient_id: int) -> list[Appointment]:
     return list(session.scalars(query.order_by(Appointment.starts_at)))
 
 
+# What the snapshot shows (one definition for the tables and the read model): visits still to
+# happen, soonest first; which of them are still ahead is decided against the clock on read.
+SNAPSHOT_FILTER = Appointment.status.in_(UPCOMING)
+SNAPSHOT_ORDER = (Appointment.starts_at, Appointment.id)
+
+
 def upcoming_for(session: Session, patient_id: int, now: datetime) -> list[Appointment]:
     query = select(Appointment).where(
-        Appointment.patient_id == patient_id,
-        Appointment.starts_at >= now,
-        Appointment.status.in_(UPCOMING),
+        Appointment.patient_id == patient_id, Appointment.starts_at >= now, SNAPSHOT_FILTER
     )
-    return list(session.scalars(query.order_by(Appointment.starts_at)))
+    return list(session.scalars(query.order_by(*SNAPSHOT_ORDER)))

@@ -7,6 +7,7 @@ from datetime import datetime
 from sqlalchemy import ForeignKey, String
 from sqlalchemy.orm import Mapped, mapped_column
 
+from status import limits
 from status.db import utcnow
 
 
@@ -19,7 +20,7 @@ class TrackedItem:
     """
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    source_id: Mapped[str] = mapped_column(String(128), unique=True)
+    source_id: Mapped[str] = mapped_column(String(limits.SOURCE_ID), unique=True)
     patient_id: Mapped[int] = mapped_column(
         ForeignKey("patients.id", ondelete="CASCADE"), index=True
     )

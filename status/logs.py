@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import sys
 from datetime import UTC, datetime
 
@@ -17,14 +18,29 @@ QUIET_LOGGERS = (
     "twilio", "twilio.http_client", "aiogram.event", "httpx", "uvicorn.access", "alembic",
 )  # fmt: skip
 DROPPED = {"color_message"}
+MAX_VALUE = 200  # characters of any one logged value; the rest is cut, never written
+MAX_LINE = 1000  # characters of the message or the error line
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f\ud800-\udfff]")
+
+
+def clip(value: object, limit: int = MAX_VALUE) -> object:
+    """A value as it may be logged: control bytes replaced, at most `limit` characters."""
+    if value is None or isinstance(value, bool | int | float):
+        return value
+    text = _CONTROL.sub("?", str(value))
+    return text if len(text) <= limit else f"{text[:limit]}...[{len(text) - limit} more]"
 
 
 def _extras(record: logging.LogRecord) -> dict:
     return {
-        k: v
+        k: clip(v)
         for k, v in record.__dict__.items()
         if k not in _STANDARD and k not in DROPPED and not k.startswith("_")
     }
+
+
+def _error(formatter: logging.Formatter, record: logging.LogRecord) -> str:
+    return clip(formatter.formatException(record.exc_info).splitlines()[-1], MAX_LINE)
 
 
 class JsonFormatter(logging.Formatter):
@@ -33,11 +49,11 @@ class JsonFormatter(logging.Formatter):
             "ts": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
             "level": record.levelname.lower(),
             "logger": record.name,
-            "event": record.getMessage(),
+            "event": clip(record.getMessage(), MAX_LINE),
             **_extras(record),
         }
         if record.exc_info:
-            entry["error"] = self.formatException(record.exc_info).splitlines()[-1]
+            entry["error"] = _error(self, record)
         return json.dumps(entry, default=str)
 
 
@@ -45,9 +61,9 @@ class TextFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         extras = " ".join(f"{k}={v}" for k, v in _extras(record).items() if v is not None)
         stamp = datetime.fromtimestamp(record.created).strftime("%H:%M:%S")
-        line = f"{stamp} {record.levelname:<7} {record.name}: {record.getMessage()}"
+        line = f"{stamp} {record.levelname:<7} {record.name}: {clip(record.getMessage(), MAX_LINE)}"
         if record.exc_info:
-            line += " | " + self.formatException(record.exc_info).splitlines()[-1]
+            line += " | " + _error(self, record)
         return f"{line}  {extras}".rstrip()
 
 

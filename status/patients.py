@@ -8,12 +8,13 @@ import phonenumbers
 from sqlalchemy import Boolean, Date, Index, String, select
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
+from status import limits
 from status.db import Base, utcnow
 
 
 class InvalidPhone(ValueError):
     def __init__(self, raw: str) -> None:
-        super().__init__(f"{raw!r} is not a valid phone number")
+        super().__init__("not a valid phone number")  # never the number: it may be a patient's
         self.raw = raw
 
 
@@ -32,14 +33,14 @@ class Patient(Base):
     __tablename__ = "patients"
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    source_id: Mapped[str] = mapped_column(String(128), unique=True)
-    first_name: Mapped[str] = mapped_column(String(100))
-    last_name: Mapped[str] = mapped_column(String(100))
+    source_id: Mapped[str] = mapped_column(String(limits.SOURCE_ID), unique=True)
+    first_name: Mapped[str] = mapped_column(String(limits.NAME))
+    last_name: Mapped[str] = mapped_column(String(limits.NAME))
     date_of_birth: Mapped[date] = mapped_column(Date)
-    phone: Mapped[str] = mapped_column(String(20), index=True)
-    email: Mapped[str | None] = mapped_column(String(255))
+    phone: Mapped[str] = mapped_column(String(limits.E164), index=True)
+    email: Mapped[str | None] = mapped_column(String(limits.EMAIL))
     language: Mapped[str] = mapped_column(String(5), default="en")
-    timezone: Mapped[str] = mapped_column(String(64), default="America/New_York")
+    timezone: Mapped[str] = mapped_column(String(limits.TIMEZONE), default="America/New_York")
     sms_consent: Mapped[bool] = mapped_column(Boolean, default=False)
     telegram_chat_id: Mapped[str | None] = mapped_column(String(32), index=True)
     preferred_channel: Mapped[str] = mapped_column(String(16), default="sms")
@@ -55,6 +56,8 @@ class Patient(Base):
 
 
 def by_source_id(session: Session, source_id: str) -> Patient | None:
+    if len(source_id) > limits.SOURCE_ID or limits.unstorable(source_id):
+        return None  # no such id can be stored, and PostgreSQL refuses a NUL in a query
     return session.scalars(select(Patient).where(Patient.source_id == source_id)).one_or_none()
 
 

@@ -8,6 +8,7 @@ from enum import StrEnum
 from sqlalchemy import Enum, Integer, String, Text, select
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
+from status import limits
 from status.classification import StatusClass, classify_all
 from status.db import Base
 from status.items import TrackedItem
@@ -45,7 +46,7 @@ class Payment(TrackedItem, Base):
             values_callable=lambda e: [m.value for m in e],
         )
     )
-    description: Mapped[str] = mapped_column(String(300))
+    description: Mapped[str] = mapped_column(String(limits.DESCRIPTION))
     failure_reason: Mapped[str | None] = mapped_column(Text)
     next_retry_at: Mapped[datetime | None]
     # True once this payment has failed at least once: a later success is a "recovery".
@@ -56,6 +57,10 @@ class Payment(TrackedItem, Base):
         return CLASSES[self.status]
 
 
+# The snapshot's order (one definition for the tables and the read model): newest status first.
+SNAPSHOT_ORDER = (Payment.status_since.desc(), Payment.id.desc())
+
+
 def for_patient(session: Session, patient_id: int) -> list[Payment]:
     query = select(Payment).where(Payment.patient_id == patient_id)
-    return list(session.scalars(query.order_by(Payment.status_since.desc())))
+    return list(session.scalars(query.order_by(*SNAPSHOT_ORDER)))

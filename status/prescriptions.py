@@ -8,6 +8,7 @@ from enum import StrEnum
 from sqlalchemy import Date, Enum, Integer, String, Text, select
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
+from status import limits
 from status.classification import StatusClass, classify_all
 from status.db import Base
 from status.items import TrackedItem
@@ -49,7 +50,7 @@ CLASSES = classify_all(
 class Prescription(TrackedItem, Base):
     __tablename__ = "prescriptions"
 
-    medication: Mapped[str] = mapped_column(String(200))
+    medication: Mapped[str] = mapped_column(String(limits.MEDICATION))
     status: Mapped[PrescriptionStatus] = mapped_column(
         Enum(
             PrescriptionStatus,
@@ -58,8 +59,8 @@ class Prescription(TrackedItem, Base):
             values_callable=lambda e: [m.value for m in e],
         )
     )
-    pharmacy_name: Mapped[str | None] = mapped_column(String(200))
-    pharmacy_phone: Mapped[str | None] = mapped_column(String(32))
+    pharmacy_name: Mapped[str | None] = mapped_column(String(limits.PHARMACY_NAME))
+    pharmacy_phone: Mapped[str | None] = mapped_column(String(limits.PHONE))
     blocked_reason: Mapped[str | None] = mapped_column(Text)
     refills_remaining: Mapped[int | None] = mapped_column(Integer)
     next_refill_date: Mapped[date | None] = mapped_column(Date)
@@ -69,9 +70,13 @@ class Prescription(TrackedItem, Base):
         return CLASSES[self.status]
 
 
+# The snapshot's order (one definition for the tables and the read model): newest status first.
+SNAPSHOT_ORDER = (Prescription.status_since.desc(), Prescription.id.desc())
+
+
 def for_patient(session: Session, patient_id: int) -> list[Prescription]:
     query = select(Prescription).where(Prescription.patient_id == patient_id)
-    return list(session.scalars(query.order_by(Prescription.status_since.desc())))
+    return list(session.scalars(query.order_by(*SNAPSHOT_ORDER)))
 
 
 def by_source_id(session: Session, source_id: str) -> Prescription | None:

@@ -9,7 +9,7 @@ from enum import StrEnum
 from sqlalchemy import Date, Enum, String, select
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
-from status import timeline
+from status import limits, timeline
 from status.classification import StatusClass, classify_all
 from status.db import Base
 from status.items import TrackedItem
@@ -45,7 +45,7 @@ CLASSES = classify_all(
 class Refill(TrackedItem, Base):
     __tablename__ = "refills"
 
-    prescription_source_id: Mapped[str] = mapped_column(String(128), index=True)
+    prescription_source_id: Mapped[str] = mapped_column(String(limits.SOURCE_ID), index=True)
     status: Mapped[RefillStatus] = mapped_column(
         Enum(
             RefillStatus,
@@ -63,9 +63,13 @@ class Refill(TrackedItem, Base):
         return CLASSES[self.status]
 
 
+# The snapshot's order (one definition for the tables and the read model): newest status first.
+SNAPSHOT_ORDER = (Refill.status_since.desc(), Refill.id.desc())
+
+
 def for_patient(session: Session, patient_id: int) -> list[Refill]:
     query = select(Refill).where(Refill.patient_id == patient_id)
-    return list(session.scalars(query.order_by(Refill.status_since.desc())))
+    return list(session.scalars(query.order_by(*SNAPSHOT_ORDER)))
 
 
 def request_by_patient(

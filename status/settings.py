@@ -77,6 +77,15 @@ class Settings(BaseSettings):
     clinic_hours: str = "Mon-Fri 08:00-18:00"
     payment_update_url: str = "https://pay.example/update"
 
+    metrics_token: str | None = None  # bearer token for /metrics; none: open (bind privately)
+    docs: bool = False  # DOCS=on serves /docs, /redoc and /openapi.json
+    # Staff logins: after this many failures in a row (per account, and per client address)
+    # a login waits; the lock doubles with each further failure, up to the longest lock.
+    staff_login_failures: int = 5
+    staff_lock_minutes: float = 1
+    staff_lock_max_minutes: float = 60
+    staff_idle_minutes: float = 30  # a console session unused this long ends
+
     worker_heartbeat_file: str | None = None
     demo_mode: bool = False
     log_format: str = "text"

@@ -8,6 +8,7 @@ from enum import StrEnum
 from sqlalchemy import Date, Enum, String, select
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
+from status import limits
 from status.classification import StatusClass, classify_all
 from status.db import Base
 from status.items import TrackedItem
@@ -39,10 +40,10 @@ CLASSES = classify_all(
 class Shipment(TrackedItem, Base):
     __tablename__ = "shipments"
 
-    prescription_source_id: Mapped[str | None] = mapped_column(String(128), index=True)
-    carrier: Mapped[str] = mapped_column(String(64))
-    tracking_number: Mapped[str] = mapped_column(String(128))
-    tracking_url: Mapped[str | None] = mapped_column(String(500))
+    prescription_source_id: Mapped[str | None] = mapped_column(String(limits.SOURCE_ID), index=True)
+    carrier: Mapped[str] = mapped_column(String(limits.CARRIER))
+    tracking_number: Mapped[str] = mapped_column(String(limits.TRACKING_NUMBER))
+    tracking_url: Mapped[str | None] = mapped_column(String(limits.URL))
     status: Mapped[ShipmentStatus] = mapped_column(
         Enum(
             ShipmentStatus,
@@ -58,6 +59,10 @@ class Shipment(TrackedItem, Base):
         return CLASSES[self.status]
 
 
+# The snapshot's order (one definition for the tables and the read model): newest status first.
+SNAPSHOT_ORDER = (Shipment.status_since.desc(), Shipment.id.desc())
+
+
 def for_patient(session: Session, patient_id: int) -> list[Shipment]:
     query = select(Shipment).where(Shipment.patient_id == patient_id)
-    return list(session.scalars(query.order_by(Shipment.status_since.desc())))
+    return list(session.scalars(query.order_by(*SNAPSHOT_ORDER)))

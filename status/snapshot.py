@@ -14,7 +14,16 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy.orm import Session
 
-from status import appointments, payments, prescriptions, refills, shipments, subscriptions, tasks
+from status import (
+    appointments,
+    payments,
+    prescriptions,
+    read_model,
+    refills,
+    shipments,
+    subscriptions,
+    tasks,
+)
 from status.appointments import Appointment
 from status.classification import StatusClass
 from status.db import utcnow
@@ -274,26 +283,88 @@ def _current(items: list, now: datetime) -> list:
 
 
 def build(session: Session, patient: Patient, now: datetime | None = None) -> Snapshot:
+    """The patient's snapshot at `now`, from their read-model row (one query).
+
+    A patient without a row (one written before the read model, or by a writer that forgot
+    `read_model.refresh`) gets a fresh build from the tables, which is the same snapshot."""
+    state = read_model.stored_state(session, patient.id)
+    if state is None:
+        return build_fresh(session, patient, now)
+    return assemble(patient, state, now or utcnow())
+
+
+def build_fresh(session: Session, patient: Patient, now: datetime | None = None) -> Snapshot:
+    """The snapshot from the item tables (a query per kind), as the read model must equal."""
     now = now or utcnow()
-    all_rx = prescriptions.for_patient(session, patient.id)
+    state = read_model.State(
+        prescriptions=prescriptions.for_patient(session, patient.id),
+        shipments=shipments.for_patient(session, patient.id),
+        refills=refills.for_patient(session, patient.id),
+        payments=payments.for_patient(session, patient.id),
+        subscriptions=subscriptions.for_patient(session, patient.id),
+        appointments=appointments.upcoming_for(session, patient.id, now),
+        tasks=tasks.open_for(session, patient.id),
+    )
+    return assemble(patient, state, now)
+
+
+def assemble(patient: Patient, state: read_model.State, now: datetime) -> Snapshot:
+    """Everything that depends on the clock, derived from the stored items at `now`."""
+    all_rx = state.prescriptions
     current_rx = _current(all_rx, now) or all_rx[:1]
-    all_subs = subscriptions.for_patient(session, patient.id)
+    all_subs = state.subscriptions
     live_subs = [s for s in all_subs if s.status != SubscriptionStatus.CANCELLED]
     snap = Snapshot(
         patient=patient,
         now=now,
         prescriptions=current_rx,
-        shipments=_current(shipments.for_patient(session, patient.id), now),
-        refills=_current(refills.for_patient(session, patient.id), now),
-        payments=_current(payments.for_patient(session, patient.id), now),
+        shipments=_current(state.shipments, now),
+        refills=_current(state.refills, now),
+        payments=_current(state.payments, now),
         subscription=(live_subs or all_subs or [None])[0],
-        appointments=appointments.upcoming_for(session, patient.id, now),
-        tasks=tasks.open_for(session, patient.id),
+        appointments=[a for a in state.appointments if a.starts_at >= now],
+        tasks=state.tasks,
         next_step=NextStep("none", "nobody", "Nothing is waiting."),
     )
     snap.next_step = next_step(snap)
     snap.alerts = misalignments(snap)
     return snap
+
+
+def materialised(session: Session, patient: Patient, now: datetime) -> Snapshot | None:
+    """The snapshot from the read-model row only (None: the patient has no usable row)."""
+    state = read_model.stored_state(session, patient.id)
+    return None if state is None else assemble(patient, state, now)
+
+
+def drift(session: Session, patient: Patient, now: datetime) -> list[str]:
+    """Where the materialised snapshot differs from a fresh build at `now` (empty: they agree).
+
+    Compared: the API's JSON and every column of every item each snapshot holds."""
+    fresh = build_fresh(session, patient, now)
+    stored = materialised(session, patient, now)
+    if stored is None:
+        return ["no read-model row"]
+    problems = []
+    fresh_json, stored_json = fresh.to_dict(), stored.to_dict()
+    for key in sorted(fresh_json.keys() | stored_json.keys()):
+        if fresh_json.get(key) != stored_json.get(key):
+            problems.append(
+                f"{key}: fresh {fresh_json.get(key)!r} != stored {stored_json.get(key)!r}"
+            )
+    for name in ("prescriptions", "shipments", "refills", "payments", "appointments", "tasks"):
+        fresh_rows = [_columns(item) for item in getattr(fresh, name)]
+        stored_rows = [_columns(item) for item in getattr(stored, name)]
+        if fresh_rows != stored_rows:
+            problems.append(f"{name} columns: fresh {fresh_rows!r} != stored {stored_rows!r}")
+    fresh_sub, stored_sub = fresh.subscription, stored.subscription
+    if (fresh_sub and _columns(fresh_sub)) != (stored_sub and _columns(stored_sub)):
+        problems.append("subscription columns differ")
+    return problems
+
+
+def _columns(item: Any) -> dict[str, Any]:
+    return {column.key: getattr(item, column.key) for column in item.__table__.columns}
 
 
 def next_step(snap: Snapshot) -> NextStep:

@@ -8,6 +8,7 @@ from enum import StrEnum
 from sqlalchemy import Boolean, Enum, Integer, String, select
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
+from status import limits
 from status.classification import StatusClass, classify_all
 from status.db import Base
 from status.items import TrackedItem
@@ -35,7 +36,7 @@ CLASSES = classify_all(
 class Subscription(TrackedItem, Base):
     __tablename__ = "subscriptions"
 
-    plan: Mapped[str] = mapped_column(String(200))
+    plan: Mapped[str] = mapped_column(String(limits.PLAN))
     amount_cents: Mapped[int] = mapped_column(Integer)
     currency: Mapped[str] = mapped_column(String(3))
     status: Mapped[SubscriptionStatus] = mapped_column(
@@ -56,6 +57,10 @@ class Subscription(TrackedItem, Base):
         return CLASSES[self.status]
 
 
+# The snapshot's order (one definition for the tables and the read model): newest status first.
+SNAPSHOT_ORDER = (Subscription.status_since.desc(), Subscription.id.desc())
+
+
 def for_patient(session: Session, patient_id: int) -> list[Subscription]:
     query = select(Subscription).where(Subscription.patient_id == patient_id)
-    return list(session.scalars(query.order_by(Subscription.status_since.desc())))
+    return list(session.scalars(query.order_by(*SNAPSHOT_ORDER)))

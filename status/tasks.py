@@ -8,6 +8,7 @@ from enum import StrEnum
 from sqlalchemy import Enum, String, select
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
+from status import limits
 from status.classification import StatusClass, classify_all
 from status.db import Base
 from status.items import TrackedItem
@@ -26,14 +27,14 @@ CLASSES = classify_all(
 class Task(TrackedItem, Base):
     __tablename__ = "tasks"
 
-    kind: Mapped[str] = mapped_column(String(64))
-    title: Mapped[str] = mapped_column(String(300))
+    kind: Mapped[str] = mapped_column(String(limits.TASK_KIND))
+    title: Mapped[str] = mapped_column(String(limits.TASK_TITLE))
     status: Mapped[TaskStatus] = mapped_column(
         Enum(
             TaskStatus, native_enum=False, length=16, values_callable=lambda e: [m.value for m in e]
         )
     )
-    url: Mapped[str | None] = mapped_column(String(500))
+    url: Mapped[str | None] = mapped_column(String(limits.URL))
     due_at: Mapped[datetime | None]
 
     @property
@@ -41,6 +42,11 @@ class Task(TrackedItem, Base):
         return CLASSES[self.status]
 
 
+# What the snapshot shows (one definition for the tables and the read model): open, oldest first.
+SNAPSHOT_FILTER = Task.status == TaskStatus.OPEN
+SNAPSHOT_ORDER = (Task.status_since, Task.id)
+
+
 def open_for(session: Session, patient_id: int) -> list[Task]:
-    query = select(Task).where(Task.patient_id == patient_id, Task.status == TaskStatus.OPEN)
-    return list(session.scalars(query.order_by(Task.status_since)))
+    query = select(Task).where(Task.patient_id == patient_id, SNAPSHOT_FILTER)
+    return list(session.scalars(query.order_by(*SNAPSHOT_ORDER)))

@@ -99,3 +99,39 @@ def payment_event(
     event_id = overrides.pop("event_id", None)
     data.update(overrides)
     return event("payment.updated", occurred_at, event_id, **data)
+
+
+def subscription_event(
+    status: str = "active", subscription_id: str = "sub-1", patient_id: str = "p-1", **overrides
+) -> dict[str, Any]:
+    data = {
+        "subscription_id": subscription_id,
+        "patient_id": patient_id,
+        "plan": "Weight care monthly",
+        "amount_cents": 29900,
+        "currency": "USD",
+        "status": status,
+        "renews_at": at(60 * 24 * 13),
+        "auto_renew": True,
+    }
+    occurred_at = overrides.pop("occurred_at", None)
+    event_id = overrides.pop("event_id", None)
+    data.update(overrides)
+    return event("subscription.updated", occurred_at, event_id, **data)
+
+
+def appointment_event(
+    status: str = "scheduled", appointment_id: str = "appt-1", patient_id: str = "p-1", **overrides
+) -> dict[str, Any]:
+    data = {
+        "appointment_id": appointment_id,
+        "patient_id": patient_id,
+        "starts_at": at(60 * 24 * 5),
+        "visit_type": "Follow-up",
+        "provider_name": "Dr. Chen",
+        "status": status,
+    }
+    occurred_at = overrides.pop("occurred_at", None)
+    event_id = overrides.pop("event_id", None)
+    data.update(overrides)
+    return event("appointment.updated", occurred_at, event_id, **data)

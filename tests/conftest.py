@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import shutil
 import uuid
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -20,6 +21,19 @@ pytest_plugins = ["tests.fakes.fixtures"]
 PG_SERVER = os.environ.get("TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
 API_KEY = "test-api-key"
+# Generated requests per database and status class ("postgresql 2xx"), printed after the run.
+FUZZ_COUNTS: Counter[str] = Counter()
+
+
+def count_fuzzed(database: Database, status_code: int) -> None:
+    FUZZ_COUNTS[f"{database.engine.dialect.name} {status_code // 100}xx"] += 1
+
+
+def pytest_terminal_summary(terminalreporter) -> None:  # noqa: ANN001
+    if FUZZ_COUNTS:
+        total = sum(FUZZ_COUNTS.values())
+        counts = ", ".join(f"{key}: {FUZZ_COUNTS[key]}" for key in sorted(FUZZ_COUNTS))
+        terminalreporter.write_line(f"fuzzed requests: {total} ({counts})")
 
 
 def _postgres_reachable() -> str | None:

@@ -7,6 +7,9 @@ from argon2.exceptions import InvalidHashError, VerificationError
 from sqlalchemy.orm import Session
 
 from channels.staff.models import Role, StaffUser, by_email
+from channels.staff.security import end_sessions
+from status import limits
+from status.db import utcnow
 
 _hasher = PasswordHasher()
 MIN_PASSWORD = 10
@@ -29,7 +32,7 @@ def check_password(user: StaffUser, password: str) -> bool:
 
 def add_staff(session: Session, email: str, name: str, role: str, password: str) -> StaffUser:
     email = email.strip().lower()
-    if "@" not in email:
+    if "@" not in email or len(email) > limits.EMAIL or limits.unstorable(email):
         raise StaffError(f"{email!r} is not an email address")
     if role not in {r.value for r in Role}:
         raise StaffError("role must be agent or admin")
@@ -41,12 +44,13 @@ def add_staff(session: Session, email: str, name: str, role: str, password: str)
             email=email, name=name.strip(), role=role, password_hash=hash_password(password)
         )
         session.add(user)
-    else:  # re-running the command resets the password and role
+    else:  # re-running the command resets the password and role, and ends every session
         user.name, user.role, user.password_hash, user.active = (
             name.strip(),
             role,
             hash_password(password),
             True,
         )
+        end_sessions(session, user.id, utcnow())
     session.flush()
     return user

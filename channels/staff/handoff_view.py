@@ -347,7 +347,7 @@ class Detail:
 
 
 def load(session: Session, handoff_id: int, now: datetime) -> Detail | None:
-    handoff = session.get(Handoff, handoff_id)
+    handoff = handoffs.by_id(session, handoff_id)
     if handoff is None:
         return None
     patient = session.get(Patient, handoff.patient_id) if handoff.patient_id else None

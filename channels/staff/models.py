@@ -29,6 +29,33 @@ class StaffUser(Base):
     last_login_at: Mapped[datetime | None]
 
 
+class StaffSession(Base):
+    """A console login, held server-side: the cookie carries only its random token (hashed here),
+    so logging out, a password change or an idle half hour ends it for good."""
+
+    __tablename__ = "staff_sessions"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    staff_id: Mapped[int] = mapped_column(Integer, index=True)
+    created_at: Mapped[datetime]
+    last_seen_at: Mapped[datetime]
+    ended_at: Mapped[datetime | None]
+
+
+class LoginThrottle(Base):
+    """Failed logins in a row for one account (`account:<email>`) or one client address
+    (`address:<ip>`), and until when that key may not log in."""
+
+    __tablename__ = "login_throttles"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    key: Mapped[str] = mapped_column(String(300), unique=True)
+    failures: Mapped[int] = mapped_column(Integer, default=0)
+    last_failure_at: Mapped[datetime]
+    locked_until: Mapped[datetime | None]
+
+
 class AuditEntry(Base):
     __tablename__ = "audit_log"
 

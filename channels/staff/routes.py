@@ -5,17 +5,19 @@ from __future__ import annotations
 
 import hashlib
 import json
+from datetime import datetime
 from functools import cache
 from pathlib import Path
 from urllib.parse import urlencode
+from zoneinfo import ZoneInfo
 
 from fastapi import APIRouter, Depends, Form, Query, Request
 from fastapi.responses import FileResponse, JSONResponse, Response
 
 from bot import context, conversations, handoffs, messages
-from bot.handoffs import Handoff, HandoffClosed, HandoffStatus
+from bot.handoffs import HandoffClosed, HandoffStatus
 from bot.render import TEMPLATES_DIR
-from channels.staff import canned, handoff_view, ops, queue
+from channels.staff import canned, handoff_view, ops, queue, throttle
 from channels.staff.auth import check_password, hash_password
 from channels.staff.models import (
     StaffUser,
@@ -33,12 +35,14 @@ from channels.staff.security import (
     csrf_token,
     current_staff,
     flash,
+    is_signed_in,
     log_in,
     log_out,
+    now,
     require_admin,
     safe_next,
 )
-from status import patients
+from status import limits, patients
 from status.db import utcnow
 
 router = APIRouter(prefix="/staff", route_class=StaffRoute, include_in_schema=False)
@@ -66,7 +70,7 @@ def _not_found(request: Request, staff: Staff, what: str) -> Response:
 
 @router.get("/login")
 def login_page(request: Request, next: str = "/staff") -> Response:
-    if isinstance(request.session.get("staff_id"), int):
+    if is_signed_in(request):
         return redirect(safe_next(next))
     return render(request, "login.html", next=safe_next(next), email="", error=None)
 
@@ -78,12 +82,34 @@ def login(
     password: str = Form(""),
     next: str = Form("/staff"),
 ) -> Response:
+    at = now(request)
+    email = limits.scrub(email)[: limits.EMAIL]
+    address = request.client.host if request.client else None
+    login_keys = throttle.keys(email, address)
+    with _db(request).read_session() as session:
+        locked = throttle.locked_until(session, login_keys, at)
+    if locked is not None:
+        return _locked(request, email, next, locked, at)
     with _db(request).session() as session:
         user = by_email(session, email) if email.strip() else None
         ok = check_password(user or _nobody(), password) and user is not None and user.active
         if ok:
-            user.last_login_at = utcnow()
+            user.last_login_at = at
             audit(session, "login", staff_id=user.id)
+            throttle.record_success(session, login_keys)
+            log_in(request, session, user, at)
+        else:
+            throttle.record_failure(session, login_keys, at, request.app.state.settings)
+            audit(
+                session,
+                "login_failed",
+                staff_id=user.id if user is not None else None,
+                actor="anonymous",
+                detail=f"email {email[:100]!r} from {address or 'unknown address'}",
+            )
+            locked = throttle.locked_until(session, login_keys, at)
+    if locked is not None:
+        return _locked(request, email, next, locked, at)
     if not ok:
         return render(
             request,
@@ -93,8 +119,27 @@ def login(
             email=email,
             error="Wrong email or password, or this login is disabled.",
         )
-    log_in(request, user)
     return redirect(safe_next(next))
+
+
+def _locked(request: Request, email: str, next: str, until: datetime, at: datetime) -> Response:
+    """The login page, saying the login is locked and until when (429, Retry-After)."""
+    wait = max(int((until - at).total_seconds()), 1)
+    local = until.astimezone(ZoneInfo(request.app.state.settings.clinic_timezone))
+    response = render(
+        request,
+        "login.html",
+        429,
+        next=safe_next(next),
+        email=email,
+        error=(
+            "Too many wrong passwords: logging in is locked until "
+            f"{local:%H:%M} ({(wait + 59) // 60} min). Try again then, or ask an admin to "
+            "unlock it (patient-status staff unlock --email ...)."
+        ),
+    )
+    response.headers["Retry-After"] = str(wait)
+    return response
 
 
 @router.post("/logout", dependencies=[Depends(csrf_protected)])
@@ -246,7 +291,7 @@ def handoff_live(
 ) -> JSONResponse:
     """The conversation, re-rendered when it changed: new messages, delivery statuses, notes."""
     with _db(request).read_session() as session:
-        handoff = session.get(Handoff, handoff_id)
+        handoff = handoffs.by_id(session, handoff_id)
         if handoff is None:
             return JSONResponse({"detail": f"no hand-off #{handoff_id}"}, status_code=404)
         entries = handoffs.entries(session, handoff_id)
@@ -273,7 +318,7 @@ def take(
     back_to: str = Form(""),
 ) -> Response:
     with _db(request).session() as session:
-        handoff = session.get(Handoff, handoff_id)
+        handoff = handoffs.by_id(session, handoff_id)
         if handoff is None:
             return _not_found(request, staff, f"There is no hand-off #{handoff_id}.")
         if handoff.status != HandoffStatus.OPEN:
@@ -300,9 +345,10 @@ def reply(
     staff: Staff = Depends(current_staff),
     text: str = Form(""),
 ) -> Response:
+    text = limits.scrub(text)
     sent = False
     with _db(request).session() as session:
-        handoff = session.get(Handoff, handoff_id)
+        handoff = handoffs.by_id(session, handoff_id)
         if handoff is None:
             return _not_found(request, staff, f"There is no hand-off #{handoff_id}.")
         if handoff.status != HandoffStatus.OPEN:
@@ -345,8 +391,9 @@ def note(
     staff: Staff = Depends(current_staff),
     text: str = Form(""),
 ) -> Response:
+    text = limits.scrub(text)
     with _db(request).session() as session:
-        handoff = session.get(Handoff, handoff_id)
+        handoff = handoffs.by_id(session, handoff_id)
         if handoff is None:
             return _not_found(request, staff, f"There is no hand-off #{handoff_id}.")
         try:
@@ -373,8 +420,9 @@ def resolve(
     staff: Staff = Depends(current_staff),
     note: str = Form(""),
 ) -> Response:
+    note = limits.scrub(note)
     with _db(request).session() as session:
-        handoff = session.get(Handoff, handoff_id)
+        handoff = handoffs.by_id(session, handoff_id)
         if handoff is None:
             return _not_found(request, staff, f"There is no hand-off #{handoff_id}.")
         try:

@@ -1,8 +1,10 @@
 """Staff sessions and CSRF.
 
-The session is Starlette's signed cookie (itsdangerous, keyed by `SECRET_KEY`): httponly,
+The cookie is Starlette's signed session (itsdangerous, keyed by `SECRET_KEY`): httponly,
 SameSite=Lax, scoped to `/staff`, Secure when `PUBLIC_BASE_URL` is https, expiring after a shift.
-It holds the staff id, a CSRF token and one-shot flash messages; nothing about patients.
+It holds a random session token, a CSRF token and one-shot flash messages; nothing about patients.
+The session itself lives server-side (`staff_sessions`, the token hashed): logging out, a new
+password or STAFF_IDLE_MINUTES without a request end it, whatever the cookie still says.
 
 Every POST form carries the session's CSRF token in a hidden `csrf_token` field; a POST without
 it, or with another one, is refused with 403 before anything is read or written.
@@ -10,13 +12,18 @@ it, or with another one, is refused with 403 before anything is read or written.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import secrets
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 
 from fastapi import Request
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
 
-from channels.staff.models import Role, StaffUser, by_id
+from channels.staff.models import Role, StaffSession, StaffUser, by_id
+from status.db import utcnow
 from status.settings import Settings
 
 log = logging.getLogger("patient_status.staff")
@@ -24,6 +31,7 @@ log = logging.getLogger("patient_status.staff")
 COOKIE = "ps_staff"
 COOKIE_PATH = "/staff"
 MAX_AGE_SECONDS = 12 * 60 * 60  # one shift
+TOUCH_EVERY = timedelta(minutes=1)  # last_seen_at is written at most this often
 CSRF_FIELD = "csrf_token"
 DEFAULT_SECRET = "dev-insecure-secret-change-me"
 
@@ -111,15 +119,77 @@ async def csrf_protected(request: Request) -> None:
     check_csrf(request, form.get(CSRF_FIELD))
 
 
-def log_in(request: Request, user: StaffUser) -> None:
-    """A fresh session for this person: nothing carried over, a new CSRF token."""
+def now(request: Request) -> datetime:
+    """The one clock (`status.clock`: tests move it instead of sleeping)."""
+    return utcnow()
+
+
+def _hash(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def log_in(request: Request, session: Session, user: StaffUser, at: datetime) -> None:
+    """A fresh session for this person: nothing carried over, a new token and CSRF token."""
+    token = secrets.token_urlsafe(32)
+    session.add(StaffSession(token_hash=_hash(token), staff_id=user.id, created_at=at,
+                             last_seen_at=at))  # fmt: skip
     request.session.clear()
-    request.session["staff_id"] = user.id
+    request.session["sid"] = token
     request.session["csrf"] = secrets.token_urlsafe(32)
 
 
+def end_sessions(session: Session, staff_id: int, at: datetime) -> None:
+    """Every open session of this person ends (a new password, a deactivated login)."""
+    session.execute(
+        update(StaffSession)
+        .where(StaffSession.staff_id == staff_id, StaffSession.ended_at.is_(None))
+        .values(ended_at=at)
+    )
+
+
 def log_out(request: Request) -> None:
+    token = request.session.get("sid")
+    if isinstance(token, str):
+        with request.app.state.db.session() as session:
+            session.execute(
+                update(StaffSession)
+                .where(StaffSession.token_hash == _hash(token), StaffSession.ended_at.is_(None))
+                .values(ended_at=now(request))
+            )
     request.session.clear()
+
+
+def _signed_in(request: Request) -> Staff | None:
+    """The session's staff member while the session is open, active and recently used."""
+    token = request.session.get("sid")
+    if not isinstance(token, str):
+        return None
+    at = now(request)
+    idle = timedelta(minutes=request.app.state.settings.staff_idle_minutes)
+    db = request.app.state.db
+    with db.read_session() as session:
+        query = select(StaffSession).where(StaffSession.token_hash == _hash(token))
+        row = session.scalars(query).one_or_none()
+        user = by_id(session, row.staff_id) if row is not None else None
+    if row is None or row.ended_at is not None or user is None or not user.active:
+        return None
+    if at - row.last_seen_at > idle:
+        with db.session() as session:
+            session.execute(
+                update(StaffSession).where(StaffSession.id == row.id).values(ended_at=at)
+            )
+        flash(request, "Your session ended after a while without use. Please log in again.")
+        return None
+    if at - row.last_seen_at > TOUCH_EVERY:
+        with db.session() as session:
+            session.execute(
+                update(StaffSession).where(StaffSession.id == row.id).values(last_seen_at=at)
+            )
+    return Staff(user.id, user.name, user.email, user.role)
+
+
+def is_signed_in(request: Request) -> bool:
+    return _signed_in(request) is not None
 
 
 def flash(request: Request, text: str, level: str = "info") -> None:
@@ -132,19 +202,13 @@ def take_flashes(request: Request) -> list[tuple[str, str]]:
 
 def current_staff(request: Request) -> Staff:
     """Dependency: the logged-in, still active staff member, or a trip to the login page."""
-    staff_id = request.session.get("staff_id")
-    user = None
-    if isinstance(staff_id, int):
-        with request.app.state.db.read_session() as session:
-            user = by_id(session, staff_id)
-            user = (
-                Staff(user.id, user.name, user.email, user.role)
-                if user is not None and user.active
-                else None
-            )
+    user = _signed_in(request)
     if user is None:
-        if staff_id is not None:  # deactivated or deleted since: end the session
-            log_out(request)
+        if "sid" in request.session:  # ended, idle, or the login deactivated: forget it
+            flashes = request.session.get("flash", [])
+            request.session.clear()
+            if flashes:
+                request.session["flash"] = flashes
         target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
         raise LoginRequired(target)
     return user

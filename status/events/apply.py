@@ -13,12 +13,13 @@ from enum import StrEnum
 from typing import Any
 
 from sqlalchemy import insert, inspect, select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import flag_modified
 
-from status import metrics, timeline
+from status import metrics, read_model, timeline
 from status.appointments import Appointment
-from status.db import Base, utcnow
+from status.db import Base, Database, utcnow
 from status.events import store
 from status.events.schemas import _Envelope, _event_adapter
 from status.patients import Patient
@@ -31,6 +32,11 @@ from status.tasks import Task
 
 _CHUNK = 500  # ids per IN query
 _RETURNING_UP_TO = 50  # `events` rows inserted with RETURNING at once on PostgreSQL
+ATTEMPTS = 5  # transactions tried when concurrent deliveries of the same events collide
+
+
+class ConcurrentDelivery(Exception):
+    """Another transaction stored some of this batch's event ids first: start again."""
 
 
 @dataclass(frozen=True)
@@ -165,7 +171,8 @@ class EventApplier:
     ids, patients, items of each kind, the pending events of patients arriving now); the events
     are applied in memory in time order; then the rows are written, one statement per table:
     new patients (INSERT ... RETURNING, for their ids), changed rows (one flush), new items,
-    timeline entries, and the `events` rows (INSERT ... ON CONFLICT DO NOTHING).
+    timeline entries, the `events` rows (INSERT ... ON CONFLICT DO NOTHING), and the read-model
+    rows of the patients the batch changed (`read_model.refresh`).
     """
 
     def __init__(self, session: Session, now: datetime | None = None) -> None:
@@ -250,8 +257,11 @@ class EventApplier:
             ids = {source_id: key for key, source_id in written}
             for patient in self._new_patients:
                 patient.id = ids[patient.source_id]
+        touched = {patient.id for patient, _values in self._changes}
         for item, patient in self._owners.items():
             if item.patient_id != patient.id:
+                if item.patient_id is not None:  # the item moved: its old patient loses it
+                    touched.add(item.patient_id)
                 item.patient_id = patient.id
         _same_columns([*self._patients.values(), *self._owners])
         session.flush()
@@ -264,14 +274,18 @@ class EventApplier:
             rows = [{"patient_id": patient.id, **row} for patient, row in self._timeline]
             session.execute(insert(timeline.TimelineEntry), rows)
         written = _insert_new(session, store.StoredEvent.__table__, "event_id", self._records)
-        for record in self._records:
-            if record["event_id"] not in written:  # a concurrent delivery of the same id won
-                self.result.duplicates += 1
-            elif record["event_id"] in self._counts_pending:
-                self.result.pending += 1
+        if len(written) < len(self._records):
+            # A concurrent delivery of the same id committed first, after our `known_ids`: this
+            # transaction already applied the event too, so it must not commit.
+            raise ConcurrentDelivery()
+        self.result.pending += sum(
+            1 for r in self._records if r["event_id"] in self._counts_pending
+        )
         self.result.changes.extend(
             Change(patient_id=patient.id, **values) for patient, values in self._changes
         )
+        # The read model, once per patient the batch changed, in the batch's transaction.
+        read_model.refresh(session, touched, self.now)
 
     def _record(
         self, event: _Envelope, patient_source_id: str, entity_id: str, outcome: str
@@ -550,3 +564,29 @@ def apply_events(
     session: Session, events: Iterable[_Envelope], now: datetime | None = None
 ) -> ApplyResult:
     return EventApplier(session, now).apply(events)
+
+
+def apply_in_transaction(
+    db: Database,
+    events: list[_Envelope],
+    on_changes: Iterable[Callable[[Session, list[Change]], None]] = (),
+    now: datetime | None = None,
+) -> ApplyResult:
+    """Apply a batch in its own transaction, with the hooks that react to its changes.
+
+    Deliveries of the same event ids racing each other collide on a unique key (the event id,
+    a new patient or item): the loser's transaction is rolled back and run again, when it finds
+    the winner's rows and counts the events as duplicates. Nothing is applied twice.
+    """
+    hooks = list(on_changes)
+    for attempt in range(1, ATTEMPTS + 1):
+        try:
+            with db.session() as session:
+                result = apply_events(session, events, now)
+                for hook in hooks:
+                    hook(session, result.changes)
+            return result
+        except (ConcurrentDelivery, IntegrityError):
+            if attempt == ATTEMPTS:
+                raise
+    raise AssertionError("unreachable")

@@ -5,7 +5,6 @@ from __future__ import annotations
 import re
 from datetime import date, datetime
 from typing import Annotated, Any, Literal
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import (
     AfterValidator,
@@ -18,8 +17,10 @@ from pydantic import (
     StrictInt,
     TypeAdapter,
     ValidationError,
+    field_validator,
 )
 
+from status import limits
 from status.appointments import AppointmentStatus
 from status.patients import InvalidPhone, normalize_phone
 from status.payments import PaymentStatus
@@ -32,35 +33,50 @@ from status.tasks import TaskStatus
 _DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
 
 
+_YEARS = f"years {limits.MIN_YEAR} to {limits.MAX_YEAR}"
+# Error messages name the rule, never the value: it may be a patient's phone or birth date.
+
+
 def _iso_date(value: Any) -> Any:
     if isinstance(value, date) and not isinstance(value, datetime):
-        return value
-    if not isinstance(value, str) or not _DATE.fullmatch(value):
+        parsed = value
+    elif not isinstance(value, str) or not _DATE.fullmatch(value):
         raise ValueError("must be a date written YYYY-MM-DD")
-    return value
+    else:
+        try:
+            parsed = date.fromisoformat(value)
+        except ValueError as exc:
+            raise ValueError("must be a real calendar date written YYYY-MM-DD") from exc
+    if not limits.MIN_YEAR <= parsed.year <= limits.MAX_YEAR:
+        raise ValueError(f"must be a date in the {_YEARS}")
+    return parsed
 
 
 def _rfc3339(value: Any) -> Any:
     if isinstance(value, datetime):
-        return value
-    if not isinstance(value, str):
+        parsed = value
+    elif not isinstance(value, str) or len(value) > 64:
         raise ValueError("must be an RFC 3339 timestamp string, e.g. 2026-11-20T14:02:00-05:00")
-    try:
-        parsed = datetime.fromisoformat(value)
-    except ValueError as exc:
-        raise ValueError(
-            f"{value!r} is not an RFC 3339 timestamp (e.g. 2026-11-20T14:02:00-05:00)"
-        ) from exc
+    else:
+        try:
+            parsed = datetime.fromisoformat(value)
+        except ValueError as exc:
+            raise ValueError(
+                "is not an RFC 3339 timestamp (e.g. 2026-11-20T14:02:00-05:00)"
+            ) from exc
     if parsed.tzinfo is None:
-        raise ValueError(f"{value!r} has no UTC offset; add one, e.g. Z or -05:00")
+        raise ValueError("has no UTC offset; add one, e.g. Z or -05:00")
+    if not limits.in_year_range(parsed):
+        raise ValueError(f"must be a timestamp in the {_YEARS}")
     return parsed
 
 
 def _timezone(value: str) -> str:
-    try:
-        ZoneInfo(value)
-    except (ZoneInfoNotFoundError, ValueError) as exc:
-        raise ValueError(f"{value!r} is not an IANA time zone (e.g. America/New_York)") from exc
+    if not limits.is_timezone(value):
+        raise ValueError(
+            f"must be an IANA time zone of at most {limits.TIMEZONE} characters, "
+            "e.g. America/New_York"
+        )
     return value
 
 
@@ -68,7 +84,7 @@ def _phone(value: str) -> str:
     try:
         return normalize_phone(value)
     except InvalidPhone as exc:
-        raise ValueError(str(exc)) from exc
+        raise ValueError("is not a valid phone number, e.g. +15550101234") from exc
 
 
 def _currency(value: str) -> str:
@@ -77,45 +93,63 @@ def _currency(value: str) -> str:
     return value.upper()
 
 
+def _text(limit: int) -> Any:
+    """A required string that fits its column."""
+    return Annotated[str, Field(min_length=1, max_length=limit)]
+
+
+def _optional(limit: int) -> Any:
+    return Annotated[str, Field(max_length=limit)]
+
+
 IsoDate = Annotated[date, BeforeValidator(_iso_date)]
 Timestamp = Annotated[AwareDatetime, BeforeValidator(_rfc3339)]
-SourceId = Annotated[str, Field(min_length=1, max_length=128)]
-Text = Annotated[str, Field(min_length=1, max_length=300)]
-Url = Annotated[str, Field(pattern=r"^https?://\S+$", max_length=500)]
-Cents = Annotated[StrictInt, Field(ge=0)]
+SourceId = _text(limits.SOURCE_ID)
+Url = Annotated[str, Field(pattern=r"^https?://\S+$", max_length=limits.URL)]
+Cents = Annotated[StrictInt, Field(ge=0, le=limits.MAX_CENTS)]
 Currency = Annotated[str, AfterValidator(_currency)]
+Phone = Annotated[str, Field(max_length=limits.PHONE), AfterValidator(_phone)]
+TimeZone = Annotated[str, Field(max_length=limits.TIMEZONE), AfterValidator(_timezone)]
+
+
+def _refuse_unstorable(value: Any) -> Any:
+    if isinstance(value, str) and limits.unstorable(value):
+        raise ValueError("must not contain NUL (\\u0000) or unpaired surrogate characters")
+    return value
 
 
 class _Data(BaseModel):
     # Unknown fields are ignored so a source system can send more than we use.
     model_config = ConfigDict(extra="ignore", str_strip_whitespace=True)
 
+    _storable = field_validator("*", mode="before")(_refuse_unstorable)
+
 
 class PatientData(_Data):
     patient_id: SourceId
-    first_name: Text
-    last_name: Text
+    first_name: _text(limits.NAME)
+    last_name: _text(limits.NAME)
     date_of_birth: IsoDate
-    phone: Annotated[str, AfterValidator(_phone)]
-    email: str | None = None
+    phone: Phone
+    email: _optional(limits.EMAIL) | None = None
     language: Literal["en", "es"]
-    timezone: Annotated[str, AfterValidator(_timezone)]
+    timezone: TimeZone
     sms_consent: StrictBool
 
 
 class Pharmacy(_Data):
-    name: Text
-    phone: str | None = None
+    name: _text(limits.PHARMACY_NAME)
+    phone: _optional(limits.PHONE) | None = None
 
 
 class PrescriptionData(_Data):
     prescription_id: SourceId
     patient_id: SourceId
-    medication: Text
+    medication: _text(limits.MEDICATION)
     status: PrescriptionStatus
     pharmacy: Pharmacy | None = None
-    blocked_reason: str | None = None
-    refills_remaining: Annotated[StrictInt, Field(ge=0)] | None = None
+    blocked_reason: _optional(limits.REASON) | None = None
+    refills_remaining: Annotated[StrictInt, Field(ge=0, le=limits.MAX_REFILLS)] | None = None
     next_refill_date: IsoDate | None = None
 
 
@@ -123,8 +157,8 @@ class ShipmentData(_Data):
     shipment_id: SourceId
     patient_id: SourceId
     prescription_id: SourceId | None = None
-    carrier: Text
-    tracking_number: Text
+    carrier: _text(limits.CARRIER)
+    tracking_number: _text(limits.TRACKING_NUMBER)
     tracking_url: Url | None = None
     status: ShipmentStatus
     estimated_delivery: IsoDate | None = None
@@ -144,15 +178,15 @@ class PaymentData(_Data):
     amount_cents: Cents
     currency: Currency
     status: PaymentStatus
-    description: Text
-    failure_reason: str | None = None
+    description: _text(limits.DESCRIPTION)
+    failure_reason: _optional(limits.REASON) | None = None
     next_retry_at: Timestamp | None = None
 
 
 class SubscriptionData(_Data):
     subscription_id: SourceId
     patient_id: SourceId
-    plan: Text
+    plan: _text(limits.PLAN)
     amount_cents: Cents
     currency: Currency
     status: SubscriptionStatus
@@ -164,8 +198,8 @@ class AppointmentData(_Data):
     appointment_id: SourceId
     patient_id: SourceId
     starts_at: Timestamp
-    visit_type: Text
-    provider_name: str | None = None
+    visit_type: _text(limits.VISIT_TYPE)
+    provider_name: _optional(limits.PROVIDER_NAME) | None = None
     status: AppointmentStatus
     join_url: Url | None = None
 
@@ -173,8 +207,8 @@ class AppointmentData(_Data):
 class TaskData(_Data):
     task_id: SourceId
     patient_id: SourceId
-    kind: Annotated[str, Field(min_length=1, max_length=64)]
-    title: Text
+    kind: _text(limits.TASK_KIND)
+    title: _text(limits.TASK_TITLE)
     status: TaskStatus
     url: Url | None = None
     due_at: Timestamp | None = None
@@ -183,8 +217,10 @@ class TaskData(_Data):
 class _Envelope(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    id: Annotated[str, Field(min_length=1, max_length=200)]
+    id: _text(limits.EVENT_ID)
     occurred_at: Timestamp
+
+    _storable = field_validator("id", "occurred_at", mode="before")(_refuse_unstorable)
 
 
 class PatientUpdated(_Envelope):
@@ -276,7 +312,11 @@ class InvalidEvents(ValueError):
 
 
 def _problems(index: int, raw: Any, error: ValidationError) -> list[EventProblem]:
-    event_id = raw.get("id") if isinstance(raw, dict) and isinstance(raw.get("id"), str) else None
+    event_id = raw.get("id") if isinstance(raw, dict) else None
+    if not isinstance(event_id, str) or len(event_id) > limits.EVENT_ID:
+        event_id = None  # echoed only when it is a usable id
+    elif limits.unstorable(event_id):
+        event_id = limits.scrub(event_id)
     problems = []
     for item in error.errors(include_url=False):
         loc = [str(part) for part in item["loc"]]
@@ -341,8 +381,8 @@ def parse_events(raw_events: list[Any]) -> list[_Envelope]:
     return events
 
 
-def json_schema() -> dict:
-    schema = _event_adapter.json_schema(ref_template="#/$defs/{model}")
+def json_schema(ref_template: str = "#/$defs/{model}") -> dict:
+    schema = _event_adapter.json_schema(ref_template=ref_template)
     schema["title"] = "Patient Status Assistant event"
     schema["description"] = (
         'POST /events takes one of these objects, or {"events": [...]} with up to '

@@ -8,6 +8,7 @@ from enum import StrEnum
 from sqlalchemy import Index, String, select
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
+from status import limits
 from status.db import Base, utcnow
 
 
@@ -21,12 +22,12 @@ class StoredEvent(Base):
     __tablename__ = "events"
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    event_id: Mapped[str] = mapped_column(String(200), unique=True)
+    event_id: Mapped[str] = mapped_column(String(limits.EVENT_ID), unique=True)
     type: Mapped[str] = mapped_column(String(40))
     occurred_at: Mapped[datetime]
     received_at: Mapped[datetime] = mapped_column(default=utcnow)
-    patient_source_id: Mapped[str] = mapped_column(String(128))
-    entity_source_id: Mapped[str] = mapped_column(String(128))
+    patient_source_id: Mapped[str] = mapped_column(String(limits.SOURCE_ID))
+    entity_source_id: Mapped[str] = mapped_column(String(limits.SOURCE_ID))
     payload: Mapped[dict]
     outcome: Mapped[str] = mapped_column(String(16))
     applied_at: Mapped[datetime | None]

@@ -18,6 +18,7 @@ MODEL_MODULES = [
     "status.subscriptions",
     "status.appointments",
     "status.tasks",
+    "status.read_model",
     "status.timeline",
     "status.events.store",
     "bot.conversations",

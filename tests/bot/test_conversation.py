@@ -302,3 +302,14 @@ def test_spanish_conversation_folds_every_sms_the_same_way(phone, clinic):
     for reply in replies:
         assert not set(reply.body) & set("áíóúÁÍÓÚ"), reply.body
     assert "Pedi su resurtido" in replies[2].body
+
+
+@on_both_databases
+def test_refill_requested_in_the_chat_shows_in_the_next_answer(phone, clinic):
+    luis = phone(LUIS)
+    luis.say("cuando me toca el resurtido")
+    luis.say("30/05/1968")
+    luis.say("si")
+    # answered from the read model: the request the bot recorded is in the patient's snapshot
+    answer = luis.say("y mi resurtido?")
+    assert "solicitud de resurtido" in answer and "recibida" in answer

@@ -74,3 +74,52 @@ def test_a_whole_conversation_logs_no_phi(app, fake_twilio):
     assert re.search(r'"event": "turn"', logs) and re.search(r'"event": "send"', logs)
     assert_no_phi(logs)
     assert "4111" not in logs
+
+
+def _captured(action) -> str:  # noqa: ANN001
+    stream = io.StringIO()
+    root = logging.getLogger()
+    saved = (list(root.handlers), root.level)
+    configure("json", "DEBUG", stream=stream)
+    try:
+        action()
+    finally:
+        root.handlers = saved[0]
+        root.setLevel(saved[1])
+    return stream.getvalue()
+
+
+def test_logged_values_are_capped_and_scrubbed():
+    huge = "America/" + "X" * 1_000_000 + "\x00\x1b[31m"
+
+    def log_them() -> None:
+        log = logging.getLogger("patient_status.test")
+        log.warning("refused", extra={"timezone": huge})
+        try:
+            raise ValueError(huge)
+        except ValueError:
+            log.exception("failed")
+
+    logs = _captured(log_them)
+    assert len(logs) < 5000
+    assert "\\u0000" not in logs and "\\u001b" not in logs
+    assert "more]" in logs
+
+
+def test_a_megabyte_time_zone_never_reaches_the_log(app):
+    event = {
+        "id": "evt-tz", "type": "patient.updated", "occurred_at": "2026-11-20T14:00:00Z",
+        "data": {"patient_id": "p-9", "first_name": "A", "last_name": "B",
+                 "date_of_birth": "1980-01-01", "phone": "+15550100009", "language": "en",
+                 "timezone": "Z" * 1_000_000, "sms_consent": True},
+    }  # fmt: skip
+
+    def post() -> None:
+        response = app.client.post(
+            "/events", json=event, headers={"Authorization": f"Bearer {API_KEY}"}
+        )
+        assert response.status_code == 422
+
+    logs = _captured(post)
+    assert "ZZZZZZZZZZ" not in logs
+    assert len(logs) < 5000

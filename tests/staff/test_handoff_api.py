@@ -201,4 +201,6 @@ def test_list_filters_by_status_and_refuses_unknown_ones(app):
     assert {h["id"] for h in everything["handoffs"]} == {maria.id, james.id}
     bad = app.client.get("/api/handoffs?status=closed", headers=API_HEADERS)
     assert bad.status_code == 422
-    assert bad.json()["detail"] == "status must be one of open, resolved, not 'closed'"
+    [problem] = bad.json()["errors"]
+    assert problem["field"] == "query.status"
+    assert problem["message"] == "Input should be 'open' or 'resolved'"

@@ -1,14 +1,14 @@
 """inbox (durable inbound), outbox priority and expiry
 
 Revision ID: 0002_issue_12_inbound
-Revises: 0001
+Revises: 0003_limits
 """
 
 import sqlalchemy as sa
 from alembic import op
 
 revision = "0002_issue_12_inbound"
-down_revision = "0001"
+down_revision = "0003_limits"
 branch_labels = None
 depends_on = None
 
