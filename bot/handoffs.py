@@ -56,6 +56,7 @@ class Reason(StrEnum):
     MEDIA_RECEIVED = "media_received"
     DELIVERY_PROBLEM = "delivery_problem"
     CHANGE_REQUEST = "change_request"
+    TURN_FAILED = "turn_failed"  # the bot could not answer a message; the patient was told
 
 
 # What each reason means, in the words staff read: the console's queue, hand-off and operations
@@ -75,6 +76,7 @@ REASON_WORDS: dict[Reason, str] = {
     Reason.MEDIA_RECEIVED: "sent a picture",
     Reason.DELIVERY_PROBLEM: "problem with a delivery",
     Reason.CHANGE_REQUEST: "asked to change the pharmacy or order",
+    Reason.TURN_FAILED: "the bot could not answer; the patient was told we will follow up",
 }
 
 
@@ -106,6 +108,7 @@ ROUTING: dict[Reason, tuple[Priority, Queue]] = {
     Reason.MEDIA_RECEIVED: (Priority.NORMAL, Queue.GENERAL),
     Reason.DELIVERY_PROBLEM: (Priority.NORMAL, Queue.FULFILMENT),
     Reason.CHANGE_REQUEST: (Priority.NORMAL, Queue.FULFILMENT),
+    Reason.TURN_FAILED: (Priority.HIGH, Queue.GENERAL),
 }
 
 

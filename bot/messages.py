@@ -4,9 +4,19 @@ caused them, sent later by the dispatcher, and always ending in a recorded final
 from __future__ import annotations
 
 from datetime import datetime
-from enum import StrEnum
+from enum import IntEnum, StrEnum
 
-from sqlalchemy import Boolean, Float, ForeignKey, Index, Integer, String, Text, select
+from sqlalchemy import (
+    Boolean,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    SmallInteger,
+    String,
+    Text,
+    select,
+)
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from status.db import Base, utcnow
@@ -34,6 +44,26 @@ class OutStatus(StrEnum):
     FAILED = "failed"  # final: permanent error or retries exhausted
     UNDELIVERED = "undelivered"  # final: the carrier could not deliver
     CANCELLED = "cancelled"  # final: made obsolete, or the address opted out before sending
+
+
+class Lane(IntEnum):
+    """The order the outbox sends in (lowest first); pacing per number and chat still holds."""
+
+    EMERGENCY = 0  # emergency instructions (and the other urgent answers to a patient)
+    REPLY = 1  # a reply to a patient who just wrote
+    STAFF = 2  # a person at the clinic writing to the patient, staff alerts
+    UPDATE = 3  # proactive: a change in the patient's care
+    DIGEST = 4  # digests and reminders
+
+
+def lane_of(kind: str, urgent: bool, template: str | None) -> Lane:
+    if kind in (Kind.REPLY, Kind.SYSTEM):
+        return Lane.EMERGENCY if urgent else Lane.REPLY
+    if kind in (Kind.STAFF, Kind.STAFF_ALERT):
+        return Lane.STAFF
+    if not urgent and template and (template == "notify_digest" or template.startswith("remind_")):
+        return Lane.DIGEST
+    return Lane.UPDATE
 
 
 FINAL = {
@@ -74,6 +104,8 @@ class Message(Base):
     # outbound delivery
     status: Mapped[str | None] = mapped_column(String(16))
     urgent: Mapped[bool] = mapped_column(Boolean, default=False)
+    priority: Mapped[int] = mapped_column(SmallInteger, default=Lane.UPDATE)  # a Lane
+    expires_at: Mapped[datetime | None]  # not sent by then: cancelled, not sent late
     coalesce_key: Mapped[str | None] = mapped_column(String(200))
     not_before: Mapped[datetime | None]
     attempts: Mapped[int] = mapped_column(Integer, default=0)
@@ -92,6 +124,7 @@ class Message(Base):
         Index("ix_messages_conversation_id_id", "conversation_id", "id"),
         Index("ix_messages_patient_id_created_at", "patient_id", "created_at"),
         Index("ix_messages_coalesce_key_status", "coalesce_key", "status"),
+        Index("ix_messages_status_priority_id", "status", "priority", "id"),
     )
 
 

@@ -6,7 +6,7 @@ from datetime import datetime
 
 from sqlalchemy.orm import Session
 
-from bot.messages import Direction, Kind, Message, OutStatus
+from bot.messages import Direction, Kind, Message, OutStatus, lane_of
 from status import metrics
 from status.db import utcnow
 
@@ -29,6 +29,7 @@ def enqueue(
     handoff_id: int | None = None,
     staff_id: int | None = None,
     data: dict | None = None,
+    expires_at: datetime | None = None,
     now: datetime | None = None,
 ) -> Message:
     now = now or utcnow()
@@ -43,6 +44,8 @@ def enqueue(
         template=template,
         language=language,
         urgent=urgent,
+        priority=lane_of(kind, urgent, template),
+        expires_at=expires_at,
         buttons=buttons or [],
         coalesce_key=coalesce_key,
         not_before=not_before,

@@ -106,14 +106,27 @@ class Renderer:
             payment_url=self.settings.payment_update_url,
             show_medication=wire == "telegram" or self.settings.sms_show_medication_names,
         )
-        specific = f"messages/{lang}/{name}.{wire}.j2"
-        try:
-            template = self.env.get_template(specific)
-            return _tidy(template.render(**context))
-        except jinja2.TemplateNotFound:
-            pass
-        text = _tidy(self.env.get_template(f"messages/{lang}/{name}.j2").render(**context))
+        template, channel_specific = _template(self.env, name, lang, wire)
+        text = _tidy(template.render(**context))
+        if channel_specific:
+            return text
         return html.escape(text, quote=False) if wire == "telegram" else fit_sms(text)
+
+    def compile_all(self) -> int:
+        """Load and compile every message template now, not on a patient's first message."""
+        names = [n for n in self.env.list_templates(extensions=["j2"]) if n.startswith("messages")]
+        for name in names:
+            self.env.get_template(name)
+        return len(names)
+
+
+@lru_cache(maxsize=2048)
+def _template(env: jinja2.Environment, name: str, lang: str, wire: str):  # noqa: ANN202
+    """(compiled template, whether it is the channel's own): looked up once per process."""
+    try:
+        return env.get_template(f"messages/{lang}/{name}.{wire}.j2"), True
+    except jinja2.TemplateNotFound:
+        return env.get_template(f"messages/{lang}/{name}.j2"), False
 
 
 @lru_cache
@@ -145,6 +158,7 @@ def _environment() -> jinja2.Environment:
         ),
         trim_blocks=True,
         lstrip_blocks=True,
+        auto_reload=False,  # compiled once per process: no stat of the file on every render
         undefined=jinja2.StrictUndefined,
     )
     env.filters.update(

@@ -78,7 +78,9 @@ def main() -> None:
 @main.command(help="Serve the HTTP app (with the dispatcher and scheduler unless --no-workers).")
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=8000, show_default=True, type=int)
-@click.option("--no-workers", is_flag=True, help="Leave the dispatcher and scheduler out.")
+@click.option(
+    "--no-workers", is_flag=True, help="Leave the turn runner, dispatcher and scheduler out."
+)
 @click.option("--workers", "processes", default=1, show_default=True, help="uvicorn processes.")
 def serve(host: str, port: int, no_workers: bool, processes: int) -> None:
     import os
@@ -228,7 +230,7 @@ def chat(phone: str) -> None:
         raise click.ClickException(str(exc)) from exc
 
 
-@main.command(help="Run the dispatcher and scheduler alone (beside `serve --no-workers`).")
+@main.command(help="Run the turn runner, dispatcher and scheduler (beside `serve --no-workers`).")
 def worker() -> None:
     import asyncio
     import signal

@@ -2,23 +2,37 @@
 
 Claiming uses `FOR UPDATE SKIP LOCKED` on PostgreSQL (and SQLite's single writer), so several
 dispatcher processes can share one outbox. A claim is a lease: a dispatcher that dies mid-send
-leaves rows that another picks up when the lease runs out. Every message ends in a recorded
-final state: sent/delivered, logged (log mode), failed (with the provider's code) or cancelled.
+leaves rows that another picks up when the lease runs out. Such a row may have been accepted by
+the provider before the crash, so it is reconciled before it is sent again (Twilio: the message
+is looked up by recipient and body; Telegram has no lookup, so the rare duplicate is accepted).
+Each acceptance is recorded as soon as the provider returns, on threads of its own.
+
+Order: by lane (emergency, replies to a patient who just wrote, staff, updates, digests and
+reminders), then age. SMS is claimed only as fast as the number's pacing lets it leave, so a
+reply written while thousands of updates drain is the next message that number sends.
+
+Transient failures (network, 5xx, 429) are retried with capped backoff for SEND_RETRY_HOURS;
+only a permanent error (or the end of that budget) fails a message. A message that outlived its
+use (an appointment reminder after the appointment, an update superseded by a newer one) is
+cancelled rather than sent late. Every message ends in a recorded final state: sent/delivered,
+logged (log mode), failed (with the provider's code) or cancelled.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import socket
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import and_, or_, select
-from sqlalchemy.orm import Session
+from sqlalchemy import and_, exists, or_, select
+from sqlalchemy.orm import Session, aliased
 
 from bot import conversations
 from bot.delivery import delivery_failed
@@ -30,11 +44,10 @@ from status.settings import Settings
 
 log = logging.getLogger("patient_status.dispatch")
 
-LEASE = timedelta(seconds=60)
 RECORD_PATIENCE = 45.0  # seconds to keep trying to record a send: well inside the lease
-MAX_ATTEMPTS = 6
-BACKOFF_BASE = 2.0  # seconds: 2, 4, 8, 16, 32 ...
-BACKOFF_CAP = 600.0
+BACKOFF_BASE = 2.0  # seconds: 2, 4, 8, 16, 32 ... up to the cap, until SEND_RETRY_HOURS
+BACKOFF_CAP = 300.0
+SMS_HORIZON = 0.1  # seconds of paced SMS claimed at a time (at least one message)
 LOCAL_CHANNELS = {"terminal", "simulator"}  # delivered by being stored: the page reads them
 
 
@@ -49,6 +62,8 @@ class Claimed:
     attempts: int
     patient_id: int | None
     conversation_id: int | None
+    reconcile: bool = False  # the lease ran out mid-send: the provider may have accepted it
+    claimed_since: datetime | None = None  # when the earlier send may have happened
 
 
 class Pacer:
@@ -101,60 +116,79 @@ class Dispatcher:
         self.pacer = Pacer()
         self.failure_hooks: list[FailureHook] = []  # permanent failures (fallback, staff alerts)
         self.sent_hooks: list[Callable[[Session, Message], None]] = []
+        self.lease = timedelta(seconds=settings.worker_lease_seconds)
         self.wake = asyncio.Event()
+        self._recorders: ThreadPoolExecutor | None = None
 
     # --- database side (sync, run in a thread) -------------------------------------------------
     def claim(self, now: datetime | None = None) -> list[Claimed]:
         now = now or self.clock()
+        due = or_(
+            and_(
+                Message.status == OutStatus.PENDING,
+                or_(Message.next_attempt_at.is_(None), Message.next_attempt_at <= now),
+            ),
+            and_(Message.status == OutStatus.SENDING, Message.claimed_until < now),
+        )
+        base = select(Message).where(Message.direction == Direction.OUT, due)
+        queries = [
+            # SMS leaves at the number's pace: claim only what goes out in the next moment,
+            # so what is written meanwhile (a reply) is claimed next, ahead of older updates.
+            base.where(Message.channel == "sms").limit(self._sms_batch()),
+            base.where(Message.channel != "sms").limit(self.batch_size),
+        ]
+        claimed = []
         with self.db.session() as session:
-            query = (
-                select(Message)
-                .where(
-                    Message.direction == Direction.OUT,
-                    or_(
-                        and_(
-                            Message.status == OutStatus.PENDING,
-                            or_(Message.next_attempt_at.is_(None), Message.next_attempt_at <= now),
-                        ),
-                        and_(Message.status == OutStatus.SENDING, Message.claimed_until < now),
-                    ),
-                )
-                .order_by(Message.urgent.desc(), Message.id)
-                .limit(self.batch_size)
-            )
-            if not self.db.is_sqlite:
-                query = query.with_for_update(skip_locked=True)
-            claimed = []
-            for message in session.scalars(query):
-                if self._cancel_if_not_allowed(session, message, now):
-                    continue
-                if message.channel in LOCAL_CHANNELS:
-                    message.status = OutStatus.DELIVERED
-                    message.sent_at = message.delivered_at = message.status_updated_at = now
-                    continue
-                message.status = OutStatus.SENDING
-                message.claimed_by = self.worker_id
-                message.claimed_until = now + LEASE
-                claimed.append(
-                    Claimed(
-                        message.id,
-                        message.channel,
-                        message.address,
-                        message.body,
-                        message.buttons or [],
-                        message.kind,
-                        message.attempts,
-                        message.patient_id,
-                        message.conversation_id,
-                    )  # fmt: skip
-                )
-            return claimed
+            for query in queries:
+                query = query.order_by(Message.priority, Message.id)
+                if not self.db.is_sqlite:
+                    query = query.with_for_update(skip_locked=True)
+                for message in session.scalars(query):
+                    one = self._claim_one(session, message, now)
+                    if one is not None:
+                        claimed.append(one)
+        return claimed
+
+    def _sms_batch(self) -> int:
+        rate = self.settings.twilio_messages_per_second
+        return self.batch_size if rate <= 0 else max(1, int(rate * SMS_HORIZON))
+
+    def _claim_one(self, session: Session, message: Message, now: datetime) -> Claimed | None:
+        if self._cancel_if_not_allowed(session, message, now):
+            return None
+        if message.channel in LOCAL_CHANNELS:
+            message.status = OutStatus.DELIVERED
+            message.sent_at = message.delivered_at = message.status_updated_at = now
+            return None
+        in_doubt = message.status == OutStatus.SENDING and message.claimed_until is not None
+        since = message.claimed_until - self.lease if in_doubt else None
+        message.status = OutStatus.SENDING
+        message.claimed_by = self.worker_id
+        message.claimed_until = now + self.lease
+        sender = self.senders.get(message.channel)
+        return Claimed(
+            message.id,
+            message.channel,
+            message.address,
+            message.body,
+            message.buttons or [],
+            message.kind,
+            message.attempts,
+            message.patient_id,
+            message.conversation_id,
+            reconcile=in_doubt and hasattr(sender, "find_sent"),
+            claimed_since=since,
+        )
 
     def _cancel_if_not_allowed(self, session: Session, message: Message, now: datetime) -> bool:
         """Send-time checks: consent may have changed since the message was written."""
         reason = None
         if message.channel not in self.senders and message.channel not in LOCAL_CHANNELS:
             reason = "channel_not_configured"
+        elif message.expires_at is not None and message.expires_at <= now:
+            reason = "expired"  # e.g. an appointment reminder after the appointment
+        elif self._superseded(session, message):
+            reason = "superseded"
         elif message.kind not in (Kind.SYSTEM, Kind.STAFF_ALERT):
             conv = conversations.find(session, message.channel, message.address)
             if conv is not None and conv.opted_out:
@@ -163,10 +197,63 @@ class Dispatcher:
                 reason = "bad_address"
         if reason is None:
             return False
-        message.status = OutStatus.CANCELLED if reason == "opted_out" else OutStatus.FAILED
+        cancelled = reason in ("opted_out", "expired", "superseded")
+        message.status = OutStatus.CANCELLED if cancelled else OutStatus.FAILED
         message.error_code = reason
         message.status_updated_at = now
         return True
+
+    @staticmethod
+    def _superseded(session: Session, message: Message) -> bool:
+        """An update held back by retries that a newer one about the same thing replaced."""
+        if message.kind != Kind.PROACTIVE or not message.coalesce_key or not message.attempts:
+            return False
+        newer = aliased(Message)
+        query = select(
+            exists().where(
+                newer.coalesce_key == message.coalesce_key,
+                newer.id > message.id,
+                newer.direction == Direction.OUT,
+                newer.status != OutStatus.CANCELLED,
+            )
+        )
+        return bool(session.scalar(query))
+
+    def record_found(self, claimed: Claimed, sids: list[str], now: datetime | None = None) -> str:
+        """Reconciling: the provider has the message already (a sid no other row holds) -> sent,
+        without sending; otherwise 'not_found' and it is sent."""
+        now = now or self.clock()
+        with self.db.session() as session:
+            message = session.get(Message, claimed.id, with_for_update=not self.db.is_sqlite)
+            if message is None or message.claimed_by != self.worker_id:
+                return "lost"
+            known = set(
+                session.scalars(
+                    select(Message.provider_id).where(
+                        Message.provider_id.in_(sids), Message.id != message.id
+                    )
+                )
+            ) if sids else set()  # fmt: skip
+            sid = next((sid for sid in sids if sid not in known), None)
+            if sid is None:
+                return "not_found"
+            message.status = OutStatus.SENT
+            message.provider_id = sid
+            message.sent_at = message.status_updated_at = now
+            message.claimed_by = message.claimed_until = None
+            metrics.SENDS.labels(claimed.channel, "reconciled").inc()
+            for hook in self.sent_hooks:
+                hook(session, message)
+            return "reconciled"
+
+    def defer(self, claimed: Claimed, delay: float, now: datetime | None = None) -> None:
+        """Could not reconcile now: stay in doubt (sending) and look again after `delay`."""
+        now = now or self.clock()
+        with self.db.session() as session:
+            message = session.get(Message, claimed.id, with_for_update=not self.db.is_sqlite)
+            if message is not None and message.claimed_by == self.worker_id:
+                message.claimed_by = None
+                message.claimed_until = now + timedelta(seconds=delay)
 
     def record(self, claimed: Claimed, result: SendResult, now: datetime | None = None) -> str:
         now = now or self.clock()
@@ -189,8 +276,8 @@ class Dispatcher:
                 message.sent_at = now
                 for hook in self.sent_hooks:
                     hook(session, message)
-            elif result.retryable and message.attempts < MAX_ATTEMPTS:
-                backoff = min(BACKOFF_CAP, BACKOFF_BASE * 2 ** (message.attempts - 1))
+            elif result.retryable and now < self._give_up_at(message):
+                backoff = min(BACKOFF_CAP, BACKOFF_BASE * 2 ** min(message.attempts - 1, 20))
                 delay = max(backoff, result.retry_after or 0)
                 message.status = OutStatus.PENDING
                 message.next_attempt_at = now + timedelta(seconds=delay)
@@ -198,6 +285,11 @@ class Dispatcher:
                 message.status = OutStatus.FAILED
                 self._permanent(session, message, result, now)
             return message.status
+
+    def _give_up_at(self, message: Message) -> datetime:
+        """Transient failures are retried for a time budget from when the message was due."""
+        due = max(message.created_at, message.not_before or message.created_at)
+        return due + timedelta(hours=self.settings.send_retry_hours)
 
     def _permanent(self, session: Session, message: Message, result: SendResult, now) -> None:  # noqa: ANN001
         delivery_failed(
@@ -213,8 +305,32 @@ class Dispatcher:
         rate = self.settings.twilio_messages_per_second
         return [("sms:*", 1 / rate if rate > 0 else 0.0)]
 
+    async def _reconcile(self, claimed: Claimed) -> str:
+        """'reconciled' (already accepted: recorded, not sent), 'not_found' or 'deferred'."""
+        sender = self.senders[claimed.channel]
+        since = claimed.claimed_since or self.clock()
+        try:
+            sids = await sender.find_sent(claimed.address, claimed.body, since)
+            return await self._db(self.record_found, claimed, sids)
+        except Exception:  # noqa: BLE001 - provider or database unreachable: look again later
+            log.warning("could not reconcile a send in doubt", extra={"message_id": claimed.id})
+            with contextlib.suppress(Exception):
+                await self._db(self.defer, claimed, BACKOFF_BASE * 5)
+            return "deferred"
+
+    async def _db(self, fn, *args):  # noqa: ANN001, ANN002, ANN202
+        """Recording on threads of its own: never queued behind turns, webhooks or sends."""
+        if self._recorders is None:
+            self._recorders = ThreadPoolExecutor(4, thread_name_prefix="record")
+        return await asyncio.get_running_loop().run_in_executor(self._recorders, fn, *args)
+
     async def _send_one(self, claimed: Claimed) -> str:
         sender = self.senders[claimed.channel]
+        if claimed.reconcile:
+            found = await self._reconcile(claimed)
+            if found != "not_found":
+                log.info("send in doubt", extra={"message_id": claimed.id, "status": found})
+                return found
         async with self.semaphore:
             await self.pacer.wait(self._pace_keys(claimed))
             started = time.perf_counter()
@@ -255,7 +371,7 @@ class Dispatcher:
         delay = 0.2
         while True:
             try:
-                return await asyncio.to_thread(self.record, claimed, result)
+                return await self._db(self.record, claimed, result)
             except Exception:  # noqa: BLE001 - a busy or briefly unreachable database
                 if time.monotonic() + delay > deadline:
                     log.exception("could not record a send", extra={"message_id": claimed.id})
@@ -265,9 +381,12 @@ class Dispatcher:
                 delay = min(delay * 2, 5.0)
 
     def _status_callback(self, claimed: Claimed) -> str | None:
+        """Twilio's delivery callbacks carry our id, so even a send whose acceptance we never
+        recorded is matched to its row."""
         if claimed.channel != "sms" or not self.settings.public_base_url:
             return None
-        return self.settings.public_base_url.rstrip("/") + "/webhooks/twilio/status"
+        base = self.settings.public_base_url.rstrip("/")
+        return f"{base}/webhooks/twilio/status?outbox_id={claimed.id}"
 
     async def run_once(self) -> int:
         """Claim one batch and send it; the number of messages handled."""

@@ -1,7 +1,9 @@
-"""What a running process holds: the engine, the senders, the dispatcher and the scheduler.
+"""What a running process holds: the engine, the senders, the turn runner, the dispatcher and
+the scheduler.
 
-`serve` runs them in-process next to the HTTP app (unless `--no-workers`); `worker` runs the
-dispatcher and scheduler alone. Several of either can share one PostgreSQL database.
+`serve` runs the loops in-process next to the HTTP app (unless `--no-workers`, when the web tier
+only stores what arrives); `worker` runs them alone. Several of either can share one PostgreSQL
+database.
 """
 
 from __future__ import annotations
@@ -18,6 +20,8 @@ from bot.proactive.notifier import Notifier
 from bot.proactive.scheduler import Scheduler
 from channels.dispatcher import Dispatcher
 from channels.senders import senders_from_settings
+from channels.telegram import TelegramChannel
+from channels.turns import TurnRunner
 from status.db import Database, utcnow
 from status.settings import Settings
 
@@ -44,6 +48,8 @@ class Runtime:
         self.dispatcher = Dispatcher(settings, db, self.senders, clock=clock)
         self.notifier = Notifier(settings, clock=clock)
         self.scheduler = Scheduler(settings, db, self.notifier.policy, clock=clock)
+        self.telegram = TelegramChannel(self)
+        self.turns = TurnRunner(self, clock=clock)
         # What happens around a send: the timeline records what the patient was told, and a
         # Telegram chat that blocked the bot gets the same news by SMS.
         self.dispatcher.sent_hooks.append(self.notifier.record_told)
@@ -54,6 +60,13 @@ class Runtime:
 
     def notify(self) -> None:
         """New outbox rows: wake the dispatcher now instead of at its next poll."""
+        self._wake(self.dispatcher.wake)
+
+    def notify_inbox(self) -> None:
+        """A message was stored: wake the turn runner now (other processes hear NOTIFY)."""
+        self._wake(self.turns.wake)
+
+    def _wake(self, event: asyncio.Event) -> None:
         loop = self._loop
         if loop is None or loop.is_closed():
             return
@@ -62,9 +75,14 @@ class Runtime:
         except RuntimeError:
             running = None
         if running is loop:
-            self.dispatcher.wake.set()
+            event.set()
         else:
-            loop.call_soon_threadsafe(self.dispatcher.wake.set)
+            loop.call_soon_threadsafe(event.set)
+
+    async def drain(self, timeout: float = 30.0) -> None:
+        """Answer every stored message that is due, then send what is due (tests, the demo)."""
+        await self.turns.drain(timeout)
+        await self.dispatcher.drain(timeout)
 
     async def start(self, workers: bool = True) -> None:
         self._loop = asyncio.get_running_loop()
@@ -72,8 +90,11 @@ class Runtime:
         from bot.understanding.classifier import catalogue
 
         await asyncio.to_thread(catalogue)
+        # Templates compile in the background: a process answers /healthz without waiting.
+        self._compiling = asyncio.create_task(asyncio.to_thread(self.engine.renderer.compile_all))
         self._stop.clear()
         if workers:
+            self._tasks.append(asyncio.create_task(self.turns.run_forever(self._stop)))
             self._tasks.append(asyncio.create_task(self.dispatcher.run_forever(self._stop)))
             if self.settings.worker_heartbeat_file:
                 self._tasks.append(asyncio.create_task(self._heartbeat()))
@@ -101,5 +122,6 @@ class Runtime:
             except (TimeoutError, asyncio.CancelledError):
                 task.cancel()
         self._tasks.clear()
+        self.turns.close()
         for sender in self.senders.values():
             await sender.close()

@@ -1,9 +1,9 @@
 """Telegram: the webhook (and a polling mode for local development), parsed with aiogram.
 
-aiogram's dispatcher routes each update to a handler that only *parses* it into an action; the
-action then runs with the receipt in one database transaction, so a redelivered update (same
-`update_id`) changes nothing and a failed one leaves nothing half-done. Replies leave through the
-outbox like every other message.
+The webhook checks the secret, validates the update and stores it in the inbox keyed by its
+`update_id` (a redelivery changes nothing), then answers. When its turn runs (channels/turns.py),
+aiogram's dispatcher routes the update to a handler that only *parses* it into an action, and the
+action runs in the turn's transaction. Replies leave through the outbox like every other message.
 """
 
 from __future__ import annotations
@@ -22,15 +22,16 @@ from fastapi.responses import JSONResponse
 from pydantic import ValidationError
 from sqlalchemy.orm import Session
 
-from bot import conversations, outbox, receipts
+from bot import conversations, inbox, outbox
 from bot.conversations import Awaiting
 from bot.inbound import Inbound
 from bot.messages import Kind
+from bot.understanding.redact import redact_card_numbers
 from channels import openapi, telegram_links
 from channels.deps import read_body
 from status import limits
 from status import patients as patient_queries
-from status.db import utcnow
+from status.db import retrying, utcnow
 from status.patients import InvalidPhone, normalize_phone
 
 log = logging.getLogger("patient_status.telegram")
@@ -144,52 +145,50 @@ class TelegramChannel:
             self._bot = build_bot(self.settings)
         return self._bot
 
-    async def process(self, raw: dict) -> str:
-        """One update, from the webhook or from polling: 'ok', 'duplicate' or 'error'."""
+    def accept(self, raw: dict) -> str:
+        """Store one update (webhook or polling): 'queued', or 'duplicate' for a redelivery.
+
+        Raises pydantic's ValidationError for something that is not a Telegram update.
+        """
         update = Update.model_validate(raw, context={"bot": self.bot})
-        if await asyncio.to_thread(self._seen, update.update_id):
-            return "duplicate"
+
+        def store() -> bool:
+            with self.db.session() as session:
+                return inbox.store(
+                    session, self.settings.secret_key, source="telegram",
+                    provider_id=str(update.update_id), action=inbox.Action.TELEGRAM,
+                    channel=CHANNEL, address=chat_of(raw) or f"update:{update.update_id}",
+                    payload={"update": redacted(raw)},
+                )  # fmt: skip
+
+        return "queued" if retrying(store) else "duplicate"
+
+    async def parse(self, raw: dict):  # noqa: ANN201
+        """The action an update asks for (None: nothing we act on, e.g. an edited message)."""
+        update = Update.model_validate(raw, context={"bot": self.bot})
+        return await self.dispatcher.feed_update(self.bot, update)
+
+    def perform(self, session: Session, action, update_id: int):  # noqa: ANN001, ANN201
+        """Run an action in the caller's transaction: the engine's Turn, or None when the
+        channel answered itself (linking a chat)."""
+        if isinstance(action, Say):
+            return self.runtime.engine.handle(session, action.inbound)
+        if isinstance(action, Pressed):
+            return self._pressed(session, action, update_id)
+        if isinstance(action, Start):
+            return self._start(session, action, update_id)
+        if isinstance(action, SharedContact):
+            return self._contact(session, action)
+        return None
+
+    async def answer_pressed(self, action) -> None:  # noqa: ANN001
+        """Stop the button's spinner (after the turn ran; a stale spinner is not worth failing)."""
+        if not isinstance(action, Pressed):
+            return
         try:
-            action = await self.dispatcher.feed_update(self.bot, update)
-        except Exception as exc:  # noqa: BLE001 - recorded; Telegram must not redeliver forever
-            return await asyncio.to_thread(self._record_error, update.update_id, exc)
-        try:
-            outcome = await asyncio.to_thread(self._run, update.update_id, action)
-        except Exception as exc:  # noqa: BLE001
-            log.exception("telegram update failed", extra={"update_id": update.update_id})
-            return await asyncio.to_thread(self._record_error, update.update_id, exc)
-        if isinstance(action, Pressed) and outcome != "duplicate":
-            try:
-                await self.bot.answer_callback_query(action.query_id)
-            except Exception:  # noqa: BLE001 - a stale spinner is not worth failing over
-                log.warning("answerCallbackQuery failed", extra={"update_id": update.update_id})
-        self.runtime.notify()
-        return outcome
-
-    def _seen(self, update_id: int) -> bool:
-        with self.db.session() as session:
-            return receipts.seen(session, "telegram", str(update_id)) is not None
-
-    def _record_error(self, update_id: int, exc: Exception) -> str:
-        with self.db.session() as session:
-            if receipts.record(session, "telegram", str(update_id)):
-                receipt = receipts.seen(session, "telegram", str(update_id))
-                receipt.error = f"{type(exc).__name__}: {exc}"[:500]
-        return "error"
-
-    def _run(self, update_id: int, action) -> str:  # noqa: ANN001
-        with self.db.session() as session:
-            if not receipts.record(session, "telegram", str(update_id)):
-                return "duplicate"
-            if isinstance(action, Say):
-                self.runtime.engine.handle(session, action.inbound)
-            elif isinstance(action, Pressed):
-                self._pressed(session, action, update_id)
-            elif isinstance(action, Start):
-                self._start(session, action, update_id)
-            elif isinstance(action, SharedContact):
-                self._contact(session, action)
-            return "ok"
+            await self.bot.answer_callback_query(action.query_id)
+        except Exception:  # noqa: BLE001
+            log.warning("answerCallbackQuery failed")
 
     # --- linking a chat to a patient ------------------------------------------------------------
     def _reply(
@@ -206,7 +205,7 @@ class TelegramChannel:
     def _share_phone_button(self, lang: str) -> list:
         return [[{"text": SHARE_PHONE[lang], "request_contact": True}]]
 
-    def _start(self, session: Session, action: Start, update_id: int) -> None:
+    def _start(self, session: Session, action: Start, update_id: int):  # noqa: ANN202
         now = utcnow()
         if action.token:
             try:
@@ -224,12 +223,11 @@ class TelegramChannel:
             inbound = Inbound(
                 CHANNEL, action.chat_id, "hi", f"start:{update_id}", now, intent_hint="greeting"
             )
-            self.runtime.engine.handle(session, inbound)
-            return
+            return self.runtime.engine.handle(session, inbound)
         self._reply(session, action.chat_id, "telegram_start", action.lang,
                     self._share_phone_button(action.lang))  # fmt: skip
 
-    def _contact(self, session: Session, action: SharedContact) -> None:
+    def _contact(self, session: Session, action: SharedContact):  # noqa: ANN202
         now = utcnow()
         if not action.own:
             self._reply(session, action.chat_id, "telegram_contact_not_own", action.lang,
@@ -252,7 +250,8 @@ class TelegramChannel:
             self._linked(session, action.chat_id, people[0], now)
         else:  # a family phone: the engine asks who is writing
             inbound = Inbound(CHANNEL, action.chat_id, "hi", None, now, intent_hint="greeting")
-            self.runtime.engine.handle(session, inbound)
+            return self.runtime.engine.handle(session, inbound)
+        return None
 
     def _linked(self, session: Session, chat_id: str, patient, now) -> None:  # noqa: ANN001
         conv = conversations.get_or_create(session, CHANNEL, chat_id)
@@ -264,7 +263,7 @@ class TelegramChannel:
             session, chat_id, "telegram_linked", patient.language, first_name=patient.first_name
         )
 
-    def _pressed(self, session: Session, action: Pressed, update_id: int) -> None:
+    def _pressed(self, session: Session, action: Pressed, update_id: int):  # noqa: ANN202
         now = utcnow()
         provider_id = f"cb:{update_id}"
         if action.data.startswith("ask:"):
@@ -274,7 +273,35 @@ class TelegramChannel:
             )
         else:  # "yes" / "no" and other plain answers
             inbound = Inbound(CHANNEL, action.chat_id, action.data, provider_id, now)
-        self.runtime.engine.handle(session, inbound)
+        return self.runtime.engine.handle(session, inbound)
+
+
+def redacted(raw: dict) -> dict:
+    """The update with card numbers removed from what the patient typed, before it is stored."""
+    raw = dict(raw)
+    for key in ("message", "edited_message"):
+        part = raw.get(key)
+        if isinstance(part, dict):
+            part = raw[key] = dict(part)
+            for field in ("text", "caption"):
+                if isinstance(part.get(field), str):
+                    part[field] = redact_card_numbers(part[field])[0]
+    return raw
+
+
+def chat_of(raw: dict) -> str | None:
+    """The chat an update belongs to (its conversation), read from the raw JSON."""
+    for key in ("message", "edited_message", "callback_query"):
+        part = raw.get(key)
+        if not isinstance(part, dict):
+            continue
+        if key == "callback_query":
+            chat = (part.get("message") or {}).get("chat") or part.get("from") or {}
+        else:
+            chat = part.get("chat") or {}
+        if isinstance(chat, dict) and chat.get("id") is not None:
+            return str(chat["id"])
+    return None
 
 
 def scrubbed(value: Any) -> Any:
@@ -305,10 +332,8 @@ def parse_update(body: bytes) -> dict:
 
 
 def channel_of(request: Request) -> TelegramChannel:
-    channel = getattr(request.app.state, "telegram", None)
-    if channel is None:
-        channel = request.app.state.telegram = TelegramChannel(request.app.state.runtime)
-    return channel
+    """The process's Telegram channel (the turn runner uses the same one)."""
+    return request.app.state.runtime.telegram
 
 
 @router.post("/webhooks/telegram")
@@ -327,18 +352,21 @@ async def telegram_webhook(request: Request) -> JSONResponse:
         raise HTTPException(422, f"the update is refused: {exc}") from exc
     except ValueError as exc:
         raise HTTPException(400, f"the body is {exc}") from exc
+    runtime = request.app.state.runtime
     try:
-        outcome = await channel_of(request).process(raw)
+        outcome = await asyncio.to_thread(channel_of(request).accept, raw)
     except ValidationError as exc:
         raise HTTPException(
             400, f"not a Telegram update: {exc.error_count()} invalid field(s)"
         ) from exc
+    if outcome == "queued":
+        runtime.notify_inbox()
     return JSONResponse({"ok": True, "outcome": outcome})
 
 
 async def poll(runtime, stop: asyncio.Event, timeout: int = 25) -> None:  # noqa: ANN001
     """Long-polling for local development: the same processing as the webhook."""
-    channel = TelegramChannel(runtime)
+    channel = runtime.telegram
     await channel.bot.delete_webhook(drop_pending_updates=False)
     offset = None
     while not stop.is_set():
@@ -347,4 +375,6 @@ async def poll(runtime, stop: asyncio.Event, timeout: int = 25) -> None:  # noqa
         )
         for update in updates:
             offset = update.update_id + 1
-            await channel.process(update.model_dump(mode="json", exclude_none=True, by_alias=True))
+            raw = update.model_dump(mode="json", exclude_none=True, by_alias=True)
+            if await asyncio.to_thread(channel.accept, raw) == "queued":
+                runtime.notify_inbox()

@@ -1,8 +1,8 @@
 """Twilio SMS webhooks: inbound messages and delivery status callbacks.
 
-Thin by design: verify the signature, record the receipt keyed by Twilio's id (a redelivery is a
-no-op), run the turn in the same transaction, answer empty TwiML at once. Replies leave through
-the outbox, so a slow send never holds Twilio's request.
+Thin by design: verify the signature, store the message in the inbox keyed by Twilio's id (a
+redelivery is a no-op) and answer empty TwiML at once. The turn runs from the stored message in
+the worker loop (channels/turns.py); replies leave through the outbox.
 """
 
 from __future__ import annotations
@@ -16,14 +16,14 @@ from fastapi.responses import Response
 from sqlalchemy.orm import Session
 from twilio.request_validator import RequestValidator
 
+from bot import inbox, receipts
 from bot import messages as message_queries
-from bot import receipts
 from bot.delivery import INVALID_ADDRESS, OPTED_OUT, delivery_failed
 from bot.inbound import Inbound
 from bot.messages import FINAL, Message, OutStatus
 from channels import openapi
 from status import limits
-from status.db import utcnow
+from status.db import retrying, utcnow
 from status.patients import InvalidPhone, normalize_phone
 from status.settings import Settings
 
@@ -107,19 +107,26 @@ async def inbound_sms(request: Request, form: dict = Depends(verified_form)) -> 
         inbound = parse_inbound(form, utcnow())
     except limits.LimitExceeded as exc:
         raise HTTPException(400, str(exc)) from exc
-    runtime = request.app.state.runtime
-    handled = await asyncio.to_thread(_handle_inbound, request.app.state.db, runtime, inbound)
-    if handled:
-        runtime.notify()
+    payload = {"text": inbound.text, "media": list(inbound.media)}
+    state = request.app.state
+    stored = await asyncio.to_thread(_store, state, inbound, payload)
+    if stored:
+        state.runtime.notify_inbox()
     return _twiml()
 
 
-def _handle_inbound(db, runtime, inbound: Inbound) -> bool:  # noqa: ANN001
-    with db.session() as session:
-        if not receipts.record(session, "twilio_sms", inbound.provider_id):
-            return False  # Twilio retried a message we already have
-        runtime.engine.handle(session, inbound)
-        return True
+def _store(state, inbound: Inbound, payload: dict) -> bool:  # noqa: ANN001
+    """Record the message (a redelivered MessageSid is a no-op); its turn runs in the worker."""
+
+    def store() -> bool:
+        with state.db.session() as session:
+            return inbox.store(
+                session, state.settings.secret_key, source="twilio_sms",
+                provider_id=inbound.provider_id, action=inbox.Action.SMS, channel="sms",
+                address=inbound.address, payload=payload,
+            )  # fmt: skip
+
+    return retrying(store)
 
 
 @router.post("/webhooks/twilio/status", status_code=204, response_class=Response)
@@ -128,7 +135,10 @@ async def delivery_status(request: Request, form: dict = Depends(verified_form))
         sid, status, error_code = parse_status(form)
     except limits.LimitExceeded as exc:
         raise HTTPException(400, str(exc)) from exc
-    await asyncio.to_thread(_record_status, request.app.state, sid, status, error_code)
+    outbox_id = request.query_params.get("outbox_id")
+    if outbox_id is not None and not outbox_id.isdigit():
+        raise HTTPException(400, "outbox_id must be a message id")
+    await asyncio.to_thread(_record_status, request.app.state, sid, status, error_code, outbox_id)
     return Response(status_code=204)
 
 
@@ -144,15 +154,31 @@ def parse_status(form: dict[str, str]) -> tuple[str, str, str | None]:
     return sid, status, error_code
 
 
-def _record_status(state, sid: str, status: str, error_code: str | None) -> None:  # noqa: ANN001
+def _record_status(state, sid: str, status: str, error_code: str | None, outbox_id) -> None:  # noqa: ANN001
     with state.db.session() as session:
         if not receipts.record(session, "twilio_status", f"{sid}:{status}"):
             return
         message = message_queries.by_provider_id(session, sid)
+        if message is None and outbox_id is not None:
+            message = _accepted_unrecorded(session, int(outbox_id), sid)
         if message is None:
             log.warning("status for unknown message", extra={"provider_id": sid})
             return
         apply_status(session, message, status, error_code, state.settings)
+
+
+def _accepted_unrecorded(session: Session, outbox_id: int, sid: str) -> Message | None:
+    """Twilio accepted our message but the sender never recorded it (it crashed): the callback's
+    outbox id says which row it was, so it is recorded now and never sent again."""
+    message = session.get(Message, outbox_id)
+    if message is None or message.direction != "out" or message.channel != "sms":
+        return None
+    if message.provider_id is None and message.status in (OutStatus.PENDING, OutStatus.SENDING):
+        message.provider_id = sid
+        message.status = OutStatus.SENT
+        message.sent_at = message.status_updated_at = utcnow()
+        message.claimed_by = message.claimed_until = None
+    return message if message.provider_id == sid else None
 
 
 def apply_status(

@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
+from typing import TypeVar
 
 from sqlalchemy import JSON, DateTime, MetaData, create_engine, event, make_url
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 from sqlalchemy.types import TypeDecorator
 
 from status import clock
+
+T = TypeVar("T")
 
 NAMING = {
     "ix": "ix_%(table_name)s_%(column_0_N_name)s",
@@ -156,6 +160,18 @@ class Database:
 
     def dispose(self) -> None:
         self.engine.dispose()
+
+
+def retrying(fn: Callable[[], T], tries: int = 3) -> T:
+    """Run a transaction again when the database dropped the connection under it (a restart,
+    a failover, pg_terminate_backend). `fn` must be safe to repeat (insert-or-ignore)."""
+    for attempt in range(tries):
+        try:
+            return fn()
+        except DBAPIError as exc:
+            if not exc.connection_invalidated or attempt == tries - 1:
+                raise
+    raise AssertionError("unreachable")
 
 
 def insert_ignore(session: Session, table, values: dict) -> bool:  # noqa: ANN001

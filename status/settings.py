@@ -27,6 +27,11 @@ class Settings(BaseSettings):
     twilio_messaging_service_sid: str | None = None
     twilio_api_base: str = "https://api.twilio.com"
     twilio_messages_per_second: float = 1.0
+    # Transient send failures (network, 5xx, 429) are retried for this long, then fail.
+    send_retry_hours: float = 6.0
+    # How long a worker's claim on a message (to answer or to send) holds before another
+    # worker may take it over: what a crashed worker's messages wait.
+    worker_lease_seconds: float = 60.0
 
     telegram_bot_token: str | None = None
     telegram_webhook_secret: str | None = None

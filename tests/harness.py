@@ -99,8 +99,15 @@ class App:
 
     # Twilio -----------------------------------------------------------------------------------
     def sms(
-        self, text: str, sender: str = demo.DEMO_PATIENTS[0][3], sid: str | None = None, **extra
+        self,
+        text: str,
+        sender: str = demo.DEMO_PATIENTS[0][3],
+        sid: str | None = None,
+        *,
+        turn: bool = True,
+        **extra,
     ):
+        """Deliver a signed SMS webhook; with `turn`, the worker then answers what is due."""
         self._sids += 1
         params = {
             "MessageSid": sid or f"SM{self._sids:032d}",
@@ -113,27 +120,36 @@ class App:
         }
         url = self.settings.public_base_url + "/webhooks/twilio/sms"
         signature = RequestValidator(self.settings.twilio_auth_token).compute_signature(url, params)
-        return self.client.post(
+        response = self.client.post(
             "/webhooks/twilio/sms", data=params, headers={"X-Twilio-Signature": signature}
         )
+        if turn:
+            self.turns()
+        return response
 
     def status_callback(self, callback):
         path = callback.url.removeprefix(self.settings.public_base_url)
         return self.client.post(path, data=callback.params, headers=callback.headers)
 
     # Telegram ---------------------------------------------------------------------------------
-    def telegram(self, update: dict, secret: str = TELEGRAM_SECRET):
-        return self.client.post(
+    def telegram(self, update: dict, secret: str = TELEGRAM_SECRET, *, turn: bool = True):
+        response = self.client.post(
             "/webhooks/telegram", json=update, headers={"X-Telegram-Bot-Api-Secret-Token": secret}
         )
+        if turn:
+            self.turns()
+        return response
+
+    def turns(self):
+        """Run the turns that are due, as a worker woken by the webhook would."""
+        self.client.portal.call(self.runtime.turns.drain)
 
     # the outbox -------------------------------------------------------------------------------
     def drain(self, later: timedelta = timedelta(0)):
-        """Send everything due now (or `later` from now)."""
-        dispatcher = self.runtime.dispatcher
+        """Answer every stored message and send everything due now (or `later` from now)."""
         clock = self.runtime.clock
-        dispatcher.clock = lambda: clock() + later
-        self.client.portal.call(dispatcher.drain)
+        self.runtime.dispatcher.clock = self.runtime.turns.clock = lambda: clock() + later
+        self.client.portal.call(self.runtime.drain)
 
     def events(self, *events):
         response = self.client.post(

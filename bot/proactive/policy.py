@@ -290,7 +290,7 @@ class Policy:
             kind=Kind.PROACTIVE, conversation_id=route.conversation.id, patient_id=patient.id,
             template=notice.template, language=patient.language, urgent=notice.urgent,
             coalesce_key=_coalesce_key(patient.id, notice.key), not_before=not_before,
-            data=spec, now=now,
+            data=spec, expires_at=notice.expires_at, now=now,
         )  # fmt: skip
 
     def _add_to_digest(

@@ -7,6 +7,7 @@ sends nothing. Templates live in `templates/messages/<lang>/notify_<name>.j2`.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import datetime
 
 from status.events.apply import Change
 
@@ -24,6 +25,7 @@ class Notice:
     staff_first: bool = False  # staff are told (hand-off) before the patient
     delay_seconds: int | None = None  # None: NOTIFY_DELAY_SECONDS
     extra: dict = field(default_factory=dict)  # template values beyond the item (reminders)
+    expires_at: datetime | None = None  # not sent by then: cancelled (a reminder of a visit)
 
 
 # (entity, new status) -> template; `None` old status means the item is new.

@@ -173,6 +173,7 @@ class Scheduler:
         notice = Notice(
             appt.patient_id, f"remind:appt:{appt.source_id}:{window}", "remind_appointment",
             "appointment", appt.source_id, urgent=window == "1h", extra={"window": window},
+            expires_at=appt.starts_at,
         )  # fmt: skip
         message = self._notify(session, notice, now)
         self._expect(session, message, Awaiting.APPOINTMENT_REPLY, appt.starts_at,

@@ -41,7 +41,7 @@ def looks_like_card(digits: str) -> bool:
 
 
 def redact_card_numbers(text: str) -> tuple[str, bool]:
-    """(text with card numbers replaced by "[card number removed]", whether any was found)."""
+    """(text with card numbers replaced by "[card number removed]", whether one was there)."""
     found = False
 
     def replace(match: re.Match[str]) -> str:
@@ -58,7 +58,9 @@ def redact_card_numbers(text: str) -> tuple[str, bool]:
                 return redacted
         return run
 
-    return _DIGIT_RUN.sub(replace, text), found
+    redacted = _DIGIT_RUN.sub(replace, text)
+    # Text redacted earlier (at the webhook) still says a card number was there.
+    return redacted, found or REDACTED in text
 
 
 def _redact_inside(run: str) -> str | None:

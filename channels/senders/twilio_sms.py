@@ -7,6 +7,7 @@ import logging
 import sys
 from collections.abc import Mapping
 from contextvars import ContextVar
+from datetime import datetime, timedelta
 from typing import Any, TextIO
 from urllib.parse import urlsplit, urlunsplit
 
@@ -143,6 +144,15 @@ class TwilioSmsSender:
             logger.warning("twilio send to %s failed: %r", mask_address(address), exc)
             return SendResult.network_error(exc)
         return SendResult(ok=True, provider_message_id=message.sid, status=message.status)
+
+    async def find_sent(self, address: str, body: str, since: datetime) -> list[str]:
+        """Sids of messages Twilio has to `address` with this body, sent since `since`'s date
+        (newest first): how a send whose acceptance we never recorded is found again."""
+        client = self._get_client()
+        found = await client.messages.list_async(
+            to=address, date_sent_after=since - timedelta(days=1), limit=50
+        )
+        return [m.sid for m in found if (m.body or "") == body]
 
     async def close(self) -> None:
         if self._http is not None:

@@ -24,6 +24,7 @@ MODEL_MODULES = [
     "bot.conversations",
     "bot.messages",
     "bot.receipts",
+    "bot.inbox",
     "bot.handoffs",
     "bot.jobs",
     "channels.staff.models",

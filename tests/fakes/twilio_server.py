@@ -12,7 +12,7 @@ import time
 import uuid
 from collections import deque
 from dataclasses import dataclass, field
-from email.utils import formatdate
+from email.utils import formatdate, parsedate_to_datetime
 from typing import Any
 
 from starlette.applications import Starlette
@@ -130,12 +130,18 @@ class FakeTwilio(FakeProvider):
         self._scripted: deque[TwilioError] = deque()
         self._by_recipient: dict[str, TwilioError] = {}
         self._stalls: deque[float] = deque()
+        self._outage: TwilioError | None = None
         self.app = Starlette(
             routes=[
                 Route(
                     "/2010-04-01/Accounts/{account_sid}/Messages.json",
                     self._create_message,
                     methods=["POST"],
+                ),
+                Route(
+                    "/2010-04-01/Accounts/{account_sid}/Messages.json",
+                    self._list_messages,
+                    methods=["GET"],
                 ),
             ]
         )
@@ -155,6 +161,7 @@ class FakeTwilio(FakeProvider):
             self._scripted.clear()
             self._by_recipient.clear()
             self._stalls.clear()
+            self._outage = None
 
     # programming ---------------------------------------------------------------------------
 
@@ -175,6 +182,15 @@ class FakeTwilio(FakeProvider):
         error = TwilioError.build(status, code, message, retry_after)
         with self._lock:
             self._scripted.extend([error] * times)
+
+    def outage(self, status: int = 500) -> None:
+        """Every send fails with `status` until `recover()` (a provider outage)."""
+        with self._lock:
+            self._outage = TwilioError.build(status)
+
+    def recover(self) -> None:
+        with self._lock:
+            self._outage = None
 
     def stall_next(self, seconds: float, *, times: int = 1) -> None:
         """Hold the next `times` requests for `seconds` before answering (client timeouts)."""
@@ -286,6 +302,29 @@ class FakeTwilio(FakeProvider):
             self._lock.notify_all()
         return JSONResponse(payload, status_code=status_code, headers=headers)
 
+    async def _list_messages(self, request: Request) -> JSONResponse:
+        """GET Messages.json?To=...&DateSent>=...: like Twilio, DateSent filters by date only."""
+        account_sid = request.path_params["account_sid"]
+        if _basic_auth(request.headers.get("authorization")) != (
+            self.account_sid, self.auth_token
+        ) or account_sid != self.account_sid:  # fmt: skip
+            return JSONResponse(TwilioError.build(401).payload(), status_code=401)
+        to = request.query_params.get("To")
+        since = (request.query_params.get("DateSent>") or "")[:10]
+        found = [
+            {**r.response, "date_sent": r.response["date_created"]}
+            for r in reversed(self.messages)  # newest first, as Twilio lists them
+            if (to is None or r.to == to)
+            and (not since or _iso_date(r.response["date_created"]) >= since)
+        ]
+        page_size = int(request.query_params.get("PageSize") or 50)
+        uri = f"/{API_VERSION}/Accounts/{account_sid}/Messages.json"
+        return JSONResponse(
+            {"messages": found[:page_size], "end": min(len(found), page_size) - 1,
+             "first_page_uri": uri, "next_page_uri": None, "page": 0, "page_size": page_size,
+             "previous_page_uri": None, "start": 0, "uri": uri}
+        )  # fmt: skip
+
     def _error_for(
         self, account_sid: str, auth: tuple[str, str] | None, form: dict[str, str]
     ) -> TwilioError | None:
@@ -298,6 +337,8 @@ class FakeTwilio(FakeProvider):
         if not form.get("From") and not form.get("MessagingServiceSid"):
             return TwilioError.build(code=21603)
         with self._lock:
+            if self._outage is not None:
+                return self._outage
             if self._scripted:
                 return self._scripted.popleft()
             return self._by_recipient.get(form["To"])
@@ -330,6 +371,10 @@ class FakeTwilio(FakeProvider):
             "to": form["To"],
             "uri": f"{uri}.json",
         }
+
+
+def _iso_date(rfc2822: str) -> str:
+    return parsedate_to_datetime(rfc2822).date().isoformat()
 
 
 def _basic_auth(header: str | None) -> tuple[str, str] | None:

@@ -1,0 +1,135 @@
+"""The inbox: every message a provider hands us, stored before we answer the provider.
+
+A webhook only verifies, stores a row here (keyed by the provider's id, so a redelivery is a
+no-op) and acknowledges. The turn runs later, from the row, in the worker loop
+(`channels/turns.py`): one conversation's messages strictly in arrival order, different
+conversations in parallel. Each row ends `done` with an outcome saying what became of it:
+answered, filed into a hand-off, deliberately silent, or held (the turn kept failing, so the
+patient got a holding reply and staff a hand-off with the error id).
+
+Privacy: what the patient wrote is kept sealed (encrypted with a key derived from SECRET_KEY)
+until its turn has run, with card numbers already removed; the turn stores the message as the
+engine always has (card numbers and dates of birth redacted) and the sealed copy is dropped.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+from datetime import datetime
+from enum import StrEnum
+from functools import lru_cache
+
+from cryptography.fernet import Fernet
+from sqlalchemy import Index, Integer, String, Text, UniqueConstraint, text
+from sqlalchemy.orm import Mapped, Session, mapped_column
+
+from bot.understanding.redact import redact_card_numbers
+from status.db import Base, insert_ignore, utcnow
+
+NOTIFY_CHANNEL = "patient_status_inbox"
+
+
+class InboxState(StrEnum):
+    PENDING = "pending"  # waiting for its turn (or for its next try)
+    WORKING = "working"  # claimed by a worker under a lease
+    DONE = "done"  # final: see the outcome
+
+
+class Outcome(StrEnum):
+    ANSWERED = "answered"  # the bot replied
+    FILED = "filed"  # filed into a hand-off a person owns; the bot stays quiet
+    SILENT = "silent"  # deliberately no reply (opted out, a keyword the carrier answers, ...)
+    HELD = "held"  # the turn kept failing: holding reply to the patient, hand-off to staff
+
+
+class Action(StrEnum):
+    SMS = "sms"  # a text message from Twilio
+    TELEGRAM = "telegram"  # a Telegram update, parsed by aiogram when its turn runs
+
+
+class InboxMessage(Base):
+    __tablename__ = "inbox"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    source: Mapped[str] = mapped_column(String(32))  # "twilio_sms", "telegram"
+    provider_id: Mapped[str] = mapped_column(String(128))  # MessageSid, update_id
+    action: Mapped[str] = mapped_column(String(16))
+    channel: Mapped[str] = mapped_column(String(16))
+    address: Mapped[str] = mapped_column(String(64))  # the conversation: phone or chat id
+    sealed: Mapped[str | None] = mapped_column(Text)  # the payload, encrypted; None once done
+    received_at: Mapped[datetime]
+    state: Mapped[str] = mapped_column(String(16), default=InboxState.PENDING)
+    outcome: Mapped[str | None] = mapped_column(String(16))
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime | None]
+    claimed_by: Mapped[str | None] = mapped_column(String(64))
+    claimed_until: Mapped[datetime | None]
+    error_id: Mapped[str | None] = mapped_column(String(32))
+    error: Mapped[str | None] = mapped_column(String(300))  # the exception type, never its data
+    message_id: Mapped[int | None] = mapped_column(Integer)  # the stored inbound message
+    handoff_id: Mapped[int | None] = mapped_column(Integer)
+    finished_at: Mapped[datetime | None]
+
+    __table_args__ = (
+        UniqueConstraint("source", "provider_id"),
+        Index("ix_inbox_state_next_attempt_at", "state", "next_attempt_at"),
+        Index("ix_inbox_channel_address_id", "channel", "address", "id"),
+    )
+
+
+@lru_cache(maxsize=4)
+def _fernet(secret_key: str) -> Fernet:
+    digest = hashlib.sha256(b"patient-status inbox\0" + secret_key.encode()).digest()
+    return Fernet(base64.urlsafe_b64encode(digest))
+
+
+def seal(secret_key: str, payload: dict) -> str:
+    return _fernet(secret_key).encrypt(json.dumps(payload).encode()).decode("ascii")
+
+
+def unseal(secret_key: str, sealed: str) -> dict:
+    return json.loads(_fernet(secret_key).decrypt(sealed.encode("ascii")))
+
+
+def store(
+    session: Session,
+    secret_key: str,
+    *,
+    source: str,
+    provider_id: str,
+    action: Action,
+    channel: str,
+    address: str,
+    payload: dict,
+    now: datetime | None = None,
+) -> bool:
+    """Store one delivery; False when the provider already gave us this one (a redelivery).
+
+    Card numbers in `payload["text"]` are removed before anything is written (the engine still
+    answers with its warning: the redaction marker tells it one was there).
+    """
+    now = now or utcnow()
+    if payload.get("text"):
+        payload = {**payload, "text": redact_card_numbers(payload["text"])[0]}
+    stored = insert_ignore(
+        session,
+        InboxMessage.__table__,
+        {
+            "source": source,
+            "provider_id": provider_id,
+            "action": action,
+            "channel": channel,
+            "address": address,
+            "sealed": seal(secret_key, payload),
+            "received_at": now,
+            "state": InboxState.PENDING,
+            "attempts": 0,
+            "next_attempt_at": None,  # due at once, whatever a worker's clock says
+        },
+    )
+    if stored and session.get_bind().dialect.name == "postgresql":
+        # Workers in other processes LISTEN; delivered when this transaction commits.
+        session.execute(text(f"NOTIFY {NOTIFY_CHANNEL}"))
+    return stored

@@ -1,0 +1,369 @@
+"""The turn runner: answers what the webhooks stored in the inbox.
+
+Claiming is like the outbox's: `FOR UPDATE SKIP LOCKED` on PostgreSQL (SQLite has one writer),
+and a claim is a lease, so a worker that dies mid-turn leaves its rows to another once the lease
+runs out. Only the oldest unfinished message of a conversation can be claimed, so one
+conversation's turns run strictly in arrival order while different conversations run in
+parallel. A turn runs in one transaction with its row's outcome: it happens exactly once or not
+at all. A turn that raises is retried with backoff; after the last try the patient gets a short
+holding reply and staff a hand-off carrying the message and the error id.
+
+Woken at once in-process by the webhooks (`Runtime.notify_inbox`), across processes by
+PostgreSQL LISTEN/NOTIFY, and by a short poll as the safety net.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import socket
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta
+
+import psycopg
+from sqlalchemy import and_, exists, or_, select
+from sqlalchemy.orm import Session, aliased
+
+from bot import context, conversations, handoffs, outbox
+from bot.engine import Turn
+from bot.handoffs import Reason
+from bot.inbound import Inbound
+from bot.inbox import NOTIFY_CHANNEL, Action, InboxMessage, InboxState, Outcome, unseal
+from bot.messages import Direction, Kind, Message
+from bot.understanding.redact import redact_dates_of_birth
+from status import patients as patient_queries
+from status.db import utcnow
+
+log = logging.getLogger("patient_status.turns")
+
+MAX_TRIES = 5
+BACKOFF_BASE = 0.5  # seconds: 0.5, 1, 2, 4 -> the holding reply about 8 s after the message
+BACKOFF_CAP = 30.0
+POLL_SECONDS = 1.0  # the safety net under LISTEN/NOTIFY (and SQLite's only cross-process wake)
+
+
+@dataclass(frozen=True)
+class Claimed:
+    id: int
+    action: str
+    channel: str
+    address: str
+    provider_id: str
+    sealed: str | None
+    received_at: datetime
+    attempts: int
+
+
+def outcome_of(turn: Turn | None) -> Outcome:
+    """What became of a message: a reply, filed for the person who owns it, or silence."""
+    if turn is None or turn.replies:
+        return Outcome.ANSWERED  # None: the channel answered itself (linking a Telegram chat)
+    if turn.handoff is not None:
+        return Outcome.FILED
+    return Outcome.SILENT
+
+
+class TurnRunner:
+    def __init__(
+        self,
+        runtime,  # noqa: ANN001 - channels.runtime.Runtime (engine, settings, telegram)
+        *,
+        worker_id: str | None = None,
+        clock: Callable[[], datetime] = utcnow,
+        batch_size: int = 32,
+        concurrency: int = 4,
+    ) -> None:
+        self.runtime = runtime
+        self.settings = runtime.settings
+        self.db = runtime.db
+        self.worker_id = worker_id or f"{socket.gethostname()}:{os.getpid()}:{id(self):x}:t"
+        self.clock = clock
+        self.batch_size = batch_size
+        self.concurrency = 1 if self.db.is_sqlite else concurrency
+        self._executor: ThreadPoolExecutor | None = None
+        self.lease = timedelta(seconds=self.settings.worker_lease_seconds)
+        self.wake = asyncio.Event()
+        self._listening = threading.Event()
+
+    # --- database side (sync, run in the turn threads) -----------------------------------------
+    def claim(self, now: datetime | None = None) -> list[Claimed]:
+        now = now or self.clock()
+        earlier = aliased(InboxMessage)
+        waiting_behind = exists().where(
+            earlier.channel == InboxMessage.channel,
+            earlier.address == InboxMessage.address,
+            earlier.id < InboxMessage.id,
+            earlier.state != InboxState.DONE,
+        )
+        due = or_(
+            and_(
+                InboxMessage.state == InboxState.PENDING,
+                or_(InboxMessage.next_attempt_at.is_(None), InboxMessage.next_attempt_at <= now),
+            ),
+            and_(InboxMessage.state == InboxState.WORKING, InboxMessage.claimed_until < now),
+        )
+        query = (
+            select(InboxMessage)
+            .where(due, ~waiting_behind)
+            .order_by(InboxMessage.id)
+            .limit(self.batch_size)
+        )
+        if not self.db.is_sqlite:
+            query = query.with_for_update(skip_locked=True, of=InboxMessage)
+        claimed = []
+        with self.db.session() as session:
+            for row in session.scalars(query):
+                row.state = InboxState.WORKING
+                row.claimed_by = self.worker_id
+                row.claimed_until = now + self.lease
+                claimed.append(
+                    Claimed(
+                        row.id,
+                        row.action,
+                        row.channel,
+                        row.address,
+                        row.provider_id,
+                        row.sealed,
+                        row.received_at,
+                        row.attempts,
+                    )  # fmt: skip
+                )
+        return claimed
+
+    def _own(self, session: Session, claimed: Claimed) -> InboxMessage | None:
+        """The row, locked, if it is still ours (a lease that ran out may have passed it on)."""
+        row = session.get(InboxMessage, claimed.id, with_for_update=not self.db.is_sqlite)
+        if row is None or row.state != InboxState.WORKING or row.claimed_by != self.worker_id:
+            return None
+        return row
+
+    def payload(self, claimed: Claimed) -> dict:
+        return unseal(self.settings.secret_key, claimed.sealed) if claimed.sealed else {}
+
+    def run_turn(self, claimed: Claimed, payload: dict, action=None) -> str:  # noqa: ANN001
+        """One turn and its row's outcome, in one transaction; 'lost' if the row is not ours."""
+        with self.db.session() as session:
+            row = self._own(session, claimed)
+            if row is None:
+                return "lost"
+            if claimed.action == Action.TELEGRAM and action is None:
+                turn, outcome = None, Outcome.SILENT  # nothing we act on (an edit, a sticker)
+            elif claimed.action == Action.TELEGRAM:
+                turn = self.runtime.telegram.perform(session, action, int(claimed.provider_id))
+                outcome = outcome_of(turn)
+            else:
+                inbound = Inbound(
+                    claimed.channel, claimed.address, payload.get("text") or "",
+                    claimed.provider_id, claimed.received_at, tuple(payload.get("media") or ()),
+                )  # fmt: skip
+                turn = self.runtime.engine.handle(session, inbound)
+                outcome = outcome_of(turn)
+            if turn is not None:
+                row.message_id = turn.inbound.id
+                row.handoff_id = turn.handoff.id if turn.handoff else None
+            self._finish(row, outcome)
+            return outcome
+
+    def _finish(self, row: InboxMessage, outcome: Outcome) -> None:
+        row.state = InboxState.DONE
+        row.outcome = outcome
+        row.attempts += 1
+        row.sealed = None  # the stored message (redacted) is what remains
+        row.claimed_by = row.claimed_until = None
+        row.finished_at = self.clock()
+
+    def fail(self, claimed: Claimed, payload: dict, exc: BaseException, error_id: str) -> str:
+        """Record a failed try: back off and retry, or after the last try hold and hand off."""
+        now = self.clock()
+        with self.db.session() as session:
+            row = self._own(session, claimed)
+            if row is None:
+                return "lost"
+            row.error_id = error_id
+            row.error = type(exc).__name__[:300]
+            if row.attempts + 1 < MAX_TRIES:
+                row.attempts += 1
+                row.state = InboxState.PENDING
+                delay = min(BACKOFF_CAP, BACKOFF_BASE * 2 ** (row.attempts - 1))
+                row.next_attempt_at = now + timedelta(seconds=delay)
+                row.claimed_by = row.claimed_until = None
+                return "retry"
+            self._hold(session, row, payload, error_id, now)
+            return Outcome.HELD
+
+    def _hold(
+        self, session: Session, row: InboxMessage, payload: dict, error_id: str, now: datetime
+    ) -> None:
+        """The turn cannot run: tell the patient we have it, give it to staff with the error id."""
+        conv = conversations.get_or_create(session, row.channel, row.address)
+        people = patient_queries.by_address(session, row.channel, row.address)
+        patient = people[0] if len(people) == 1 else None
+        text = text_of(row.action, payload)
+        message = Message(
+            conversation_id=conv.id,
+            patient_id=patient.id if patient else None,
+            direction=Direction.IN,
+            kind=Kind.REPLY,
+            channel=row.channel,
+            address=row.address,
+            body=redact_dates_of_birth(text, row.received_at.date()),  # as the engine keeps it
+            provider_id=row.provider_id[:64],
+            media=list(payload.get("media") or []),
+            created_at=row.received_at,
+        )
+        session.add(message)
+        session.flush()
+        try:  # the packet is a courtesy: the data that broke the turn may break it too
+            with session.begin_nested():
+                packet = context.build(session, patient, conv, now)
+        except Exception:  # noqa: BLE001
+            packet = {}
+        handoff, created = handoffs.open_or_add(
+            session,
+            reason=Reason.TURN_FAILED,
+            now=now,
+            patient_id=patient.id if patient else None,
+            conversation_id=conv.id,
+            summary=f"could not answer a message automatically (error {error_id})",
+            context=lambda: packet,
+            settings=self.settings,
+        )
+        message.handoff_id = handoff.id
+        handoffs.add_entry(session, handoff, "message", message_id=message.id, now=now)
+        for listener in self.runtime.engine.handoff_listeners:
+            listener(session, handoff, Reason.TURN_FAILED, created)
+        if not conv.opted_out:
+            lang = conv.language or (patient.language if patient else None) or "en"
+            outbox.enqueue(
+                session, channel=row.channel, address=row.address, kind=Kind.REPLY,
+                body=self.runtime.engine.render("holding_reply", lang, row.channel),
+                conversation_id=conv.id, patient_id=patient.id if patient else None,
+                template="holding_reply", language=lang, handoff_id=handoff.id, now=now,
+            )  # fmt: skip
+        row.message_id = message.id
+        row.handoff_id = handoff.id
+        self._finish(row, Outcome.HELD)
+
+    # --- the loop (async) ----------------------------------------------------------------------
+    async def _in_thread(self, fn, *args):  # noqa: ANN001, ANN002, ANN202
+        if self._executor is None:  # turns have threads of their own, not the shared pool
+            self._executor = ThreadPoolExecutor(self.concurrency, thread_name_prefix="turn")
+        return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
+
+    async def _turn(self, claimed: Claimed) -> str:
+        action = None
+        started = time.perf_counter()
+        try:
+            payload = self.payload(claimed)
+            if claimed.action == Action.TELEGRAM:
+                action = await self.runtime.telegram.parse(payload["update"])
+                action = _received_at(action, claimed.received_at)
+            outcome = await self._in_thread(self.run_turn, claimed, payload, action)
+        except Exception as exc:  # noqa: BLE001 - recorded; retried, then held for staff
+            error_id = uuid.uuid4().hex[:12]
+            log.error(
+                "turn failed",
+                exc_info=True,
+                extra={"inbox_id": claimed.id, "error_id": error_id,
+                       "attempt": claimed.attempts + 1},
+            )  # fmt: skip
+            try:
+                payload = self.payload(claimed)
+            except Exception:  # noqa: BLE001 - unreadable: staff still get the hand-off
+                payload = {}
+            try:
+                return await self._in_thread(self.fail, claimed, payload, exc, error_id)
+            except Exception:  # noqa: BLE001 - the lease runs out and another try follows
+                log.exception("could not record a failed turn", extra={"inbox_id": claimed.id})
+                return "unrecorded"
+        await self.runtime.telegram.answer_pressed(action)
+        log.info(
+            "inbox turn",
+            extra={"inbox_id": claimed.id, "outcome": outcome,
+                   "ms": round((time.perf_counter() - started) * 1000, 1)},
+        )  # fmt: skip
+        return outcome
+
+    async def run_once(self) -> int:
+        """Claim a batch and run its turns (one per conversation, in parallel)."""
+        claimed = await self._in_thread(self.claim)
+        if claimed:
+            await asyncio.gather(*(self._turn(c) for c in claimed))
+            self.runtime.notify()  # new outbox rows
+        return len(claimed)
+
+    async def drain(self, timeout: float = 30.0) -> None:
+        """Run turns until none is due (tests, the demo)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and await self.run_once():
+            pass
+
+    async def run_forever(self, stop: asyncio.Event, idle: float = POLL_SECONDS) -> None:
+        listener = None
+        if not self.db.is_sqlite:
+            loop = asyncio.get_running_loop()
+            listener = threading.Thread(
+                target=self._listen, args=(loop, stop), name="inbox-listen", daemon=True
+            )
+            listener.start()
+        while not stop.is_set():
+            try:
+                handled = await self.run_once()
+            except Exception:  # noqa: BLE001 - keep going; the next round retries
+                log.exception("turn round failed")
+                handled = 0
+            if handled:
+                continue
+            self.wake.clear()
+            waits = [asyncio.create_task(stop.wait()), asyncio.create_task(self.wake.wait())]
+            await asyncio.wait(waits, timeout=idle, return_when=asyncio.FIRST_COMPLETED)
+            for task in waits:
+                task.cancel()
+
+    def _listen(self, loop: asyncio.AbstractEventLoop, stop: asyncio.Event) -> None:
+        """LISTEN for new inbox rows written by other processes; wake the loop on each."""
+        url = self.db.engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
+        while not stop.is_set() and not loop.is_closed():
+            try:
+                with psycopg.connect(url, autocommit=True, connect_timeout=5) as conn:
+                    conn.execute(f"LISTEN {NOTIFY_CHANNEL}")
+                    self._listening.set()
+                    while not stop.is_set():
+                        for _ in conn.notifies(timeout=1.0, stop_after=1):
+                            with contextlib.suppress(RuntimeError):  # the loop closed
+                                loop.call_soon_threadsafe(self.wake.set)
+            except Exception:  # noqa: BLE001 - the poll covers the gap; reconnect
+                self._listening.clear()
+                log.warning("inbox LISTEN connection lost; reconnecting")
+                time.sleep(1.0)
+
+    def close(self) -> None:
+        if self._executor is not None:
+            self._executor.shutdown(wait=False, cancel_futures=True)
+            self._executor = None
+
+
+def _received_at(action, received_at: datetime):  # noqa: ANN001, ANN202
+    """A Telegram text turn happens at the time the message arrived, as an SMS turn does."""
+    inbound = getattr(action, "inbound", None)
+    if isinstance(inbound, Inbound):
+        return replace(action, inbound=replace(inbound, received_at=received_at))
+    return action
+
+
+def text_of(action: str, payload: dict) -> str:
+    """What the patient wrote, for staff when the turn could not run."""
+    if action == Action.SMS:
+        return payload.get("text") or ""
+    update = payload.get("update") or {}
+    message = update.get("message") or {}
+    if message:
+        return message.get("text") or message.get("caption") or ""
+    return (update.get("callback_query") or {}).get("data") or ""

@@ -1,0 +1,182 @@
+"""Exactly once to the provider, through crashes and outages; the order the outbox sends in."""
+
+from __future__ import annotations
+
+from collections import Counter
+from datetime import timedelta
+
+import pytest
+
+from bot import outbox
+from bot.handoffs import Handoff
+from bot.messages import Kind, Message
+from channels.dispatcher import Dispatcher
+from status.db import utcnow
+from tests.conftest import on_both_databases
+
+MARIA = "+15550100001"
+
+
+def lease(app) -> timedelta:
+    """Just past a claim's lease: when another worker may take a crashed worker's messages."""
+    return timedelta(seconds=app.settings.worker_lease_seconds + 1)
+
+
+def crash_after_sending(app) -> Message:
+    """A dispatcher claims the reply and Twilio accepts it, then the process dies before the
+    acceptance is recorded (nothing after the provider call runs)."""
+    dispatcher = app.runtime.dispatcher
+    [claimed] = dispatcher.claim()
+
+    async def send():
+        sender = app.runtime.senders["sms"]
+        callback = dispatcher._status_callback(claimed)
+        return await sender.send(claimed.address, claimed.body, status_callback=callback)
+
+    assert app.client.portal.call(send).ok
+    [row] = app.rows(Message, Message.id == claimed.id)
+    assert row.status == "sending" and row.provider_id is None
+    return row
+
+
+@on_both_databases
+def test_a_send_accepted_before_a_crash_is_reconciled_not_sent_again(app, fake_twilio):
+    app.sms("hi", sender=MARIA)
+    crash_after_sending(app)
+    app.drain(later=lease(app))  # another dispatcher, once the lease ran out
+    assert len(fake_twilio.messages) == 1
+    [reply] = app.rows(Message, Message.direction == "out")
+    assert (reply.status, reply.provider_id) == ("sent", fake_twilio.messages[0].sid)
+
+
+def test_a_send_that_never_reached_the_provider_is_sent_after_the_lease(app, fake_twilio):
+    app.sms("hi", sender=MARIA)
+    app.runtime.dispatcher.claim()  # claimed, then the process died before calling Twilio
+    app.drain()
+    assert fake_twilio.messages == []  # the lease still holds
+    app.drain(later=lease(app))
+    [sent] = fake_twilio.messages
+    [reply] = app.rows(Message, Message.direction == "out")
+    assert (reply.status, reply.provider_id) == ("sent", sent.sid)
+
+
+def test_an_identical_earlier_message_is_not_mistaken_for_the_one_in_doubt(app, fake_twilio):
+    app.sms("hi", sender=MARIA)
+    app.drain()
+    app.sms("hi", sender=MARIA)  # the same words, the same reply text
+    app.runtime.dispatcher.claim()  # dies before calling Twilio
+    app.drain(later=lease(app))
+    assert len(fake_twilio.messages) == 2
+    assert len({r.provider_id for r in app.rows(Message, Message.direction == "out")}) == 2
+
+
+def test_the_status_callback_records_an_acceptance_the_sender_never_recorded(app, fake_twilio):
+    app.sms("hi", sender=MARIA)
+    row = crash_after_sending(app)
+    sid = fake_twilio.messages[0].sid
+    assert f"outbox_id={row.id}" in fake_twilio.messages[0].status_callback
+    assert app.status_callback(fake_twilio.signed_status_callback(sid, "sent")).status_code == 204
+    [reply] = app.rows(Message, Message.id == row.id)
+    assert (reply.status, reply.provider_id) == ("sent", sid)
+    app.drain(later=lease(app))
+    assert len(fake_twilio.messages) == 1
+
+
+@on_both_databases
+def test_a_five_minute_outage_is_ridden_out_every_message_sent_once(app, fake_twilio):
+    senders = [f"+1555020{n:04d}" for n in range(12)]
+    fake_twilio.outage(500)
+    for sender in senders:
+        app.sms("hello", sender=sender)
+    for second in range(0, 301, 15):  # five minutes of the provider answering 500
+        app.drain(later=timedelta(seconds=second))
+    assert fake_twilio.messages == []
+    assert {m.status for m in app.rows(Message, Message.direction == "out")} == {"pending"}
+    fake_twilio.recover()
+    app.drain(later=timedelta(minutes=11))  # past the longest backoff
+    counts = Counter(m.to for m in fake_twilio.messages)
+    assert sorted(counts) == sorted(senders) and set(counts.values()) == {1}
+    assert {m.status for m in app.rows(Message, Message.direction == "out")} == {"sent"}
+    assert app.count(Handoff) == 0
+
+
+def test_an_appointment_reminder_is_cancelled_rather_than_sent_after_the_visit(app, fake_twilio):
+    now = utcnow()
+    with app.db.session() as session:
+        outbox.enqueue(
+            session, channel="sms", address=MARIA, body="Reminder: your visit is at 3:00 PM.",
+            kind=Kind.PROACTIVE, template="remind_appointment",
+            expires_at=now + timedelta(minutes=30), now=now,
+        )  # fmt: skip
+    fake_twilio.outage(503)
+    app.drain()
+    app.drain(later=timedelta(minutes=31))
+    fake_twilio.recover()
+    app.drain(later=timedelta(hours=1))
+    assert fake_twilio.messages == []
+    [reminder] = app.rows(Message)
+    assert (reminder.status, reminder.error_code) == ("cancelled", "expired")
+
+
+def test_an_update_superseded_while_it_waited_is_cancelled(app, fake_twilio):
+    now = utcnow()
+    fake_twilio.outage(503)
+    with app.db.session() as session:
+        outbox.enqueue(
+            session, channel="sms", address=MARIA, body="Your order shipped.",
+            kind=Kind.PROACTIVE, template="notify_shipped", coalesce_key="1:shipment:s1", now=now,
+        )  # fmt: skip
+    app.drain()  # tried once, failed, waiting to retry
+    with app.db.session() as session:
+        outbox.enqueue(
+            session, channel="sms", address=MARIA, body="Your order was delivered.",
+            kind=Kind.PROACTIVE, template="notify_delivered", coalesce_key="1:shipment:s1",
+            now=now,
+        )  # fmt: skip
+    fake_twilio.recover()
+    app.drain(later=timedelta(minutes=10))
+    assert [m.body for m in fake_twilio.messages] == ["Your order was delivered."]
+    first = app.rows(Message)[0]
+    assert (first.status, first.error_code) == ("cancelled", "superseded")
+
+
+# --- the order of sending -------------------------------------------------------------------------
+def write(app, kind, body, *, urgent=False, template=None):
+    with app.db.session() as session:
+        outbox.enqueue(
+            session, channel="sms", address=MARIA, body=body, kind=kind, urgent=urgent,
+            template=template,
+        )  # fmt: skip
+
+
+@pytest.fixture
+def one_at_a_time(app):
+    """A dispatcher that sends one message at a time, so the fake sees the sending order."""
+    return Dispatcher(app.settings, app.db, app.runtime.senders, concurrency=1)
+
+
+def test_the_outbox_sends_emergency_reply_staff_update_then_digest(app, fake_twilio, one_at_a_time):
+    write(app, Kind.PROACTIVE, "reminder", template="remind_refill_due")
+    write(app, Kind.PROACTIVE, "digest", template="notify_digest")
+    write(app, Kind.PROACTIVE, "update", template="notify_shipped")
+    write(app, Kind.STAFF, "staff")
+    write(app, Kind.REPLY, "reply")
+    write(app, Kind.REPLY, "emergency", urgent=True)
+    app.client.portal.call(one_at_a_time.drain)
+    order = [m.body for m in fake_twilio.messages]
+    assert order[:4] == ["emergency", "reply", "staff", "update"]
+    assert sorted(order[4:]) == ["digest", "reminder"]
+
+
+def test_a_reply_is_the_next_message_the_number_sends_while_updates_drain(
+    app, fake_twilio, one_at_a_time
+):
+    app.settings.twilio_messages_per_second = 20  # paced: two messages claimed at a time
+    for n in range(30):
+        write(app, Kind.PROACTIVE, f"update {n}", template="notify_shipped")
+    app.client.portal.call(one_at_a_time.run_once)
+    sent_before = len(fake_twilio.messages)
+    assert sent_before == 2
+    app.sms("where is my prescription", sender=MARIA)  # the patient writes meanwhile
+    app.client.portal.call(one_at_a_time.run_once)
+    assert "date of birth" in fake_twilio.messages[sent_before].body

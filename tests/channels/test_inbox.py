@@ -1,0 +1,165 @@
+"""Durable inbound: a webhook stores the message and answers; the turn runs from the stored row."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from sqlalchemy import text
+
+from bot import inbox
+from bot.handoffs import Handoff, HandoffEntry
+from bot.inbox import InboxMessage
+from bot.messages import Message
+from channels.turns import MAX_TRIES
+from status import patients
+from tests.conftest import on_both_databases
+from tests.fakes.telegram_server import text_update
+
+MARIA = "+15550100001"
+JAMES = "+15550100002"
+
+
+def break_timezone(app, source_id: str = "demo-maria") -> None:
+    """Stored data the turn cannot render: a time zone that does not exist."""
+    with app.db.session() as session:
+        patients.by_source_id(session, source_id).timezone = "Mars/Olympus_Mons"
+
+
+def sealed_column(app) -> list[str]:
+    """What is on disk for the inbox rows, read with plain SQL."""
+    with app.db.engine.connect() as conn:
+        return [row[0] or "" for row in conn.execute(text("SELECT sealed FROM inbox ORDER BY id"))]
+
+
+def retry_until_done(app, tries: int = MAX_TRIES) -> None:
+    for step in range(tries + 1):
+        app.drain(later=timedelta(minutes=step))
+
+
+@on_both_databases
+def test_the_webhook_only_stores_and_the_worker_answers(app, fake_twilio):
+    assert app.sms("where is my prescription", sender=MARIA, turn=False).status_code == 200
+    [row] = app.rows(InboxMessage)
+    assert (row.state, row.outcome) == ("pending", None)
+    assert app.count(Message) == 0 and fake_twilio.messages == []
+    app.drain()
+    [row] = app.rows(InboxMessage)
+    [inbound] = app.rows(Message, Message.direction == "in")
+    assert (row.state, row.outcome, row.message_id) == ("done", "answered", inbound.id)
+    assert row.sealed is None
+    assert "date of birth" in fake_twilio.messages[0].body
+
+
+@on_both_databases
+def test_one_conversation_is_answered_in_arrival_order(app, fake_twilio):
+    # Stored before any turn runs: answered out of order, the date of birth would come first.
+    app.sms("where is my prescription", sender=MARIA, turn=False)
+    app.sms("where is my prescription", sender=JAMES, turn=False)
+    app.sms("03/14/1985", sender=MARIA, turn=False)
+    app.sms("11/02/1979", sender=JAMES, turn=False)
+    app.sms("thanks", sender=MARIA, turn=False)
+    app.drain()
+    maria = [m.body for m in fake_twilio.messages if m.to == MARIA]
+    assert "date of birth" in maria[0]
+    assert "verified" in maria[1] and "UPS" in maria[1]
+    assert len(maria) == 3
+    james = [m.body for m in fake_twilio.messages if m.to == JAMES]
+    assert "date of birth" in james[0] and "verified" in james[1]
+    assert {r.outcome for r in app.rows(InboxMessage)} == {"answered"}
+
+
+@on_both_databases
+def test_card_numbers_and_dates_of_birth_are_never_on_disk(app, fake_twilio):
+    app.sms("where is my prescription", sender=MARIA, turn=False)
+    app.sms("03/14/1985", sender=MARIA, turn=False)
+    app.sms("my card is 4111 1111 1111 1111 exp 04/27", sender=MARIA, turn=False)
+    on_disk = " ".join(sealed_column(app))
+    assert "1985" not in on_disk and "4111" not in on_disk
+    stored = [inbox.unseal(app.settings.secret_key, r.sealed) for r in app.rows(InboxMessage)]
+    assert stored[1]["text"] == "03/14/1985"  # sealed until its turn: verification needs it
+    assert "4111" not in stored[2]["text"]
+    app.drain()
+    bodies = [m.body for m in app.rows(Message, Message.direction == "in")]
+    assert bodies[1] == "[date of birth]"
+    assert "4111" not in bodies[2] and "[card number removed]" in bodies[2]
+    assert "deleted the card number" in fake_twilio.messages[-1].body
+    assert sealed_column(app) == ["", "", ""]
+
+
+@on_both_databases
+def test_a_turn_that_keeps_failing_ends_in_a_holding_reply_and_a_handoff(app, fake_twilio):
+    app.sms("where is my prescription", sender=MARIA)
+    app.sms("03/14/1985", sender=MARIA)
+    app.drain()
+    break_timezone(app)
+    app.sms("when is my refill due", sender=MARIA, turn=False)
+    app.drain()
+    [row] = app.rows(InboxMessage, InboxMessage.outcome.is_(None))
+    assert (row.state, row.attempts, row.error) == ("pending", 1, "ZoneInfoNotFoundError")
+    assert len(fake_twilio.messages) == 2  # nothing yet: it will be tried again
+    retry_until_done(app)
+    [row] = app.rows(InboxMessage, InboxMessage.id == row.id)
+    assert (row.state, row.outcome, row.attempts) == ("done", "held", MAX_TRIES)
+    holding = fake_twilio.messages[-1]
+    assert holding.to == MARIA and "We got your message" in holding.body
+    assert len(fake_twilio.messages) == 3
+    [handoff] = app.rows(Handoff)
+    assert handoff.reason == "turn_failed" and row.error_id in handoff.summary
+    [filed] = app.rows(HandoffEntry, HandoffEntry.kind == "message")
+    [message] = app.rows(Message, Message.id == filed.message_id)
+    assert message.body == "when is my refill due" and row.message_id == message.id
+    # Staff own the conversation now: the next message is filed for them, not answered.
+    app.sms("hello?", sender=MARIA)
+    app.drain()
+    assert app.rows(InboxMessage)[-1].outcome == "filed"
+    assert len(fake_twilio.messages) == 3
+
+
+def test_the_holding_reply_speaks_the_patients_language(app, fake_twilio):
+    luis = "+15550100004"
+    app.sms("cuándo es mi resurtido", sender=luis)
+    app.sms("05/30/1968", sender=luis)
+    app.drain()
+    break_timezone(app, "demo-luis")
+    app.sms("cuándo es mi resurtido", sender=luis)
+    retry_until_done(app)
+    assert app.rows(InboxMessage)[-1].outcome == "held"
+    assert "Recibimos su mensaje" in fake_twilio.messages[-1].body
+
+
+def test_a_message_after_stop_is_deliberately_silent(app, fake_twilio):
+    app.sms("STOP", sender=MARIA)
+    app.sms("where is my prescription", sender=MARIA)
+    app.drain()
+    outcomes = [r.outcome for r in app.rows(InboxMessage)]
+    assert outcomes == ["answered", "silent"]  # the STOP confirmation, then nothing
+    assert len(fake_twilio.messages) == 1
+
+
+def test_a_redelivered_message_is_stored_once(app, fake_twilio):
+    app.sms("hello", sid="SM" + "b" * 32)
+    app.sms("hello", sid="SM" + "b" * 32)
+    assert app.count(InboxMessage) == 1
+    app.drain()
+    assert len(fake_twilio.messages) == 1
+
+
+def test_a_telegram_update_that_cannot_be_handled_is_held_for_staff(app, fake_telegram):
+    channel = app.runtime.telegram
+
+    async def explode(handler, event, data):  # a middleware, aiogram's own extension point
+        if getattr(event, "text", None) == "boom":
+            raise RuntimeError("handler blew up")
+        return await handler(event, data)
+
+    channel.dispatcher.message.outer_middleware(explode)
+    response = app.telegram(text_update(4242, "boom", update_id=90), turn=False)
+    assert response.status_code == 200 and response.json()["outcome"] == "queued"
+    retry_until_done(app)
+    [row] = app.rows(InboxMessage)
+    assert (row.outcome, row.error) == ("held", "RuntimeError")
+    assert "We got your message" in fake_telegram.sent(4242)[0].params["text"]
+    [handoff] = app.rows(Handoff)
+    assert row.error_id in handoff.summary
+    # Telegram redelivering it changes nothing.
+    assert app.telegram(text_update(4242, "boom", update_id=90)).json()["outcome"] == "duplicate"
