@@ -1,13 +1,13 @@
 """inbox (durable inbound), outbox priority and expiry
 
-Revision ID: 0002_issue_12_inbound
+Revision ID: 0004_inbox
 Revises: 0003_limits
 """
 
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0002_issue_12_inbound"
+revision = "0004_inbox"
 down_revision = "0003_limits"
 branch_labels = None
 depends_on = None
