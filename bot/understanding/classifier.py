@@ -36,6 +36,7 @@ from bot.understanding.normalize import (
 )
 from bot.understanding.red_flags import guard_words
 from bot.understanding.red_flags import literal_words as red_flag_words
+from bot.understanding.risk import Risk
 from bot.understanding.triggers import pattern_triggers
 
 CATALOGUE_FILES = ("en.yaml", "es.yaml")
@@ -81,6 +82,8 @@ class Classification:
     intents: list[str] = field(default_factory=list)
     confidence: float = 0.0
     language: str = "en"
+    risk: str = Risk.NONE
+    risk_reason: str = ""  # the category and the words that fired, e.g. 'self_harm: "..."'
 
     def as_json(self, text: str) -> dict:
         return {
@@ -88,6 +91,8 @@ class Classification:
             "intent": self.intent,
             "intents": list(self.intents),
             "confidence": round(self.confidence, 3),
+            "risk": str(self.risk),
+            "risk_reason": self.risk_reason,
         }
 
 
@@ -362,8 +367,16 @@ def _dampen_backstory(results: list[ClauseResult]) -> list[ClauseResult]:
     ]
 
 
+def _emergency_rule(clause: Clause) -> str | None:
+    for text in clause.texts():
+        rule = emergency_rule(text)
+        if rule is not None:
+            return rule
+    return None
+
+
 def _is_emergency(clause: Clause) -> bool:
-    return any(emergency_rule(text) is not None for text in clause.texts())
+    return _emergency_rule(clause) is not None
 
 
 def classify(text: str) -> Classification:
@@ -381,7 +394,8 @@ def classify(text: str) -> Classification:
     # Emergency rules read the whole message as written, conjunctions included ("i want to
     # sleep and never wake up" must not lose its "and").
     full = cat.normalizer.words(text)
-    emergency = _is_emergency(Clause(tuple(full), tuple(cat.speller.correct(full))))
+    emergency_reason = _emergency_rule(Clause(tuple(full), tuple(cat.speller.correct(full))))
+    emergency = emergency_reason is not None
     results = [
         classify_clause(cat, clause)
         for clause in clauses
@@ -410,7 +424,9 @@ def classify(text: str) -> Classification:
 
     if emergency:
         intents = [str(Intent.EMERGENCY)] + [i for i in intents if i != Intent.EMERGENCY]
-        return Classification(str(Intent.EMERGENCY), intents, 1.0, language)
+        return Classification(
+            str(Intent.EMERGENCY), intents, 1.0, language, Risk.EMERGENCY, emergency_reason or ""
+        )
     if not intents:
         best = max((r.confidence for r in results), default=0.0)
         return Classification(str(Intent.UNKNOWN), [str(Intent.UNKNOWN)], 1.0 - best, language)
