@@ -25,13 +25,15 @@ from pathlib import Path
 import yaml
 
 from bot.intents import Intent
+from bot.understanding.normalize import CATALOGUE_DIR
 from bot.understanding.risk import Risk
 
 CORPUS_DIR = Path(__file__).parent / "corpus"
 LANGUAGES = ("en", "es")
 SEED = 11
-PER_TEMPLATE = 6  # expansions drawn per seed message
-PAIRS_PER_LANGUAGE = 600  # two-request messages per language
+PER_TEMPLATE = 14  # expansions drawn per seed message
+PER_EXAMPLE = 2  # noisy copies of each catalogue example
+PAIRS_PER_LANGUAGE = 900  # two-request messages per language
 _ALTERNATIVES = re.compile(r"\{([^{}]*)\}")
 
 
@@ -138,6 +140,12 @@ def _rows_for(language: str, rng: random.Random) -> list[Row]:
     for intent, templates in s.intents.items():
         risk = Risk.EMERGENCY if intent == Intent.EMERGENCY else Risk.NONE
         add(templates, intent, risk)
+    # The rules' own catalogue examples, as patients would type them.
+    for intent, examples in catalogue_examples(language).items():
+        risk = Risk.EMERGENCY if intent == Intent.EMERGENCY else Risk.NONE
+        for example in examples:
+            for _ in range(PER_EXAMPLE):
+                rows.append(Row(_texting(example, rng), (intent,), risk, language))
     add(s.possible, str(Intent.UNKNOWN), Risk.POSSIBLE)
     for intent, templates in s.figures.items():
         add(templates, intent, Risk.NONE)
@@ -154,9 +162,19 @@ def _rows_for(language: str, rng: random.Random) -> list[Row]:
         first, second = rng.sample(askable, 2)
         a = expand(rng.choice(s.intents[first]), rng)
         b = expand(rng.choice(s.intents[second]), rng)
-        text = _texting(f"{a}{expand(rng.choice(s.joiners), rng)}{b}", rng)
+        joiner = _ALTERNATIVES.sub(lambda m: rng.choice(m.group(1).split("|")), rng.choice(s.joiners))
+        text = _texting(f"{a}{joiner}{b}", rng)
         rows.append(Row(text, (first, second), Risk.NONE, language))
     return rows
+
+
+def catalogue_examples(language: str) -> dict[str, list[str]]:
+    with open(CATALOGUE_DIR / f"{language}.yaml", encoding="utf-8") as f:
+        data = yaml.safe_load(f)
+    return {
+        str(Intent(name)): [str(e) for e in spec.get("examples") or []]
+        for name, spec in data["intents"].items()
+    }
 
 
 @lru_cache(maxsize=1)
@@ -170,4 +188,4 @@ def build_corpus() -> tuple[Row, ...]:
 
 
 def corpus_files() -> list[Path]:
-    return sorted(CORPUS_DIR.glob("*.yaml"))
+    return sorted(CORPUS_DIR.glob("*.yaml")) + [CATALOGUE_DIR / f"{lang}.yaml" for lang in LANGUAGES]
