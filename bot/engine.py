@@ -16,7 +16,7 @@ from datetime import datetime, timedelta
 
 from sqlalchemy.orm import Session
 
-from bot import answers, compliance, context, conversations, handoffs, outbox
+from bot import answers, compliance, context, conversations, handoffs, outbox, risk_checkin
 from bot.conversations import Conversation
 from bot.handoffs import Handoff, Reason
 from bot.hours import estimate
@@ -41,7 +41,7 @@ MAX_DOB_TRIES = 3
 NOTHING_SAID = Classification(intent="unknown", intents=["unknown"], confidence=0.0, language="en")
 SHARED_PHONE_MEMORY = timedelta(hours=1)
 # Sent even to an address that opted out: compliance confirmations and emergency instructions.
-SYSTEM_TEMPLATES = {"opt_out", "opt_in", "help_keyword", "emergency"}
+SYSTEM_TEMPLATES = {"opt_out", "opt_in", "help_keyword", "emergency", risk_checkin.TEMPLATE}
 CONFIRM_WORDS = {"c", "confirm", "confirmed", "confirmo", "confirmar", "i confirm"}
 RESCHEDULE_WORDS = {"r", "reschedule", "cambiar", "reprogramar", "change", "move it"}
 # Asking about these while a prescription is blocked brings in fulfilment staff.
@@ -189,7 +189,9 @@ class Engine:
 
         A date of birth, "1" or "ok" says nothing about language: keep the one in use.
         """
-        says_something = cls.intent not in ("opt_out", "opt_in", "help", "unknown")
+        says_something = cls.intent not in ("opt_out", "opt_in", "help", "unknown") or (
+            cls.risk != "none"
+        )
         if says_something and cls.language == "es":
             return "es"
         if says_something and patient is not None:
@@ -235,6 +237,10 @@ class _TurnContext:
             self.reply.add(self._render("emergency", crisis=crisis), "emergency")
             self.reply.urgent = True
             self._handoff(Reason.EMERGENCY, text)
+            return self._flush()
+        # 2b. Possible risk: a warm check-in with 988 and an urgent staff review, likewise.
+        if risk_checkin.applies(self.cls):
+            risk_checkin.check_in(self, text)
             return self._flush()
         if self.conv.opted_out:  # silence until START; staff still see what arrives
             self._file_into_open_handoff()

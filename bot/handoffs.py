@@ -45,6 +45,7 @@ class Reason(StrEnum):
     HUMAN = "human"
     CLINICAL_QUESTION = "clinical_question"
     EMERGENCY = "emergency"
+    POSSIBLE_RISK = "possible_risk"
     RESCHEDULE = "reschedule"
     CANCEL_SUBSCRIPTION = "cancel_subscription"
     VERIFICATION_LOCKED = "verification_locked"
@@ -63,6 +64,7 @@ WORK_ITEMS = {Reason.STUCK, Reason.DELIVERY_FAILED, Reason.PRESCRIPTION_DENIED}
 # reason -> (priority, queue)
 ROUTING: dict[Reason, tuple[Priority, Queue]] = {
     Reason.EMERGENCY: (Priority.URGENT, Queue.CLINICAL),
+    Reason.POSSIBLE_RISK: (Priority.URGENT, Queue.CLINICAL),
     Reason.CLINICAL_QUESTION: (Priority.HIGH, Queue.CLINICAL),
     Reason.BLOCKED: (Priority.HIGH, Queue.FULFILMENT),
     Reason.PRESCRIPTION_DENIED: (Priority.HIGH, Queue.CLINICAL),

@@ -22,7 +22,7 @@ import joblib
 import sklearn
 from sklearn.calibration import CalibratedClassifierCV
 from sklearn.feature_extraction.text import TfidfVectorizer
-from sklearn.pipeline import FeatureUnion, Pipeline
+from sklearn.pipeline import FeatureUnion
 from sklearn.svm import LinearSVC
 
 from bot.understanding import training
@@ -33,7 +33,7 @@ log = logging.getLogger("patient_status.nlu")
 ARTIFACT_DIR = Path(
     os.environ.get("NLU_MODEL_DIR") or Path(__file__).parent / "artifacts"
 )  # gitignored
-FORMAT = 1  # bump when the features or the stored object change
+FORMAT = 2  # bump when the features or the stored object change
 
 
 @dataclass(frozen=True)
@@ -56,25 +56,22 @@ def _features() -> FeatureUnion:
         [
             (
                 "words",
-                TfidfVectorizer(ngram_range=(1, 2), min_df=1, sublinear_tf=True, max_features=60000),
+                TfidfVectorizer(
+                    ngram_range=(1, 2), min_df=1, sublinear_tf=True, max_features=60000
+                ),
             ),
             (
                 "chars",
                 TfidfVectorizer(
-                    analyzer="char_wb", ngram_range=(2, 5), sublinear_tf=True, max_features=120000
+                    analyzer="char_wb", ngram_range=(2, 5), sublinear_tf=True, max_features=100000
                 ),
             ),
         ]
     )
 
 
-def _model() -> Pipeline:
-    return Pipeline(
-        [
-            ("features", _features()),
-            ("classify", CalibratedClassifierCV(LinearSVC(C=0.5), cv=3, method="sigmoid")),
-        ]
-    )
+def _classifier() -> CalibratedClassifierCV:
+    return CalibratedClassifierCV(LinearSVC(C=0.5), cv=3, method="sigmoid")
 
 
 def fingerprint() -> str:
@@ -92,12 +89,13 @@ def default_path() -> Path:
 
 @dataclass
 class Models:
-    intent: Pipeline
-    risk: Pipeline
+    features: FeatureUnion
+    intent: CalibratedClassifierCV
+    risk: CalibratedClassifierCV
     fingerprint: str
 
     def predict(self, text: str) -> Prediction:
-        x = [prepare(text)]
+        x = self.features.transform([prepare(text)])
         intent_p = self.intent.predict_proba(x)[0]
         risk_p = self.risk.predict_proba(x)[0]
         i = int(intent_p.argmax())
@@ -115,10 +113,11 @@ class Models:
 
 def train() -> Models:
     rows = training.build_corpus()
-    texts = [prepare(r.text) for r in rows]
-    intent = _model().fit(texts, [r.intent for r in rows])
-    risk = _model().fit(texts, [r.risk for r in rows])
-    return Models(intent, risk, fingerprint())
+    features = _features()
+    x = features.fit_transform([prepare(r.text) for r in rows])
+    intent = _classifier().fit(x, [r.intent for r in rows])
+    risk = _classifier().fit(x, [str(r.risk) for r in rows])
+    return Models(features, intent, risk, fingerprint())
 
 
 def train_and_save(path: Path | None = None) -> Path:
@@ -127,6 +126,7 @@ def train_and_save(path: Path | None = None) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.NamedTemporaryFile(dir=path.parent, suffix=".tmp", delete=False) as tmp:
         joblib.dump(models, tmp.name)
+    os.chmod(tmp.name, 0o644)
     os.replace(tmp.name, path)
     for old in path.parent.glob("nlu-*.joblib"):
         if old != path and old.name != path.name:

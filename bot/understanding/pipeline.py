@@ -22,8 +22,12 @@ from bot.understanding.risk import Risk, RiskReason
 # Tuned on the training corpus and the older sets in tests/data (docs/nlu.md).
 RULES_CLEAR = 0.55  # rules at or above this confidence are not second-guessed
 MODEL_SURE = 0.55  # the model's intent is taken only at or above this probability
-MODEL_EMERGENCY = 0.50  # P(emergency) from which the model raises risk to possible
-MODEL_POSSIBLE = 0.60  # P(possible) + P(emergency) from which the model raises risk to possible
+# P(emergency) from which the model raises risk to possible: lower when the rules found
+# nothing clear, higher when they understood an ordinary request.
+MODEL_EMERGENCY = 0.70
+MODEL_EMERGENCY_OVER_CLEAR_RULES = 0.90
+MODEL_POSSIBLE = 0.65  # P(possible), likewise
+MODEL_POSSIBLE_OVER_CLEAR_RULES = 0.85
 NEVER_FROM_MODEL = frozenset({Intent.OPT_OUT, Intent.OPT_IN, Intent.EMERGENCY, Intent.HELP})
 
 
@@ -55,11 +59,14 @@ def combine(rules: Classification, text: str) -> Classification:
         else:
             intents = [p.intent] + [i for i in rules.intents if i != p.intent][:1]
         result = replace(result, intent=p.intent, intents=intents, confidence=p.intent_probability)
+    clear = rules.intent != Intent.UNKNOWN and rules.confidence >= RULES_CLEAR
+    emergency_bar = MODEL_EMERGENCY_OVER_CLEAR_RULES if clear else MODEL_EMERGENCY
+    possible_bar = MODEL_POSSIBLE_OVER_CLEAR_RULES if clear else MODEL_POSSIBLE
     if result.risk == Risk.NONE:
-        if p.emergency_probability >= MODEL_EMERGENCY:
+        if p.emergency_probability >= emergency_bar:
             reason = RiskReason("model.emergency", f"p={p.emergency_probability:.2f}")
             result = replace(result, risk=Risk.POSSIBLE, risk_reason=str(reason))
-        elif p.possible_probability + p.emergency_probability >= MODEL_POSSIBLE:
+        elif p.possible_probability >= possible_bar:
             reason = RiskReason("model.possible", f"p={p.possible_probability:.2f}")
             result = replace(result, risk=Risk.POSSIBLE, risk_reason=str(reason))
     return result

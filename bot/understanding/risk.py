@@ -30,7 +30,7 @@ class RiskReason:
     words: str = ""
 
     def __str__(self) -> str:
-        return f"{self.category}: \"{self.words}\"" if self.words else self.category
+        return f'{self.category}: "{self.words}"' if self.words else self.category
 
 
 def higher(a: Risk, b: Risk) -> Risk:

@@ -11,6 +11,9 @@ people really text: greetings and sign-offs, a line of backstory before the ques
 no punctuation or capitals, voice-to-text run-ons, and two requests in one message. The same
 corpus comes out on every machine, so the trained model is reproducible.
 
+`corpus/labelled.tsv` adds the project's older labelled sets (written by hand, by the team and
+by helpers who had not read the rules: `text<TAB>intent[,intent]`), a few noisy copies each.
+
 All text is invented for training: no real patient data.
 """
 
@@ -43,6 +46,7 @@ class Row:
     intents: tuple[str, ...]
     risk: str
     language: str
+    source: str = ""  # the labelled message a noisy copy was made from
 
     @property
     def intent(self) -> str:
@@ -162,7 +166,9 @@ def _rows_for(language: str, rng: random.Random) -> list[Row]:
         first, second = rng.sample(askable, 2)
         a = expand(rng.choice(s.intents[first]), rng)
         b = expand(rng.choice(s.intents[second]), rng)
-        joiner = _ALTERNATIVES.sub(lambda m: rng.choice(m.group(1).split("|")), rng.choice(s.joiners))
+        joiner = _ALTERNATIVES.sub(
+            lambda m: rng.choice(m.group(1).split("|")), rng.choice(s.joiners)
+        )
         text = _texting(f"{a}{joiner}{b}", rng)
         rows.append(Row(text, (first, second), Risk.NONE, language))
     return rows
@@ -177,6 +183,20 @@ def catalogue_examples(language: str) -> dict[str, list[str]]:
     }
 
 
+def labelled_rows(rng: random.Random) -> list[Row]:
+    rows: list[Row] = []
+    with open(CORPUS_DIR / "labelled.tsv", encoding="utf-8") as f:
+        lines = f.read().splitlines()[1:]
+    for line in lines:
+        text, _, label = line.rpartition("\t")
+        intents = tuple(str(Intent(i)) for i in label.split(","))
+        risk = Risk.EMERGENCY if intents[0] == Intent.EMERGENCY else Risk.NONE
+        rows.append(Row(text, intents, risk, "", text))
+        for _ in range(PER_EXAMPLE):
+            rows.append(Row(_texting(text, rng), intents, risk, "", text))
+    return rows
+
+
 @lru_cache(maxsize=1)
 def build_corpus() -> tuple[Row, ...]:
     """Every training row, both languages, the same on every run."""
@@ -184,8 +204,13 @@ def build_corpus() -> tuple[Row, ...]:
     rows: list[Row] = []
     for language in LANGUAGES:
         rows.extend(_rows_for(language, rng))
+    rows.extend(labelled_rows(rng))
     return tuple(rows)
 
 
 def corpus_files() -> list[Path]:
-    return sorted(CORPUS_DIR.glob("*.yaml")) + [CATALOGUE_DIR / f"{lang}.yaml" for lang in LANGUAGES]
+    return (
+        sorted(CORPUS_DIR.glob("*.yaml"))
+        + [CORPUS_DIR / "labelled.tsv"]
+        + [CATALOGUE_DIR / f"{lang}.yaml" for lang in LANGUAGES]
+    )
