@@ -30,9 +30,7 @@ from bot.understanding.normalize import default_normalizer
 
 log = logging.getLogger("patient_status.nlu")
 
-ARTIFACT_DIR = Path(
-    os.environ.get("NLU_MODEL_DIR") or Path(__file__).parent / "artifacts"
-)  # gitignored
+ARTIFACT_DIR = Path(__file__).parent / "artifacts"  # gitignored; NLU_MODEL_DIR overrides
 FORMAT = 2  # bump when the features or the stored object change
 
 
@@ -83,8 +81,12 @@ def fingerprint() -> str:
     return digest.hexdigest()[:16]
 
 
+def artifact_dir() -> Path:
+    return Path(os.environ.get("NLU_MODEL_DIR") or ARTIFACT_DIR)
+
+
 def default_path() -> Path:
-    return ARTIFACT_DIR / f"nlu-{fingerprint()}.joblib"
+    return artifact_dir() / f"nlu-{fingerprint()}.joblib"
 
 
 @dataclass
@@ -147,7 +149,9 @@ def models() -> Models:
     path = default_path()
     if path.exists():
         return load(path)
-    log.warning("nlu model %s missing: training it in-process", path.name)
+    log.warning(
+        "nlu model %s missing: training it in-process (run `patient-status nlu train`)", path
+    )
     try:
         train_and_save(path)
         return load(path)

@@ -177,3 +177,39 @@ def test_possible_risk_says_which_category_and_words(text, category):
 def test_figures_of_speech_and_questions_get_no_emergency(text, intent):
     result = classify(text)
     assert result.intent == intent and result.risk != "emergency", result
+
+
+# ------------------------------------------------------------------ one definition of keywords
+
+
+def _keyword_forms() -> list[str]:
+    from bot.understanding.keywords import HELP_KEYWORDS, OPT_IN_KEYWORDS, OPT_OUT_KEYWORDS
+
+    forms = []
+    for word in sorted(OPT_OUT_KEYWORDS | OPT_IN_KEYWORDS | HELP_KEYWORDS):
+        forms += [
+            word, word.upper(), word.title(), f" {word.upper()}!! ", f"{word}.", f"{word} 2",
+            f"{word.upper()}2", f"{word} {word}", f"{word} please", f"/{word}", f"{word} my plan",
+        ]  # fmt: skip
+    return forms + ["stop texting me", "s t o p", "cancel my appointment", "yes", "STOP 2"]
+
+
+@pytest.mark.parametrize("text", _keyword_forms())
+def test_engine_compliance_and_classify_agree_on_every_keyword_form(text):
+    from bot import compliance
+
+    engine_says = compliance.keyword(text)
+    understood = classify(text)
+    if engine_says is not None:
+        assert understood.intent == engine_says and understood.confidence == 1.0
+    else:  # not a bare keyword: classify must not call it one either
+        assert not (understood.confidence == 1.0 and understood.intent in ("opt_in", "help"))
+        if understood.intent == "opt_out":  # only a plain request about texts ("stop stop")
+            assert understood.confidence < 1.0
+
+
+def test_stop_two_is_one_answer_everywhere(phone, clinic):
+    from bot import compliance
+
+    assert compliance.keyword("stop 2") == classify("stop 2").intent == "opt_out"
+    assert "unsubscribed" in phone(MARIA).say("stop 2")
