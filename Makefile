@@ -2,6 +2,7 @@
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV ?= .venv
 BIN := $(VENV)/bin
+PORT ?= 8000
 
 .PHONY: demo test lint bench browser postgres clean nlu-model
 
@@ -18,11 +19,14 @@ nlu-model: $(BIN)/.installed
 	  || $(BIN)/patient-status nlu train
 
 demo: $(BIN)/.installed nlu-model
-	$(BIN)/patient-status demo
+	$(BIN)/patient-status demo --port $(PORT)
 
 test: $(BIN)/.installed browser nlu-model
 	$(BIN)/ruff check .
 	$(BIN)/pytest -q
+	@echo "time-sensitive tests again, with the clock 52 weeks ahead and across a DST change"
+	TEST_CLOCK_SHIFT=year $(BIN)/pytest -q -m clock
+	TEST_CLOCK_SHIFT=dst $(BIN)/pytest -q -m clock
 
 lint: $(BIN)/.installed
 	$(BIN)/ruff check .

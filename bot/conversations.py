@@ -8,6 +8,7 @@ consent state (STOP/START).
 from __future__ import annotations
 
 from datetime import datetime, timedelta
+from enum import StrEnum
 
 from sqlalchemy import ForeignKey, Integer, String, UniqueConstraint, select
 from sqlalchemy.orm import Mapped, Session, mapped_column
@@ -15,6 +16,15 @@ from sqlalchemy.orm import Mapped, Session, mapped_column
 from status.db import Base, insert_ignore, utcnow
 
 AWAIT_TTL = timedelta(minutes=30)
+
+
+class Awaiting(StrEnum):
+    """What the bot asked last, so the next message is read as the answer to it."""
+
+    DOB = "dob"
+    WHICH_PATIENT = "which_patient"
+    REFILL_CONFIRM = "refill_confirm"
+    APPOINTMENT_REPLY = "appointment_reply"
 
 
 class Conversation(Base):
@@ -53,14 +63,16 @@ class Conversation(Base):
             and self.verified_until > now
         )
 
-    def expect(self, what: str, now: datetime, ttl: timedelta = AWAIT_TTL, **data) -> None:
+    def expect(
+        self, what: Awaiting, now: datetime, ttl: timedelta = AWAIT_TTL, **data: object
+    ) -> None:
         self.awaiting = what
         self.awaiting_data = data
         self.awaiting_until = now + ttl
 
-    def expected(self, now: datetime) -> str | None:
+    def expected(self, now: datetime) -> Awaiting | None:
         if self.awaiting and self.awaiting_until and self.awaiting_until > now:
-            return self.awaiting
+            return Awaiting(self.awaiting)
         return None
 
     def clear_expectation(self) -> None:

@@ -55,6 +55,8 @@ class Reason(StrEnum):
     DELIVERY_FAILED = "delivery_failed"
     PRESCRIPTION_DENIED = "prescription_denied"
     MEDIA_RECEIVED = "media_received"
+    DELIVERY_PROBLEM = "delivery_problem"
+    CHANGE_REQUEST = "change_request"
 
 
 # Back-office work items: staff must act, but the patient did not ask for a person, so the bot
@@ -76,6 +78,8 @@ ROUTING: dict[Reason, tuple[Priority, Queue]] = {
     Reason.STUCK: (Priority.NORMAL, Queue.FULFILMENT),
     Reason.DELIVERY_FAILED: (Priority.NORMAL, Queue.GENERAL),
     Reason.MEDIA_RECEIVED: (Priority.NORMAL, Queue.GENERAL),
+    Reason.DELIVERY_PROBLEM: (Priority.NORMAL, Queue.FULFILMENT),
+    Reason.CHANGE_REQUEST: (Priority.NORMAL, Queue.FULFILMENT),
 }
 
 

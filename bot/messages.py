@@ -116,6 +116,18 @@ def for_patient(session: Session, patient_id: int, limit: int = 100) -> list[Mes
     return list(reversed(list(session.scalars(query))))
 
 
+def wrote_since(session: Session, conversation_id: int, since: datetime) -> bool:
+    """Whether the bot or a person answered in this conversation after `since`."""
+    query = select(Message.id).where(
+        Message.conversation_id == conversation_id,
+        Message.direction == Direction.OUT,
+        Message.kind.in_([Kind.REPLY, Kind.STAFF]),
+        Message.status != OutStatus.CANCELLED,
+        Message.created_at > since,
+    )
+    return session.scalars(query.limit(1)).first() is not None
+
+
 def by_provider_id(session: Session, provider_id: str) -> Message | None:
     query = select(Message).where(
         Message.provider_id == provider_id, Message.direction == Direction.OUT

@@ -15,6 +15,7 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import jinja2
+import yaml
 
 import templates as templates_package
 from bot.sms_text import fit_sms
@@ -90,6 +91,10 @@ class Renderer:
         self.settings = settings
         self.env = _environment()
 
+    def buttons(self, name: str, lang: str) -> list:
+        """Telegram button rows (`menu`, `yes_no`) from `messages/<lang>/buttons.yaml`."""
+        return _buttons(lang if lang in LANGUAGES else "en")[name]
+
     def render(self, name: str, lang: str, channel: str, **context) -> str:
         lang = lang if lang in LANGUAGES else "en"
         wire = "telegram" if channel == "telegram" else "sms"
@@ -109,6 +114,16 @@ class Renderer:
             pass
         text = _tidy(self.env.get_template(f"messages/{lang}/{name}.j2").render(**context))
         return html.escape(text, quote=False) if wire == "telegram" else fit_sms(text)
+
+
+@lru_cache
+def _buttons(lang: str) -> dict[str, list]:
+    path = TEMPLATES_DIR / "messages" / lang / "buttons.yaml"
+    table = yaml.safe_load(path.read_text(encoding="utf-8"))
+    return {
+        name: [[{"text": label, "data": data} for label, data in row] for row in rows]
+        for name, rows in table.items()
+    }
 
 
 def _tidy(text: str) -> str:

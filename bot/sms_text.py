@@ -54,11 +54,15 @@ _FOLD = str.maketrans({"á": "a", "í": "i", "ó": "o", "ú": "u", "Á": "A", "�
 
 
 def fit_sms(body: str) -> str:
-    """Keep a message in GSM-7 when only a few letters push it into UCS-2, which would cut
-    each segment from 160 characters to 70 and double or triple what the patient receives."""
+    """Every SMS in GSM-7 when folding a few letters gets it there.
+
+    UCS-2 cuts each segment from 160 characters to 70, doubling or tripling what the patient
+    receives, and folding only the messages it shortens would mix "informacion" and "Pedí" in
+    one conversation. So the letters GSM-7 lacks are always folded (é, ñ, ü, ¿ and ¡ stay); a
+    message with characters that have no fold (an emoji a clinic put in a template) is sent as
+    written.
+    """
     if is_gsm7(body):
         return body
     folded = body.translate(_FOLD)
-    if is_gsm7(folded) and sms_segments(folded)[1] < sms_segments(body)[1]:
-        return folded
-    return body
+    return folded if is_gsm7(folded) else body

@@ -9,7 +9,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, PlainTextResponse, Response
+from fastapi.responses import JSONResponse, Response
 from starlette.middleware.sessions import SessionMiddleware
 
 from channels import api, handoff_api, simulator, telegram, twilio_sms
@@ -17,7 +17,7 @@ from channels.runtime import Runtime
 from channels.staff import routes as staff_routes
 from channels.staff import security as staff_security
 from status import metrics
-from status.db import Database
+from status.db import Database, DatabaseUnavailable
 from status.settings import Settings, get_settings
 
 access = logging.getLogger("patient_status.http")
@@ -107,11 +107,18 @@ def create_app(
         body, content_type = metrics.render(app.state.db)
         return Response(body, media_type=content_type)
 
-    @app.get("/healthz", response_class=PlainTextResponse)
-    def healthz() -> str:
-        with app.state.db.session() as session:
-            session.connection().exec_driver_sql("SELECT 1")
-        return "ok"
+    @app.get("/healthz")
+    def healthz() -> JSONResponse:
+        """Liveness: `{"status": "ok", ...}`, or 503 naming what is down and why."""
+        checks: dict[str, str] = {}
+        try:
+            app.state.db.check()
+            checks["database"] = "ok"
+        except DatabaseUnavailable as exc:
+            checks["database"] = exc.cause
+        down = sorted(name for name, state in checks.items() if state != "ok")
+        body = {"status": "down" if down else "ok", "down": down, "checks": checks}
+        return JSONResponse(body, status_code=503 if down else 200)
 
     app.include_router(api.router)
     app.include_router(twilio_sms.router)

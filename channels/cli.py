@@ -3,16 +3,26 @@
 from __future__ import annotations
 
 import json
+import socket
 import sys
 from pathlib import Path
 
 import click
+from pydantic import ValidationError
+from sqlalchemy import make_url
 
 from status.settings import Settings, get_settings
 
 
 def _settings() -> Settings:
-    return get_settings()
+    try:
+        return get_settings()
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in error['loc']).upper()}: {error['msg']}"
+            for error in exc.errors(include_input=False)
+        )
+        raise click.ClickException(f"bad setting: {problems}") from None
 
 
 def _logging(settings: Settings, fmt: str | None = None) -> None:
@@ -21,13 +31,43 @@ def _logging(settings: Settings, fmt: str | None = None) -> None:
     configure(fmt or settings.log_format, settings.log_level)
 
 
-def _database(settings: Settings, migrate: bool):  # noqa: ANN202
-    from status.db import Database
+def _database(settings: Settings, migrate: bool, must_exist: bool = False):  # noqa: ANN202
+    """The database, reachable, or a one-line reason why not (never a traceback)."""
+    from status.db import Database, DatabaseUnavailable, cause_of
     from status.migrate import upgrade
 
-    if migrate:
-        upgrade(settings.database_url)
-    return Database(settings.database_url)
+    url = settings.database_url
+    if must_exist and url.startswith("sqlite"):
+        path = Path(make_url(url).database or "")
+        if not path.is_file():
+            raise click.ClickException(
+                f"no database at {path.resolve()}: run this from the folder where you ran "
+                "`make demo` (or `patient-status demo`), or set DATABASE_URL"
+            )
+    database = Database(url)
+    try:
+        database.check()
+        if migrate:
+            upgrade(url)
+    except DatabaseUnavailable as exc:
+        database.dispose()
+        raise click.ClickException(str(exc)) from None
+    except Exception as exc:  # noqa: BLE001 - a migration that can't run: say why, in one line
+        database.dispose()
+        raise click.ClickException(str(DatabaseUnavailable(url, cause_of(exc)))) from None
+    return database
+
+
+def _port_free(host: str, port: int, how_to_change: str) -> None:
+    """Refuse to start, before printing anything, when the port is taken."""
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            raise click.ClickException(
+                f"port {port} on {host} is in use ({exc.strerror}); another copy may be running. "
+                f"Pick another port: {how_to_change}"
+            ) from None
 
 
 @click.group(help="Patient Status Assistant: SMS and Telegram answers from live care state.")
@@ -47,8 +87,10 @@ def serve(host: str, port: int, no_workers: bool, processes: int) -> None:
 
     settings = _settings()
     _logging(settings)
-    if settings.database_url.startswith("sqlite"):
-        _database(settings, migrate=True).dispose()
+    # Refuse to start on a database we can't reach: a server that answers 500 to every
+    # webhook loses patients' messages.
+    _database(settings, migrate=settings.database_url.startswith("sqlite")).dispose()
+    _port_free(host, port, f"patient-status serve --port {port + 10}")
     os.environ["PATIENT_STATUS_RUN_WORKERS"] = "0" if no_workers else "1"
     os.environ["PATIENT_STATUS_CONFIGURE_LOGGING"] = "1"  # each uvicorn worker process too
     uvicorn.run(
@@ -161,10 +203,20 @@ def nlu_train(out: str | None) -> None:
 @click.option("--phone", required=True, help="The patient's phone, E.164 (e.g. +15550100001).")
 def chat(phone: str) -> None:
     from channels.terminal import main_chat
+    from status import patients
+    from status.db import safe_url
     from status.patients import InvalidPhone
 
     settings = _settings()
-    database = _database(settings, migrate=settings.database_url.startswith("sqlite"))
+    database = _database(
+        settings, migrate=settings.database_url.startswith("sqlite"), must_exist=True
+    )
+    with database.read_session() as session:
+        if not patients.any_patient(session):
+            raise click.ClickException(
+                f"the database at {safe_url(settings.database_url)} has no patients yet: seed "
+                "the demo (`patient-status demo --no-serve`) or feed it events (`ingest FILE`)"
+            )
     try:
         sys.exit(main_chat(settings, database, phone))
     except InvalidPhone as exc:
@@ -213,6 +265,9 @@ def demo(host: str, port: int, no_serve: bool) -> None:
         }
     )
     _logging(settings, "text")
+    if not no_serve:
+        _port_free(host, port, f"make demo PORT={port + 10} (or patient-status demo --port "
+                               f"{port + 10})")  # fmt: skip
     database = _database(settings, migrate=True)
     with database.session() as session:
         result = demo_data.seed(session)
@@ -320,6 +375,11 @@ def telegram_link(patient_id: str) -> None:
     from status.db import utcnow
 
     settings = _settings()
+    if not settings.telegram_enabled:
+        raise click.ClickException(
+            "TELEGRAM_BOT_TOKEN is not set: a link would point at a bot that isn't connected. "
+            "Set TELEGRAM_BOT_TOKEN and TELEGRAM_BOT_USERNAME first (README: Connecting Telegram)"
+        )
     database = _database(settings, migrate=settings.database_url.startswith("sqlite"))
     with database.session() as session:
         patient = patients.by_source_id(session, patient_id)

@@ -22,6 +22,7 @@ from pydantic import ValidationError
 from sqlalchemy.orm import Session
 
 from bot import conversations, outbox, receipts
+from bot.conversations import Awaiting
 from bot.inbound import Inbound
 from bot.messages import Kind
 from channels import telegram_links
@@ -255,7 +256,7 @@ class TelegramChannel:
         conv.patient_id = patient.id
         conv.bad_address = False
         if self.settings.verification == "dob":
-            conv.expect("dob", now, intents=[])
+            conv.expect(Awaiting.DOB, now, intents=[])
         self._reply(
             session, chat_id, "telegram_linked", patient.language, first_name=patient.first_name
         )

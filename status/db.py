@@ -6,10 +6,12 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 
-from sqlalchemy import JSON, DateTime, MetaData, create_engine, event
+from sqlalchemy import JSON, DateTime, MetaData, create_engine, event, make_url
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 from sqlalchemy.types import TypeDecorator
+
+from status import clock
 
 NAMING = {
     "ix": "ix_%(table_name)s_%(column_0_N_name)s",
@@ -21,7 +23,8 @@ NAMING = {
 
 
 def utcnow() -> datetime:
-    return datetime.now(UTC)
+    """Now, from the one injectable clock (`status.clock`)."""
+    return clock.now()
 
 
 class UTCDateTime(TypeDecorator):
@@ -90,6 +93,28 @@ def make_engine(url: str, **kwargs) -> Engine:
     return create_engine(url, **kwargs)
 
 
+def safe_url(url: str) -> str:
+    """The URL with its password hidden, for messages."""
+    return make_url(url).render_as_string(hide_password=True)
+
+
+class DatabaseUnavailable(Exception):
+    """The database can't be reached or opened; the message says why, in one line."""
+
+    def __init__(self, url: str, cause: str) -> None:
+        super().__init__(f"cannot use the database at {safe_url(url)}: {cause}")
+        self.url = url
+        self.cause = cause
+
+
+def cause_of(exc: BaseException) -> str:
+    """The driver's own reason ("connection refused", "database \"x\" does not exist"), one
+    line, instead of SQLAlchemy's wrapper and its link."""
+    inner = getattr(exc, "orig", None) or exc
+    lines = [line.strip() for line in str(inner).splitlines() if line.strip()]
+    return " ".join(lines[:2])[:300] or type(inner).__name__
+
+
 class Database:
     """One engine and its session factory; the request scope or the worker owns commits."""
 
@@ -120,6 +145,14 @@ class Database:
             session.connection(execution_options={READ_ONLY: True})
             yield session
             session.commit()  # ends the read; unlike a rollback it keeps loaded objects usable
+
+    def check(self) -> None:
+        """Connect once; `DatabaseUnavailable` says why not."""
+        try:
+            with self.engine.connect() as conn:
+                conn.exec_driver_sql("SELECT 1")
+        except Exception as exc:  # noqa: BLE001 - any failure: the database is not usable
+            raise DatabaseUnavailable(self.url, cause_of(exc)) from exc
 
     def dispose(self) -> None:
         self.engine.dispose()

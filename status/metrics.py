@@ -19,6 +19,8 @@ from prometheus_client import (
 )
 from prometheus_client.core import GaugeMetricFamily
 
+from status.db import utcnow
+
 INBOUND = Counter("ps_inbound_messages_total", "Patient messages received", ["channel", "intent"])
 REPLIES = Counter("ps_replies_total", "Messages written to the outbox", ["channel", "kind"])
 HANDOFFS = Counter("ps_handoffs_total", "Hand-offs opened", ["reason"])
@@ -43,7 +45,7 @@ class OutboxCollector:
         self.db = db
 
     def collect(self):  # noqa: ANN201
-        from datetime import UTC, datetime
+        from datetime import UTC
 
         from sqlalchemy import func, select
 
@@ -55,7 +57,7 @@ class OutboxCollector:
         oldest = GaugeMetricFamily(
             "ps_outbox_oldest_age_seconds", "Age of the oldest message due and not yet sent"
         )
-        now = datetime.now(UTC)
+        now = utcnow()
         with self.db.read_session() as session:
             waiting = (
                 select(Message.channel, func.count(), func.min(Message.next_attempt_at))

@@ -72,3 +72,7 @@ def by_address(session: Session, channel: str, address: str) -> list[Patient]:
     if channel == "telegram":
         return by_telegram_chat(session, address)
     return by_phone(session, address)
+
+
+def any_patient(session: Session) -> bool:
+    return session.scalars(select(Patient.id).limit(1)).first() is not None

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-from datetime import date
+import uuid
+from datetime import date, datetime
 from enum import StrEnum
 
 from sqlalchemy import Date, Enum, String, select
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
+from status import timeline
 from status.classification import StatusClass, classify_all
 from status.db import Base
 from status.items import TrackedItem
@@ -64,3 +66,38 @@ class Refill(TrackedItem, Base):
 def for_patient(session: Session, patient_id: int) -> list[Refill]:
     query = select(Refill).where(Refill.patient_id == patient_id)
     return list(session.scalars(query.order_by(Refill.status_since.desc())))
+
+
+def request_by_patient(
+    session: Session,
+    patient_id: int,
+    *,
+    prescription_source_id: str,
+    due_date: date | None,
+    channel: str,
+    now: datetime,
+) -> Refill:
+    """A refill the patient asked for (a YES to the offer, the status page): a `requested`
+    refill of our own making and its timeline entry. The provider reviews every request."""
+    refill = Refill(
+        source_id=f"bot-{uuid.uuid4().hex[:16]}",
+        patient_id=patient_id,
+        prescription_source_id=prescription_source_id,
+        status=RefillStatus.REQUESTED,
+        due_date=due_date,
+        origin="patient",
+        status_since=now,
+        last_event_at=now,
+    )
+    session.add(refill)
+    session.flush()
+    timeline.record(
+        session,
+        patient_id,
+        kind=timeline.EntryKind.REFILL_REQUESTED,
+        occurred_at=now,
+        summary=f"patient asked for a refill by {channel}",
+        entity_type="refill",
+        entity_source_id=refill.source_id,
+    )
+    return refill

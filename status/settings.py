@@ -77,6 +77,26 @@ class Settings(BaseSettings):
     log_format: str = "text"
     log_level: str = "INFO"
 
+    @field_validator("database_url")
+    @classmethod
+    def _database_url(cls, value: str) -> str:
+        """`postgres://` and `postgresql://` (as hosting providers print them) mean psycopg."""
+        value = value.strip()
+        scheme, sep, rest = value.partition("://")
+        if not sep:
+            raise ValueError(
+                "DATABASE_URL must look like sqlite:///./patient-status.db or "
+                "postgresql+psycopg://user:password@host:5432/dbname"
+            )
+        if scheme in {"postgres", "postgresql", "postgresql+psycopg2"}:
+            return f"postgresql+psycopg://{rest}"
+        if scheme not in {"sqlite", "postgresql+psycopg"}:
+            raise ValueError(
+                f"DATABASE_URL scheme {scheme!r} is not supported: use sqlite:///PATH or "
+                "postgresql+psycopg://user:password@host:5432/dbname"
+            )
+        return value
+
     @field_validator("secret_key")
     @classmethod
     def _secret(cls, value: str) -> str:

@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import date, datetime, time, timedelta
+from zoneinfo import ZoneInfo
 
 from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 from twilio.request_validator import RequestValidator
 
 from bot.inbound import Inbound
+from status import clock as product_clock
 from status import demo
 from status.db import utcnow
 
@@ -29,6 +34,48 @@ class Clock:
     def advance(self, **delta: float) -> datetime:
         self.now += timedelta(**delta)
         return self.now
+
+
+@contextmanager
+def frozen(start: datetime) -> Iterator[Clock]:
+    """A hand-moved clock installed as the product's one clock for the block: the webhooks,
+    the ORM defaults, the dispatcher and the scheduler all read it."""
+    clock = Clock(start_time(start))
+    with product_clock.use(clock):
+        yield clock
+
+
+# Time-sensitive tests start at a fixed instant. CI runs them again with the start moved:
+# TEST_CLOCK_SHIFT=year (the same weekday and local time, 52 weeks after today) and
+# TEST_CLOCK_SHIFT=dst (the same weekday and local time in the week before the clinic zone's
+# first daylight-saving change a year from today), so nothing depends on the calendar.
+CLINIC_ZONE = ZoneInfo("America/New_York")
+
+
+def start_time(default: datetime, zone: ZoneInfo = CLINIC_ZONE) -> datetime:
+    shift = os.environ.get("TEST_CLOCK_SHIFT", "").strip().lower()
+    if not shift:
+        return default
+    local = default.astimezone(zone)
+    anchor = date.today() + timedelta(days=364)
+    if shift == "dst":
+        anchor = _next_dst_change(anchor, zone) - timedelta(days=6)
+    elif shift != "year":
+        raise ValueError(f"TEST_CLOCK_SHIFT must be 'year' or 'dst', not {shift!r}")
+    day = anchor + timedelta(days=(local.weekday() - anchor.weekday()) % 7)
+    return datetime.combine(day, local.time().replace(tzinfo=None), zone).astimezone(default.tzinfo)
+
+
+def _next_dst_change(after: date, zone: ZoneInfo) -> date:
+    """The first day after `after` whose UTC offset differs from the day before's."""
+    day = after
+    noon = time(12)
+    for _ in range(400):
+        before = datetime.combine(day, noon, zone).utcoffset()
+        day += timedelta(days=1)
+        if datetime.combine(day, noon, zone).utcoffset() != before:
+            return day
+    raise ValueError(f"{zone.key} has no daylight-saving change")
 
 
 def channel_overrides(fake_twilio, fake_telegram) -> dict:
@@ -104,8 +151,8 @@ class App:
             return list(session.scalars(select(model).where(*where).order_by(model.id)))
 
 
-# A weekday inside clinic hours (Mon-Fri 08:00-18:00 New York).
-NOW = datetime.fromisoformat("2026-11-18T15:00:00+00:00")
+# A weekday inside clinic hours (Mon-Fri 08:00-18:00 New York); moved by TEST_CLOCK_SHIFT.
+NOW = start_time(datetime.fromisoformat("2026-11-18T15:00:00+00:00"))
 
 
 class Patient:

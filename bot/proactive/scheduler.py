@@ -18,7 +18,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from bot import context, handoffs
-from bot.conversations import Conversation
+from bot.conversations import Awaiting, Conversation
 from bot.handoffs import Reason
 from bot.jobs import claim_once
 from bot.proactive.policy import ENTITY_MODELS, Policy
@@ -95,7 +95,7 @@ class Scheduler:
     def _notify(self, session: Session, notice: Notice, now: datetime):  # noqa: ANN202
         return self.policy.notify(session, notice, now)
 
-    def _expect(self, session: Session, message, what: str, until: datetime, **data) -> None:  # noqa: ANN001
+    def _expect(self, session: Session, message, what: Awaiting, until: datetime, **data) -> None:  # noqa: ANN001
         if message is None or message.conversation_id is None:
             return
         conv = session.get(Conversation, message.conversation_id)
@@ -131,7 +131,7 @@ class Scheduler:
         notice = Notice(patient.id, f"remind:refill:{rx.source_id}", "remind_refill_due",
                         "prescription", rx.source_id)  # fmt: skip
         message = self._notify(session, notice, now)
-        self._expect(session, message, "refill_confirm", now + timedelta(days=3))
+        self._expect(session, message, Awaiting.REFILL_CONFIRM, now + timedelta(days=3))
         return message is not None
 
     # --- renewal ahead -----------------------------------------------------------------------
@@ -175,7 +175,7 @@ class Scheduler:
             "appointment", appt.source_id, urgent=window == "1h", extra={"window": window},
         )  # fmt: skip
         message = self._notify(session, notice, now)
-        self._expect(session, message, "appointment_reply", appt.starts_at,
+        self._expect(session, message, Awaiting.APPOINTMENT_REPLY, appt.starts_at,
                      appointment_id=appt.source_id)  # fmt: skip
         return message is not None
 

@@ -74,6 +74,47 @@ def parse_dob(text: str, today: date | None = None) -> date | None:
     return None
 
 
+def _fold_in_place(text: str) -> str:
+    """Lower case without accents, one character for one, so spans map back to `text`."""
+    out = []
+    for ch in text.lower():
+        plain = strip_accents(ch)
+        out.append(plain if len(plain) == 1 else ch)
+    return "".join(out)
+
+
+def dob_spans(text: str, today: date, min_age_days: int = 365) -> list[tuple[int, int]]:
+    """Where the text holds a date that may be somebody's date of birth: a whole date with a
+    year, in any form `parse_dob` reads, at least `min_age_days` in the past (a recent date is
+    a charge or a delivery, not a birthday). Spans index `text`, sorted, not overlapping."""
+    folded = _fold_in_place(text)
+    found: list[tuple[int, int]] = []
+
+    def keep(match: re.Match[str], born: date | None) -> None:
+        if born is not None and (today - born).days >= min_age_days:
+            found.append(match.span())
+
+    for m in _ISO.finditer(folded):
+        keep(m, _valid(int(m[1]), int(m[2]), int(m[3]), today))
+    for m in _MONTH_FIRST.finditer(folded):
+        keep(m, _with_year(m[3], MONTHS[m[1]], int(m[2]), today))
+    for m in _DAY_FIRST.finditer(folded):
+        keep(m, _with_year(m[3], MONTHS[m[2]], int(m[1]), today))
+    for m in _NUMERIC.finditer(folded):
+        first, second = int(m[1]), int(m[2])
+        month, day = (second, first) if first > 12 and second <= 12 else (first, second)
+        keep(m, _with_year(m[3], month, day, today))
+    for m in _COMPACT.finditer(folded):
+        keep(m, _valid(int(m[3]), int(m[1]), int(m[2]), today))
+    merged: list[tuple[int, int]] = []
+    for start, end in sorted(found):
+        if merged and start < merged[-1][1]:
+            merged[-1] = (merged[-1][0], max(end, merged[-1][1]))
+        else:
+            merged.append((start, end))
+    return merged
+
+
 def _with_year(year_text: str, month: int, day: int, today: date) -> date | None:
     digits = year_text.lstrip("'")
     if len(digits) == 4:

@@ -1,4 +1,4 @@
-"""Card numbers that patients text are removed before the message is stored.
+"""Card numbers and dates of birth that patients text are removed before a message is stored.
 
 A card number is a run of 13-19 digits (spaces or dashes allowed between digits, as people
 group them: "4111 1111 1111 1111", "4111-1111-1111-1111") that passes the Luhn check and starts
@@ -11,8 +11,12 @@ the card-number groups are removed and the rest is kept.
 from __future__ import annotations
 
 import re
+from datetime import date
+
+from bot.understanding.extract import dob_spans
 
 REDACTED = "[card number removed]"
+DOB_REDACTED = "[date of birth]"
 MIN_DIGITS, MAX_DIGITS = 13, 19
 
 # A maximal run of digits with at most one space or dash between two digits.
@@ -70,3 +74,16 @@ def _redact_inside(run: str) -> str | None:
         if looks_like_card(run[:length]):
             return REDACTED + " " + run[length:]
     return None
+
+
+def redact_dates_of_birth(text: str, today: date) -> str:
+    """The text with every date that may be a date of birth replaced by "[date of birth]".
+
+    Whatever the conversation is doing (verifying, choosing who is writing on a shared phone,
+    a hand-off that owns the conversation), a date of birth is read from the raw text and only
+    this redacted form is kept: in message rows, hand-off reasons, the console and the API.
+    """
+    spans = dob_spans(text, today)
+    for start, end in reversed(spans):
+        text = text[:start] + DOB_REDACTED + text[end:]
+    return text

@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 
 from bot.engine import Engine
+from status import clock as product_clock
 from status import demo
 from tests.channels.conftest import app, channel_settings  # noqa: F401
 from tests.harness import NOW, Patient
@@ -25,4 +26,15 @@ def engine(settings):
 
 @pytest.fixture
 def phone(clinic, engine):
-    return lambda address, channel="sms": Patient(clinic, engine, address, channel)
+    """A phone per address; the product's clock is as far as any phone in the test has got."""
+    phones: list[Patient] = []
+
+    def latest():  # noqa: ANN202
+        return max((p.clock for p in phones), default=NOW)
+
+    def new(address, channel="sms"):  # noqa: ANN001, ANN202
+        phones.append(Patient(clinic, engine, address, channel))
+        return phones[-1]
+
+    with product_clock.use(latest):
+        yield new

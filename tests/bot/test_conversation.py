@@ -14,7 +14,9 @@ from bot.messages import Direction, Message
 from status.refills import Refill
 from status.timeline import TimelineEntry
 from tests.conftest import on_both_databases
-from tests.harness import Patient
+from tests.harness import CLINIC_ZONE, NOW, Patient
+
+pytestmark = pytest.mark.clock
 
 MARIA, JAMES, AISHA, LUIS, EMILY, FAMILY = (
     "+15550100001", "+15550100002", "+15550100003", "+15550100004", "+15550100005", "+15550100006",
@@ -84,7 +86,11 @@ def test_failed_payment_comes_with_the_secure_link(phone):
     assert "didn't go through (card expired)" in answer
     assert "$299.00" in answer
     assert "https://pay.example/update" in answer
-    assert "try again Nov 21" in answer
+    retry = NOW + timedelta(days=3)  # the demo's retry date
+    assert (
+        f"try again {retry.astimezone(CLINIC_ZONE):%b} {retry.astimezone(CLINIC_ZONE).day}"
+        in answer
+    )
 
 
 def test_refill_offer_then_yes_records_a_request(phone, clinic):
@@ -225,3 +231,74 @@ def test_emergency_after_stop_still_gets_instructions_and_staff(phone, clinic):
     [reply] = rows(clinic, Message, Message.template == "emergency")
     assert reply.kind == "system"  # not cancelled by the opt-out at send time
     assert rows(clinic, Handoff)[0].priority == "urgent"
+
+
+def test_open_handoff_acknowledges_at_most_every_half_hour(phone, clinic):
+    maria = phone(MARIA)
+    maria.say("can i talk to a real person")
+    assert maria.say("hello?") == ""  # we just said a person will reply
+    maria.clock += timedelta(minutes=31)
+    ack = maria.say("still waiting on someone")
+    assert ack.startswith("Got it, this is with our team.") and "reply here" in ack
+    assert maria.say("anyone there") == ""  # once per half hour, not per message
+    assert "911" in maria.say("i cant breathe")  # emergencies still first
+
+
+def test_open_handoff_stays_quiet_while_staff_are_writing(phone, clinic):
+    from bot import handoffs
+
+    maria = phone(MARIA)
+    maria.say("can i talk to a real person")
+    maria.clock += timedelta(minutes=40)
+    with clinic.session() as session:
+        handoff = session.scalars(select(Handoff)).one()
+        handoffs.staff_reply(session, handoff, staff_id=None, text="Hi Maria, Ana here.",
+                             now=maria.clock)  # fmt: skip
+    assert maria.say("hi ana, thanks") == ""  # a person is talking: the bot does not
+
+
+def test_delivered_but_missing_package_goes_to_fulfilment(phone, clinic):
+    maria = phone(MARIA)
+    reply = maria.say("my package says delivered but i don't have it")
+    assert "fulfilment team" in reply
+    assert "out for delivery" not in reply and "date of birth" not in reply
+    handoff = rows(clinic, Handoff)[0]
+    assert (handoff.reason, handoff.queue) == ("delivery_problem", "fulfilment")
+
+
+def test_change_of_pharmacy_goes_to_staff_not_a_status(phone, clinic):
+    reply = phone(MARIA).say("change my pharmacy to cvs")
+    assert "asked our team" in reply and "shipped" not in reply
+    assert rows(clinic, Handoff)[0].reason == "change_request"
+
+
+def test_shared_phone_date_of_birth_instead_of_a_choice_picks_the_person(phone, clinic):
+    family = phone(FAMILY)
+    assert "1 for Sofia" in family.say("is my prescription ready?")
+    answer = family.say("12/01/2004")  # Diego's: he is writing, and verified
+    assert "ready for pickup" in answer and "Walgreens, 12 Main St" in answer
+    [conv] = rows(clinic, Conversation)
+    assert conv.patient_id == conv.verified_patient_id
+
+
+def test_shared_phone_date_of_birth_that_matches_nobody_is_explained(phone, clinic):
+    family = phone(FAMILY)
+    family.say("is my prescription ready?")
+    reply = family.say("01/01/1990")
+    assert "doesn't match anyone" in reply and "1 for Sofia" in reply
+    family.say("02/02/1990")
+    assert "can't share details" in family.say("03/03/1990")
+    assert rows(clinic, Handoff)[0].reason == "verification_locked"
+
+
+def test_spanish_conversation_folds_every_sms_the_same_way(phone, clinic):
+    luis = phone(LUIS)
+    luis.say("cuando me toca el resurtido")
+    luis.say("30/05/1968")
+    luis.say("si")
+    luis.say("gracias")
+    replies = rows(clinic, Message, Message.direction == Direction.OUT)
+    assert len(replies) == 4
+    for reply in replies:
+        assert not set(reply.body) & set("áíóúÁÍÓÚ"), reply.body
+    assert "Pedi su resurtido" in replies[2].body

@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import datetime, time, timedelta
 
 import pytest
 from fastapi.testclient import TestClient
@@ -17,16 +17,20 @@ from status.refills import Refill
 from status.timeline import TimelineEntry
 from tests.builders import patient_event, payment_event, prescription_event, shipment_event
 from tests.conftest import on_both_databases
-from tests.harness import App, Clock, channel_overrides
+from tests.harness import CLINIC_ZONE, App, Clock, channel_overrides, frozen
 
 MARIA = "+15550100001"
 # Tuesday 2026-11-24 15:00 UTC = 10:00 in New York.
 TUESDAY_10AM = datetime.fromisoformat("2026-11-24T15:00:00+00:00")
 
 
+pytestmark = pytest.mark.clock
+
+
 @pytest.fixture
 def clock():
-    return Clock(TUESDAY_10AM)
+    with frozen(TUESDAY_10AM) as clock:
+        yield clock
 
 
 @pytest.fixture
@@ -54,6 +58,12 @@ def app(proactive_settings, database, clock):
 
 def at(clock: Clock, seconds: float = 0) -> str:
     return (clock.now + timedelta(seconds=seconds)).isoformat()
+
+
+def next_morning_at_8(now: datetime) -> datetime:
+    """08:00 the next day in the clinic's zone (whatever daylight saving does in between)."""
+    day = now.astimezone(CLINIC_ZONE).date() + timedelta(days=1)
+    return datetime.combine(day, time(8), CLINIC_ZONE)
 
 
 def texts(fake_twilio) -> list[str]:
@@ -109,14 +119,16 @@ def test_noise_transitions_do_not_text(app, clock, fake_twilio):
 
 
 def test_quiet_hours_hold_the_message_until_8am_local(app, clock, fake_twilio):
-    clock.now = datetime.fromisoformat("2026-11-25T03:30:00+00:00")  # 22:30 in New York
+    today = clock.now.astimezone(CLINIC_ZONE).date()
+    clock.now = datetime.combine(today, time(22, 30), CLINIC_ZONE)
     app.events(shipment_event("in_transit", occurred_at=at(clock)))
     clock.advance(hours=2)
     app.drain()
     assert fake_twilio.messages == []
     [held] = app.rows(Message, Message.direction == "out")
-    assert held.not_before == datetime.fromisoformat("2026-11-25T13:00:00+00:00")  # 08:00 EST
-    clock.now = datetime.fromisoformat("2026-11-25T13:00:01+00:00")
+    morning = next_morning_at_8(clock.now - timedelta(hours=2))
+    assert held.not_before == morning
+    clock.now = morning + timedelta(seconds=1)
     app.drain()
     assert len(fake_twilio.messages) == 1
 
@@ -153,7 +165,7 @@ def test_over_the_daily_cap_messages_merge_into_a_digest(app, clock, fake_twilio
     app.drain()
     assert len(fake_twilio.messages) == 2  # capped: nothing more today
     [digest] = app.rows(Message, Message.template == "notify_digest", Message.status == "pending")
-    clock.now = datetime.fromisoformat("2026-11-25T13:00:01+00:00")  # 08:00 next morning
+    clock.now = next_morning_at_8(clock.now) + timedelta(seconds=1)
     app.drain()
     body = texts(fake_twilio)[-1]
     assert "A few updates" in body
@@ -211,7 +223,8 @@ def test_renewal_reminder_three_days_before(app, clock, fake_twilio):
     clock.advance(minutes=2)
     app.drain()
     sms = texts(fake_twilio)[-1]
-    assert "Your plan renews Nov 27 for $299.00, your first renewal" in sms
+    day = renews.astimezone(CLINIC_ZONE)
+    assert f"Your plan renews {day:%b} {day.day} for $299.00, your first renewal" in sms
 
 
 def test_stuck_prescription_becomes_a_staff_item_and_one_patient_message(app, clock, fake_twilio):

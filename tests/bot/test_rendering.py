@@ -38,9 +38,9 @@ def test_every_answer_fits_in_two_sms_segments(clinic, engine, phone, dob):
             assert medicine not in body
 
 
-def test_spanish_folds_accents_only_when_it_saves_segments():
-    short = "¡Listo! Pedí su resurtido."
-    assert fit_sms(short) == short  # one UCS-2 segment either way: keep the accents
+def test_spanish_sms_always_folds_the_letters_gsm7_lacks():
+    short = "¡Listo! Pedí su resurtido. ¿Algo más? Le escribiré mañana."
+    assert fit_sms(short) == "¡Listo! Pedi su resurtido. ¿Algo mas? Le escribiré mañana."
     long = (
         "Su próxima cita es una videollamada con la Dra. Ana Patel el miércoles a las 15:30. " * 2
     )
@@ -48,3 +48,8 @@ def test_spanish_folds_accents_only_when_it_saves_segments():
     assert sms_segments(folded) == ("GSM-7", 2)
     assert "proxima" in folded  # ó is not in GSM-7
     assert "miércoles" in folded  # é is: kept
+
+
+def test_a_character_with_no_fold_keeps_the_message_as_written():
+    body = "Pedí su resurtido 💊"
+    assert fit_sms(body) == body

@@ -60,7 +60,13 @@ class Cluster:
         self.processes = [self._start(web)] + [self._start([*cli, "worker"]) for _ in range(2)]
         self.token = fake_twilio.auth_token
         self.client = httpx.Client(base_url=self.base, timeout=10)
-        self._wait_healthy()
+        try:
+            self._wait_healthy()
+        except BaseException:
+            for process in self.processes:  # never leave servers running behind a failure
+                process.kill()
+                process.wait(timeout=30)
+            raise
 
     def _start(self, argv):
         return subprocess.Popen(argv, env=self.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)

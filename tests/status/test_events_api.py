@@ -188,7 +188,7 @@ def test_event_schema_is_served_with_every_type(client):
 def test_healthz(client):
     response = client.get("/healthz")
     assert response.status_code == 200
-    assert response.text == "ok"
+    assert response.json() == {"status": "ok", "down": [], "checks": {"database": "ok"}}
 
 
 def test_phone_is_normalised_to_e164(client):

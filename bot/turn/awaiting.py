@@ -1,0 +1,75 @@
+"""Step 7: the message read as the answer to what the bot asked last, keyed on `Awaiting`."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+
+from bot.conversations import Awaiting
+from bot.handoffs import Reason
+from bot.turn import verification
+from bot.turn.context import TurnContext
+from bot.understanding.extract import is_no, is_yes
+from status import refills, snapshot, timeline
+from status.patients import Patient
+
+CONFIRM_WORDS = {"c", "confirm", "confirmed", "confirmo", "confirmar", "i confirm"}
+RESCHEDULE_WORDS = {"r", "reschedule", "cambiar", "reprogramar", "change", "move it"}
+
+
+def awaited(t: TurnContext, patient: Patient) -> bool:
+    handler = HANDLERS.get(t.conv.expected(t.now))
+    return handler is not None and handler(t, patient)
+
+
+def refill_confirm(t: TurnContext, patient: Patient) -> bool:
+    """YES / NO after "Want us to start it? Reply YES"."""
+    t.conv.clear_expectation()
+    if is_yes(t.text) or t.inbound.intent_hint == "yes":
+        # No date of birth needed: asking for a refill discloses nothing, and the provider
+        # reviews every request.
+        snap = snapshot.build(t.session, patient, t.now)
+        rx = snap.next_refill_prescription or (
+            snap.prescriptions[0] if snap.prescriptions else None
+        )
+        refills.request_by_patient(
+            t.session, patient.id, prescription_source_id=rx.source_id if rx else "",
+            due_date=snap.next_refill_date, channel=t.inbound.channel, now=t.now,
+        )  # fmt: skip
+        t.say("refill_requested")
+        return True
+    if is_no(t.text) or t.inbound.intent_hint == "no":
+        t.say("refill_declined")
+        return True
+    return False  # something else: answer it as a new message
+
+
+def appointment_reply(t: TurnContext, patient: Patient) -> bool:
+    """C / R after an appointment reminder."""
+    # the raw words: the normaliser reads SMS shorthand ("r" = "are"), which is not meant here
+    word = re.sub(r"[^\w\s]", "", t.text).strip().lower()
+    appointment_id = (t.conv.awaiting_data or {}).get("appointment_id")
+    if word in CONFIRM_WORDS or is_yes(t.text):
+        t.conv.clear_expectation()
+        snap = snapshot.build(t.session, patient, t.now)
+        appt = next((a for a in snap.appointments if a.source_id == appointment_id), None)
+        timeline.record(
+            t.session, patient.id, kind=timeline.EntryKind.STATE_CHANGE, occurred_at=t.now,
+            summary=f"patient confirmed appointment {appointment_id} by {t.inbound.channel}",
+            entity_type="appointment", entity_source_id=appointment_id,
+        )  # fmt: skip
+        t.say("appointment_confirmed", appt=appt)
+        return True
+    if word in RESCHEDULE_WORDS:
+        t.conv.clear_expectation()
+        t.handoff(Reason.RESCHEDULE, f"asked to reschedule appointment {appointment_id}")
+        t.say("reschedule", eta=t.eta())
+        return True
+    return False
+
+
+HANDLERS: dict[Awaiting | None, Callable[[TurnContext, Patient], bool]] = {
+    Awaiting.DOB: verification.answer,
+    Awaiting.REFILL_CONFIRM: refill_confirm,
+    Awaiting.APPOINTMENT_REPLY: appointment_reply,
+}

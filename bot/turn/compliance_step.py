@@ -1,0 +1,41 @@
+"""Step 1: STOP / START / HELP, before anything else (carrier rules)."""
+
+from __future__ import annotations
+
+from bot import compliance
+from bot.turn.context import TurnContext
+
+
+def keywords(t: TurnContext) -> bool:
+    """True when the message was a compliance request and is fully handled."""
+    keyword = compliance.keyword(t.text) if not t.inbound.intent_hint else None
+    if t.conv.opted_out and compliance.is_resubscribe_yes(t.text):
+        keyword = "opt_in"  # carriers treat YES as START for an opted-out number
+    wants = keyword or (t.intents[0] if t.intents[0] in ("opt_out", "opt_in") else None)
+    if not wants:
+        return False
+    exact = keyword is not None
+    # With Twilio's own opt-out handling, Twilio already answered the exact keywords.
+    twilio_replies = (
+        t.inbound.channel == "sms" and exact and t.settings.sms_keyword_replies == "twilio"
+    )
+    if wants == "opt_out":
+        t.conv.opted_out = True
+        t.conv.opted_out_at = t.now
+        t.conv.clear_expectation()
+        if not twilio_replies:
+            t.say("opt_out")
+            t.reply.urgent = True
+        return True
+    if wants == "opt_in":
+        was_out = t.conv.opted_out
+        t.conv.opted_out = False
+        t.conv.opted_out_at = None
+        if not twilio_replies and (was_out or exact):
+            t.say("opt_in")
+        return True
+    if wants == "help":
+        if not twilio_replies:
+            t.say("help_keyword")
+        return True
+    return False

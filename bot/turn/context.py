@@ -1,0 +1,149 @@
+"""What a turn knows while it runs, and what every step may do: render a message in the
+patient's language, hand the conversation to staff, and write the reply to the outbox."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy.orm import Session
+
+from bot import context, handoffs, outbox
+from bot.conversations import Conversation
+from bot.handoffs import Handoff, Reason
+from bot.hours import ResponseEstimate, estimate
+from bot.inbound import Inbound
+from bot.messages import Kind, Message
+from bot.understanding import Classification
+from status import timeline
+from status.patients import Patient
+from status.settings import Settings
+
+if TYPE_CHECKING:
+    from bot.engine import Engine
+
+# Sent even to an address that opted out: compliance confirmations, emergency instructions and
+# the possible-risk check-in.
+SYSTEM_TEMPLATES = {"opt_out", "opt_in", "help_keyword", "emergency", "risk_checkin"}
+
+
+@dataclass
+class Turn:
+    """What happened in one turn, for the channel and for tests."""
+
+    inbound: Message
+    replies: list[Message] = field(default_factory=list)
+    classification: Classification | None = None
+    handoff: Handoff | None = None
+    duplicate: bool = False
+
+
+@dataclass
+class Reply:
+    parts: list[str] = field(default_factory=list)
+    templates: list[str] = field(default_factory=list)
+    buttons: list = field(default_factory=list)
+    urgent: bool = False
+
+    def add(self, text: str, template: str) -> None:
+        if text:
+            self.parts.append(text)
+            self.templates.append(template)
+
+
+@dataclass
+class TurnContext:
+    engine: Engine
+    session: Session
+    conv: Conversation
+    inbound: Inbound
+    msg: Message
+    cls: Classification
+    people: list[Patient]
+    patient: Patient | None
+    lang: str
+    now: datetime
+    turn: Turn
+    text: str  # as written, card numbers removed: read for answers to our questions
+    kept: str  # as stored (no date of birth): what summaries may quote
+    had_card: bool
+    intents: list[str] = field(default_factory=list)
+    reply: Reply = field(default_factory=Reply)
+
+    @property
+    def settings(self) -> Settings:
+        return self.engine.settings
+
+    def say(self, template: str, **ctx: Any) -> None:
+        """Add a rendered message to this turn's reply."""
+        self.reply.add(self.render(template, **ctx), template)
+
+    def render(self, name: str, **ctx: Any) -> str:
+        ctx.setdefault("first_name", self.patient.first_name if self.patient else None)
+        ctx.setdefault("tz", self.patient.timezone if self.patient else None)
+        return self.engine.render(name, self.lang, self.inbound.channel, **ctx)
+
+    def buttons(self, name: str) -> list:
+        return self.engine.renderer.buttons(name, self.lang)
+
+    def eta(self) -> ResponseEstimate:
+        tz = self.patient.timezone if self.patient else None
+        return estimate(self.settings, self.now, tz)
+
+    def pending_intents(self) -> list[str]:
+        return list((self.conv.awaiting_data or {}).get("intents") or [])
+
+    def handoff(self, reason: Reason, summary: str) -> Handoff:
+        patient = self.patient
+        handoff, created = handoffs.open_or_add(
+            self.session,
+            reason=reason,
+            now=self.now,
+            patient_id=patient.id if patient else None,
+            conversation_id=self.conv.id,
+            summary=summary[:300],
+            context=lambda: context.build(self.session, patient, self.conv, self.now),
+            settings=self.settings,
+        )
+        self.msg.handoff_id = handoff.id
+        self.turn.handoff = handoff
+        if patient is not None:
+            timeline.record(
+                self.session, patient.id, kind=timeline.EntryKind.HANDOFF,
+                occurred_at=self.now, summary=f"hand-off {'opened' if created else 'updated'}: "
+                f"{reason.value}", entity_type="handoff", entity_source_id=str(handoff.id),
+            )  # fmt: skip
+        for listener in self.engine.handoff_listeners:
+            listener(self.session, handoff, reason, created)
+        return handoff
+
+    def flush(self) -> None:
+        """Write what the turn has to say as one outbound message."""
+        if not self.reply.parts:
+            return
+        separator = "\n\n" if self.inbound.channel == "telegram" else "\n"
+        message = outbox.enqueue(
+            self.session,
+            channel=self.inbound.channel,
+            address=self.inbound.address,
+            body=separator.join(self.reply.parts),
+            kind=Kind.SYSTEM if self.reply.templates[0] in SYSTEM_TEMPLATES else Kind.REPLY,
+            conversation_id=self.conv.id,
+            patient_id=self.patient.id if self.patient else None,
+            template="+".join(self.reply.templates),
+            language=self.lang,
+            urgent=self.reply.urgent,
+            buttons=self.reply.buttons if self.inbound.channel == "telegram" else [],
+            handoff_id=self.turn.handoff.id if self.turn.handoff else None,
+            now=self.now,
+        )
+        self.turn.replies.append(message)
+        self.reply = Reply()
+
+
+# A step reads the turn and says whether it finished it; a step after identity also gets the
+# patient, who is known by then.
+Step = Callable[[TurnContext], bool]
+PatientStep = Callable[[TurnContext, Patient], bool]

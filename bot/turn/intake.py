@@ -1,0 +1,22 @@
+"""Steps 4-5: what arrived beside the words. Pictures go to a person; a card number was
+redacted before storing, and the patient is told to use the secure link instead."""
+
+from __future__ import annotations
+
+from bot.handoffs import Reason
+from bot.turn.context import TurnContext
+
+
+def pictures(t: TurnContext) -> bool:
+    if not t.inbound.media:
+        return False
+    t.say("media_received")
+    t.handoff(Reason.MEDIA_RECEIVED, f"{len(t.inbound.media)} picture(s) received")
+    return True
+
+
+def card_number(t: TurnContext) -> bool:
+    if not t.had_card:
+        return False
+    t.say("card_warning")
+    return True

@@ -1,0 +1,39 @@
+"""Step 3: after STOP, and while a person owns the conversation, the bot files what arrives
+for staff. To a patient who has not opted out it says, at most every half hour and never while
+a person is writing, that the message is with the team."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from bot import handoffs, messages
+from bot.turn.context import TurnContext
+
+ACK_EVERY = timedelta(minutes=30)
+
+
+def opted_out(t: TurnContext) -> bool:
+    if not t.conv.opted_out:
+        return False
+    _file_into_open_handoff(t)  # silence until START; staff still see what arrives
+    return True
+
+
+def staff_own_it(t: TurnContext) -> bool:
+    if not _file_into_open_handoff(t):
+        return False
+    if not messages.wrote_since(t.session, t.conv.id, t.now - ACK_EVERY):
+        t.say("handoff_ack", eta=t.eta())
+    return True
+
+
+def _file_into_open_handoff(t: TurnContext) -> bool:
+    patient_id = t.patient.id if t.patient else None
+    handoff = handoffs.find_open(t.session, patient_id, t.conv.id)
+    if handoff is None or not handoff.owns_conversation:
+        return False
+    t.msg.handoff_id = handoff.id
+    handoff.last_patient_message_at = t.now
+    handoffs.add_entry(t.session, handoff, "message", message_id=t.msg.id, now=t.now)
+    t.turn.handoff = handoff
+    return True
