@@ -27,9 +27,6 @@ MODEL_SURE = 0.55  # the model's intent is taken only at or above this probabili
 MODEL_EMERGENCY = 0.70
 MODEL_EMERGENCY_OVER_CLEAR_RULES = 0.90
 MODEL_POSSIBLE = 0.65  # P(possible), likewise
-# When the rules found nothing clear and the model is this sure of an emergency, the message
-# gets the emergency script (the safe side): the rules' wording missed it.
-MODEL_EMERGENCY_ALONE = 0.93
 MODEL_POSSIBLE_OVER_CLEAR_RULES = 0.85
 NEVER_FROM_MODEL = frozenset({Intent.OPT_OUT, Intent.OPT_IN, Intent.EMERGENCY, Intent.HELP})
 
@@ -65,22 +62,7 @@ def combine(rules: Classification, text: str) -> Classification:
     clear = rules.intent != Intent.UNKNOWN and rules.confidence >= RULES_CLEAR
     emergency_bar = MODEL_EMERGENCY_OVER_CLEAR_RULES if clear else MODEL_EMERGENCY
     possible_bar = MODEL_POSSIBLE_OVER_CLEAR_RULES if clear else MODEL_POSSIBLE
-    if (
-        result.risk != Risk.EMERGENCY
-        and not clear
-        and p.emergency_probability >= MODEL_EMERGENCY_ALONE
-    ):
-        reason = RiskReason("model.emergency", f"p={p.emergency_probability:.2f}")
-        others = [i for i in result.intents if i not in (Intent.UNKNOWN, Intent.EMERGENCY)]
-        result = replace(
-            result,
-            intent=str(Intent.EMERGENCY),
-            intents=[str(Intent.EMERGENCY), *others],
-            confidence=p.emergency_probability,
-            risk=Risk.EMERGENCY,
-            risk_reason=str(reason),
-        )
-    elif result.risk == Risk.NONE:
+    if result.risk == Risk.NONE:
         if p.emergency_probability >= emergency_bar:
             reason = RiskReason("model.emergency", f"p={p.emergency_probability:.2f}")
             result = replace(result, risk=Risk.POSSIBLE, risk_reason=str(reason))
