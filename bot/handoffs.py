@@ -59,6 +59,34 @@ class Reason(StrEnum):
     CHANGE_REQUEST = "change_request"
 
 
+# What each reason means, in the words staff read: the console's queue, hand-off and operations
+# pages and the staff chat's alerts all say it this way (a test holds it to the whole enum).
+REASON_WORDS: dict[Reason, str] = {
+    Reason.HUMAN: "asked for a person",
+    Reason.CLINICAL_QUESTION: "clinical question",
+    Reason.EMERGENCY: "emergency",
+    Reason.RESCHEDULE: "wants to move or cancel a visit",
+    Reason.CANCEL_SUBSCRIPTION: "wants to cancel or pause the plan",
+    Reason.VERIFICATION_LOCKED: "three wrong dates of birth",
+    Reason.NOT_UNDERSTOOD: "the bot did not understand twice",
+    Reason.BLOCKED: "asked about a blocked prescription",
+    Reason.STUCK: "an order is stuck past its expected time",
+    Reason.DELIVERY_FAILED: "our message did not reach the patient",
+    Reason.PRESCRIPTION_DENIED: "prescription denied",
+    Reason.MEDIA_RECEIVED: "sent a picture",
+    Reason.DELIVERY_PROBLEM: "problem with a delivery",
+    Reason.CHANGE_REQUEST: "asked to change the pharmacy or order",
+}
+
+
+def reason_words(reason: str) -> str:
+    """A stored reason code in plain words (a code this version does not know: as written)."""
+    try:
+        return REASON_WORDS[Reason(reason)]
+    except ValueError:
+        return reason.replace("_", " ")
+
+
 # Back-office work items: staff must act, but the patient did not ask for a person, so the bot
 # keeps answering them until a conversational trigger joins the same hand-off.
 WORK_ITEMS = {Reason.STUCK, Reason.DELIVERY_FAILED, Reason.PRESCRIPTION_DENIED}
@@ -238,7 +266,7 @@ def alert_staff(
     if not chat or handoff.priority not in (Priority.URGENT, Priority.HIGH):
         return
     base = (settings.public_base_url or "").rstrip("/")
-    label = reason.value.replace("_", " ")
+    label = REASON_WORDS[reason]
     body = (
         f"{'🚨 URGENT' if handoff.priority == Priority.URGENT else 'High priority'} hand-off "
         f"#{handoff.id}: {label} ({handoff.queue} queue). Open: {base}/staff/handoffs/{handoff.id}"

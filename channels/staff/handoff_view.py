@@ -18,6 +18,7 @@ from bot.handoffs import Handoff, HandoffEntry
 from bot.messages import Direction, Kind, Message
 from bot.render import money
 from channels.staff import models
+from channels.staff.words import intent_words, reasons_words
 from status.patients import Patient
 
 THREAD_LIMIT = 200
@@ -43,6 +44,17 @@ class ThreadItem:
     message: Message | None = None
     entry: HandoffEntry | None = None
     media: tuple[Media, ...] = ()
+
+    @property
+    def meaning(self) -> str:
+        """What the bot took a patient's message to mean: `prescription status 92%`."""
+        m = self.message
+        if m is None or self.side != "in" or not m.intent:
+            return ""
+        words = " + ".join(intent_words(i) for i in (m.intents or [m.intent]) if i)
+        if m.intent == "unknown" or m.confidence is None:
+            return words
+        return f"{words} {round(m.confidence * 100)}%"
 
     @property
     def sort_key(self) -> tuple:
@@ -85,7 +97,7 @@ def _entry_text(entry: HandoffEntry, staff: dict[int, str]) -> str:
     who = staff.get(entry.staff_id, "the API") if entry.staff_id else "the API"
     if entry.kind == "trigger":
         reason, sep, summary = entry.body.partition(": ")
-        return f"Handed to staff: {reason.replace('_', ' ')}{sep}{summary}"
+        return f"Handed to staff: {reasons_words([reason])[0]}{sep}{summary}"
     if entry.kind == "assign":
         return f"{staff.get(entry.staff_id, 'Someone')} took this hand-off"
     if entry.kind == "resolve":
@@ -121,7 +133,45 @@ def thread(
     return sorted(items, key=lambda i: i.sort_key)
 
 
+# --- what the bot understood ------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Understood:
+    """One message from the patient beside what the bot took it to mean."""
+
+    body: str  # as stored: card numbers and dates of birth already redacted
+    at: datetime
+    meanings: list[str]  # each intent in plain words
+    confidence: int | None  # percent; None when nothing was understood
+
+    @property
+    def said(self) -> str:
+        return self.body.strip() or "(no text)"
+
+
+def understood(messages: list[Message], limit: int = 5) -> list[Understood]:
+    """The patient's last `limit` messages and their intents, newest first."""
+    inbound = [m for m in messages if m.direction == Direction.IN and m.intent]
+    rows = []
+    for m in reversed(inbound[-limit:]):
+        intents = [i for i in (m.intents or [m.intent]) if i]
+        missed = intents == ["unknown"]
+        pct = None if missed or m.confidence is None else round(m.confidence * 100)
+        rows.append(Understood(m.body, m.created_at, [intent_words(i) for i in intents], pct))
+    return rows
+
+
 # --- the context packet, then and now ---------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class When:
+    """The date an item's label mentions ("ETA", "due", "renews", "at"), shown in words."""
+
+    label: str
+    value: str  # ISO date or date-time, as the snapshot holds it
+    date_only: bool = False
 
 
 @dataclass(frozen=True)
@@ -135,6 +185,7 @@ class ItemRow:
     then_status: str | None  # None: not in the frozen packet
     then_seconds: int | None
     link: str | None = None
+    when: When | None = None
 
     @property
     def changed(self) -> bool:
@@ -142,10 +193,17 @@ class ItemRow:
 
 
 def _items(snapshot: dict) -> list[dict]:
-    """Every tracked item of a snapshot dict, flattened to kind, id, label and status."""
+    """Every tracked item of a snapshot dict, flattened to kind, id, label, status and date."""
     rows: list[dict] = []
 
-    def add(kind: str, item: dict | None, id_name: str, label: str, link: str | None = None):  # noqa: ANN202
+    def add(  # noqa: ANN202
+        kind: str,
+        item: dict | None,
+        id_name: str,
+        label: str,
+        link: str | None = None,
+        when: When | None = None,
+    ):
         if item:
             rows.append(
                 {
@@ -153,26 +211,30 @@ def _items(snapshot: dict) -> list[dict]:
                     "source_id": item[id_name],
                     "label": label,
                     "link": link,
+                    "when": when,
                     "status": item["status"],
                     "class": item.get("status_class"),
                     "seconds": item.get("seconds_in_status"),
                 }
             )
 
+    def when(label: str, value: str | None, date_only: bool = False) -> When | None:
+        return When(label, value, date_only) if value else None
+
     for p in snapshot.get("prescriptions", []):
         add("prescription", p, "prescription_id", p.get("medication") or "")
     for s in snapshot.get("shipments", []):
-        eta = f", ETA {s['estimated_delivery']}" if s.get("estimated_delivery") else ""
         add(
             "shipment",
             s,
             "shipment_id",
-            f"{s['carrier']} {s['tracking_number']}{eta}",
+            f"{s['carrier']} {s['tracking_number']}",
             s.get("tracking_url"),
+            when("ETA", s.get("estimated_delivery"), True),
         )
     for r in (snapshot.get("refills") or {}).get("items", []):
-        due = f", due {r['due_date']}" if r.get("due_date") else ""
-        add("refill", r, "refill_id", f"refill of {r.get('prescription_id') or '?'}{due}")
+        label = f"refill of {r.get('prescription_id') or '?'}"
+        add("refill", r, "refill_id", label, when=when("due", r.get("due_date"), True))
     billing = snapshot.get("billing") or {}
     for p in billing.get("payments", []):
         why = f" ({p['failure_reason']})" if p.get("failure_reason") else ""
@@ -180,13 +242,14 @@ def _items(snapshot: dict) -> list[dict]:
         add("payment", p, "payment_id", f"{p.get('description', '')} {amount}{why}")
     sub = billing.get("subscription")
     if sub:
-        renews = f", renews {sub['renews_at'][:10]}" if sub.get("renews_at") else ""
-        label = f"{sub['plan']} {money(sub['amount_cents'], sub['currency'])}{renews}"
-        add("subscription", sub, "subscription_id", label)
+        label = f"{sub['plan']} {money(sub['amount_cents'], sub['currency'])}"
+        add("subscription", sub, "subscription_id", label,
+            when=when("renews", sub.get("renews_at"), True))  # fmt: skip
     for a in snapshot.get("appointments", []):
-        add("appointment", a, "appointment_id", f"{a['visit_type']} at {a['starts_at']}")
+        add("appointment", a, "appointment_id", a["visit_type"], when=when("at", a["starts_at"]))
     for t in snapshot.get("tasks", []):
-        add("task", t, "task_id", t.get("title") or "", t.get("url"))
+        add("task", t, "task_id", t.get("title") or "", t.get("url"),
+            when("due", t.get("due_at")))  # fmt: skip
     return rows
 
 
@@ -208,6 +271,7 @@ def compare_items(frozen: dict, live: dict) -> list[ItemRow]:
                 then_status=t["status"] if t else None,
                 then_seconds=t["seconds"] if t else None,
                 link=base["link"],
+                when=base["when"],
             )
         )
     return rows
@@ -246,6 +310,14 @@ class Detail:
     @property
     def thread(self) -> list[ThreadItem]:
         return thread(self.messages, self.entries, self.staff)
+
+    @property
+    def understood(self) -> list[Understood]:
+        return understood(self.messages)
+
+    @property
+    def reasons(self) -> list[str]:
+        return reasons_words(self.handoff.reasons, self.handoff.reason)
 
     @property
     def assignee(self) -> str | None:

@@ -9,11 +9,12 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
 
-from sqlalchemy import func, select
-from sqlalchemy.orm import Session
+from sqlalchemy import exists, func, or_, select
+from sqlalchemy.orm import Session, aliased
 
-from bot.handoffs import Handoff
-from bot.messages import Direction, Message, OutStatus
+from bot.handoffs import Handoff, HandoffEntry
+from bot.messages import Direction, Kind, Message, OutStatus
+from bot.understanding.redact import DOB_REDACTED
 from status import appointments, payments, prescriptions, refills, shipments, subscriptions, tasks
 from status.patients import Patient
 from status.settings import Settings
@@ -306,12 +307,70 @@ def failure_codes(session: Session) -> list[tuple[str, int]]:
     return [(code or "none", n) for code, n in session.execute(query)]
 
 
+# The bot's replies that say it did not understand (a reply's template names every part it
+# joined, "unknown+help"): what came before them is a real miss. A message that was instead
+# taken as the answer to the bot's own question (a date of birth, "2" for which patient, "si" to
+# a refill offer, "C" to a reminder) was understood, though it carries no intent of its own.
+NOT_UNDERSTOOD_REPLIES = ("unknown", "unknown_handoff", "unknown_number", "verify_format")
+
+
 def unknown_messages(session: Session, limit: int = 50) -> list[tuple[Message, str | None]]:
-    """What patients wrote that the assistant did not understand, newest first: catalogue input."""
+    """What patients wrote that the assistant did not understand, newest first: catalogue input.
+
+    A message with the intent `unknown` counts when the bot's reply to it (the first reply in the
+    conversation before the patient wrote again) said it did not understand, or when it was
+    filed into a hand-off staff own (the bot did not answer it, staff read it)."""
+    first, reply, later = aliased(Message), aliased(Message), aliased(Message)
+    first_reply = (
+        select(func.min(first.id))
+        .where(
+            first.conversation_id == Message.conversation_id,
+            first.direction == Direction.OUT,
+            first.kind.in_([Kind.REPLY, Kind.SYSTEM]),
+            first.id > Message.id,
+        )
+        .correlate(Message)
+        .scalar_subquery()
+    )
+    said_not_understood = (
+        exists()
+        .where(
+            reply.id == first_reply,
+            or_(
+                reply.template.in_(NOT_UNDERSTOOD_REPLIES),
+                *(reply.template.startswith(f"{t}+") for t in NOT_UNDERSTOOD_REPLIES),
+            ),
+            ~exists()
+            .where(
+                later.conversation_id == Message.conversation_id,
+                later.direction == Direction.IN,
+                later.id > Message.id,
+                later.id < reply.id,
+            )
+            .correlate(Message, reply),
+        )
+        .correlate(Message)
+    )
+    filed = (
+        exists()
+        .where(
+            HandoffEntry.handoff_id == Message.handoff_id,
+            HandoffEntry.message_id == Message.id,
+            HandoffEntry.kind == "message",
+        )
+        .correlate(Message)
+    )
     query = (
         select(Message, Patient.source_id)
         .outerjoin(Patient, Patient.id == Message.patient_id)
-        .where(Message.direction == Direction.IN, Message.intent == "unknown")
+        .where(
+            Message.direction == Direction.IN,
+            Message.intent == "unknown",
+            Message.body != "",
+            # A date of birth (stored redacted) is never a miss, whatever the turn did with it.
+            ~Message.body.contains(DOB_REDACTED, autoescape=True),
+            or_(said_not_understood, filed),
+        )
         .order_by(Message.id.desc())
         .limit(limit)
     )

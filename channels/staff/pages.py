@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import datetime
+from datetime import date, datetime
 from urllib.parse import urlencode
 from zoneinfo import ZoneInfo
 
 from fastapi import Request
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from fastapi.routing import APIRoute
+from markupsafe import Markup
 
 from bot.render import environment
-from channels.staff import security
+from channels.staff import security, times, words
+from channels.staff.times import duration
 from status.db import utcnow
 
 # Patient data is on every page: keep it out of caches, frames and other origins' reach.
@@ -28,48 +30,45 @@ HEADERS = {
 }
 
 
-def duration(seconds: float | int | None) -> str:
-    """`45 s`, `12 min`, `3 h 5 min`, `2 d 4 h`."""
-    if seconds is None:
-        return ""
-    seconds = int(abs(seconds))
-    if seconds < 60:
-        return f"{seconds} s"
-    minutes = seconds // 60
-    if minutes < 60:
-        return f"{minutes} min"
-    hours, minutes = divmod(minutes, 60)
-    if hours < 48:
-        return f"{hours} h {minutes} min" if minutes else f"{hours} h"
-    days, hours = divmod(hours, 24)
-    return f"{days} d {hours} h" if hours else f"{days} d"
-
-
 class Clock:
-    """Times as staff read them: in the clinic's time zone, with ages relative to `now`."""
+    """Times as staff read them: in the clinic's time zone, in words, ages relative to `now`;
+    each shown time is a `<time>` element keeping the exact instant (see `times`)."""
 
     def __init__(self, tz: str, now: datetime | None = None) -> None:
         self.zone = ZoneInfo(tz)
         self.now = now or utcnow()
 
-    def at(self, value: datetime | str | None) -> str:
-        """`Nov 20 14:05`."""
-        if value is None or value == "":
-            return ""
-        if isinstance(value, str):
-            value = datetime.fromisoformat(value)
-        local = value.astimezone(self.zone)
-        return f"{local:%b} {local.day} {local:%H:%M}"
+    def at(self, value: datetime | date | str | None) -> Markup:
+        """`Today 9:35 AM`, `Mon, Nov 23 9:35 AM`; a calendar date as `Sun, Nov 22`."""
+        return times.element(value, times.words(value, self.now, self.zone), self.zone)
 
-    def ago(self, value: datetime | str | None) -> str:
-        if value is None or value == "":
-            return ""
-        if isinstance(value, str):
-            value = datetime.fromisoformat(value)
-        return f"{duration((self.now - value).total_seconds())} ago"
+    def day(self, value: datetime | date | str | None) -> Markup:
+        """The calendar day alone: `Tomorrow`, `Sun, Nov 22` (a date-time's day in the zone)."""
+        moment = times.parse(value)
+        if isinstance(moment, datetime):
+            moment = moment.astimezone(self.zone).date()
+        return times.element(value, times.words(moment, self.now, self.zone), self.zone)
+
+    def ago(self, value: datetime | str | None) -> Markup:
+        """`12 min ago` (`in 12 min` ahead), exact time in the tooltip."""
+        return times.element(value, times.age(value, self.now), self.zone)
+
+    def since(self, value: datetime | str | None) -> Markup:
+        """How long since `value`, without "ago" (`12 min`): a waiting time."""
+        moment = times.parse(value)
+        if not isinstance(moment, datetime):
+            return Markup("")
+        return times.element(moment, duration((self.now - moment).total_seconds()), self.zone)
+
+    def words(self, value: datetime | date | str | None) -> str:
+        return times.words(value, self.now, self.zone)
+
+    def text(self, value: str | None) -> Markup:
+        """Our own text (a next step, a packet as JSON) with its ISO times in words."""
+        return times.in_text(value, self.now, self.zone)
 
     @staticmethod
-    def duration(seconds: float | int | None) -> str:
+    def duration(seconds: float | None) -> str:
         return duration(seconds)
 
 
@@ -93,6 +92,8 @@ def render(
             flashes=security.take_flashes(request),
             clinic=settings.clinic_name,
             clock=Clock(settings.clinic_timezone),
+            reason_words=words.reason_words,
+            timeline_words=words.timeline_words,
             **context,
         )
     )

@@ -19,7 +19,8 @@ from bot.handoffs import (
     list_handoffs,
 )
 from channels.staff import models
-from channels.staff.pages import duration
+from channels.staff.times import duration
+from channels.staff.words import reasons_words
 from status.patients import Patient
 
 ASSIGNEE_FILTERS = {"": "anyone", "mine": "mine", "unassigned": "unassigned"}
@@ -31,8 +32,13 @@ SOON = timedelta(minutes=10)
 
 @dataclass(frozen=True)
 class Sla:
-    label: str  # "due in 12 min", "overdue 5 min", "answered in 3 min"
-    level: str  # ok, soon, overdue, met, none
+    label: str  # "due in 12 min", "late by 5 min", "answered in 3 min"
+    level: str  # ok, soon, late, met, none
+    late_by: str = ""  # "5 min" when no one replied within the target
+
+    @property
+    def late(self) -> bool:
+        return self.level == "late"
 
 
 def sla(handoff: Handoff, now: datetime) -> Sla:
@@ -46,7 +52,8 @@ def sla(handoff: Handoff, now: datetime) -> Sla:
         return Sla("no target", "none")
     left = handoff.first_response_due - now
     if left < timedelta(0):
-        return Sla(f"overdue {duration(-left.total_seconds())}", "overdue")
+        late_by = duration(-left.total_seconds())
+        return Sla(f"late by {late_by}", "late", late_by)
     window = handoff.first_response_due - handoff.created_at
     level = "soon" if left <= SOON or left <= window / 4 else "ok"
     return Sla(f"due in {duration(left.total_seconds())}", level)
@@ -70,7 +77,7 @@ class Row:
 
     @property
     def reasons(self) -> list[str]:
-        return [r.replace("_", " ") for r in (self.handoff.reasons or [self.handoff.reason])]
+        return reasons_words(self.handoff.reasons, self.handoff.reason)
 
 
 def _rows(session: Session, handoffs: list[Handoff], now: datetime) -> list[Row]:

@@ -423,6 +423,7 @@ def patient_page(
         live=live,
         rows=rows,
         items=handoff_view.compare_items({}, live.get("snapshot") or {}),
+        understood=handoff_view.understood(msgs),
         alerts=handoff_view.compare_alerts(alerts, alerts),
         thread=handoff_view.thread(msgs, [], staff_names),
     )

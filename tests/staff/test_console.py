@@ -6,8 +6,10 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
+from sqlalchemy import select
 
-from bot.handoffs import Handoff, HandoffEntry
+from bot import conversations, handoffs
+from bot.handoffs import Handoff, HandoffEntry, Reason
 from bot.messages import Message
 from channels.staff.models import AuditEntry, StaffUser
 from channels.staff.queue import sla
@@ -142,13 +144,18 @@ def test_queue_puts_urgent_first_then_oldest_and_filters(app):
     assert "Alex Agent" in app.client.get("/staff").text
 
 
-def test_first_response_timer_reads_due_soon_overdue_and_answered():
+def test_first_response_timer_reads_due_soon_late_and_answered():
     now = utcnow()
     handoff = Handoff(status="open", created_at=now, first_response_due=now + timedelta(hours=4))
     assert (sla(handoff, now).label, sla(handoff, now).level) == ("due in 4 h", "ok")
     assert sla(handoff, now + timedelta(hours=3, minutes=52)).level == "soon"
     late = sla(handoff, now + timedelta(hours=4, minutes=5))
-    assert (late.label, late.level) == ("overdue 5 min", "overdue")
+    assert (late.label, late.level, late.late_by, late.late) == (
+        "late by 5 min",
+        "late",
+        "5 min",
+        True,
+    )
     handoff.first_response_at = now + timedelta(minutes=7)
     assert (sla(handoff, now).label, sla(handoff, now).level) == ("answered in 7 min", "met")
 
@@ -228,3 +235,15 @@ def test_patient_page_shows_live_state_and_is_audited(app):
     assert app.client.get("/staff/patients/nobody").status_code == 404
     [viewed] = app.rows(AuditEntry, AuditEntry.action == "viewed")
     assert viewed.detail == "patient page" and viewed.patient_id is not None
+
+
+def test_staff_chat_alert_says_the_reason_in_the_consoles_words(session, settings):
+    with_chat = settings.model_copy(update={"telegram_staff_chat_id": "-1001234"})
+    conv = conversations.get_or_create(session, "sms", "+15550100077")
+    handoff, _ = handoffs.open_or_add(
+        session, reason=Reason.BLOCKED, now=utcnow(), patient_id=None, conversation_id=conv.id,
+        settings=with_chat,
+    )  # fmt: skip
+    [alert] = session.scalars(select(Message).where(Message.kind == "staff_alert")).all()
+    assert alert.address == "-1001234"
+    assert f"#{handoff.id}: asked about a blocked prescription (fulfilment queue)" in alert.body

@@ -8,11 +8,13 @@ Screenshots of the main pages are written to a temporary folder, or to `docs/scr
 from __future__ import annotations
 
 import os
+import re
 import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import pytest
 
@@ -40,7 +42,13 @@ CHROMIUM_ARGS = [
     "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
     "--disable-background-networking", "--disable-component-update", "--disable-sync",
 ]  # fmt: skip
-LUIS, EMILY = "+15550100004", "+15550100005"
+LUIS, EMILY, FAMILY = "+15550100004", "+15550100005", "+15550100006"
+# Our own timestamps as code writes them: none may reach a page's text.
+RAW_TIME = re.compile(r"\d{4}-\d{2}-\d{2}(T|\b)")
+WORDED = re.compile(
+    r"^(Today|Yesterday|Tomorrow|(Mon|Tue|Wed|Thu|Fri|Sat|Sun), [A-Z][a-z]{2} \d{1,2}(, \d{4})?)"
+    r"( \d{1,2}:\d{2} (AM|PM))?$"
+)
 SCRIPT = "<script>window.__pwned=1</script>"
 REPO = Path(__file__).resolve().parents[2]
 
@@ -50,13 +58,18 @@ class Console:
     base_url: str
     db: Database
     engine: Engine
+    zone: ZoneInfo  # the clinic's
 
-    def say(self, phone: str, text: str) -> Handoff | None:
-        """The patient texts the clinic; the open hand-off afterwards (None when there is none)."""
+    def say(self, phone: str, text: str, ago: timedelta = timedelta(0)) -> Handoff | None:
+        """The patient (or a stranger) texts the clinic, `ago` before now; the open hand-off
+        afterwards (None when there is none)."""
         with self.db.session() as session:
-            self.engine.handle(session, Inbound("sms", phone, text, received_at=utcnow()))
-            [patient] = patients.by_phone(session, phone)
-            return handoffs.open_for_patient(session, patient.id)
+            turn = self.engine.handle(
+                session, Inbound("sms", phone, text, received_at=utcnow() - ago)
+            )
+            people = patients.by_phone(session, phone)
+            patient_id = people[0].id if len(people) == 1 else None
+            return handoffs.find_open(session, patient_id, turn.inbound.conversation_id)
 
     def rows(self, model, *where) -> list:  # noqa: ANN001
         from sqlalchemy import select
@@ -80,10 +93,17 @@ def console(sqlite_template: Path, tmp_path_factory: pytest.TempPathFactory) -> 
         make_staff(session, AGENT)
     server = BackgroundServer(create_app(settings, db, run_workers=False), name="console")
     server.start()
-    console = Console(server.base_url, db, Engine(settings))
-    # A queue worth looking at: an emergency, a clinical question, a request for a person.
-    console.say(AISHA, "chest pain and my left arm is numb")
+    console = Console(server.base_url, db, Engine(settings), ZoneInfo(settings.clinic_timezone))
+    # A queue worth looking at: an emergency nobody answered within its 5 min target (it came
+    # 20 min ago), a clinical question, a request for a person.
+    console.say(AISHA, "chest pain and my left arm is numb", ago=timedelta(minutes=20))
     console.say(JAMES, "is this rash normal after the cream")
+    # Answers to the bot's own questions: a choice on a shared phone, dates of birth, a yes.
+    for phone, text in [
+        (FAMILY, "is my prescription ready?"), (FAMILY, "2"), (FAMILY, "12/01/2004"),
+        (LUIS, "cuando me toca el resurtido"), (LUIS, "30/05/1968"), (LUIS, "si"),
+    ]:  # fmt: skip
+        console.say(phone, text)
     yield console
     server.stop()
     db.dispose()
@@ -172,13 +192,19 @@ def test_handoff_context_reply_note_and_resolve(page, console, shots):
     log_in(page)
     page.click(f'tr[data-handoff="{handoff.id}"] a.who')
     expect(page.locator("h1")).to_contain_text("Maria Lopez")
-    expect(page.locator(".reasons")).to_contain_text("human")
+    expect(page.locator(".reasons")).to_contain_text("Why: asked for a person")
+    expect(page.locator(".reasons")).not_to_contain_text("human")
+    expect(page.locator("#timeline")).to_contain_text("hand-off opened: asked for a person")
     items = page.locator("#items")
     expect(items).to_contain_text("Semaglutide 0.5 mg")
     expect(items).to_contain_text("shipped")
     expect(items).to_contain_text("in transit")
     expect(page.locator("#patient")).to_contain_text("+15550100001")
-    expect(page.locator("#intents")).to_contain_text("human")
+    expect(page.locator("#intents li").first).to_have_text(
+        re.compile(
+            r"^“can I talk to a person” → asks for a person \(\d+%\) Today \d{1,2}:\d\d [AP]M$"
+        )
+    )
     expect(page.locator("#thread")).to_contain_text("can I talk to a person")
     page.screenshot(path=shots / "handoff.png", full_page=True)
 
@@ -320,6 +346,128 @@ def test_operations_view_renders_every_section(page, console, shots):
         expect(page.get_by_role("heading", name=heading, exact=True)).to_be_visible()
     expect(page.locator("#failed")).to_contain_text("21610")
     expect(page.locator("#unknown")).to_contain_text("blorp flurb zzz")
+    # Answers to the bot's questions carry no intent of their own, yet are no misses.
+    answers = ["[date of birth]", "2", "si"]
+    stored = console.rows(Message, Message.direction == "in", Message.body.in_(answers))
+    assert {m.body for m in stored} == set(answers) and {m.intent for m in stored} == {"unknown"}
+    listed = page.locator("#unknown td.body").all_inner_texts()
+    assert "blorp flurb zzz" in listed and not set(listed) & set(answers), listed
+    expect(page.locator("#by-reason")).to_contain_text("asked for a person")
+    expect(page.locator("#by-reason")).to_contain_text("clinical question")
+    expect(page.locator("#by-reason")).not_to_contain_text("_")
     expect(page.locator("#kind-prescription tr.stuck")).to_contain_text("awaiting provider")
     expect(page.locator("#stuck tr.stuck")).to_contain_text("Luis Hernández")
-    page.screenshot(path=shots / "ops.png", full_page=True)
+
+
+# --- what a nurse reads: times, lateness, reasons, what the bot understood, the ops layout ------
+
+
+def open_details(page) -> str:  # noqa: ANN001
+    """The page's text as a person reads it, folded sections opened."""
+    page.eval_on_selector_all("details", "els => els.forEach(e => e.open = true)")
+    return page.inner_text("body")
+
+
+def local_clock(moment: datetime, zone: ZoneInfo) -> str:
+    local = moment.astimezone(zone)
+    return f"{local.hour % 12 or 12}:{local.minute:02d} {'AM' if local.hour < 12 else 'PM'}"
+
+
+def assert_times_in_words(page, where: str) -> None:  # noqa: ANN001
+    text = open_details(page)
+    raw = RAW_TIME.search(text)
+    assert raw is None, f"{where}: raw time {text[max(raw.start() - 60, 0) : raw.end() + 30]!r}"
+    shown = page.eval_on_selector_all(
+        "main time", "els => els.map(e => [e.textContent.trim(), e.getAttribute('datetime')])"
+    )
+    assert shown, f"{where}: no times shown"
+    for words, exact in shown:
+        assert exact and datetime.fromisoformat(exact), f"{where}: {words!r} keeps no exact time"
+        age = re.fullmatch(r"(just now|(in )?\d+ (s|min|h|d)( \d+ (min|h))?( ago)?)", words)
+        assert WORDED.match(words) or age, f"{where}: {words!r}"
+
+
+def test_every_page_shows_times_in_words_in_the_clinics_zone(page, console):
+    handoff = console.say(EMILY, "can someone call me about my visit")
+    log_in(page)
+    assert_times_in_words(page, "queue")
+    page.goto(f"/staff/handoffs/{handoff.id}")
+    assert_times_in_words(page, "hand-off")
+    opened = page.locator(".owner-line time").first
+    day = "Today" if handoff.created_at.astimezone(console.zone).date() == (
+        utcnow().astimezone(console.zone).date()
+    ) else "Yesterday"  # fmt: skip
+    assert opened.inner_text() == f"{day} {local_clock(handoff.created_at, console.zone)}"
+    assert opened.get_attribute("datetime") == handoff.created_at.isoformat()
+    assert re.fullmatch(
+        r"(just now|\d+ s ago|\d+ min ago)", page.locator(".owner-line time").nth(1).inner_text()
+    )
+    assert "at hand-off" in page.inner_text("details.raw summary")
+    page.goto("/staff/patients/demo-emily")
+    assert_times_in_words(page, "patient")
+    # Emily's visit is tomorrow: the item says so, in words.
+    expect_visit = page.locator("#items tr", has_text="appointment")
+    assert re.search(r", at Tomorrow \d{1,2}:\d\d [AP]M", expect_visit.inner_text()), (
+        expect_visit.inner_text()
+    )
+    page.goto("/staff/ops")
+    assert_times_in_words(page, "ops")
+    page.goto("/staff/audit")
+    assert_times_in_words(page, "audit")
+
+
+def test_an_urgent_handoff_past_its_first_reply_target_reads_late(page, console, shots):
+    from playwright.sync_api import expect
+
+    [late] = console.rows(Handoff, Handoff.patient_id.is_not(None), Handoff.priority == "urgent")
+    fresh = console.say("+15550100901", "my chest hurts and my left arm is numb")
+    assert fresh.priority == "urgent"  # inside its 5 min target
+    log_in(page)
+    late_row = page.locator(f'tr[data-handoff="{late.id}"]')
+    fresh_row = page.locator(f'tr[data-handoff="{fresh.id}"]')
+    expect(late_row.locator(".late-tag")).to_have_text("late")
+    expect(late_row.locator("td[data-label='First reply']")).to_have_text(
+        re.compile(r"^late by 1[5-9] min$")
+    )
+    expect(fresh_row.locator("td[data-label='First reply']")).to_have_text(
+        re.compile(r"^due in [1-5] min|^due in \d+ s")
+    )
+    expect(fresh_row).not_to_contain_text("late")
+    page.goto(f"/staff/handoffs/{late.id}")
+    expect(page.locator(".handoff-head .sla-line")).to_have_text(
+        re.compile(r"^first reply: late by 1[5-9] min$")
+    )
+    expect(page.locator(".reasons")).to_contain_text("Why: emergency")
+    page.goto(f"/staff/handoffs/{fresh.id}")
+    expect(page.locator(".handoff-head .sla-line")).to_have_text(
+        re.compile(r"^first reply: due in")
+    )
+    expect(page.locator(".handoff-head")).not_to_contain_text("late")
+
+
+def test_operations_tables_are_never_cut_off_on_a_laptop_or_a_phone(browser, console, shots):
+    for width, height, shot in [(1366, 768, "ops.png"), (375, 740, "ops-phone.png")]:
+        page = new_page(browser, console, width, height)
+        log_in(page)
+        page.goto("/staff/ops")
+        assert page.evaluate("document.documentElement.scrollWidth") <= width
+        cut = page.eval_on_selector_all(
+            "#states .kind, #states table, main .block",
+            "els => els.filter(e => e.scrollWidth > e.clientWidth + 1).map(e => e.className)",
+        )
+        assert cut == [], f"{width} px: {cut}"
+        stuck = page.locator("#states td[data-label=Stuck]")
+        assert stuck.count() >= 7
+        for i in range(stuck.count()):
+            box = stuck.nth(i).bounding_box()
+            assert box["width"] > 0 and box["x"] >= 0 and box["x"] + box["width"] <= width
+        if width == 1366:
+            headers = page.locator("#states th", has_text="Stuck")
+            assert all(headers.nth(i).is_visible() for i in range(headers.count()))
+            tops = {
+                round(page.locator(f"#kind-{k}").bounding_box()["y"])
+                for k in ("prescription", "shipment")
+            }
+            assert len(tops) == 1  # side by side: two tables across on a laptop
+        page.screenshot(path=shots / shot, full_page=True)
+        page.context.close()

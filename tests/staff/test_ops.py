@@ -4,14 +4,25 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+from sqlalchemy import select
+
 from bot import conversations, handoffs
+from bot.conversations import Conversation
+from bot.engine import Engine
 from bot.handoffs import Reason
 from bot.messages import Message
+from bot.proactive.scheduler import Scheduler
 from channels.staff import ops
+from status import demo
 from status.events.apply import apply_events
 from status.events.schemas import parse_events
 from tests.builders import T0, at, event, patient_event, payment_event, prescription_event
-from tests.staff.conftest import log_in
+from tests.conftest import on_both_databases
+from tests.harness import NOW as NOW_DEMO
+from tests.harness import Patient
+from tests.staff.conftest import AISHA, JAMES, MARIA, log_in
+
+LUIS, EMILY, FAMILY = "+15550100004", "+15550100005", "+15550100006"
 
 NOW = T0 + timedelta(hours=30)
 
@@ -109,13 +120,50 @@ def test_assistant_figures_share_handoffs_and_median_first_reply(session):
     assert figures.by_reason == [("human", 2), ("clinical_question", 1)]
     assert figures.median_first_reply_seconds == 20 * 60
     assert figures.waiting_for_first_reply == 1
-    [(unknown, _)] = ops.unknown_messages(session)
-    assert unknown.body == "blorp the flurb"
+
+
+@on_both_databases
+def test_did_not_understand_lists_real_misses_not_answers_to_the_bots_questions(database, settings):
+    with database.session() as session:
+        demo.seed(session, now=NOW_DEMO)
+    engine = Engine(settings)
+    maria, family, luis, emily, james, aisha = (
+        Patient(database, engine, phone) for phone in (MARIA, FAMILY, LUIS, EMILY, JAMES, AISHA)
+    )
+    # Answers to the bot's own questions: a date of birth, a choice, a yes, a C.
+    maria.say("wheres my rx")
+    assert "verified" in maria.say("3/14/85")
+    family.say("is my prescription ready?")
+    assert "date of birth" in family.say("2")
+    luis.say("cuando me toca el resurtido")
+    luis.say("30/05/1968")
+    assert "Listo" in luis.say("si")
+    emily.clock = NOW_DEMO + timedelta(hours=3)
+    assert Scheduler(settings, database).run_once(emily.clock)["appointment"] == 1
+    assert "confirmed" in emily.say("C")
+    # Real misses: twice not understood (the second hands off), and one filed to staff.
+    assert "didn't get that" in james.say("blorp the flurb")
+    assert "asked a member of our team" in james.say("zzkx qwv")
+    aisha.say("can I talk to a person")
+    aisha.say("my birthday is 07/23/1991 if you need it")  # filed to staff, date redacted
+    aisha.clock += timedelta(minutes=40)  # past the hand-off's "we got it" acknowledgement
+    assert "with our team" in aisha.say("mmhm grr")  # acknowledged, still a miss
+    with database.session() as session:
+        stored = {
+            m.body: m.intent
+            for m in session.scalars(select(Message).where(Message.direction == "in"))
+        }
+        missed = [m.body for m, _ in ops.unknown_messages(session)]
+    answers = ["[date of birth]", "2", "si", "C", "my birthday is [date of birth] if you need it"]
+    assert [stored[a] for a in answers] == ["unknown"] * 5  # no intent of their own
+    assert missed == ["mmhm grr", "zzkx qwv", "blorp the flurb"]
 
 
 def test_ops_page_shows_failed_messages_with_codes_and_unknown_texts(app):
+    assert app.sms("<i>what about the thing</i>", sender=MARIA).status_code == 200
+    app.drain()
     with app.db.session() as session:
-        conv = say(session, "+15550100001", "<i>what about the thing</i>", "unknown", 0)
+        conv = session.scalars(select(Conversation).where(Conversation.address == MARIA)).one()
         session.add(
             Message(
                 conversation_id=conv.id, direction="out", kind="reply", channel="sms",
