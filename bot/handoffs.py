@@ -65,6 +65,7 @@ REASON_WORDS: dict[Reason, str] = {
     Reason.HUMAN: "asked for a person",
     Reason.CLINICAL_QUESTION: "clinical question",
     Reason.EMERGENCY: "emergency",
+    Reason.POSSIBLE_RISK: "possible risk: check in",
     Reason.RESCHEDULE: "wants to move or cancel a visit",
     Reason.CANCEL_SUBSCRIPTION: "wants to cancel or pause the plan",
     Reason.VERIFICATION_LOCKED: "three wrong dates of birth",
