@@ -13,6 +13,9 @@ COPY bot ./bot
 COPY channels ./channels
 COPY templates ./templates
 RUN pip install . && useradd --system --uid 10001 --home /app patient-status
+# The learned classifier's artifact, built into the image (the app would train it at start).
+ENV NLU_MODEL_DIR=/app/nlu-model
+RUN patient-status nlu train
 
 USER patient-status
 EXPOSE 8000

@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 PORT ?= 8000
 
-.PHONY: demo test lint bench browser postgres clean fuzz
+.PHONY: demo test lint bench browser postgres clean fuzz nlu-model
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -12,10 +12,16 @@ $(BIN)/.installed: pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $@
 
-demo: $(BIN)/.installed
+# The learned classifier's artifact (gitignored): named by a fingerprint of the corpus, so
+# `nlu train` is cheap to call: it is re-trained whenever the corpus or catalogue changed.
+nlu-model: $(BIN)/.installed
+	@$(BIN)/python -c "from bot.understanding import model; import sys; sys.exit(0 if model.default_path().exists() else 1)" \
+	  || $(BIN)/patient-status nlu train
+
+demo: $(BIN)/.installed nlu-model
 	$(BIN)/patient-status demo --port $(PORT)
 
-test: $(BIN)/.installed browser
+test: $(BIN)/.installed browser nlu-model
 	$(BIN)/ruff check .
 	$(BIN)/pytest -q
 	@echo "time-sensitive tests again, with the clock 52 weeks ahead and across a DST change"
@@ -33,7 +39,7 @@ browser:
 	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) \
 	  || echo "could not install chromium: browser tests will skip (CI=true makes them fail)"; }
 
-bench: $(BIN)/.installed
+bench: $(BIN)/.installed nlu-model
 	$(BIN)/python benchmarks/bench_status.py
 	$(BIN)/python benchmarks/bench_nlu.py
 

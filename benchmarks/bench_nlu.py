@@ -1,5 +1,8 @@
 """Cost of understanding one message, against one rapidfuzz nearest-phrase lookup.
 
+Also the cost of the learned second opinion: `classify` as the app runs it (rules + model,
+bot/understanding/pipeline.py) against the rules alone, in the same run.
+
     python benchmarks/bench_nlu.py [--rounds 5] [--file tests/data/nlu_eval.jsonl]
 
 The budget (docs/nlu.md): classifying a message may cost at most what a single
@@ -24,8 +27,11 @@ sys.path.insert(0, str(ROOT))
 import yaml  # noqa: E402
 from rapidfuzz import fuzz, process  # noqa: E402
 
-from bot.understanding.classifier import CATALOGUE_FILES, catalogue, classify  # noqa: E402
+from bot.understanding import model  # noqa: E402
+from bot.understanding.classifier import CATALOGUE_FILES, catalogue  # noqa: E402
+from bot.understanding.classifier import classify as classify_rules  # noqa: E402
 from bot.understanding.normalize import CATALOGUE_DIR  # noqa: E402
+from bot.understanding.pipeline import classify  # noqa: E402
 
 
 def catalogue_phrases() -> tuple[list[str], list[str]]:
@@ -73,6 +79,9 @@ def main() -> None:
     start = time.perf_counter()
     cat = catalogue()
     load_ms = (time.perf_counter() - start) * 1000
+    start = time.perf_counter()
+    model.models()
+    model_ms = (time.perf_counter() - start) * 1000
 
     def baseline(text: str) -> None:
         process.extractOne(text, phrases, scorer=fuzz.token_set_ratio)
@@ -82,11 +91,13 @@ def main() -> None:
 
     cold = time_each(texts, classify)
     warm: list[float] = []
+    rules: list[float] = []
     base: list[float] = []
     base_examples: list[float] = []
     for _ in range(args.rounds):
         base += time_each(texts, baseline)
         base_examples += time_each(texts, baseline_examples)
+        rules += time_each(texts, classify_rules)
         warm += time_each(texts, classify)
 
     print(f"messages: {len(texts)} x {args.rounds} rounds")
@@ -97,6 +108,8 @@ def main() -> None:
     )
     print(f"baseline extractOne token_set_ratio : {summary(base)}")
     print(f"  (over the {len(examples)} examples only: {summary(base_examples)})")
+    print(f"learned model artifact loaded in {model_ms:.0f} ms")
+    print(f"rules alone, warm                   : {summary(rules)}")
     print(f"classify, first pass (cold cache)   : {summary(cold)}")
     print(f"classify, warm                      : {summary(warm)}")
     ratio = statistics.fmean(warm) / statistics.fmean(base)
@@ -104,6 +117,8 @@ def main() -> None:
     print(f"ratio classify/baseline (mean): warm {ratio:.2f}, first pass {cold_ratio:.2f}")
     examples_ratio = statistics.fmean(warm) / statistics.fmean(base_examples)
     print(f"  (against the examples-only lookup: {examples_ratio:.2f})")
+    model_ratio = statistics.fmean(warm) / statistics.fmean(rules)
+    print(f"ratio classify (rules + model) / rules alone (mean): {model_ratio:.2f}")
 
 
 if __name__ == "__main__":

@@ -1,27 +1,22 @@
-"""Carrier keywords, answered before anything else (CTIA / Twilio rules)."""
+"""Carrier keywords, answered before anything else (CTIA / Twilio rules).
+
+The keywords themselves are defined once, in `bot.understanding.keywords`: this module adds
+only what the engine needs around them (YES re-subscribes an address that opted out).
+"""
 
 from __future__ import annotations
 
 import re
 
-OPT_OUT = {"STOP", "UNSUBSCRIBE", "CANCEL", "END", "QUIT", "STOPALL", "REVOKE", "OPTOUT"}
-OPT_IN = {"START", "UNSTOP", "YES"}  # YES only counts while an address is opted out
-HELP = {"HELP", "INFO"}
+from bot.understanding.keywords import carrier_keyword
 
 
 def keyword(text: str) -> str | None:
-    """The carrier keyword a message consists of (any case, stray punctuation), else None."""
-    word = re.sub(r"[^A-Za-z]", "", text).upper()
-    if not word or len(text.strip()) > 20 or text.strip().startswith("/"):
-        return None
-    if word in OPT_OUT:
-        return "opt_out"
-    if word in {"START", "UNSTOP"}:
-        return "opt_in"
-    if word in HELP:
-        return "help"
-    return None
+    """The carrier keyword's intent ("opt_out", "opt_in", "help") a message consists of."""
+    found = carrier_keyword(text)
+    return str(found) if found is not None else None
 
 
 def is_resubscribe_yes(text: str) -> bool:
+    """YES counts as START only while an address is opted out (carriers do the same)."""
     return re.sub(r"[^A-Za-z]", "", text).upper() == "YES" and len(text.strip()) <= 8

@@ -133,7 +133,9 @@ class Engine:
 
         A date of birth, "1" or "ok" says nothing about language: keep the one in use.
         """
-        says_something = cls.intent not in ("opt_out", "opt_in", "help", "unknown")
+        says_something = cls.intent not in ("opt_out", "opt_in", "help", "unknown") or (
+            cls.risk != "none"
+        )
         if says_something and cls.language == "es":
             return "es"
         if says_something and patient is not None:

@@ -45,6 +45,7 @@ class Reason(StrEnum):
     HUMAN = "human"
     CLINICAL_QUESTION = "clinical_question"
     EMERGENCY = "emergency"
+    POSSIBLE_RISK = "possible_risk"
     RESCHEDULE = "reschedule"
     CANCEL_SUBSCRIPTION = "cancel_subscription"
     VERIFICATION_LOCKED = "verification_locked"
@@ -65,6 +66,7 @@ REASON_WORDS: dict[Reason, str] = {
     Reason.HUMAN: "asked for a person",
     Reason.CLINICAL_QUESTION: "clinical question",
     Reason.EMERGENCY: "emergency",
+    Reason.POSSIBLE_RISK: "possible risk: check in",
     Reason.RESCHEDULE: "wants to move or cancel a visit",
     Reason.CANCEL_SUBSCRIPTION: "wants to cancel or pause the plan",
     Reason.VERIFICATION_LOCKED: "three wrong dates of birth",
@@ -95,6 +97,7 @@ WORK_ITEMS = {Reason.STUCK, Reason.DELIVERY_FAILED, Reason.PRESCRIPTION_DENIED}
 # reason -> (priority, queue)
 ROUTING: dict[Reason, tuple[Priority, Queue]] = {
     Reason.EMERGENCY: (Priority.URGENT, Queue.CLINICAL),
+    Reason.POSSIBLE_RISK: (Priority.URGENT, Queue.CLINICAL),
     Reason.CLINICAL_QUESTION: (Priority.HIGH, Queue.CLINICAL),
     Reason.BLOCKED: (Priority.HIGH, Queue.FULFILMENT),
     Reason.PRESCRIPTION_DENIED: (Priority.HIGH, Queue.CLINICAL),

@@ -198,12 +198,38 @@ def classify() -> None:
     run_classify(sys.stdin, sys.stdout)
 
 
-@main.command("eval-nlu", help="Evaluate the classifier on a labelled JSON-lines file.")
+@main.command("eval-nlu", help="Evaluate the classifier on a labelled TSV or JSON-lines file.")
 @click.argument("file", type=click.Path(exists=True, dir_okay=False))
-def eval_nlu(file: str) -> None:
-    from bot.understanding.evaluate import run_eval
+@click.option(
+    "--mode",
+    type=click.Choice(["combined", "rules", "model"]),
+    default="combined",
+    show_default=True,
+    help="rules alone, the learned model alone, or both as the app runs them.",
+)
+@click.option("--figures-only", is_flag=True, help="Leave every message out of the report.")
+def eval_nlu(file: str, mode: str, figures_only: bool) -> None:
+    from bot.understanding.evaluate import BadEvalFile, run_eval
+    from bot.understanding.pipeline import classifier_for
 
-    sys.exit(run_eval(file, sys.stdout))
+    try:
+        sys.exit(run_eval(file, sys.stdout, classifier_for(mode), figures_only))
+    except BadEvalFile as exc:
+        raise click.ClickException(str(exc)) from exc
+
+
+@main.group(help="The learned classifier.")
+def nlu() -> None:
+    pass
+
+
+@nlu.command("train", help="Train the learned classifier from the corpus in the repository.")
+@click.option("--out", type=click.Path(dir_okay=False), default=None, help="Artifact path.")
+def nlu_train(out: str | None) -> None:
+    from bot.understanding import model
+
+    path = model.train_and_save(Path(out) if out else None)
+    click.echo(f"wrote {path}")
 
 
 @main.command(help="Talk to the assistant in the terminal as the patient with that phone.")

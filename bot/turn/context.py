@@ -24,8 +24,9 @@ from status.settings import Settings
 if TYPE_CHECKING:
     from bot.engine import Engine
 
-# Sent even to an address that opted out: compliance confirmations and emergency instructions.
-SYSTEM_TEMPLATES = {"opt_out", "opt_in", "help_keyword", "emergency"}
+# Sent even to an address that opted out: compliance confirmations, emergency instructions and
+# the possible-risk check-in.
+SYSTEM_TEMPLATES = {"opt_out", "opt_in", "help_keyword", "emergency", "risk_checkin"}
 
 
 @dataclass

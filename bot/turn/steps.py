@@ -2,13 +2,23 @@
 
 from __future__ import annotations
 
-from bot.turn import answer, awaiting, compliance_step, emergency, identity, intake, staff_owns
+from bot.turn import (
+    answer,
+    awaiting,
+    compliance_step,
+    emergency,
+    identity,
+    intake,
+    risk_checkin,
+    staff_owns,
+)
 from bot.turn.context import PatientStep, Step, TurnContext
 
 # Before we know who is writing: what must happen whoever it is.
 BEFORE_IDENTITY: list[Step] = [
     compliance_step.keywords,  # 1. STOP / START / HELP, before anything else
     emergency.emergency,  # 2. emergency instructions at once, even after STOP
+    risk_checkin.check_in,  #    possible risk: a check-in with 988 and urgent staff review
     staff_owns.opted_out,  # 3. opted out: file for staff, stay silent until START
     staff_owns.staff_own_it,  #    a person owns the conversation: file it, acknowledge rarely
     intake.pictures,  # 4. pictures go to a person

@@ -1,5 +1,6 @@
 """Natural-language understanding: what a patient's message asks for (see docs/nlu.md)."""
 
-from bot.understanding.classifier import Classification, classify
+from bot.understanding.classifier import Classification
+from bot.understanding.pipeline import classify
 
 __all__ = ["Classification", "classify"]

@@ -26,7 +26,7 @@ from rapidfuzz import fuzz
 from rapidfuzz.process import extract
 
 from bot.intents import SOCIAL_INTENTS, Intent
-from bot.understanding.emergency import emergency_rule
+from bot.understanding.emergency import emergency_match
 from bot.understanding.keywords import carrier_keyword, consent_request
 from bot.understanding.normalize import (
     CATALOGUE_DIR,
@@ -36,6 +36,8 @@ from bot.understanding.normalize import (
 )
 from bot.understanding.red_flags import guard_words
 from bot.understanding.red_flags import literal_words as red_flag_words
+from bot.understanding.risk import Risk, RiskReason
+from bot.understanding.risk_rules import possible_match
 from bot.understanding.triggers import pattern_triggers
 
 CATALOGUE_FILES = ("en.yaml", "es.yaml")
@@ -81,6 +83,8 @@ class Classification:
     intents: list[str] = field(default_factory=list)
     confidence: float = 0.0
     language: str = "en"
+    risk: str = Risk.NONE
+    risk_reason: str = ""  # the category and the words that fired, e.g. 'self_harm: "..."'
 
     def as_json(self, text: str) -> dict:
         return {
@@ -88,6 +92,8 @@ class Classification:
             "intent": self.intent,
             "intents": list(self.intents),
             "confidence": round(self.confidence, 3),
+            "risk": str(self.risk),
+            "risk_reason": self.risk_reason,
         }
 
 
@@ -362,8 +368,24 @@ def _dampen_backstory(results: list[ClauseResult]) -> list[ClauseResult]:
     ]
 
 
+def _emergency_match(clause: Clause) -> tuple[str, str] | None:
+    for text in clause.texts():
+        found = emergency_match(text)
+        if found is not None:
+            return found
+    return None
+
+
 def _is_emergency(clause: Clause) -> bool:
-    return any(emergency_rule(text) is not None for text in clause.texts())
+    return _emergency_match(clause) is not None
+
+
+def _possible_match(clause: Clause) -> tuple[str, str] | None:
+    for text in clause.texts():
+        found = possible_match(text)
+        if found is not None:
+            return found
+    return None
 
 
 def classify(text: str) -> Classification:
@@ -381,7 +403,9 @@ def classify(text: str) -> Classification:
     # Emergency rules read the whole message as written, conjunctions included ("i want to
     # sleep and never wake up" must not lose its "and").
     full = cat.normalizer.words(text)
-    emergency = _is_emergency(Clause(tuple(full), tuple(cat.speller.correct(full))))
+    full_clause = Clause(tuple(full), tuple(cat.speller.correct(full)))
+    emergency_found = _emergency_match(full_clause)
+    emergency = emergency_found is not None
     results = [
         classify_clause(cat, clause)
         for clause in clauses
@@ -410,8 +434,14 @@ def classify(text: str) -> Classification:
 
     if emergency:
         intents = [str(Intent.EMERGENCY)] + [i for i in intents if i != Intent.EMERGENCY]
-        return Classification(str(Intent.EMERGENCY), intents, 1.0, language)
+        reason = str(RiskReason(*emergency_found)) if emergency_found else ""
+        return Classification(str(Intent.EMERGENCY), intents, 1.0, language, Risk.EMERGENCY, reason)
+    possible = _possible_match(full_clause)
+    risk = Risk.POSSIBLE if possible else Risk.NONE
+    reason = str(RiskReason(*possible)) if possible else ""
     if not intents:
         best = max((r.confidence for r in results), default=0.0)
-        return Classification(str(Intent.UNKNOWN), [str(Intent.UNKNOWN)], 1.0 - best, language)
-    return Classification(intents[0], intents, chosen[0].confidence, language)
+        return Classification(
+            str(Intent.UNKNOWN), [str(Intent.UNKNOWN)], 1.0 - best, language, risk, reason
+        )
+    return Classification(intents[0], intents, chosen[0].confidence, language, risk, reason)

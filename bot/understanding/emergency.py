@@ -137,8 +137,8 @@ def _found(expression: Expression, present: Present, text: str) -> bool:
     return all(present.has(t) for t in expression.needs) and bool(expression.pattern.search(text))
 
 
-def _pattern_rule(normalized: str) -> str | None:
-    """The first phrase rule (`emergency.yaml`) the text matches, else None."""
+def _pattern_rule(normalized: str) -> tuple[str, str] | None:
+    """(name, matched words) of the first phrase rule (`emergency.yaml`) the text matches."""
     rule_set = _rule_set()
     present = Present(normalized.split())
     for k in rule_set.candidates(present):
@@ -150,21 +150,34 @@ def _pattern_rule(normalized: str) -> str | None:
             if rule.negatable and rule_set.negation.search(normalized, 0, match.start()):
                 continue
             if all(_found(e, present, normalized) for e in rule.also):
-                return rule.name
+                return rule.name, match.group(0).strip()
             break
     return None
 
 
-def emergency_rule(normalized: str) -> str | None:
-    """The name of the first emergency rule the normalised text matches, else None.
+def emergency_match(normalized: str) -> tuple[str, str] | None:
+    """(rule name, the words that fired) of the first emergency rule the text matches.
 
-    Figures of speech and non-urgent contexts are blanked first (`red_flags.yaml`, guards);
-    then the phrase rules (`emergency.yaml`), then the red-flag categories (`red_flags.yaml`).
+    Figures of speech, denials and non-urgent contexts are blanked first (`red_flags.yaml`,
+    guards); then the phrase rules (`emergency.yaml`), then the red-flag categories
+    (`red_flags.yaml`); each on the text as written and again without filler and intensifier
+    words ("i seriously dont even want to be alive").
     """
     flags = red_flags()
     text = flags.unguarded(normalized)
-    return _pattern_rule(text) or flags.first_rule(text.split())
+    plain = flags.without_intensifiers(text)
+    for candidate in (text, plain) if plain != text else (text,):
+        found = _pattern_rule(candidate) or flags.first_match(candidate.split())
+        if found is not None:
+            return found
+    return None
+
+
+def emergency_rule(normalized: str) -> str | None:
+    """The name of the first emergency rule the normalised text matches, else None."""
+    found = emergency_match(normalized)
+    return found[0] if found else None
 
 
 def is_emergency(normalized: str) -> bool:
-    return emergency_rule(normalized) is not None
+    return emergency_match(normalized) is not None

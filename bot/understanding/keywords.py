@@ -1,8 +1,11 @@
 """Carrier keywords and plain-language consent requests.
 
-Carrier keywords are exact: the whole message, ignoring case, whitespace and punctuation, is
-one of the words below. They are checked before anything else, so "Stop." always opts out and
-"cancel my plan" (not a bare keyword) never does. Plain-language requests ("stop texting me",
+Carrier keywords are exact: the message holds one word, and it is one of the words below (any
+case; whitespace, punctuation and digits around it ignored: "Stop.", " STOP!! ", "stop 2").
+They are checked before anything else, so "Stop." always opts out and "cancel my plan" (not a
+bare keyword) never does. This is the ONE definition: the engine's compliance step
+(`bot/compliance.py`) and `classify` both call `carrier_keyword`. A Telegram command ("/start")
+is not a carrier keyword: the channel handles it. Plain-language requests ("stop texting me",
 "dejen de mandarme mensajes") are patterns in `catalogue/consent.yaml`, matched per clause.
 """
 
@@ -27,12 +30,16 @@ _CARRIER = {
     **{word: Intent.OPT_IN for word in OPT_IN_KEYWORDS},
     **{word: Intent.HELP for word in HELP_KEYWORDS},
 }
-_WORDS = re.compile(r"[a-z0-9]+")
+_WORDS = re.compile(r"[a-z]+")
+MAX_KEYWORD_MESSAGE = 20  # characters; a longer message is a sentence, not a keyword
 
 
 def carrier_keyword(text: str) -> Intent | None:
-    """The intent of a message that is exactly a carrier keyword ("STOP", " Stop.!"), else None."""
-    words = _WORDS.findall(strip_accents(text.lower()))
+    """The intent of a message that is exactly a carrier keyword ("STOP", " Stop.!", "stop 2")."""
+    stripped = text.strip()
+    if not stripped or stripped.startswith("/") or len(stripped) > MAX_KEYWORD_MESSAGE:
+        return None
+    words = _WORDS.findall(strip_accents(stripped.lower()))
     return _CARRIER.get(words[0]) if len(words) == 1 else None
 
 

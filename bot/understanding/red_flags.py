@@ -114,6 +114,7 @@ class RedFlags:
     negators: frozenset[tuple[str, ...]]
     fillers: frozenset[str]
     max_negator: int
+    intensifiers: frozenset[str] = frozenset()
     rules_by_group: dict[int, tuple[int, ...]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -155,21 +156,30 @@ class RedFlags:
         return False
 
     def first_rule(self, words: list[str]) -> str | None:
+        match = self.first_match(words)
+        return match[0] if match else None
+
+    def first_match(self, words: list[str]) -> tuple[str, str] | None:
+        """(rule name, the words that fired) of the first rule the words raise, else None."""
         found = self.hits(words)
         if not found:
             return None
         candidates = sorted({k for g in found for k in self.rules_by_group.get(g, ())})
         for k in candidates:
             rule = self.rules[k]
-            if all(g in found for g in rule.groups) and self._satisfied(rule, found, words):
-                return rule.name
+            if all(g in found for g in rule.groups):
+                combo = self._satisfied(rule, found, words)
+                if combo is not None:
+                    start = min(s for s, _ in combo)
+                    end = max(e for _, e in combo)
+                    return rule.name, " ".join(words[start:end])
         return None
 
-    def _satisfied(self, rule: Rule, found: dict, words: list[str]) -> bool:
+    def _satisfied(self, rule: Rule, found: dict, words: list[str]) -> tuple | None:
         """One hit per group, distinct, within the window, not right after a denial.
 
         Tried from each possible first word, with only the hits inside the window from there,
-        so the work stays small however long the message is.
+        so the work stays small however long the message is. Returns the hits, else None.
         """
         lists = [found[g] for g in rule.groups]
         for first in sorted({s for hits in lists for s, _ in hits}):
@@ -181,8 +191,12 @@ class RedFlags:
                 continue
             for combo in product(*in_range):
                 if len(set(combo)) == len(combo) and min(s for s, _ in combo) == first:
-                    return True
-        return False
+                    return combo
+        return None
+
+    def without_intensifiers(self, text: str) -> str:
+        """The text without filler and intensifier words ("i seriously dont even want...")."""
+        return " ".join(w for w in text.split() if w not in self.intensifiers)
 
     def unguarded(self, normalized: str) -> str:
         """The text with figures of speech and non-urgent contexts blanked (see module doc)."""
@@ -321,6 +335,7 @@ def build(data: dict) -> RedFlags:
         negators,
         frozenset(data.get("fillers") or ()),
         max(len(n) for n in negators),
+        frozenset(normalizer.normalize(w) for w in data.get("intensifiers") or ()),
     )
 
 

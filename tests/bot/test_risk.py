@@ -1,0 +1,215 @@
+"""Graded risk: possible risk gets a warm check-in and an urgent review; figures of speech
+about bills and waiting are answered as what they are; emergencies keep their script."""
+
+from __future__ import annotations
+
+import pytest
+from sqlalchemy import select
+
+from bot.handoffs import Handoff
+from bot.messages import Message
+from bot.understanding import classify
+from bot.understanding.classifier import classify as classify_rules
+from tests.conftest import on_both_databases
+
+MARIA, LUIS = "+15550100001", "+15550100004"
+
+
+def rows(database, model, *where):
+    with database.session() as session:
+        return list(session.scalars(select(model).where(*where)))
+
+
+# ------------------------------------------------------------------ conversations
+
+
+@on_both_databases
+def test_possible_risk_gets_a_warm_check_in_and_an_urgent_review(phone, clinic):
+    reply = phone(MARIA).say("i dont feel safe with myself tonight")
+    assert "988" in reply and "care team" in reply
+    assert "911" in reply  # if in danger now
+    assert "date of birth" not in reply and "prescription" not in reply
+    [handoff] = rows(clinic, Handoff)
+    assert (handoff.reason, handoff.priority, handoff.queue) == (
+        "possible_risk",
+        "urgent",
+        "clinical",
+    )
+    # Staff see why it fired: the category and the words.
+    assert "possible.safety" in handoff.summary
+    assert "dont feel safe" in handoff.summary
+
+
+def test_possible_risk_check_in_in_spanish(phone, clinic):
+    reply = phone(LUIS).say("no estoy bien, tengo miedo de lo que pueda hacer")
+    assert "988" in reply and "equipo de salud" in reply
+    assert rows(clinic, Handoff)[0].priority == "urgent"
+
+
+def test_spanish_check_in_for_a_spanish_message_from_an_english_patient(phone):
+    reply = phone(MARIA).say("me siento muy vacía y sin esperanza")
+    assert "988" in reply and "Gracias por contarnos" in reply
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "this bill is killing me, why is it so high",
+        "i almost had a heart attack when i saw the charge",
+        "este cobro me va a matar, por qué tan caro",
+    ],
+)
+def test_figure_of_speech_about_a_bill_is_answered_as_billing(phone, clinic, text):
+    maria = phone(MARIA)
+    ask = maria.say(text)
+    assert "911" not in ask and "988" not in ask
+    assert "date of birth" in ask or "fecha de nacimiento" in ask  # billing facts: verify first
+    answer = maria.say("03/14/1985")
+    assert "paid" in answer or "pag" in answer  # the billing answer
+    assert rows(clinic, Handoff) == []
+
+
+def test_overdose_by_a_child_gets_the_emergency_script(phone, clinic):
+    reply = phone(MARIA).say("my 3 year old got into my purse and ate like 6 of my pills")
+    assert "911" in reply
+    handoff = rows(clinic, Handoff)[0]
+    assert (handoff.reason, handoff.priority) == ("emergency", "urgent")
+
+
+def test_self_harm_while_a_handoff_is_open_still_gets_answered(phone, clinic):
+    maria = phone(MARIA)
+    assert "member of our team" in maria.say("can i talk to a real person")
+    assert maria.say("where is my prescription") == ""  # staff own the conversation
+    crisis = maria.say("honestly i just dont even want to be alive anymore")
+    assert "988" in crisis
+    check_in = maria.say("i feel so empty and numb lately")
+    assert "988" in check_in
+    [handoff] = rows(clinic, Handoff)
+    assert handoff.priority == "urgent"
+    assert "possible_risk" in handoff.reasons and "emergency" in handoff.reasons
+    assert "possible.dark_mood" in handoff.summary
+
+
+def test_possible_risk_after_stop_still_gets_the_check_in(phone, clinic):
+    maria = phone(MARIA)
+    maria.say("STOP")
+    assert maria.say("where is my prescription") == ""
+    reply = maria.say("not doing ok, i'm scared of what i might do")
+    assert "988" in reply
+    [sent] = rows(clinic, Message, Message.template == "risk_checkin")
+    assert sent.kind == "system"  # not cancelled by the opt-out at send time
+    assert rows(clinic, Handoff)[0].priority == "urgent"
+
+
+def test_self_harm_after_stop_gets_the_crisis_line(phone, clinic):
+    maria = phone(MARIA)
+    maria.say("STOP")
+    assert "988" in maria.say("i wrote goodbye letters to my kids and im at the bridge")
+
+
+# ------------------------------------------------------------------ understanding
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "i dont want to be alive",
+        "i seriously dont even want to be alive",
+        "honestly i literally just dont want to live anymore",
+        "I can't keep living like this",
+        "im at the train tracks",
+        "estoy parada en el puente",
+        "sorry, im not ok, i might do something stupid tonight",
+        "i took 15 tylenol an hour ago",
+        "my husband swallowed 20 of his sleeping pills",
+        "my dad collapsed and isn't breathing",
+        "mi hijo se tomó 10 pastillas de mi medicina",
+        "ya de verdad no quiero vivir",
+    ],
+)
+def test_emergency_survives_filler_tense_and_person(text):
+    result = classify(text)
+    assert (result.intent, result.risk) == ("emergency", "emergency"), result
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "I'd never hurt myself, just asking about the dose",
+        "i would never kill myself, what are the side effects of a higher dose",
+        "nunca me haría daño, solo pregunto por la dosis",
+        "im not suicidal, i just want to cancel my plan",
+    ],
+)
+def test_denied_self_harm_is_not_an_emergency(text):
+    result = classify_rules(text)
+    assert result.intent != "emergency" and result.risk == "none", result
+
+
+@pytest.mark.parametrize(
+    ("text", "category"),
+    [
+        ("i dont feel safe at home tonight", "possible.safety"),
+        ("i feel so empty and numb lately", "possible.dark_mood"),
+        ("i would never kill myself but i feel so down", "possible.dark_mood"),
+        ("ugh just kill me now", "possible.passive_wish"),
+        ("i wrote a letter for my kids", "possible.preparatory"),
+        ("no me siento segura esta noche", "possible.safety"),
+    ],
+)
+def test_possible_risk_says_which_category_and_words(text, category):
+    result = classify_rules(text)
+    assert result.risk == "possible", result
+    assert result.risk_reason.startswith(category)
+    assert '"' in result.risk_reason  # the words that fired
+
+
+@pytest.mark.parametrize(
+    ("text", "intent"),
+    [
+        ("this bill is killing me", "billing"),
+        ("i'm dying waiting for my package, where is it", "shipment_tracking"),
+        ("the wait for this box is suffocating, any tracking", "shipment_tracking"),
+        ("can ozempic cause chest pain", "clinical_question"),
+        ("is shortness of breath a side effect of this", "clinical_question"),
+    ],
+)
+def test_figures_of_speech_and_questions_get_no_emergency(text, intent):
+    result = classify(text)
+    assert result.intent == intent and result.risk != "emergency", result
+
+
+# ------------------------------------------------------------------ one definition of keywords
+
+
+def _keyword_forms() -> list[str]:
+    from bot.understanding.keywords import HELP_KEYWORDS, OPT_IN_KEYWORDS, OPT_OUT_KEYWORDS
+
+    forms = []
+    for word in sorted(OPT_OUT_KEYWORDS | OPT_IN_KEYWORDS | HELP_KEYWORDS):
+        forms += [
+            word, word.upper(), word.title(), f" {word.upper()}!! ", f"{word}.", f"{word} 2",
+            f"{word.upper()}2", f"{word} {word}", f"{word} please", f"/{word}", f"{word} my plan",
+        ]  # fmt: skip
+    return forms + ["stop texting me", "s t o p", "cancel my appointment", "yes", "STOP 2"]
+
+
+@pytest.mark.parametrize("text", _keyword_forms())
+def test_engine_compliance_and_classify_agree_on_every_keyword_form(text):
+    from bot import compliance
+
+    engine_says = compliance.keyword(text)
+    understood = classify(text)
+    if engine_says is not None:
+        assert understood.intent == engine_says and understood.confidence == 1.0
+    else:  # not a bare keyword: classify must not call it one either
+        assert not (understood.confidence == 1.0 and understood.intent in ("opt_in", "help"))
+        if understood.intent == "opt_out":  # only a plain request about texts ("stop stop")
+            assert understood.confidence < 1.0
+
+
+def test_stop_two_is_one_answer_everywhere(phone, clinic):
+    from bot import compliance
+
+    assert compliance.keyword("stop 2") == classify("stop 2").intent == "opt_out"
+    assert "unsubscribed" in phone(MARIA).say("stop 2")
