@@ -10,7 +10,7 @@ from bot.handoffs import Reason
 from bot.turn import verification
 from bot.turn.context import TurnContext
 from bot.understanding.extract import is_no, is_yes
-from status import read_model, refills, snapshot, timeline
+from status import refills, snapshot, timeline
 from status.patients import Patient
 
 CONFIRM_WORDS = {"c", "confirm", "confirmed", "confirmo", "confirmar", "i confirm"}
@@ -36,7 +36,6 @@ def refill_confirm(t: TurnContext, patient: Patient) -> bool:
             t.session, patient.id, prescription_source_id=rx.source_id if rx else "",
             due_date=snap.next_refill_date, channel=t.inbound.channel, now=t.now,
         )  # fmt: skip
-        read_model.refresh(t.session, [patient.id], t.now)  # the snapshot shows the request
         t.say("refill_requested")
         return True
     if is_no(t.text) or t.inbound.intent_hint == "no":
