@@ -43,6 +43,7 @@ class Prediction:
     risk_probability: float  # probability of `risk`
     emergency_probability: float
     possible_probability: float
+    known_words: float = 1.0  # share of the message's words the model saw in training
 
 
 def prepare(text: str) -> str:
@@ -172,6 +173,16 @@ class Models:
             return np.zeros(0, dtype=np.int64), np.zeros(0)
         return np.concatenate(all_indices), np.concatenate(all_values)
 
+    def known_words(self, text: str) -> float:
+        """How much of the message the model has words for (its first table is the words).
+        Gibberish ("blorp flurb zzz") is read by character n-grams alone, where a probability
+        says more about spelling than meaning."""
+        analyze, vocabulary, _, _ = self._tables[0]
+        words = [token for token in analyze(prepare(text)) if " " not in token]
+        if not words:
+            return 0.0
+        return sum(1 for word in words if word in vocabulary) / len(words)
+
     def predict(self, text: str) -> Prediction:
         x = self.features(text)
         intent_p = self.intent.proba(x)
@@ -186,6 +197,7 @@ class Models:
             risk_probability=float(risk_p[r]),
             emergency_probability=float(risks.get("emergency", 0.0)),
             possible_probability=float(risks.get("possible", 0.0)),
+            known_words=self.known_words(text),
         )
 
 

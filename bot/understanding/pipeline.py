@@ -28,6 +28,8 @@ MODEL_EMERGENCY = 0.70
 MODEL_EMERGENCY_OVER_CLEAR_RULES = 0.90
 MODEL_POSSIBLE = 0.65  # P(possible), likewise
 MODEL_POSSIBLE_OVER_CLEAR_RULES = 0.85
+# The model raises risk only on a message it mostly has words for (not on gibberish).
+MODEL_KNOWN_WORDS = 0.5
 NEVER_FROM_MODEL = frozenset({Intent.OPT_OUT, Intent.OPT_IN, Intent.EMERGENCY, Intent.HELP})
 
 
@@ -62,7 +64,7 @@ def combine(rules: Classification, text: str) -> Classification:
     clear = rules.intent != Intent.UNKNOWN and rules.confidence >= RULES_CLEAR
     emergency_bar = MODEL_EMERGENCY_OVER_CLEAR_RULES if clear else MODEL_EMERGENCY
     possible_bar = MODEL_POSSIBLE_OVER_CLEAR_RULES if clear else MODEL_POSSIBLE
-    if result.risk == Risk.NONE:
+    if result.risk == Risk.NONE and p.known_words >= MODEL_KNOWN_WORDS:
         if p.emergency_probability >= emergency_bar:
             reason = RiskReason("model.emergency", f"p={p.emergency_probability:.2f}")
             result = replace(result, risk=Risk.POSSIBLE, risk_reason=str(reason))
