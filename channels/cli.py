@@ -61,6 +61,9 @@ def _database(settings: Settings, migrate: bool, must_exist: bool = False):  # n
 def _port_free(host: str, port: int, how_to_change: str) -> None:
     """Refuse to start, before printing anything, when the port is taken."""
     with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
+        # as uvicorn binds: connections of a process that just died (TIME_WAIT) don't count,
+        # a server still listening does
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             probe.bind((host, port))
         except OSError as exc:
