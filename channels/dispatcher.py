@@ -37,6 +37,7 @@ from sqlalchemy.orm import Session, aliased
 from bot import conversations
 from bot.delivery import delivery_failed
 from bot.messages import Direction, Kind, Message, OutStatus
+from channels.rounds import run_rounds
 from channels.senders.base import SendResult
 from status import metrics
 from status.db import Database, utcnow
@@ -402,16 +403,4 @@ class Dispatcher:
             pass
 
     async def run_forever(self, stop: asyncio.Event, idle: float = 1.0) -> None:
-        while not stop.is_set():
-            try:
-                handled = await self.run_once()
-            except Exception:  # noqa: BLE001 - keep dispatching; the next round retries
-                log.exception("dispatch round failed")
-                handled = 0
-            if handled:
-                continue
-            self.wake.clear()
-            waits = [asyncio.create_task(stop.wait()), asyncio.create_task(self.wake.wait())]
-            await asyncio.wait(waits, timeout=idle, return_when=asyncio.FIRST_COMPLETED)
-            for task in waits:
-                task.cancel()
+        await run_rounds(self.run_once, self.wake, stop, idle, log, "dispatch")

@@ -38,6 +38,7 @@ from bot.inbound import Inbound
 from bot.inbox import NOTIFY_CHANNEL, Action, InboxMessage, InboxState, Outcome, unseal
 from bot.messages import Direction, Kind, Message
 from bot.understanding.redact import redact_dates_of_birth
+from channels.rounds import run_rounds
 from status import patients as patient_queries
 from status.db import utcnow
 
@@ -306,26 +307,12 @@ class TurnRunner:
             pass
 
     async def run_forever(self, stop: asyncio.Event, idle: float = POLL_SECONDS) -> None:
-        listener = None
-        if not self.db.is_sqlite:
+        if not self.db.is_sqlite:  # other processes' new rows arrive by NOTIFY
             loop = asyncio.get_running_loop()
-            listener = threading.Thread(
+            threading.Thread(
                 target=self._listen, args=(loop, stop), name="inbox-listen", daemon=True
-            )
-            listener.start()
-        while not stop.is_set():
-            try:
-                handled = await self.run_once()
-            except Exception:  # noqa: BLE001 - keep going; the next round retries
-                log.exception("turn round failed")
-                handled = 0
-            if handled:
-                continue
-            self.wake.clear()
-            waits = [asyncio.create_task(stop.wait()), asyncio.create_task(self.wake.wait())]
-            await asyncio.wait(waits, timeout=idle, return_when=asyncio.FIRST_COMPLETED)
-            for task in waits:
-                task.cancel()
+            ).start()
+        await run_rounds(self.run_once, self.wake, stop, idle, log, "turn")
 
     def _listen(self, loop: asyncio.AbstractEventLoop, stop: asyncio.Event) -> None:
         """LISTEN for new inbox rows written by other processes; wake the loop on each."""

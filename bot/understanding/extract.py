@@ -14,6 +14,7 @@ from datetime import date
 from rapidfuzz import fuzz, process
 
 from bot.understanding.normalize import strip_accents
+from status import clock
 
 MAX_AGE_YEARS = 110
 
@@ -53,7 +54,7 @@ def parse_dob(text: str, today: date | None = None) -> date | None:
     first number cannot be a month (14/03/1985). A two-digit year takes the century that puts
     the date in the past with an age under 110. Future and impossible dates give None.
     """
-    today = today or date.today()
+    today = today or clock.now().date()
     folded = strip_accents(text.lower())
 
     if m := _ISO.search(folded):

@@ -1,0 +1,33 @@
+"""The loop a worker runs: a round of work, and when there was none, a nap until woken or
+stopped. The dispatcher (outbox) and the turn runner (inbox) both run it."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+
+
+async def run_rounds(
+    run_once: Callable[[], Awaitable[int]],
+    wake: asyncio.Event,
+    stop: asyncio.Event,
+    idle: float,
+    log: logging.Logger,
+    what: str,
+) -> None:
+    """Call `run_once` until `stop`; after a round that handled nothing, wait up to `idle`
+    seconds for `wake` (new work) or `stop`. A failing round is logged and the next retries."""
+    while not stop.is_set():
+        try:
+            handled = await run_once()
+        except Exception:  # noqa: BLE001 - keep going; the next round retries
+            log.exception("%s round failed", what)
+            handled = 0
+        if handled:
+            continue
+        wake.clear()
+        waits = [asyncio.create_task(stop.wait()), asyncio.create_task(wake.wait())]
+        await asyncio.wait(waits, timeout=idle, return_when=asyncio.FIRST_COMPLETED)
+        for task in waits:
+            task.cancel()
