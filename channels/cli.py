@@ -235,6 +235,13 @@ def nlu_train(out: str | None) -> None:
     click.echo(f"wrote {path}")
 
 
+@nlu.command("tune", help="Choose the rules/model combination thresholds, out of fold.")
+def nlu_tune() -> None:
+    from bot.understanding import tune
+
+    tune.run(log=click.echo)
+
+
 @main.command(help="Talk to the assistant in the terminal as the patient with that phone.")
 @click.option("--phone", required=True, help="The patient's phone, E.164 (e.g. +15550100001).")
 def chat(phone: str) -> None:

@@ -4,7 +4,8 @@ Pipeline for one message (see docs/nlu.md):
 
 1. normalise (case, accents, emoji, shorthand and misspellings, spelling correction);
 2. carrier keywords, exact (STOP, START, HELP...): the answer, confidence 1;
-3. emergency rules over the whole message: emergency is then always the primary intent;
+3. emergency rules over the whole message: emergency is then always the primary intent
+   (`intent`), and takes its written place in `intents`;
 4. split into clauses on punctuation and conjunctions ("and", "also", "y", "tambien"...);
 5. per clause: plain-language consent requests ("stop texting me") are rules; otherwise every
    intent is scored from weighted keywords and patterns plus the nearest catalogue examples
@@ -406,10 +407,13 @@ def classify(text: str) -> Classification:
     full_clause = Clause(tuple(full), tuple(cat.speller.correct(full)))
     emergency_found = _emergency_match(full_clause)
     emergency = emergency_found is not None
+    # Where the emergency is written (the first clause that is one on its own; else first).
+    flagged = [emergency and _is_emergency(clause) for clause in clauses]
+    emergency_at = flagged.index(True) if True in flagged else 0
     results = [
         classify_clause(cat, clause)
-        for clause in clauses
-        if not (emergency and _is_emergency(clause))
+        for clause, is_emergency in zip(clauses, flagged, strict=True)
+        if not is_emergency
     ]
     results = _dampen_backstory(results)
     found = [r for r in results if r.intent is not Intent.UNKNOWN and r.confidence >= THRESHOLD]
@@ -433,7 +437,10 @@ def classify(text: str) -> Classification:
             intents.append(str(result.intent))
 
     if emergency:
-        intents = [str(Intent.EMERGENCY)] + [i for i in intents if i != Intent.EMERGENCY]
+        # The primary intent is the emergency; `intents` keep the order written.
+        before = sum(1 for r in results[:emergency_at] if str(r.intent) in intents)
+        intents = [i for i in intents if i != Intent.EMERGENCY]
+        intents.insert(min(before, len(intents)), str(Intent.EMERGENCY))
         reason = str(RiskReason(*emergency_found)) if emergency_found else ""
         return Classification(str(Intent.EMERGENCY), intents, 1.0, language, Risk.EMERGENCY, reason)
     possible = _possible_match(full_clause)

@@ -14,6 +14,7 @@ import hashlib
 import logging
 import os
 import tempfile
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -201,8 +202,9 @@ class Models:
         )
 
 
-def train() -> Models:
-    rows = training.build_corpus()
+def train(rows: Sequence[training.Row] | None = None) -> Models:
+    """Fit both models on the corpus (or on `rows`, for cross-validation in `tune.py`)."""
+    rows = training.build_corpus() if rows is None else rows
     features = _features()
     x = features.fit_transform([prepare(r.text) for r in rows])
     intent = _classifier().fit(x, [r.intent for r in rows])
