@@ -10,8 +10,8 @@
   all but certain where the rules saw nothing; a model fairly sure of danger raises the grade
   to `possible`. When the rules' emergency wording sits in a message the model reads,
   with near certainty, as an ordinary request ("suffocating under these charges, is there a
-  payment plan": the rules read the billing question too), the grade is lowered one step only, to `possible`: a warm check-in and an
-  urgent staff review, never silence.
+  payment plan": the rules read the billing question too), the grade is lowered one step
+  only, to `possible`: a warm check-in and an urgent staff review, never silence.
 
 The thresholds (`Thresholds`) are chosen by `tune.py` on the training corpus, out of fold.
 """
