@@ -79,6 +79,13 @@ _WORD = re.compile(r"[a-z]{5,}")
 
 
 @dataclass(frozen=True)
+class ClauseReading:
+    text: str  # the clause's normalised words
+    intent: str
+    confidence: float
+
+
+@dataclass(frozen=True)
 class Classification:
     intent: str
     intents: list[str] = field(default_factory=list)
@@ -86,6 +93,8 @@ class Classification:
     language: str = "en"
     risk: str = Risk.NONE
     risk_reason: str = ""  # the category and the words that fired, e.g. 'self_harm: "..."'
+    # how each clause read on its own, in written order (for the learned model's second look)
+    clauses: tuple[ClauseReading, ...] = field(default=(), compare=False, repr=False)
 
     def as_json(self, text: str) -> dict:
         return {
@@ -416,6 +425,13 @@ def classify(text: str) -> Classification:
         if not is_emergency
     ]
     results = _dampen_backstory(results)
+    readings = iter(results)
+    clause_readings = tuple(
+        ClauseReading(" ".join(clause.raw), str(Intent.EMERGENCY), 1.0)
+        if is_emergency
+        else _reading(clause, next(readings))
+        for clause, is_emergency in zip(clauses, flagged, strict=True)
+    )
     found = [r for r in results if r.intent is not Intent.UNKNOWN and r.confidence >= THRESHOLD]
     if not found and len(clauses) > 1 and not emergency:
         result = classify_clause(cat, whole)
@@ -442,13 +458,27 @@ def classify(text: str) -> Classification:
         intents = [i for i in intents if i != Intent.EMERGENCY]
         intents.insert(min(before, len(intents)), str(Intent.EMERGENCY))
         reason = str(RiskReason(*emergency_found)) if emergency_found else ""
-        return Classification(str(Intent.EMERGENCY), intents, 1.0, language, Risk.EMERGENCY, reason)
+        return Classification(
+            str(Intent.EMERGENCY), intents, 1.0, language, Risk.EMERGENCY, reason, clause_readings
+        )
     possible = _possible_match(full_clause)
     risk = Risk.POSSIBLE if possible else Risk.NONE
     reason = str(RiskReason(*possible)) if possible else ""
     if not intents:
         best = max((r.confidence for r in results), default=0.0)
         return Classification(
-            str(Intent.UNKNOWN), [str(Intent.UNKNOWN)], 1.0 - best, language, risk, reason
+            str(Intent.UNKNOWN),
+            [str(Intent.UNKNOWN)],
+            1.0 - best,
+            language,
+            risk,
+            reason,
+            clause_readings,
         )
-    return Classification(intents[0], intents, chosen[0].confidence, language, risk, reason)
+    return Classification(
+        intents[0], intents, chosen[0].confidence, language, risk, reason, clause_readings
+    )
+
+
+def _reading(clause: Clause, result: ClauseResult) -> ClauseReading:
+    return ClauseReading(" ".join(clause.raw), str(result.intent), result.confidence)

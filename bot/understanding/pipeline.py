@@ -18,10 +18,10 @@ The thresholds (`Thresholds`) are chosen by `tune.py` on the training corpus, ou
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 
-from bot.intents import Intent
+from bot.intents import SOCIAL_INTENTS, Intent
 from bot.understanding import model
 from bot.understanding.classifier import Classification
 from bot.understanding.classifier import classify as classify_rules
@@ -53,6 +53,10 @@ class Thresholds:
     lower_intent: float = 0.85
     # the model raises risk only on a message it mostly has words for (not on gibberish)
     known_words: float = 0.5
+    # a second request in its own clause: the rules' reading of the clause at or above
+    # `clause_rules`, else the model's reading of the clause alone at or above `clause_model`
+    clause_rules: float = 0.5
+    clause_model: float = 0.7
 
 
 DEFAULT = Thresholds()
@@ -72,10 +76,45 @@ def _keyword(rules: Classification) -> bool:
     return rules.confidence >= 1.0 and rules.intent in (Intent.OPT_OUT, Intent.OPT_IN, Intent.HELP)
 
 
-def decide(rules: Classification, p: Prediction, t: Thresholds = DEFAULT) -> Classification:
-    """The combined answer for one message, from the rules' and the model's readings."""
+def decide(
+    rules: Classification,
+    p: Prediction,
+    t: Thresholds = DEFAULT,
+    clauses: Sequence[Prediction] = (),
+) -> Classification:
+    """The combined answer for one message, from the rules' and the model's readings (of the
+    whole message, `p`, and of each clause alone, `clauses`)."""
     if _keyword(rules):
         return rules
+    return _second_request(_whole(rules, p, t), rules, clauses, t)
+
+
+def _second_request(
+    result: Classification, rules: Classification, clauses: Sequence[Prediction], t: Thresholds
+) -> Classification:
+    """Two requests in two clauses, where the whole-message reading kept only one."""
+    asked: list[str] = []
+    for reading, q in zip(rules.clauses, clauses, strict=False):
+        clear = reading.intent != Intent.UNKNOWN and reading.confidence >= t.clause_rules
+        if clear or reading.intent == Intent.EMERGENCY:
+            intent = reading.intent
+        elif q.intent_probability >= t.clause_model and q.intent not in NEVER_FROM_MODEL:
+            intent = q.intent
+        else:
+            continue
+        if intent not in asked and intent not in SOCIAL_INTENTS and intent != Intent.UNKNOWN:
+            asked.append(intent)
+    have = [i for i in result.intents if i not in SOCIAL_INTENTS and i != Intent.UNKNOWN]
+    if len(asked) < 2 or len(have) >= 2 or result.intent not in asked:
+        return result
+    first = asked[0]
+    intents = [first] if first == result.intent else [first, result.intent]
+    if len(intents) < 2:
+        intents.append(next(i for i in asked if i != first))
+    return replace(result, intents=[str(i) for i in intents])
+
+
+def _whole(rules: Classification, p: Prediction, t: Thresholds) -> Classification:
     knows = p.known_words >= t.known_words
     if rules.risk == Risk.EMERGENCY:
         ordinary = [i for i in rules.intents if i != Intent.EMERGENCY]
@@ -149,7 +188,9 @@ def decide(rules: Classification, p: Prediction, t: Thresholds = DEFAULT) -> Cla
 def combine(rules: Classification, text: str) -> Classification:
     if _keyword(rules):
         return rules
-    return decide(rules, model.models().predict(text))
+    models = model.models()
+    clauses = [models.predict(c.text) for c in rules.clauses] if len(rules.clauses) > 1 else []
+    return decide(rules, models.predict(text), DEFAULT, clauses)
 
 
 def classify(text: str) -> Classification:

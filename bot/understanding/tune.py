@@ -38,6 +38,8 @@ GRID = {
     "emergency_over_clear_rules": [0.9, 0.95, 0.98, 0.99, 1.01],
     "lower_below": [0.0, 0.01, 0.02, 0.03, 0.05, 0.08, 0.12],
     "lower_intent": [0.6, 0.7, 0.8, 0.85, 0.9, 0.95],
+    "clause_rules": [0.4, 0.45, 0.5, 0.55, 0.6],
+    "clause_model": [0.5, 0.6, 0.7, 0.8, 0.9, 1.01],
 }
 
 
@@ -47,6 +49,7 @@ class Case:
     intents: tuple[str, ...]
     rules: Classification
     prediction: Prediction
+    clauses: tuple[Prediction, ...]
 
 
 @dataclass(frozen=True)
@@ -86,14 +89,18 @@ def held_out_cases(folds: int = FOLDS, log=print) -> list[Case]:
         log(f"fold {fold + 1}/{folds}: training without {len(held)} messages")
         models = model.train([r for r in corpus if fold_of.get(r.source, -1) != fold])
         for text, intents in held:
-            cases.append(Case(text, intents, classify_rules(text), models.predict(text)))
+            rules = classify_rules(text)
+            clauses = tuple(models.predict(c.text) for c in rules.clauses)
+            if len(clauses) < 2:
+                clauses = ()
+            cases.append(Case(text, intents, rules, models.predict(text), clauses))
     return cases
 
 
 def figures(cases: list[Case], t: Thresholds) -> Figures:
     correct = emergencies = found = ordinary = false = multi = multi_ok = opt_outs = 0
     for case in cases:
-        c = decide(case.rules, case.prediction, t)
+        c = decide(case.rules, case.prediction, t, case.clauses)
         gold = case.intents[0]
         correct += c.intent == gold
         if len(case.intents) > 1:
