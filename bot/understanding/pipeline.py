@@ -1,7 +1,8 @@
 """Rules and the learned model combined: what `classify` answers (see docs/nlu.md).
 
-- Carrier keywords always win: the model never produces opt_out/opt_in/help (a false opt-out
-  silences a patient).
+- Carrier keywords always win, and the model never produces opt_out (a false opt-out silences
+  a patient); it may read a plain request to start texts again, or a question about what
+  this number does, where the rules read nothing.
 - The rules' risk layer (`risk_rules.py`) grades what is not a clear emergency.
 - The model fills in where the rules have nothing clear: `unknown`, or a low confidence.
 - On risk the two are read together, and disagreement goes to the safe side: a model fairly
@@ -10,8 +11,10 @@
   all but certain where the rules saw nothing; a model fairly sure of danger raises the grade
   to `possible`. When the rules' emergency wording sits in a message the model reads,
   with near certainty, as an ordinary request ("suffocating under these charges, is there a
-  payment plan": the rules read the billing question too), the grade is lowered one step
-  only, to `possible`: a warm check-in and an urgent staff review, never silence.
+  payment plan"), the grade is lowered one step only, to `possible`: a warm check-in and an
+  urgent staff review, never silence. A lone dark-mood message is never lowered (out of fold,
+  the model could not tell "i feel like a burden" from "nadie me va a extrañar cuando me
+  mate"), nor are explicit calls for help ("call the paramedics").
 
 The thresholds (`Thresholds`) are chosen by `tune.py` on the training corpus, out of fold.
 """
@@ -29,33 +32,41 @@ from bot.understanding.model import Prediction
 from bot.understanding.risk import Risk, RiskReason
 
 NEVER_FROM_MODEL = frozenset({Intent.OPT_OUT, Intent.OPT_IN, Intent.EMERGENCY, Intent.HELP})
+# Rules whose words are a call for help in themselves ("call the paramedics", "911"): never
+# lowered, whatever the model reads.
+NEVER_LOWERED = ("emergency_words",)
 
 
 @dataclass(frozen=True)
 class Thresholds:
-    rules_clear: float = 0.55  # rules at or above this confidence are not second-guessed
-    model_sure: float = 0.55  # the model's intent is taken only at or above this probability
+    rules_clear: float = 0.65  # rules at or above this confidence are not second-guessed
+    model_sure: float = 0.4  # the model's intent is taken only at or above this probability
     # the model's intent over a clear rules answer, when the model is surer still
-    model_overrides: float = 0.90
+    model_overrides: float = 0.7
     # P(emergency) from which the model makes an emergency of what the rules did not call one:
     # lower when the rules' risk layer saw a possible risk (two readings agree), higher when
-    # they saw none, higher still when they understood an ordinary request
-    emergency_with_possible: float = 0.60
-    emergency: float = 1.01
+    # they saw none, higher still when they understood an ordinary request clearly
+    emergency_with_possible: float = 0.5
+    emergency_unread: float = 0.93  # the rules read no request at all
+    emergency: float = 0.95
     emergency_over_clear_rules: float = 1.01
     # P(emergency) or P(possible) from which the model raises risk to possible
     possible_from_emergency: float = 0.50
     possible: float = 0.65
     possible_over_clear_rules: float = 0.85
     # a rules emergency is lowered to possible when P(emergency) is below this and the model
-    # is at least `lower_intent` sure of an ordinary request the rules also read in the message
-    lower_below: float = 0.03
-    lower_intent: float = 0.85
+    # is at least `lower_intent` sure of an ordinary request in the message
+    lower_below: float = 0.12
+    lower_intent: float = 0.6
+    lower_intent_alone: float = 0.9  # ...when the rules did not read that request themselves
     # the model raises risk only on a message it mostly has words for (not on gibberish)
     known_words: float = 0.5
+    # opt_in and help from the model, only where the rules read nothing
+    model_opt_in: float = 0.5
+    model_help: float = 0.5
     # a second request in its own clause: the rules' reading of the clause at or above
     # `clause_rules`, else the model's reading of the clause alone at or above `clause_model`
-    clause_rules: float = 0.5
+    clause_rules: float = 0.6
     clause_model: float = 0.7
 
 
@@ -122,7 +133,11 @@ def _whole(rules: Classification, p: Prediction, t: Thresholds) -> Classificatio
             knows
             and p.emergency_probability < t.lower_below
             and p.intent_probability >= t.lower_intent
-            and p.intent in ordinary  # the rules read the same request beside the words
+            and (p.intent in ordinary or p.intent_probability >= t.lower_intent_alone)
+            and p.intent not in NEVER_FROM_MODEL
+            and p.intent not in SOCIAL_INTENTS
+            and p.intent != Intent.UNKNOWN
+            and not rules.risk_reason.startswith(NEVER_LOWERED)
         ):
             intents = [p.intent] + [i for i in ordinary if i != p.intent][:1]
             reason = RiskReason(
@@ -146,7 +161,22 @@ def _whole(rules: Classification, p: Prediction, t: Thresholds) -> Classificatio
         and Intent.OPT_OUT not in rules.intents
         and p.intent_probability >= (t.model_overrides if clear else t.model_sure)
     )
-    if takes_model:
+    # Where the rules read nothing, the model may read a plain-language request to start texts
+    # again or a question about what this number does; never an opt-out (a false one silences
+    # a patient: those stay with the rules).
+    asks_service = (
+        rules.intent == Intent.UNKNOWN
+        and Intent.OPT_OUT not in rules.intents
+        and (
+            (p.intent == Intent.OPT_IN and p.intent_probability >= t.model_opt_in)
+            or (p.intent == Intent.HELP and p.intent_probability >= t.model_help)
+        )
+    )
+    if asks_service:
+        result = replace(
+            result, intent=p.intent, intents=[p.intent], confidence=p.intent_probability
+        )
+    elif takes_model:
         if rules.intent == Intent.UNKNOWN:
             intents = [p.intent]
         elif len(rules.intents) > 1 and p.intent in rules.intents:
@@ -161,6 +191,8 @@ def _whole(rules: Classification, p: Prediction, t: Thresholds) -> Classificatio
         return result
     if rules.risk == Risk.POSSIBLE:
         emergency_bar = t.emergency_with_possible
+    elif rules.intent == Intent.UNKNOWN:
+        emergency_bar = t.emergency_unread
     else:
         emergency_bar = t.emergency_over_clear_rules if clear else t.emergency
     if p.emergency_probability >= emergency_bar:

@@ -26,7 +26,7 @@ from bot.understanding.model import Prediction
 from bot.understanding.pipeline import DEFAULT, Thresholds, decide
 
 FOLDS = 4
-RECALL_WEIGHT = 2.0
+RECALL_WEIGHT = 4.0
 FALSE_BUDGET = 0.008
 FALSE_WEIGHT = 20.0
 GRID = {
@@ -34,11 +34,15 @@ GRID = {
     "model_sure": [0.35, 0.4, 0.45, 0.5, 0.55, 0.6, 0.7],
     "model_overrides": [0.7, 0.75, 0.8, 0.85, 0.9, 0.95, 1.01],
     "emergency_with_possible": [0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.01],
-    "emergency": [0.8, 0.85, 0.9, 0.95, 0.97, 0.99, 1.01],
+    "emergency_unread": [0.4, 0.45, 0.5, 0.55, 0.6, 0.65, 0.7, 0.75, 0.8, 0.9, 1.01],
+    "emergency": [0.5, 0.6, 0.7, 0.75, 0.8, 0.85, 0.9, 0.95, 0.97, 0.99, 1.01],
     "emergency_over_clear_rules": [0.9, 0.95, 0.98, 0.99, 1.01],
     "lower_below": [0.0, 0.01, 0.02, 0.03, 0.05, 0.08, 0.12],
     "lower_intent": [0.6, 0.7, 0.8, 0.85, 0.9, 0.95],
+    "lower_intent_alone": [0.8, 0.85, 0.9, 0.95, 1.01],
     "clause_rules": [0.4, 0.45, 0.5, 0.55, 0.6],
+    "model_opt_in": [0.5, 0.6, 0.7, 0.8, 0.9, 1.01],
+    "model_help": [0.5, 0.6, 0.7, 0.8, 0.9, 1.01],
     "clause_model": [0.5, 0.6, 0.7, 0.8, 0.9, 1.01],
 }
 

@@ -244,7 +244,7 @@ def test_a_rules_emergency_beside_a_request_the_model_reads_as_safe_is_lowered_o
     result = decide(rules, prediction("billing", 0.97, emergency=0.001))
     assert (result.intent, result.risk) == ("billing", "possible")  # never silence
     assert result.risk_reason.startswith("lowered")
-    # an emergency with no other request is never lowered, whatever the model reads
+    # an explicit call for help is never lowered, whatever the model reads
     alone = classify_rules("call the paramedics")
     assert decide(alone, prediction("human", 0.91, emergency=0.007)).intent == "emergency"
 
