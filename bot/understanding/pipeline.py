@@ -59,7 +59,7 @@ class Thresholds:
     lower_below: float = 0.12
     lower_intent: float = 0.6
     lower_intent_alone: float = 0.9  # ...when the rules did not read that request themselves
-    # the model raises risk only on a message it mostly has words for (not on gibberish)
+    # the model is heard only on a message it mostly has words for (not on gibberish)
     known_words: float = 0.5
     # opt_in and help from the model, only where the rules read nothing
     model_opt_in: float = 0.5
@@ -156,7 +156,8 @@ def _whole(rules: Classification, p: Prediction, t: Thresholds) -> Classificatio
     result = rules
     clear = rules.intent != Intent.UNKNOWN and rules.confidence >= t.rules_clear
     takes_model = (
-        p.intent not in NEVER_FROM_MODEL
+        knows
+        and p.intent not in NEVER_FROM_MODEL
         and p.intent != rules.intent
         and Intent.OPT_OUT not in rules.intents
         and p.intent_probability >= (t.model_overrides if clear else t.model_sure)
@@ -165,7 +166,8 @@ def _whole(rules: Classification, p: Prediction, t: Thresholds) -> Classificatio
     # again or a question about what this number does; never an opt-out (a false one silences
     # a patient: those stay with the rules).
     asks_service = (
-        rules.intent == Intent.UNKNOWN
+        knows
+        and rules.intent == Intent.UNKNOWN
         and Intent.OPT_OUT not in rules.intents
         and (
             (p.intent == Intent.OPT_IN and p.intent_probability >= t.model_opt_in)
