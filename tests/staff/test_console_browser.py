@@ -26,6 +26,7 @@ from bot.inbound import Inbound
 from bot.messages import Message
 from channels.app import create_app
 from status import demo, patients
+from status.clinics import DEFAULT_ID
 from status.db import Database, utcnow
 from status.events.apply import apply_events
 from status.events.schemas import parse_events
@@ -67,7 +68,7 @@ class Console:
             turn = self.engine.handle(
                 session, Inbound("sms", phone, text, received_at=utcnow() - ago)
             )
-            people = patients.by_phone(session, phone)
+            people = patients.by_phone(session, DEFAULT_ID, phone)
             patient_id = people[0].id if len(people) == 1 else None
             return handoffs.find_open(session, patient_id, turn.inbound.conversation_id)
 
@@ -324,6 +325,7 @@ def test_operations_view_renders_every_section(page, console, shots):
     with console.db.session() as session:
         conv = session.query(Conversation).filter_by(address=JAMES).one()
         session.add(Message(
+            clinic_id=DEFAULT_ID,
             conversation_id=conv.id, direction="out", kind="reply", channel="sms", address=JAMES,
             body="Your prescription update", status="failed", error_code="21610",
             error_message="Attempt to send to unsubscribed recipient",
