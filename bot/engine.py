@@ -94,7 +94,7 @@ class Engine:
         lang = self._language(cls, patient, conv)
         conv.language = lang
         turn = Turn(inbound=msg, classification=cls)
-        metrics.INBOUND.labels(inbound.channel, cls.intent).inc()
+        metrics.INBOUND.labels(inbound.channel, cls.intent, clinic.slug).inc()
         run(
             TurnContext(
                 engine=self, clinic=clinic, session=session, conv=conv, inbound=inbound, msg=msg,

@@ -14,7 +14,7 @@ from sqlalchemy.orm import Mapped, Session, mapped_column
 from bot import conversations, outbox
 from bot.conversations import Conversation
 from bot.messages import Kind
-from status import limits, metrics
+from status import clinics, limits, metrics
 from status.db import Base, utcnow
 from status.patients import Patient
 
@@ -259,7 +259,7 @@ def open_or_add(
                 session, handoff, "trigger", f"{reason.value}: {summary}".strip(": "), now=now
             )
             alert_staff(session, handoff, reason, settings, now)
-            metrics.HANDOFFS.labels(reason.value).inc()
+            metrics.HANDOFFS.labels(reason.value, clinics.slug_of(session, clinic_id)).inc()
             return handoff, True
     assert existing is not None
     if reason not in WORK_ITEMS:

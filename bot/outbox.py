@@ -7,7 +7,7 @@ from datetime import datetime
 from sqlalchemy.orm import Session
 
 from bot.messages import Direction, Kind, Message, OutStatus, lane_of
-from status import metrics
+from status import clinics, metrics
 from status.db import utcnow
 
 
@@ -61,7 +61,7 @@ def enqueue(
     )
     session.add(message)
     session.flush()
-    metrics.REPLIES.labels(channel, str(kind)).inc()
+    metrics.REPLIES.labels(channel, str(kind), clinics.slug_of(session, clinic_id)).inc()
     return message
 
 

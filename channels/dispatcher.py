@@ -41,7 +41,7 @@ from bot.messages import Direction, Kind, Message, OutStatus
 from channels.rounds import run_rounds
 from channels.senders.base import Origin, SendResult
 from channels.senders.twilio_sms import LogSmsSender
-from status import metrics
+from status import clinics, metrics
 from status.db import Database, utcnow
 from status.settings import Settings
 
@@ -267,7 +267,9 @@ class Dispatcher:
             message.provider_id = sid
             message.sent_at = message.status_updated_at = now
             message.claimed_by = message.claimed_until = None
-            metrics.SENDS.labels(claimed.channel, "reconciled").inc()
+            metrics.SENDS.labels(
+                claimed.channel, "reconciled", clinics.slug_of(session, message.clinic_id)
+            ).inc()
             for hook in self.sent_hooks:
                 hook(session, message)
             return "reconciled"
@@ -293,7 +295,8 @@ class Dispatcher:
             message.status_updated_at = now
             message.error_code = result.error_code
             message.error_message = result.error_message
-            metrics.SENDS.labels(claimed.channel, _outcome(result)).inc()
+            slug = clinics.slug_of(session, message.clinic_id)
+            metrics.SENDS.labels(claimed.channel, _outcome(result), slug).inc()
             if not result.ok:
                 metrics.SEND_FAILURES.labels(claimed.channel, result.error_code or "unknown").inc()
             if result.ok:

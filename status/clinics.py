@@ -136,6 +136,12 @@ def ids(session: Session) -> list[int]:
     return list(session.scalars(select(Clinic.id).order_by(Clinic.id)))
 
 
+def slug_of(session: Session, clinic_id: int) -> str:
+    """The clinic's slug (a metrics label); one primary-key read at most per transaction."""
+    clinic = session.get(Clinic, clinic_id)
+    return clinic.slug if clinic is not None else str(clinic_id)
+
+
 def slugs(session: Session) -> dict[int, str]:
     return {row.id: row.slug for row in session.execute(select(Clinic.id, Clinic.slug))}
 

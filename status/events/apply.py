@@ -17,7 +17,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import flag_modified
 
-from status import metrics, read_model, timeline
+from status import clinics, metrics, read_model, timeline
 from status.appointments import Appointment
 from status.clinics import DEFAULT_ID
 from status.db import Base, Database, utcnow
@@ -201,9 +201,10 @@ class EventApplier:
 
     def apply(self, events: Iterable[_Envelope]) -> ApplyResult:
         result = self._apply(list(events))
+        slug = clinics.slug_of(self.session, self.clinic_id)
         for outcome, count in result.counts().items():
             if count:
-                metrics.EVENTS.labels(outcome).inc(count)
+                metrics.EVENTS.labels(outcome, slug).inc(count)
         return result
 
     def _apply(self, events: list[_Envelope]) -> ApplyResult:

@@ -473,3 +473,43 @@ def test_operations_tables_are_never_cut_off_on_a_laptop_or_a_phone(browser, con
             assert len(tops) == 1  # side by side: two tables across on a laptop
         page.screenshot(path=shots / shot, full_page=True)
         page.context.close()
+
+
+def test_staff_of_another_clinic_get_404_and_a_member_of_two_switches_in_one_click(
+    browser, console
+):
+    """Isolation in the browser: Glow's agent cannot open the default clinic's hand-off or
+    patient; a platform admin sees both clinics and switches with one click."""
+    from channels.staff.auth import add_staff
+    from status import clinics
+
+    handoff = console.say(EMILY, "can I speak to a person please")
+    assert handoff is not None
+    glow_agent = ("gia@glow.example", "Gia Glow", "agent", "glow-password")
+    boss = ("boss@platform.example", "Pat Platform", "admin", "platform-password")
+    with console.db.session() as session:
+        glow = clinics.by_slug(session, "glow") or clinics.add(session, "glow", "Glow Skin")
+        add_staff(session, *glow_agent, clinic=glow)
+        add_staff(session, *boss, platform_admin=True)
+    page = new_page(browser, console)
+    try:
+        log_in(page, glow_agent)
+        response = page.goto(f"/staff/handoffs/{handoff.id}")
+        assert response.status == 404
+        assert f"There is no hand-off #{handoff.id}." in page.inner_text("main")
+        assert page.goto("/staff/patients/demo-emily").status == 404
+        page.goto("/staff")
+        assert page.locator(f'a[href="/staff/handoffs/{handoff.id}"]').count() == 0
+    finally:
+        page.context.close()
+    page = new_page(browser, console)
+    try:
+        log_in(page, boss)
+        assert page.locator(f'a[href="/staff/handoffs/{handoff.id}"]').count() >= 1
+        page.click("button.clinic-choice[value=glow]")
+        page.wait_for_url("**/staff")
+        assert "Now showing Glow Skin." in page.inner_text("body")
+        assert page.locator(f'a[href="/staff/handoffs/{handoff.id}"]').count() == 0
+        assert page.goto("/staff/patients/demo-emily").status == 404
+    finally:
+        page.context.close()
