@@ -29,9 +29,9 @@ ROWS = [
     "INSERT INTO prescriptions (source_id, patient_id, medication, status, status_since,"
     " last_event_at, created_at, updated_at) VALUES ('rx-1', 1, 'Semaglutide', 'shipped', :at,"
     " :at, :at, :at)",
-    "INSERT INTO conversations (id, channel, address, patient_id, failed_verifications, awaiting_data,"
-    " unknown_streak, opted_out, bad_address, created_at, updated_at) VALUES (1, 'sms',"
-    " '+15550100001', 1, 0, '{}', 0, FALSE, FALSE, :at, :at)",
+    "INSERT INTO conversations (id, channel, address, patient_id, failed_verifications,"
+    " awaiting_data, unknown_streak, opted_out, bad_address, created_at, updated_at)"
+    " VALUES (1, 'sms', '+15550100001', 1, 0, '{}', 0, FALSE, FALSE, :at, :at)",
     "INSERT INTO messages (conversation_id, patient_id, direction, kind, channel, address, body,"
     " intents, media, buttons, data, urgent, priority, attempts, created_at) VALUES (1, 1, 'in',"
     " 'reply', 'sms', '+15550100001', 'hi', '[]', '[]', '[]', '{}', FALSE, 3, 0, :at)",
