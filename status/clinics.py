@@ -20,7 +20,7 @@ from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import jinja2
-from sqlalchemy import Integer, String, Text, select
+from sqlalchemy import JSON, Integer, String, Text, select
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 import templates as templates_package
@@ -44,14 +44,14 @@ class Clinic(Base):
     timezone: Mapped[str | None] = mapped_column(String(64))
     hours: Mapped[str | None] = mapped_column(String(100))  # CLINIC_HOURS shape
     support_phone: Mapped[str | None] = mapped_column(String(32))
-    sla_minutes: Mapped[dict | None] = mapped_column()
+    sla_minutes: Mapped[dict[str, int] | None] = mapped_column(JSON)
     quiet_hours: Mapped[str | None] = mapped_column(String(32))
     daily_message_cap: Mapped[int | None] = mapped_column(Integer)
     weekly_message_cap: Mapped[int | None] = mapped_column(Integer)
     payment_update_url: Mapped[str | None] = mapped_column(String(500))
     language: Mapped[str | None] = mapped_column(String(5))
     # channels: never taken from the environment for a clinic other than `default`
-    twilio_from_numbers: Mapped[list] = mapped_column(default=list)  # E.164, first sends
+    twilio_from_numbers: Mapped[list[str]] = mapped_column(JSON, default=list)  # E.164, first sends
     twilio_messaging_service_sid: Mapped[str | None] = mapped_column(String(64), index=True)
     telegram_bot_token: Mapped[str | None] = mapped_column(String(100))
     telegram_webhook_secret: Mapped[str | None] = mapped_column(String(256))
@@ -63,7 +63,7 @@ class Clinic(Base):
     accent_color: Mapped[str | None] = mapped_column(String(16))
     logo_url: Mapped[str | None] = mapped_column(String(500))
     # "<lang>/<template>" (or "<lang>/<template>.<sms|telegram>") -> jinja2 source
-    templates: Mapped[dict] = mapped_column(default=dict)
+    templates: Mapped[dict[str, str]] = mapped_column(JSON, default=dict)
     api_key_hash: Mapped[str | None] = mapped_column(String(64), unique=True)
     api_key_rotated_at: Mapped[datetime | None]
     notes: Mapped[str] = mapped_column(Text, default="")
