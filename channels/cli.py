@@ -327,7 +327,10 @@ def demo(host: str, port: int, no_serve: bool) -> None:
     database = _database(settings, migrate=True)
     with database.session() as session:
         result = demo_data.seed(session)
-        add_staff(session, "nurse@demo.clinic", "Demo Nurse", "admin", "demo-password")
+        demo_data.seed_second_brand(session)
+        # the demo nurse sees both clinics and switches between them in the console's header
+        add_staff(session, "nurse@demo.clinic", "Demo Nurse", "admin", "demo-password",
+                  platform_admin=True)  # fmt: skip
     base = f"http://{host}:{port}"
     lines = [
         f"{settings.clinic_name} demo: {result.applied} new events seeded "
@@ -344,7 +347,20 @@ def demo(host: str, port: int, no_serve: bool) -> None:
     ]
     for _, name, dob, phone, case in demo_data.DEMO_PATIENTS:
         lines.append(f"    {name:<16} {phone}  {dob}  {case}")
-    lines += ["", "  Outbound SMS is in log mode: nothing leaves this machine.", ""]
+    brand = demo_data.SECOND_BRAND
+    lines += [
+        "",
+        f"  A second clinic on the same deployment: {brand['name']} (slug {brand['slug']}, "
+        f"SMS {brand['twilio_from_numbers'][0]}, {brand['timezone']}):",
+    ]
+    for _, name, dob, phone, case in demo_data.SECOND_BRAND_PATIENTS:
+        lines.append(f"    {name:<16} {phone}  {dob}  {case}")
+    lines += [
+        "  Switch clinic in the console's header; `patient-status clinic list` shows both.",
+        "",
+        "  Outbound SMS is in log mode: nothing leaves this machine.",
+        "",
+    ]
     click.echo("\n".join(lines))
     if no_serve:
         return
