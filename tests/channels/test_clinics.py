@@ -119,3 +119,48 @@ def test_a_clinic_without_its_own_number_never_texts_from_anothers(app, fake_twi
         codes = {m.error_code for m in session.query(Message).filter(Message.direction == "out")
                  if m.address == "+15550100999"}  # fmt: skip
     assert codes == {"channel_not_configured"}
+
+
+GLOW_BOT = "777000:glow-bot-token"
+GLOW_SECRET = "glow-secret-1"
+
+
+def test_a_clinics_own_bot_has_its_own_webhook_secret_and_answers_as_that_bot(
+    app, fake_telegram, glow
+):
+    from bot.inbox import InboxMessage
+    from tests.fakes.telegram_server import text_update
+
+    fake_telegram.other_bots.add(GLOW_BOT)
+    with app.db.session() as session:
+        clinics.update(
+            session, clinics.require(session, "glow"),
+            telegram_bot_token=GLOW_BOT, telegram_webhook_secret=GLOW_SECRET,
+        )  # fmt: skip
+    update = text_update(31337, "hello", update_id=7)
+    wrong = app.client.post(
+        "/webhooks/telegram/glow", json=update,
+        headers={"X-Telegram-Bot-Api-Secret-Token": "tg-secret-123"},  # the default bot's
+    )  # fmt: skip
+    assert wrong.status_code == 401
+    unknown = app.client.post(
+        "/webhooks/telegram/nowhere", json=update,
+        headers={"X-Telegram-Bot-Api-Secret-Token": GLOW_SECRET},
+    )  # fmt: skip
+    assert unknown.status_code == 404 and "no clinic with slug 'nowhere'" in unknown.text
+    ok = app.client.post(
+        "/webhooks/telegram/glow", json=update,
+        headers={"X-Telegram-Bot-Api-Secret-Token": GLOW_SECRET},
+    )  # fmt: skip
+    assert ok.status_code == 200
+    # the same update id at the default bot is another update, not a redelivery
+    assert app.telegram(text_update(31337, "hello", update_id=7)).json()["outcome"] == "queued"
+    app.turns()
+    app.drain()
+    with app.db.session() as session:
+        rows = session.query(InboxMessage).filter(InboxMessage.provider_id == "7").all()
+        assert sorted(r.clinic_id for r in rows) == [DEFAULT_ID, glow]
+    by_token = {call.token for call in fake_telegram.sent(31337)}
+    assert by_token == {GLOW_BOT, fake_telegram.token}
+    glow_reply = next(c for c in fake_telegram.sent(31337) if c.token == GLOW_BOT)
+    assert "Glow Skin" in glow_reply.params["text"]
