@@ -375,7 +375,7 @@ async def telegram_webhook(request: Request) -> JSONResponse:
     return await clinic_telegram_webhook(clinics.DEFAULT_SLUG, request)
 
 
-@router.post("/webhooks/telegram/{clinic_slug}")
+@router.post("/webhooks/telegram/{clinic_slug}", responses=openapi.NOT_FOUND)
 async def clinic_telegram_webhook(clinic_slug: str, request: Request) -> JSONResponse:
     """A clinic's own bot, checked against that clinic's secret."""
     found = await asyncio.to_thread(_clinic_settings, request.app.state, clinic_slug)
