@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 from enum import StrEnum
+from typing import TypeVar
+
+S = TypeVar("S", bound=StrEnum)
 
 
 class StatusClass(StrEnum):
@@ -11,7 +14,7 @@ class StatusClass(StrEnum):
     TERMINAL = "terminal"  # finished, one way or another
 
 
-def classify_all(enum: type[StrEnum], table: dict) -> dict:
+def classify_all(enum: type[S], table: dict[S, StatusClass]) -> dict[S, StatusClass]:
     """Check at import time that a classification names every status exactly once."""
     missing = set(enum) - set(table)
     if missing:

@@ -5,12 +5,16 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
-from typing import TypeVar
+from typing import Any, TypeVar
 
-from sqlalchemy import JSON, DateTime, MetaData, create_engine, event, make_url
-from sqlalchemy.engine import Engine
+from sqlalchemy import JSON, DateTime, MetaData, Table, create_engine, event, make_url
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Connection, Dialect, Engine
+from sqlalchemy.engine.interfaces import DBAPIConnection
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
+from sqlalchemy.pool import ConnectionPoolEntry
+from sqlalchemy.sql import FromClause
 from sqlalchemy.types import TypeDecorator
 
 from status import clock
@@ -31,20 +35,20 @@ def utcnow() -> datetime:
     return clock.now()
 
 
-class UTCDateTime(TypeDecorator):
+class UTCDateTime(TypeDecorator[datetime]):
     """Timezone-aware datetimes on both SQLite (which drops tzinfo) and PostgreSQL."""
 
     impl = DateTime(timezone=True)
     cache_ok = True
 
-    def process_bind_param(self, value: datetime | None, dialect):  # noqa: ANN001
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
         if value is None:
             return None
         if value.tzinfo is None:
             raise ValueError("naive datetime given to a UTC column")
         return value.astimezone(UTC)
 
-    def process_result_value(self, value: datetime | None, dialect):  # noqa: ANN001
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
         if value is None:
             return None
         if value.tzinfo is None:
@@ -57,7 +61,7 @@ class Base(DeclarativeBase):
     type_annotation_map = {datetime: UTCDateTime(), dict: JSON, list: JSON}
 
 
-def _sqlite_pragmas(dbapi_connection, _record) -> None:  # noqa: ANN001
+def _sqlite_pragmas(dbapi_connection: DBAPIConnection, _record: ConnectionPoolEntry) -> None:
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA synchronous=NORMAL")
@@ -70,12 +74,12 @@ def _sqlite_pragmas(dbapi_connection, _record) -> None:  # noqa: ANN001
 READ_ONLY = "patient_status_read_only"
 
 
-def _sqlite_begin(conn) -> None:  # noqa: ANN001
+def _sqlite_begin(conn: Connection) -> None:
     read_only = conn.get_execution_options().get(READ_ONLY)
     conn.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
 
 
-def make_engine(url: str, **kwargs) -> Engine:
+def make_engine(url: str, **kwargs: Any) -> Engine:
     # Database errors must not carry row values (names, dates of birth) into logs.
     kwargs.setdefault("hide_parameters", True)
     if url.startswith("sqlite"):
@@ -87,7 +91,9 @@ def make_engine(url: str, **kwargs) -> Engine:
         event.listen(engine, "begin", _sqlite_begin)
 
         @event.listens_for(engine, "connect")
-        def _no_pysqlite_begin(dbapi_connection, _record) -> None:  # noqa: ANN001
+        def _no_pysqlite_begin(
+            dbapi_connection: DBAPIConnection, _record: ConnectionPoolEntry
+        ) -> None:
             dbapi_connection.isolation_level = None
 
         return engine
@@ -122,7 +128,7 @@ def cause_of(exc: BaseException) -> str:
 class Database:
     """One engine and its session factory; the request scope or the worker owns commits."""
 
-    def __init__(self, url: str, **engine_kwargs) -> None:
+    def __init__(self, url: str, **engine_kwargs: Any) -> None:
         self.url = url
         self.engine = make_engine(url, **engine_kwargs)
         self.sessionmaker = sessionmaker(self.engine, expire_on_commit=False)
@@ -174,13 +180,11 @@ def retrying(fn: Callable[[], T], tries: int = 3) -> T:
     raise AssertionError("unreachable")
 
 
-def insert_ignore(session: Session, table, values: dict) -> bool:  # noqa: ANN001
+def insert_ignore(session: Session, table: FromClause, values: dict[str, Any]) -> bool:
     """INSERT ... ON CONFLICT DO NOTHING on SQLite and PostgreSQL; True when a row was written."""
+    assert isinstance(table, Table)  # a model's `__table__`, which SQLAlchemy types as FromClause
     dialect = session.get_bind().dialect.name
-    if dialect == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert
-    else:
-        from sqlalchemy.dialects.sqlite import insert
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
     statement = insert(table).values(**values).on_conflict_do_nothing()
     key = next(iter(table.primary_key.columns))
     # rowcount is unreliable here (-1 on some drivers): ask for the new row's key instead.

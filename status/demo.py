@@ -31,7 +31,9 @@ def _event(event_type: str, eid: str, at: datetime, **data: Any) -> dict[str, An
     return {"id": f"demo-{eid}", "type": event_type, "occurred_at": at.isoformat(), "data": data}
 
 
-def _patient(pid: str, first: str, last: str, dob: str, phone: str, at: datetime, **extra) -> dict:
+def _patient(
+    pid: str, first: str, last: str, dob: str, phone: str, at: datetime, **extra: Any
+) -> dict[str, Any]:
     return _event(
         "patient.updated",
         f"{pid.removeprefix('demo-')}-profile",
@@ -137,7 +139,7 @@ def seed(session: Session, now: datetime | None = None) -> ApplyResult:
 # A second brand on the same deployment, so a newcomer sees what a clinic changes: its name,
 # number, zone and hours, colours, one reworded message, and patients of its own (Maria's phone
 # is also the phone of Glow's Marisol: each clinic's number reaches its own patient).
-SECOND_BRAND = {
+SECOND_BRAND: dict[str, Any] = {
     "slug": "glow",
     "name": "Glow Skin",
     "twilio_from_numbers": ["+15550109100"],

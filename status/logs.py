@@ -12,6 +12,7 @@ import logging
 import re
 import sys
 from datetime import UTC, datetime
+from typing import IO, overload
 
 _STANDARD = set(logging.LogRecord("", 0, "", 0, "", (), None).__dict__) | {"message", "asctime"}
 QUIET_LOGGERS = (
@@ -23,6 +24,10 @@ MAX_LINE = 1000  # characters of the message or the error line
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f\ud800-\udfff]")
 
 
+@overload
+def clip(value: str, limit: int = MAX_VALUE) -> str: ...
+@overload
+def clip(value: object, limit: int = MAX_VALUE) -> object: ...
 def clip(value: object, limit: int = MAX_VALUE) -> object:
     """A value as it may be logged: control bytes replaced, at most `limit` characters."""
     if value is None or isinstance(value, bool | int | float):
@@ -31,7 +36,7 @@ def clip(value: object, limit: int = MAX_VALUE) -> object:
     return text if len(text) <= limit else f"{text[:limit]}...[{len(text) - limit} more]"
 
 
-def _extras(record: logging.LogRecord) -> dict:
+def _extras(record: logging.LogRecord) -> dict[str, object]:
     return {
         k: clip(v)
         for k, v in record.__dict__.items()
@@ -40,6 +45,7 @@ def _extras(record: logging.LogRecord) -> dict:
 
 
 def _error(formatter: logging.Formatter, record: logging.LogRecord) -> str:
+    assert record.exc_info is not None  # the formatters call this only when there is one
     return clip(formatter.formatException(record.exc_info).splitlines()[-1], MAX_LINE)
 
 
@@ -67,7 +73,7 @@ class TextFormatter(logging.Formatter):
         return f"{line}  {extras}".rstrip()
 
 
-def configure(fmt: str = "text", level: str = "INFO", stream=None) -> None:  # noqa: ANN001
+def configure(fmt: str = "text", level: str = "INFO", stream: IO[str] | None = None) -> None:
     handler = logging.StreamHandler(stream or sys.stderr)
     handler.setFormatter(JsonFormatter() if fmt == "json" else TextFormatter())
     root = logging.getLogger()

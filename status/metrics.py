@@ -7,6 +7,7 @@ empty directory so the counters add up across processes.
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -18,8 +19,9 @@ from prometheus_client import (
     multiprocess,
 )
 from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.metrics_core import Metric
 
-from status.db import utcnow
+from status.db import Database, utcnow
 
 # `clinic` is the clinic's slug: counts per clinic, never per patient.
 INBOUND = Counter(
@@ -46,10 +48,10 @@ class OutboxCollector:
     """Outbox depth and the age of the oldest unsent message, read from the database at scrape
     time, so every process reports the same truth."""
 
-    def __init__(self, db) -> None:  # noqa: ANN001
+    def __init__(self, db: Database) -> None:
         self.db = db
 
-    def collect(self):  # noqa: ANN201
+    def collect(self) -> Iterator[Metric]:
         from datetime import UTC
 
         from sqlalchemy import func, select
@@ -88,10 +90,10 @@ class OutboxCollector:
         yield oldest
 
 
-def render(db) -> tuple[bytes, str]:  # noqa: ANN001
+def render(db: Database) -> tuple[bytes, str]:
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         registry = CollectorRegistry()
-        multiprocess.MultiProcessCollector(registry)
+        multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
         counters = generate_latest(registry)
     else:
         counters = generate_latest(REGISTRY)

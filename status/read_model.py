@@ -22,7 +22,17 @@ from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import Date, Enum, ForeignKey, Integer, Row, Text, bindparam, select
+from sqlalchemy import (
+    ColumnExpressionArgument,
+    Date,
+    Enum,
+    ForeignKey,
+    Integer,
+    Row,
+    Text,
+    bindparam,
+    select,
+)
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Mapped, Session, class_mapper, mapped_column
 
@@ -68,8 +78,8 @@ class Kind:
 
     name: str  # the key in the stored JSON and the attribute of `State`
     model: type[Base]
-    order: tuple
-    where: tuple = ()
+    order: tuple[ColumnExpressionArgument[Any], ...]
+    where: tuple[ColumnExpressionArgument[bool], ...] = ()
 
 
 KINDS = (
@@ -160,7 +170,7 @@ class _Codec:
             class_mapper(kind.model).class_manager.new_instance,
         )
 
-    def encode(self, row: Row | list[Any]) -> list[Any]:
+    def encode(self, row: Row[Any] | list[Any]) -> list[Any]:
         return [encode(value) for encode, value in zip(self.encoders, row, strict=True)]
 
     def decode(self, values: list[Any]) -> Any:
@@ -214,9 +224,11 @@ def encode_items(items: dict[str, list[dict[str, Any]]]) -> str:
 # --- from the tables -------------------------------------------------------------------------
 
 
-def _encoded_from_tables(session: Session, patient_ids: list[int]) -> dict[int, dict[str, list]]:
+def _encoded_from_tables(
+    session: Session, patient_ids: list[int]
+) -> dict[int, dict[str, list[Any]]]:
     """patient id -> each kind's rows as stored, read with one query per kind and 500 patients."""
-    states: dict[int, dict[str, list]] = {
+    states: dict[int, dict[str, list[Any]]] = {
         patient_id: {codec.kind.name: [] for codec in _CODECS} for patient_id in patient_ids
     }
     for codec in _CODECS:

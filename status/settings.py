@@ -53,17 +53,17 @@ class Settings(BaseSettings):
     # Expected maximum hours in a state before an item is "stuck" (JSON in the environment).
     stuck_hours: dict[str, float] = Field(
         default_factory=lambda: {
-            "prescription.awaiting_provider": 24,
-            "prescription.approved": 24,
-            "prescription.sent_to_pharmacy": 24,
-            "prescription.received_by_pharmacy": 48,
-            "prescription.processing": 72,
-            "shipment.label_created": 48,
-            "shipment.exception": 24,
-            "refill.requested": 24,
-            "refill.provider_review": 48,
-            "payment.failed": 72,
-            "subscription.past_due": 72,
+            "prescription.awaiting_provider": 24.0,
+            "prescription.approved": 24.0,
+            "prescription.sent_to_pharmacy": 24.0,
+            "prescription.received_by_pharmacy": 48.0,
+            "prescription.processing": 72.0,
+            "shipment.label_created": 48.0,
+            "shipment.exception": 24.0,
+            "refill.requested": 24.0,
+            "refill.provider_review": 48.0,
+            "payment.failed": 72.0,
+            "subscription.past_due": 72.0,
         }
     )
     # First staff response due, per hand-off priority (minutes).

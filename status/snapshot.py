@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 from zoneinfo import ZoneInfo
 
 from sqlalchemy.orm import Session
@@ -34,6 +34,8 @@ from status.refills import Refill, RefillStatus
 from status.shipments import Shipment, ShipmentStatus
 from status.subscriptions import Subscription, SubscriptionStatus
 from status.tasks import Task
+
+_Item = TypeVar("_Item", Prescription, Shipment, Refill, Payment)  # the kinds `_current` trims
 
 RECENT_TERMINAL = timedelta(days=30)
 REFILL_SOON = timedelta(days=7)
@@ -124,7 +126,7 @@ class Snapshot:
     @property
     def next_refill_prescription(self) -> Prescription | None:
         candidates = [p for p in self.prescriptions if p.next_refill_date]
-        return min(candidates, key=lambda p: p.next_refill_date) if candidates else None
+        return min(candidates, key=lambda p: p.next_refill_date or date.max) if candidates else None
 
     @property
     def next_appointment(self) -> Appointment | None:
@@ -273,7 +275,7 @@ def _payment(payment: Payment, now: datetime) -> dict[str, Any]:
     }
 
 
-def _current(items: list, now: datetime) -> list:
+def _current(items: list[_Item], now: datetime) -> list[_Item]:
     """Everything still moving, plus what finished recently (a patient still asks about it)."""
     return [
         item
@@ -321,7 +323,7 @@ def assemble(patient: Patient, state: read_model.State, now: datetime) -> Snapsh
         shipments=_current(state.shipments, now),
         refills=_current(state.refills, now),
         payments=_current(state.payments, now),
-        subscription=(live_subs or all_subs or [None])[0],
+        subscription=next(iter(live_subs or all_subs), None),
         appointments=[a for a in state.appointments if a.starts_at >= now],
         tasks=state.tasks,
         next_step=NextStep("none", "nobody", "Nothing is waiting."),
@@ -408,7 +410,8 @@ def next_step(snap: Snapshot) -> NextStep:
                 "refill_waiting", "patient", "Refill waiting on the patient",
                 "refill", refill.source_id,
             )  # fmt: skip
-    for item in [*snap.prescriptions, *snap.refills]:
+    ready: list[Prescription | Refill] = [*snap.prescriptions, *snap.refills]
+    for item in ready:
         if item.status in (PrescriptionStatus.READY_FOR_PICKUP, RefillStatus.READY_FOR_PICKUP):
             entity = "prescription" if isinstance(item, Prescription) else "refill"
             return NextStep("pick_up", "patient", "Ready for pickup", entity, item.source_id)
@@ -444,10 +447,10 @@ def next_step(snap: Snapshot) -> NextStep:
             )  # fmt: skip
     due = snap.next_refill_date
     if due is not None and not snap.refills_in_progress and due - snap.today <= REFILL_SOON:
-        rx = snap.next_refill_prescription
+        next_rx = snap.next_refill_prescription
         return NextStep(
             "request_refill", "patient", f"Refill due {due.isoformat()}",
-            "prescription", rx.source_id if rx else None, None, due,
+            "prescription", next_rx.source_id if next_rx else None, None, due,
         )  # fmt: skip
     if appointment is not None:
         return NextStep(

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from datetime import datetime
 from enum import StrEnum
+from typing import Any
 
-from sqlalchemy import ForeignKey, Index, String, Text, select
+from sqlalchemy import JSON, ForeignKey, Index, String, Text, select
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from status.db import Base, utcnow
@@ -32,7 +33,7 @@ class TimelineEntry(Base):
     entity_source_id: Mapped[str | None] = mapped_column(String(128))
     event_id: Mapped[str | None] = mapped_column(String(200))
     summary: Mapped[str] = mapped_column(Text)
-    changes: Mapped[dict] = mapped_column(default=dict)
+    changes: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
 
     __table_args__ = (
         Index("ix_timeline_entries_patient_id_occurred_at", "patient_id", "occurred_at"),
@@ -49,7 +50,7 @@ def record(
     entity_type: str | None = None,
     entity_source_id: str | None = None,
     event_id: str | None = None,
-    changes: dict | None = None,
+    changes: dict[str, Any] | None = None,
 ) -> TimelineEntry:
     entry = TimelineEntry(
         patient_id=patient_id,

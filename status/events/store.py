@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from datetime import datetime
 from enum import StrEnum
+from typing import Any
 
-from sqlalchemy import ForeignKey, Index, String, UniqueConstraint, select
+from sqlalchemy import JSON, ForeignKey, Index, String, UniqueConstraint, select
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from status import limits
@@ -29,7 +30,7 @@ class StoredEvent(Base):
     received_at: Mapped[datetime] = mapped_column(default=utcnow)
     patient_source_id: Mapped[str] = mapped_column(String(limits.SOURCE_ID))
     entity_source_id: Mapped[str] = mapped_column(String(limits.SOURCE_ID))
-    payload: Mapped[dict]
+    payload: Mapped[dict[str, Any]] = mapped_column(JSON)
     outcome: Mapped[str] = mapped_column(String(16))
     applied_at: Mapped[datetime | None]
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from importlib import import_module
 
 from alembic import context
+from sqlalchemy.engine import Connection
 
 from status.db import Base, make_engine
 
@@ -64,12 +65,14 @@ def run_online() -> None:
             # SQLite alters a table by copying it and dropping the old one; with foreign keys
             # on, that drop would cascade to every row pointing at it (a patient's orders).
             # The pragma only works outside a transaction, so it goes to the driver directly.
-            connection.connection.driver_connection.execute("PRAGMA foreign_keys=OFF")
+            driver = connection.connection.driver_connection
+            assert driver is not None  # a connection just opened has its driver's connection
+            driver.execute("PRAGMA foreign_keys=OFF")
         _run(connection)
     engine.dispose()
 
 
-def _run(connection) -> None:  # noqa: ANN001
+def _run(connection: Connection) -> None:
     context.configure(
         connection=connection,
         target_metadata=target_metadata,
