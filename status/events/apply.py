@@ -10,9 +10,10 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from enum import StrEnum
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import insert, inspect, select
+from sqlalchemy import CursorResult, insert, inspect, select
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import flag_modified
@@ -22,7 +23,13 @@ from status.appointments import Appointment
 from status.clinics import DEFAULT_ID
 from status.db import Base, Database, utcnow
 from status.events import store
-from status.events.schemas import _Envelope, _event_adapter
+from status.events.schemas import (
+    Event,
+    ItemEvent,
+    PatientUpdated,
+    PrescriptionData,
+    _event_adapter,
+)
 from status.patients import Patient
 from status.payments import Payment, PaymentStatus
 from status.prescriptions import Prescription
@@ -51,7 +58,7 @@ class ItemSpec:
 def _copy(*names: str, **renamed: str) -> Callable[[Any], dict[str, Any]]:
     """Columns taken from `data` as they are (`names`) or under another name (column=attr)."""
 
-    def columns(data) -> dict[str, Any]:  # noqa: ANN001
+    def columns(data: Any) -> dict[str, Any]:
         values = {name: getattr(data, name) for name in names}
         values.update({column: getattr(data, attr) for column, attr in renamed.items()})
         return values
@@ -59,7 +66,7 @@ def _copy(*names: str, **renamed: str) -> Callable[[Any], dict[str, Any]]:
     return columns
 
 
-def _prescription(data) -> dict:  # noqa: ANN001
+def _prescription(data: PrescriptionData) -> dict[str, Any]:
     pharmacy = data.pharmacy
     return {
         **_copy("medication", "status", "blocked_reason", "refills_remaining", "next_refill_date")(
@@ -190,7 +197,7 @@ class EventApplier:
         self._patients: dict[str, Patient] = {}  # source_id -> patient, new ones included
         self._items: dict[type[Base], dict[str, Any]] = {}  # model -> source_id -> item
         # patient source_id -> events waiting for that patient: (sort key, event, their row)
-        self._pending: dict[str, list[tuple[tuple, _Envelope, Any]]] = {}
+        self._pending: dict[str, list[tuple[tuple[datetime, int, int], ItemEvent, Any]]] = {}
         self._new_patients: list[Patient] = []  # in creation order, not in the session
         self._new_items: list[Any] = []  # in creation order, not in the session
         self._owners: dict[Any, Patient] = {}  # item -> its patient after this batch
@@ -199,7 +206,7 @@ class EventApplier:
         self._records: list[dict[str, Any]] = []  # the `events` rows, in the order recorded
         self._counts_pending: set[str] = set()  # event ids counted pending once their row is in
 
-    def apply(self, events: Iterable[_Envelope]) -> ApplyResult:
+    def apply(self, events: Iterable[Event]) -> ApplyResult:
         result = self._apply(list(events))
         slug = clinics.slug_of(self.session, self.clinic_id)
         for outcome, count in result.counts().items():
@@ -207,7 +214,7 @@ class EventApplier:
                 metrics.EVENTS.labels(outcome, slug).inc(count)
         return result
 
-    def _apply(self, events: list[_Envelope]) -> ApplyResult:
+    def _apply(self, events: list[Event]) -> ApplyResult:
         self._reset()
         seen = store.known_ids(self.session, self.clinic_id, [event.id for event in events])
         fresh = []
@@ -226,7 +233,7 @@ class EventApplier:
         self._write()
         return self.result
 
-    def _load(self, events: list[_Envelope]) -> None:
+    def _load(self, events: list[Event]) -> None:
         """Everything the batch reads, with one query per table and 500 ids."""
         session = self.session
         clinic_id = self.clinic_id
@@ -238,6 +245,7 @@ class EventApplier:
         waiting = []
         for stored in store.pending_for_many(session, clinic_id, sorted(arriving)):
             event = _event_adapter.validate_python(stored.payload)
+            assert event.type != "patient.updated"  # only an item's event waits for its patient
             key = (stored.occurred_at, 0, stored.id)  # pending_for's order: occurred_at, id
             self._pending.setdefault(stored.patient_source_id, []).append((key, event, stored))
             waiting.append(event)
@@ -284,8 +292,8 @@ class EventApplier:
         if self._timeline:
             rows = [{"patient_id": patient.id, **row} for patient, row in self._timeline]
             session.execute(insert(timeline.TimelineEntry), rows)
-        written = _insert_new(session, store.StoredEvent.__table__, "event_id", self._records)
-        if len(written) < len(self._records):
+        recorded = _insert_new(session, store.StoredEvent.__table__, "event_id", self._records)
+        if len(recorded) < len(self._records):
             # A concurrent delivery of the same id committed first, after our `known_ids`: this
             # transaction already applied the event too, so it must not commit.
             raise ConcurrentDelivery()
@@ -300,7 +308,7 @@ class EventApplier:
         read_model.refresh(session, touched, self.now)
 
     def _record(
-        self, event: _Envelope, patient_source_id: str, entity_id: str, outcome: str
+        self, event: Event, patient_source_id: str, entity_id: str, outcome: str
     ) -> dict[str, Any]:
         record = {
             "clinic_id": self.clinic_id,
@@ -318,7 +326,7 @@ class EventApplier:
         return record
 
     def _timeline_entry(
-        self, patient: Patient, kind: timeline.EntryKind, event: _Envelope, **values: Any
+        self, patient: Patient, kind: timeline.EntryKind, event: Event, **values: Any
     ) -> None:
         values["changes"] = values.get("changes") or {}
         self._timeline.append(
@@ -328,7 +336,7 @@ class EventApplier:
             )
         )
 
-    def _apply_one(self, event: _Envelope) -> None:
+    def _apply_one(self, event: Event) -> None:
         data = event.data
         if event.type == "patient.updated":
             self._apply_patient(event)
@@ -345,7 +353,7 @@ class EventApplier:
         outcome = self._apply_item(spec, event, patient)
         self._record(event, data.patient_id, entity_id, outcome)
 
-    def _apply_item(self, spec: ItemSpec, event: _Envelope, patient: Patient) -> str:
+    def _apply_item(self, spec: ItemSpec, event: ItemEvent, patient: Patient) -> str:
         data = event.data
         source_id = getattr(data, spec.id_field)
         items = self._items.setdefault(spec.model, {})
@@ -383,8 +391,12 @@ class EventApplier:
         item.last_event_at = event.occurred_at
         if isinstance(item, Payment) and item.status == PaymentStatus.FAILED:
             item.ever_failed = True
-        renewed = old_renewal and item.renews_at and item.renews_at > old_renewal
-        if isinstance(item, Subscription) and renewed:  # the renewal date moved on
+        if (
+            isinstance(item, Subscription)
+            and old_renewal
+            and item.renews_at
+            and item.renews_at > old_renewal
+        ):  # the renewal date moved on
             item.renewals_seen += 1
         self.result.applied += 1
         self._timeline_entry(
@@ -412,7 +424,7 @@ class EventApplier:
         )
         return store.Outcome.APPLIED
 
-    def _apply_patient(self, event: _Envelope) -> None:
+    def _apply_patient(self, event: PatientUpdated) -> None:
         data = event.data
         patient = self._patients.get(data.patient_id)
         if patient is not None and event.occurred_at < patient.last_event_at:
@@ -439,7 +451,7 @@ class EventApplier:
         }
         is_new = patient is None
         changed = _diff(patient, columns)
-        if is_new:
+        if patient is None:
             patient = Patient(
                 clinic_id=self.clinic_id,
                 source_id=data.patient_id,
@@ -568,18 +580,16 @@ def _insert_new(session: Session, table: Any, key: str, rows: list[dict[str, Any
     """
     if not rows:
         return set()
-    if session.get_bind().dialect.name == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert as dialect_insert
-
-        large = len(rows) > _RETURNING_UP_TO
-    else:
-        from sqlalchemy.dialects.sqlite import insert as dialect_insert
-
-        large = False
+    postgres = session.get_bind().dialect.name == "postgresql"
+    dialect_insert = postgresql.insert if postgres else sqlite.insert
+    large = postgres and len(rows) > _RETURNING_UP_TO
     statement = dialect_insert(table).on_conflict_do_nothing()
     if large:
         savepoint = session.begin_nested()
-        result = session.execute(statement, rows, execution_options={"preserve_rowcount": True})
+        result = cast(
+            CursorResult[Any],  # an INSERT's result, which SQLAlchemy types as the base Result
+            session.execute(statement, rows, execution_options={"preserve_rowcount": True}),
+        )
         if result.rowcount == len(rows):
             savepoint.commit()
             return {row[key] for row in rows}
@@ -589,7 +599,7 @@ def _insert_new(session: Session, table: Any, key: str, rows: list[dict[str, Any
 
 def apply_events(
     session: Session,
-    events: Iterable[_Envelope],
+    events: Iterable[Event],
     now: datetime | None = None,
     *,
     clinic_id: int = DEFAULT_ID,
@@ -600,7 +610,7 @@ def apply_events(
 
 def apply_in_transaction(
     db: Database,
-    events: list[_Envelope],
+    events: list[Event],
     on_changes: Iterable[Callable[[Session, list[Change]], None]] = (),
     now: datetime | None = None,
     *,

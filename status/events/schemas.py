@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from datetime import date, datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, TypeAlias
 
 from pydantic import (
     AfterValidator,
@@ -94,17 +94,17 @@ def _currency(value: str) -> str:
 
 
 def _text(limit: int) -> Any:
-    """A required string that fits its column."""
-    return Annotated[str, Field(min_length=1, max_length=limit)]
+    """A required string that fits its column: `Annotated[str, _text(limit)]`."""
+    return Field(min_length=1, max_length=limit)
 
 
 def _optional(limit: int) -> Any:
-    return Annotated[str, Field(max_length=limit)]
+    return Field(max_length=limit)
 
 
 IsoDate = Annotated[date, BeforeValidator(_iso_date)]
 Timestamp = Annotated[AwareDatetime, BeforeValidator(_rfc3339)]
-SourceId = _text(limits.SOURCE_ID)
+SourceId = Annotated[str, _text(limits.SOURCE_ID)]
 Url = Annotated[str, Field(pattern=r"^https?://\S+$", max_length=limits.URL)]
 Cents = Annotated[StrictInt, Field(ge=0, le=limits.MAX_CENTS)]
 Currency = Annotated[str, AfterValidator(_currency)]
@@ -127,28 +127,28 @@ class _Data(BaseModel):
 
 class PatientData(_Data):
     patient_id: SourceId
-    first_name: _text(limits.NAME)
-    last_name: _text(limits.NAME)
+    first_name: Annotated[str, _text(limits.NAME)]
+    last_name: Annotated[str, _text(limits.NAME)]
     date_of_birth: IsoDate
     phone: Phone
-    email: _optional(limits.EMAIL) | None = None
+    email: Annotated[str, _optional(limits.EMAIL)] | None = None
     language: Literal["en", "es"]
     timezone: TimeZone
     sms_consent: StrictBool
 
 
 class Pharmacy(_Data):
-    name: _text(limits.PHARMACY_NAME)
-    phone: _optional(limits.PHONE) | None = None
+    name: Annotated[str, _text(limits.PHARMACY_NAME)]
+    phone: Annotated[str, _optional(limits.PHONE)] | None = None
 
 
 class PrescriptionData(_Data):
     prescription_id: SourceId
     patient_id: SourceId
-    medication: _text(limits.MEDICATION)
+    medication: Annotated[str, _text(limits.MEDICATION)]
     status: PrescriptionStatus
     pharmacy: Pharmacy | None = None
-    blocked_reason: _optional(limits.REASON) | None = None
+    blocked_reason: Annotated[str, _optional(limits.REASON)] | None = None
     refills_remaining: Annotated[StrictInt, Field(ge=0, le=limits.MAX_REFILLS)] | None = None
     next_refill_date: IsoDate | None = None
 
@@ -157,8 +157,8 @@ class ShipmentData(_Data):
     shipment_id: SourceId
     patient_id: SourceId
     prescription_id: SourceId | None = None
-    carrier: _text(limits.CARRIER)
-    tracking_number: _text(limits.TRACKING_NUMBER)
+    carrier: Annotated[str, _text(limits.CARRIER)]
+    tracking_number: Annotated[str, _text(limits.TRACKING_NUMBER)]
     tracking_url: Url | None = None
     status: ShipmentStatus
     estimated_delivery: IsoDate | None = None
@@ -178,15 +178,15 @@ class PaymentData(_Data):
     amount_cents: Cents
     currency: Currency
     status: PaymentStatus
-    description: _text(limits.DESCRIPTION)
-    failure_reason: _optional(limits.REASON) | None = None
+    description: Annotated[str, _text(limits.DESCRIPTION)]
+    failure_reason: Annotated[str, _optional(limits.REASON)] | None = None
     next_retry_at: Timestamp | None = None
 
 
 class SubscriptionData(_Data):
     subscription_id: SourceId
     patient_id: SourceId
-    plan: _text(limits.PLAN)
+    plan: Annotated[str, _text(limits.PLAN)]
     amount_cents: Cents
     currency: Currency
     status: SubscriptionStatus
@@ -198,8 +198,8 @@ class AppointmentData(_Data):
     appointment_id: SourceId
     patient_id: SourceId
     starts_at: Timestamp
-    visit_type: _text(limits.VISIT_TYPE)
-    provider_name: _optional(limits.PROVIDER_NAME) | None = None
+    visit_type: Annotated[str, _text(limits.VISIT_TYPE)]
+    provider_name: Annotated[str, _optional(limits.PROVIDER_NAME)] | None = None
     status: AppointmentStatus
     join_url: Url | None = None
 
@@ -207,8 +207,8 @@ class AppointmentData(_Data):
 class TaskData(_Data):
     task_id: SourceId
     patient_id: SourceId
-    kind: _text(limits.TASK_KIND)
-    title: _text(limits.TASK_TITLE)
+    kind: Annotated[str, _text(limits.TASK_KIND)]
+    title: Annotated[str, _text(limits.TASK_TITLE)]
     status: TaskStatus
     url: Url | None = None
     due_at: Timestamp | None = None
@@ -217,7 +217,7 @@ class TaskData(_Data):
 class _Envelope(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    id: _text(limits.EVENT_ID)
+    id: Annotated[str, _text(limits.EVENT_ID)]
     occurred_at: Timestamp
 
     _storable = field_validator("id", "occurred_at", mode="before")(_refuse_unstorable)
@@ -274,18 +274,18 @@ EVENT_MODELS: dict[str, type[_Envelope]] = {
     "task.updated": TaskUpdated,
 }
 
-Event = Annotated[
-    PatientUpdated
-    | PrescriptionUpdated
+# Every event but `patient.updated`: one about an item, which may wait for its patient.
+ItemEvent: TypeAlias = (
+    PrescriptionUpdated
     | ShipmentUpdated
     | RefillUpdated
     | PaymentUpdated
     | SubscriptionUpdated
     | AppointmentUpdated
-    | TaskUpdated,
-    Field(discriminator="type"),
-]
-_event_adapter: TypeAdapter = TypeAdapter(Event)
+    | TaskUpdated
+)
+Event = Annotated[PatientUpdated | ItemEvent, Field(discriminator="type")]
+_event_adapter: TypeAdapter[Event] = TypeAdapter(Event)
 MAX_BATCH = 5000
 
 
@@ -304,7 +304,7 @@ class InvalidEvents(ValueError):
         self.summary = summary or f"{len(problems)} problem(s) in the events; nothing was applied"
         super().__init__(self.summary)
 
-    def as_body(self) -> dict:
+    def as_body(self) -> dict[str, Any]:
         return {
             "detail": self.summary,
             "errors": [problem.model_dump(exclude_none=True) for problem in self.problems],
@@ -339,7 +339,7 @@ def _problems(index: int, raw: Any, error: ValidationError) -> list[EventProblem
     return problems
 
 
-def parse_body(body: Any) -> list[_Envelope]:
+def parse_body(body: Any) -> list[Event]:
     """A request body (one event, or `{"events": [...]}`) -> validated events, or InvalidEvents.
 
     The batch is validated whole: if any event is bad, none is returned.
@@ -365,8 +365,8 @@ def parse_body(body: Any) -> list[_Envelope]:
     return parse_events(raw_events)
 
 
-def parse_events(raw_events: list[Any]) -> list[_Envelope]:
-    events: list[_Envelope] = []
+def parse_events(raw_events: list[Any]) -> list[Event]:
+    events: list[Event] = []
     problems: list[EventProblem] = []
     for index, raw in enumerate(raw_events):
         if not isinstance(raw, dict):
@@ -381,7 +381,7 @@ def parse_events(raw_events: list[Any]) -> list[_Envelope]:
     return events
 
 
-def json_schema(ref_template: str = "#/$defs/{model}") -> dict:
+def json_schema(ref_template: str = "#/$defs/{model}") -> dict[str, Any]:
     schema = _event_adapter.json_schema(ref_template=ref_template)
     schema["title"] = "Patient Status Assistant event"
     schema["description"] = (
