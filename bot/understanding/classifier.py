@@ -19,8 +19,10 @@ from __future__ import annotations
 import math
 import re
 from collections import Counter, defaultdict
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
+from typing import Any
 
 import yaml
 from rapidfuzz import fuzz
@@ -96,7 +98,7 @@ class Classification:
     # how each clause read on its own, in written order (for the learned model's second look)
     clauses: tuple[ClauseReading, ...] = field(default=(), compare=False, repr=False)
 
-    def as_json(self, text: str) -> dict:
+    def as_json(self, text: str) -> dict[str, Any]:
         return {
             "text": text,
             "intent": self.intent,
@@ -135,7 +137,7 @@ class ClauseResult:
 class Catalogue:
     """The catalogues loaded, normalised and indexed once."""
 
-    def __init__(self, normalizer: Normalizer, documents: list[dict]) -> None:
+    def __init__(self, normalizer: Normalizer, documents: list[dict[str, Any]]) -> None:
         self.normalizer = normalizer
         self.keywords: dict[tuple[str, ...], list[tuple[Intent, float]]] = defaultdict(list)
         self.patterns: list[Pattern] = []
@@ -173,7 +175,7 @@ class Catalogue:
                     )
                     targets.update(_literal_words(source))
                 for example in _strings(spec.get("examples") or []):
-                    words = normalizer.words(example)
+                    words = tuple(normalizer.words(example))
                     known.update(words)
                     seen_words.update(words)
                     content = self.content(words)
@@ -204,7 +206,7 @@ class Catalogue:
     def content(self, words: list[str] | tuple[str, ...]) -> list[str]:
         return [w for w in words if w not in self.stopwords]
 
-    def language(self, text: str, words: list[str]) -> str:
+    def language(self, text: str, words: Sequence[str]) -> str:
         es = sum(1 for w in words if w in self.markers["es"])
         en = sum(1 for w in words if w in self.markers["en"])
         if _SPANISH_SIGNS.search(text.lower()):
@@ -269,7 +271,7 @@ class Catalogue:
         return best
 
 
-def _strings(items: list) -> list[str]:
+def _strings(items: list[Any]) -> list[str]:
     out = []
     for item in items:
         if not isinstance(item, str):

@@ -18,6 +18,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import Any
 
 import yaml
 
@@ -52,7 +53,7 @@ def _expression(source: str) -> Expression:
     return Expression(re.compile(source), (pattern_triggers(source),))
 
 
-def _compile(data: dict) -> tuple[list[EmergencyRule], re.Pattern[str]]:
+def _compile(data: dict[str, Any]) -> tuple[list[EmergencyRule], re.Pattern[str]]:
     alternations = data["terms"]
     terms = {name: f"(?:{alts})" for name, alts in alternations.items()}
 

@@ -21,7 +21,7 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TextIO
+from typing import Any, TextIO
 
 from bot.intents import Intent
 from bot.understanding.classifier import Classification
@@ -127,7 +127,7 @@ class BadEvalFile(ValueError):
 _INTENTS = frozenset(str(i) for i in Intent)
 
 
-def load_examples(path: str | Path) -> list[dict]:
+def load_examples(path: str | Path) -> list[dict[str, Any]]:
     """Labelled rows of a JSON-lines or TSV file (see the module docstring)."""
     with open(path, encoding="utf-8") as f:
         lines = f.read().splitlines()
@@ -136,7 +136,7 @@ def load_examples(path: str | Path) -> list[dict]:
     return [json.loads(line) for line in lines if line.strip()]
 
 
-def _load_tsv(path: str | Path, lines: list[str]) -> list[dict]:
+def _load_tsv(path: str | Path, lines: list[str]) -> list[dict[str, Any]]:
     rows: list[tuple[int, str, str]] = []
     for number, line in enumerate(lines, 1):
         if not line.strip():
@@ -149,7 +149,7 @@ def _load_tsv(path: str | Path, lines: list[str]) -> list[dict]:
             continue
         rows.append((number, text.strip(), label))
     is_risk = bool(rows) and all(label in RISK_GRADES for _, _, label in rows)
-    out: list[dict] = []
+    out: list[dict[str, Any]] = []
     for number, text, label in rows:
         if is_risk:
             out.append({"text": text, "risk": label})
@@ -158,7 +158,7 @@ def _load_tsv(path: str | Path, lines: list[str]) -> list[dict]:
         unknown = [i for i in intents if i not in _INTENTS]
         if not intents or unknown:
             raise BadEvalFile(path, number, f"unknown intent {', '.join(unknown) or label!r}")
-        row: dict = {"text": text, "intent": intents[0]}
+        row: dict[str, Any] = {"text": text, "intent": intents[0]}
         if len(intents) > 1:
             row["intents"] = intents
         out.append(row)
@@ -194,7 +194,7 @@ def _score_risk(report: EvalReport, text: str, gold: str, result: Classification
         report.risk_missed.append(f"{text}  [gold {gold}]")
 
 
-def evaluate(examples: list[dict], classifier: Classifier = classify) -> EvalReport:
+def evaluate(examples: list[dict[str, Any]], classifier: Classifier = classify) -> EvalReport:
     report = EvalReport()
     pairs: Counter[tuple[str, str]] = Counter()
     first_example: dict[tuple[str, str], str] = {}

@@ -14,6 +14,7 @@ from collections import Counter
 from collections.abc import Iterable
 from functools import lru_cache
 from pathlib import Path
+from typing import Any
 
 import yaml
 from rapidfuzz.distance import OSA
@@ -40,7 +41,7 @@ def strip_accents(text: str) -> str:
 class Normalizer:
     """Applies the shorthand table; built once from `normalize.yaml`."""
 
-    def __init__(self, table: dict) -> None:
+    def __init__(self, table: dict[str, Any]) -> None:
         for section in table.values():
             for key, value in (section or {}).items():
                 if not isinstance(key, str) or not isinstance(value, str):

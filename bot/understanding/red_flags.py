@@ -23,9 +23,11 @@ A guard blanks only the figurative words, so a real emergency in the same messag
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import lru_cache
 from itertools import product
+from typing import Any
 
 import yaml
 
@@ -52,7 +54,7 @@ def _number(word: str) -> int | None:
 
 
 # A term token: ("w", word) | ("s", stem) | ("n", low, high) | ("e",) the end of the message
-Token = tuple
+Token = tuple[Any, ...]
 
 
 @dataclass(frozen=True)
@@ -175,7 +177,9 @@ class RedFlags:
                     return rule.name, " ".join(words[start:end])
         return None
 
-    def _satisfied(self, rule: Rule, found: dict, words: list[str]) -> tuple | None:
+    def _satisfied(
+        self, rule: Rule, found: dict[int, list[tuple[int, int]]], words: list[str]
+    ) -> tuple[tuple[int, int], ...] | None:
         """One hit per group, distinct, within the window, not right after a denial.
 
         Tried from each possible first word, with only the hits inside the window from there,
@@ -219,7 +223,9 @@ def _blank_fig(match: re.Match[str]) -> str:
 # ---------------------------------------------------------------- loading
 
 
-def _parse_term(source: str, normalize_words) -> tuple[tuple[Token, ...], frozenset[str]]:  # noqa: ANN001
+def _parse_term(
+    source: str, normalize_words: Callable[[str], list[str]]
+) -> tuple[tuple[Token, ...], frozenset[str]]:
     if not isinstance(source, str):
         raise ValueError(f"red_flags.yaml: quote {source!r} (YAML read it as {type(source)})")
     not_next: frozenset[str] = frozenset()
@@ -259,7 +265,7 @@ def _parse_term(source: str, normalize_words) -> tuple[tuple[Token, ...], frozen
     return tuple(tokens), not_next
 
 
-def build(data: dict) -> RedFlags:
+def build(data: dict[str, Any]) -> RedFlags:
     normalizer = default_normalizer()
 
     def normalize_words(text: str) -> list[str]:
@@ -267,9 +273,9 @@ def build(data: dict) -> RedFlags:
 
     group_names: list[str] = []
     group_ids: dict[str, int] = {}
-    term_groups: dict[tuple, set[int]] = {}
+    term_groups: dict[tuple[tuple[Token, ...], frozenset[str]], set[int]] = {}
 
-    def add_group(name: str, terms: list) -> None:
+    def add_group(name: str, terms: list[str]) -> None:
         gid = group_ids.setdefault(name, len(group_names))
         if gid == len(group_names):
             group_names.append(name)

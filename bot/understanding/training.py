@@ -27,6 +27,7 @@ import re
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
+from typing import Any
 
 import yaml
 
@@ -96,7 +97,7 @@ def _texting(text: str, rng: random.Random) -> str:
 
 
 class Seeds:
-    def __init__(self, language: str, data: dict) -> None:
+    def __init__(self, language: str, data: dict[str, Any]) -> None:
         self.language = language
         self.intents: dict[str, list[str]] = {
             str(Intent(name)): list(items) for name, items in data["intents"].items()

@@ -15,7 +15,7 @@ Never run on an evaluation set: they are not in the corpus, and this reads only 
 from __future__ import annotations
 
 import random
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, fields, replace
 
 from bot.intents import Intent
@@ -81,7 +81,7 @@ class Figures:
         )
 
 
-def held_out_cases(folds: int = FOLDS, log=print) -> list[Case]:
+def held_out_cases(folds: int = FOLDS, log: Callable[[str], object] = print) -> list[Case]:
     written = [row for path in training.labelled_files() for row in training.read_tsv(path)]
     texts = sorted({text for text, _, _ in written})
     random.Random(training.SEED).shuffle(texts)
@@ -147,7 +147,7 @@ def changes(t: Thresholds) -> Iterator[str]:
             yield f"{f.name} = {getattr(t, f.name)} (was {getattr(DEFAULT, f.name)})"
 
 
-def run(log=print) -> Thresholds:
+def run(log: Callable[[str], object] = print) -> Thresholds:
     cases = held_out_cases(log=log)
     log(f"held-out messages: {len(cases)}")
     log(f"default thresholds: {figures(cases, DEFAULT)}")
