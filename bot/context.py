@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
@@ -30,7 +31,7 @@ _LAST_TOLD = (
 )  # fmt: skip
 
 
-def last_told(session: Session, patient_id: int, limit: int = 10) -> list[dict]:
+def last_told(session: Session, patient_id: int, limit: int = 10) -> list[dict[str, Any]]:
     """What the patient was told proactively, newest first (and whether it reached them)."""
     return [
         {
@@ -45,7 +46,7 @@ def last_told(session: Session, patient_id: int, limit: int = 10) -> list[dict]:
     ]
 
 
-def _message_dict(m: Message) -> dict:
+def _message_dict(m: Message) -> dict[str, Any]:
     return {
         "id": m.id,
         "direction": m.direction,
@@ -65,9 +66,9 @@ def build(
     patient: Patient | None,
     conversation: Conversation | None,
     now: datetime,
-) -> dict:
+) -> dict[str, Any]:
     """Patient summary, snapshot, misalignments, timeline, what they were told, transcript."""
-    packet: dict = {"built_at": now.isoformat()}
+    packet: dict[str, Any] = {"built_at": now.isoformat()}
     if conversation is not None:
         packet["conversation"] = {
             "channel": conversation.channel,

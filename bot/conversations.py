@@ -9,8 +9,9 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 from enum import StrEnum
+from typing import Any
 
-from sqlalchemy import ForeignKey, Integer, String, UniqueConstraint, select
+from sqlalchemy import JSON, ForeignKey, Integer, Select, String, UniqueConstraint, select
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from status.db import Base, insert_ignore, utcnow
@@ -42,7 +43,7 @@ class Conversation(Base):
     failed_verifications: Mapped[int] = mapped_column(Integer, default=0)
     locked_at: Mapped[datetime | None]
     awaiting: Mapped[str | None] = mapped_column(String(32))  # dob, which_patient, refill_confirm
-    awaiting_data: Mapped[dict] = mapped_column(default=dict)
+    awaiting_data: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     awaiting_until: Mapped[datetime | None]
     unknown_streak: Mapped[int] = mapped_column(Integer, default=0)
     language: Mapped[str | None] = mapped_column(String(5))
@@ -83,7 +84,7 @@ class Conversation(Base):
         self.awaiting_until = None
 
 
-def _at(clinic_id: int, channel: str, address: str):  # noqa: ANN202
+def _at(clinic_id: int, channel: str, address: str) -> Select[Conversation]:
     return select(Conversation).where(
         Conversation.clinic_id == clinic_id,
         Conversation.channel == channel,

@@ -11,6 +11,7 @@ from bot import context, conversations, handoffs
 from bot.handoffs import Reason
 from bot.messages import Kind, Message
 from status.patients import Patient
+from status.settings import Settings
 
 OPTED_OUT = "opted_out"
 INVALID_ADDRESS = "invalid_address"
@@ -24,11 +25,9 @@ def delivery_failed(
     reason: str | None,
     code: str | None,
     now: datetime,
-    settings=None,  # noqa: ANN001 - for the SLA and staff alerts
+    settings: Settings | None = None,  # for the SLA and staff alerts
 ) -> None:
-    conv = conversations.get_or_create(
-        session, message.clinic_id, message.channel, message.address
-    )
+    conv = conversations.get_or_create(session, message.clinic_id, message.channel, message.address)
     if reason == OPTED_OUT:  # the carrier says the person texted STOP: honour it everywhere
         conv.opted_out = True
         conv.opted_out_at = now

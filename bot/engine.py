@@ -10,13 +10,16 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from datetime import datetime, timedelta
+from typing import Any
 
 from sqlalchemy.orm import Session
 
 from bot import conversations
 from bot.clinic import Profiles
 from bot.conversations import Conversation
+from bot.handoffs import Handoff, Reason
 from bot.inbound import Inbound
 from bot.messages import Direction, Kind, Message
 from bot.render import Renderer
@@ -49,7 +52,7 @@ class Engine:
         self.renderer = renderer or Renderer(settings)
         self.profiles = profiles or Profiles(settings, self.renderer)
         # Listeners told of each new or escalated hand-off (staff chat alerts, metrics).
-        self.handoff_listeners: list = []
+        self.handoff_listeners: list[Callable[[Session, Handoff, Reason, bool], None]] = []
 
     # --- entry point ---------------------------------------------------------------------------
     def handle(self, session: Session, inbound: Inbound) -> Turn:
@@ -153,7 +156,7 @@ class Engine:
             return patient.language
         return conv.language or (patient.language if patient else None) or cls.language or "en"
 
-    def render(self, name: str, lang: str, channel: str, **context) -> str:
+    def render(self, name: str, lang: str, channel: str, **context: Any) -> str:
         """A message in the environment's (default) clinic's words; a turn renders its own
         clinic's (`TurnContext.render`)."""
         return self.renderer.render(name, lang, channel, **context)

@@ -6,17 +6,19 @@ import html
 from collections.abc import Callable, Collection
 from datetime import datetime, timedelta
 from enum import StrEnum
+from typing import Any
 
-from sqlalchemy import ForeignKey, Index, Integer, String, Text, select
+from sqlalchemy import JSON, ForeignKey, Index, Integer, String, Text, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from bot import conversations, outbox
 from bot.conversations import Conversation
-from bot.messages import Kind
+from bot.messages import Kind, Message
 from status import clinics, limits, metrics
 from status.db import Base, utcnow
 from status.patients import Patient
+from status.settings import Settings
 
 
 class HandoffStatus(StrEnum):
@@ -126,11 +128,11 @@ class Handoff(Base):
     )
     status: Mapped[str] = mapped_column(String(16), default=HandoffStatus.OPEN)
     reason: Mapped[str] = mapped_column(String(32))  # the first trigger
-    reasons: Mapped[list] = mapped_column(default=list)  # every trigger, in order
+    reasons: Mapped[list[str]] = mapped_column(JSON, default=list)  # every trigger, in order
     priority: Mapped[str] = mapped_column(String(16))
     queue: Mapped[str] = mapped_column(String(16))
     summary: Mapped[str] = mapped_column(Text, default="")  # what the patient asked, no PHI
-    context: Mapped[dict] = mapped_column(default=dict)  # frozen at hand-off time
+    context: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)  # frozen at hand-off time
     assignee_id: Mapped[int | None] = mapped_column(Integer)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     first_response_due: Mapped[datetime | None]
@@ -220,9 +222,9 @@ def open_or_add(
     patient_id: int | None,
     conversation_id: int | None,
     summary: str = "",
-    context: Callable[[], dict] | None = None,  # the packet, built only for a new hand-off
+    context: Callable[[], dict[str, Any]] | None = None,  # the packet, for a new hand-off only
     sla_minutes: dict[str, int] | None = None,
-    settings=None,  # noqa: ANN001 - status.settings.Settings: staff chat alerts when set
+    settings: Settings | None = None,  # staff chat alerts when set
 ) -> tuple[Handoff, bool]:
     """The patient's open hand-off with this trigger added, or a new one. (handoff, created)."""
 
@@ -283,12 +285,12 @@ def open_or_add(
 
 
 def alert_staff(
-    session: Session, handoff: Handoff, reason: Reason, settings, now: datetime
-) -> None:  # noqa: ANN001
+    session: Session, handoff: Handoff, reason: Reason, settings: Settings | None, now: datetime
+) -> None:
     """Urgent and high hand-offs ping the staff Telegram chat: a reason and a link, no PHI."""
 
     chat = getattr(settings, "telegram_staff_chat_id", None) if settings else None
-    if not chat or handoff.priority not in (Priority.URGENT, Priority.HIGH):
+    if settings is None or not chat or handoff.priority not in (Priority.URGENT, Priority.HIGH):
         return
     base = (settings.public_base_url or "").rstrip("/")
     label = REASON_WORDS[reason]
@@ -359,7 +361,7 @@ DEFAULT_SLA_MINUTES = {Priority.URGENT: 5, Priority.HIGH: 30, Priority.NORMAL: 2
 # --- staff actions ----------------------------------------------------------------------------
 
 
-def conversation_of(session: Session, handoff: Handoff):  # noqa: ANN201
+def conversation_of(session: Session, handoff: Handoff) -> Conversation | None:
     """Where a staff reply goes: the conversation that raised the hand-off, else the patient's
     preferred channel (Telegram when linked and preferred, otherwise SMS to their phone)."""
 
@@ -413,7 +415,7 @@ class NoChannel(HandoffError):
 
 def staff_reply(
     session: Session, handoff: Handoff, *, staff_id: int | None, text: str, now: datetime
-):  # noqa: ANN201
+) -> Message:
     """Send `text` to the patient through their channel, as the staff member."""
 
     if handoff.status != HandoffStatus.OPEN:

@@ -7,6 +7,8 @@ from dataclasses import dataclass
 from datetime import datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
+from status.settings import Settings
+
 _DAYS = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
 
 
@@ -58,7 +60,7 @@ class ResponseEstimate:
     tz: str
 
 
-def estimate(settings, at: datetime, patient_tz: str | None = None) -> ResponseEstimate:  # noqa: ANN001
+def estimate(settings: Settings, at: datetime, patient_tz: str | None = None) -> ResponseEstimate:
     hours = ClinicHours.parse(settings.clinic_hours, settings.clinic_timezone)
     tz = patient_tz or settings.clinic_timezone
     if hours.is_open(at):

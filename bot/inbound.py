@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime
 
+from bot.messages import Buttons
 from status.clinics import DEFAULT_ID
 
 
@@ -27,6 +28,6 @@ class Outbound:
     channel: str
     address: str
     body: str
-    buttons: list = field(default_factory=list)
+    buttons: Buttons = field(default_factory=list)
     message_id: int | None = None
     urgent: bool = False

@@ -20,6 +20,7 @@ import json
 from datetime import datetime
 from enum import StrEnum
 from functools import lru_cache
+from typing import Any, cast
 
 from cryptography.fernet import Fernet
 from sqlalchemy import ForeignKey, Index, Integer, String, Text, UniqueConstraint, text
@@ -87,12 +88,12 @@ def _fernet(secret_key: str) -> Fernet:
     return Fernet(base64.urlsafe_b64encode(digest))
 
 
-def seal(secret_key: str, payload: dict) -> str:
+def seal(secret_key: str, payload: dict[str, Any]) -> str:
     return _fernet(secret_key).encrypt(json.dumps(payload).encode()).decode("ascii")
 
 
-def unseal(secret_key: str, sealed: str) -> dict:
-    return json.loads(_fernet(secret_key).decrypt(sealed.encode("ascii")))
+def unseal(secret_key: str, sealed: str) -> dict[str, Any]:
+    return cast(dict[str, Any], json.loads(_fernet(secret_key).decrypt(sealed.encode("ascii"))))
 
 
 def store(
@@ -105,7 +106,7 @@ def store(
     action: Action,
     channel: str,
     address: str,
-    payload: dict,
+    payload: dict[str, Any],
     now: datetime | None = None,
 ) -> bool:
     """Store one delivery; False when the provider already gave us this one (a redelivery).

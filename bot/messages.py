@@ -5,13 +5,16 @@ from __future__ import annotations
 
 from datetime import datetime
 from enum import IntEnum, StrEnum
+from typing import Any
 
 from sqlalchemy import (
+    JSON,
     Boolean,
     Float,
     ForeignKey,
     Index,
     Integer,
+    Select,
     SmallInteger,
     String,
     Text,
@@ -21,6 +24,9 @@ from sqlalchemy import (
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from status.db import Base, utcnow
+
+# Telegram button rows: `{"text", "data"}`, `{"text", "url"}` or `{"text", "request_contact"}`
+Buttons = list[list[dict[str, Any]]]
 
 
 class Direction(StrEnum):
@@ -93,13 +99,13 @@ class Message(Base):
     template: Mapped[str | None] = mapped_column(String(100))
     language: Mapped[str | None] = mapped_column(String(5))
     intent: Mapped[str | None] = mapped_column(String(32))
-    intents: Mapped[list] = mapped_column(default=list)
+    intents: Mapped[list[str]] = mapped_column(JSON, default=list)
     confidence: Mapped[float | None] = mapped_column(Float)
-    media: Mapped[list] = mapped_column(default=list)
-    buttons: Mapped[list] = mapped_column(default=list)
+    media: Mapped[list[str]] = mapped_column(JSON, default=list)
+    buttons: Mapped[Buttons] = mapped_column(JSON, default=list)
     # Proactive messages: what they are about, so they can be coalesced, digested or re-sent
     # on another channel ({"key", "template", "entity", "source_id", "items"}).
-    data: Mapped[dict] = mapped_column(default=dict)
+    data: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     provider_id: Mapped[str | None] = mapped_column(String(64), index=True)
     staff_id: Mapped[int | None] = mapped_column(Integer)
     handoff_id: Mapped[int | None] = mapped_column(Integer, index=True)
@@ -175,7 +181,7 @@ COUNTED = (OutStatus.PENDING, OutStatus.SENDING, OutStatus.SENT, OutStatus.DELIV
            OutStatus.LOGGED)  # fmt: skip
 
 
-def _counted_proactive(patient_id: int):  # noqa: ANN202
+def _counted_proactive(patient_id: int) -> Select[datetime | None]:
     return select(Message.not_before).where(
         Message.patient_id == patient_id,
         Message.direction == Direction.OUT,

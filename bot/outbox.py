@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy.orm import Session
 
-from bot.messages import Direction, Kind, Message, OutStatus, lane_of
+from bot.messages import Buttons, Direction, Kind, Message, OutStatus, lane_of
 from status import clinics, metrics
 from status.db import utcnow
 
@@ -24,12 +25,12 @@ def enqueue(
     template: str | None = None,
     language: str | None = None,
     urgent: bool = False,
-    buttons: list | None = None,
+    buttons: Buttons | None = None,
     coalesce_key: str | None = None,
     not_before: datetime | None = None,
     handoff_id: int | None = None,
     staff_id: int | None = None,
-    data: dict | None = None,
+    data: dict[str, Any] | None = None,
     expires_at: datetime | None = None,
     now: datetime | None = None,
 ) -> Message:

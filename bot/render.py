@@ -12,16 +12,20 @@ import re
 from datetime import date, datetime
 from functools import lru_cache
 from pathlib import Path
+from typing import Any, TypeVar
 from zoneinfo import ZoneInfo
 
 import jinja2
 import yaml
 
 import templates as templates_package
+from bot.messages import Buttons
 from bot.sms_text import fit_sms
+from status.settings import Settings
 
 TEMPLATES_DIR = Path(templates_package.__file__).parent
 LANGUAGES = ("en", "es")
+_When = TypeVar("_When", date, datetime)
 
 _DAYS = {
     "en": ["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"],
@@ -34,7 +38,7 @@ _MONTHS = {
 _SYMBOLS = {"USD": "$", "EUR": "€", "GBP": "£", "CAD": "CA$", "MXN": "MX$"}
 
 
-def _as_local(value: date | datetime, tz: str | None) -> date | datetime:
+def _as_local(value: _When, tz: str | None) -> _When:
     if isinstance(value, datetime) and tz:
         return value.astimezone(ZoneInfo(tz))
     return value
@@ -91,17 +95,17 @@ class Renderer:
     `.telegram` for one channel); a template the clinic did not reword is ours.
     """
 
-    def __init__(self, settings, overrides: dict[str, str] | None = None) -> None:  # noqa: ANN001
+    def __init__(self, settings: Settings, overrides: dict[str, str] | None = None) -> None:
         self.settings = settings
         self.env = _environment()
         self.overrides = dict(overrides or {})
         self._compiled: dict[str, jinja2.Template] = {}
 
-    def buttons(self, name: str, lang: str) -> list:
+    def buttons(self, name: str, lang: str) -> Buttons:
         """Telegram button rows (`menu`, `yes_no`) from `messages/<lang>/buttons.yaml`."""
         return _buttons(lang if lang in LANGUAGES else "en")[name]
 
-    def render(self, name: str, lang: str, channel: str, **context) -> str:
+    def render(self, name: str, lang: str, channel: str, **context: Any) -> str:
         lang = lang if lang in LANGUAGES else "en"
         wire = "telegram" if channel == "telegram" else "sms"
         context.update(
@@ -138,7 +142,9 @@ class Renderer:
 
 
 @lru_cache(maxsize=2048)
-def _template(env: jinja2.Environment, name: str, lang: str, wire: str):  # noqa: ANN202
+def _template(
+    env: jinja2.Environment, name: str, lang: str, wire: str
+) -> tuple[jinja2.Template, bool]:
     """(compiled template, whether it is the channel's own): looked up once per process."""
     try:
         return env.get_template(f"messages/{lang}/{name}.{wire}.j2"), True
@@ -147,7 +153,7 @@ def _template(env: jinja2.Environment, name: str, lang: str, wire: str):  # noqa
 
 
 @lru_cache
-def _buttons(lang: str) -> dict[str, list]:
+def _buttons(lang: str) -> dict[str, Buttons]:
     path = TEMPLATES_DIR / "messages" / lang / "buttons.yaml"
     table = yaml.safe_load(path.read_text(encoding="utf-8"))
     return {

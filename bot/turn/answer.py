@@ -76,6 +76,7 @@ def _not_understood(t: TurnContext) -> None:
 
 def _answer_one(t: TurnContext, patient: Patient, intent: str, snap: Snapshot | None) -> None:
     if intent in answers.FACT_ANSWERS:
+        assert snap is not None  # `_answer` builds it for every fact answer
         found = answers.FACT_ANSWERS[intent](snap)
         t.say(found.template, **found.context)
         if found.offer_refill:

@@ -16,7 +16,7 @@ from bot.conversations import Conversation
 from bot.handoffs import Handoff, Reason
 from bot.hours import ResponseEstimate, estimate
 from bot.inbound import Inbound
-from bot.messages import Kind, Message
+from bot.messages import Buttons, Kind, Message
 from bot.understanding import Classification
 from status import timeline
 from status.patients import Patient
@@ -45,7 +45,7 @@ class Turn:
 class Reply:
     parts: list[str] = field(default_factory=list)
     templates: list[str] = field(default_factory=list)
-    buttons: list = field(default_factory=list)
+    buttons: Buttons = field(default_factory=list)
     urgent: bool = False
 
     def add(self, text: str, template: str) -> None:
@@ -87,7 +87,7 @@ class TurnContext:
         ctx.setdefault("tz", self.patient.timezone if self.patient else None)
         return self.clinic.renderer.render(name, self.lang, self.inbound.channel, **ctx)
 
-    def buttons(self, name: str) -> list:
+    def buttons(self, name: str) -> Buttons:
         return self.clinic.renderer.buttons(name, self.lang)
 
     def eta(self) -> ResponseEstimate:
