@@ -5,6 +5,8 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from datetime import datetime, timedelta
+from functools import partial
+from typing import Protocol
 
 from sqlalchemy.orm import Session
 
@@ -20,6 +22,14 @@ from status.patients import Patient
 from status.settings import Settings
 
 log = logging.getLogger("patient_status.proactive")
+
+
+class SendFailure(Protocol):
+    """What `fall_back` reads of a failed send (the dispatcher's `SendResult`)."""
+
+    @property
+    def permanent_reason(self) -> str | None: ...
+
 
 # Older news is not news: a backfill of last month's events texts nobody.
 MAX_AGE = timedelta(hours=24)
@@ -63,7 +73,7 @@ class Notifier:
                     now=now, patient_id=change.patient_id, conversation_id=None,
                     summary=f"prescription {change.source_id} denied: call the patient",
                     settings=self.policy.profiles.get(session, change.clinic_id).settings,
-                    context=lambda p=patient: context.build(session, p, None, now),
+                    context=partial(context.build, session, patient, None, now),
                 )  # fmt: skip
             self.policy.notify(session, notice, now, item=item)
 
@@ -81,7 +91,7 @@ class Notifier:
             entity_source_id=(message.data or {}).get("source_id"),
         )  # fmt: skip
 
-    def fall_back(self, session: Session, message: Message, result) -> None:  # noqa: ANN001
+    def fall_back(self, session: Session, message: Message, result: SendFailure) -> None:
         """A Telegram chat that blocked the bot: the same news by SMS, where consented."""
         if message.kind != Kind.PROACTIVE or message.channel != "telegram":
             return

@@ -9,6 +9,7 @@ Nothing is dropped: over the frequency cap, messages merge into one digest.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 from typing import Any
@@ -39,11 +40,11 @@ ENTITY_MODELS = {spec.entity: spec.model for spec in SPECS.values()}
 class _Lazy:
     """Builds its value on first attribute access (templates that never touch it pay nothing)."""
 
-    def __init__(self, build) -> None:  # noqa: ANN001
+    def __init__(self, build: Callable[[], object]) -> None:
         self._build = build
-        self._value = None
+        self._value: object = None
 
-    def __getattr__(self, name: str):  # noqa: ANN204
+    def __getattr__(self, name: str) -> Any:
         if self._value is None:
             self._value = self._build()
         return getattr(self._value, name)
@@ -90,7 +91,7 @@ class Policy:
         )
         if any(conv is not None and conv.opted_out for conv in convs.values()):
             return None
-        telegram = convs.get(("telegram", patient.telegram_chat_id))
+        telegram = convs.get(("telegram", patient.telegram_chat_id or ""))
         if (
             exclude != "telegram"
             and patient.preferred_channel == "telegram"
@@ -164,10 +165,10 @@ class Policy:
         self,
         session: Session,
         patient: Patient,
-        spec: dict,
+        spec: dict[str, Any],
         now: datetime,
-        item=None,  # noqa: ANN001
-    ) -> dict:
+        item: Any = None,
+    ) -> dict[str, Any]:
         """What a notice's template may use. The whole snapshot is built only if the template
         reads it: most need just the item, its shipment or its task."""
         entity = spec.get("entity")
@@ -190,10 +191,10 @@ class Policy:
         self,
         session: Session,
         patient: Patient,
-        spec: dict,
+        spec: dict[str, Any],
         channel: str,
         now: datetime,
-        item=None,  # noqa: ANN001
+        item: Any = None,
     ) -> str:
         ctx = self.context(session, patient, spec, now, item)
         renderer = self.clinic(session, patient).renderer
@@ -202,7 +203,14 @@ class Policy:
             "notify_wrapper", patient.language, channel, text=text, first_name=patient.first_name
         )
 
-    def render_digest(self, session, patient, items: list[dict], channel: str, now) -> str:  # noqa: ANN001
+    def render_digest(
+        self,
+        session: Session,
+        patient: Patient,
+        items: list[dict[str, Any]],
+        channel: str,
+        now: datetime,
+    ) -> str:
         renderer = self.clinic(session, patient).renderer
         texts = [
             Markup(
@@ -240,7 +248,7 @@ class Policy:
         now: datetime,
         *,
         exclude: str | None = None,
-        item=None,  # noqa: ANN001 - the item, when the caller has it loaded already
+        item: Any = None,  # the item, when the caller has it loaded already
     ) -> Message | None:
         patient = session.get(Patient, notice.patient_id)
         if patient is None:
@@ -286,8 +294,14 @@ class Policy:
         )  # fmt: skip
 
     def _add_to_digest(
-        self, session, patient, route: Route, spec: dict, slot: datetime, now
-    ) -> Message:  # noqa: ANN001
+        self,
+        session: Session,
+        patient: Patient,
+        route: Route,
+        spec: dict[str, Any],
+        slot: datetime,
+        now: datetime,
+    ) -> Message:
         existing = self.cancel_pending(session, patient.id, "digest", now)
         items = [
             i for m in existing for i in (m.data or {}).get("items", []) if i["key"] != spec["key"]

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
 from status.events.apply import Change
 
@@ -24,12 +25,14 @@ class Notice:
     urgent: bool = False
     staff_first: bool = False  # staff are told (hand-off) before the patient
     delay_seconds: int | None = None  # None: NOTIFY_DELAY_SECONDS
-    extra: dict = field(default_factory=dict)  # template values beyond the item (reminders)
+    extra: dict[str, Any] = field(
+        default_factory=dict
+    )  # template values beyond the item (reminders)
     expires_at: datetime | None = None  # not sent by then: cancelled (a reminder of a visit)
 
 
 # (entity, new status) -> template; `None` old status means the item is new.
-STATUS_RULES: dict[tuple[str, str], str] = {
+STATUS_RULES: dict[tuple[str, str | None], str] = {
     ("prescription", "approved"): "notify_rx_approved",
     ("prescription", "sent_to_pharmacy"): "notify_rx_approved",
     ("prescription", "ready_for_pickup"): "notify_rx_ready",
@@ -61,7 +64,7 @@ SILENCING = {
     ("task", "done"),
 }
 # Within one item's life these would repeat what the patient was just told.
-NO_REPEAT_FROM = {
+NO_REPEAT_FROM: dict[tuple[str, str | None], set[str]] = {
     ("shipment", "in_transit"): {"out_for_delivery", "delivered", "in_transit", "exception"},
     ("prescription", "sent_to_pharmacy"): {"approved"},
     ("prescription", "shipped"): {"shipped"},
@@ -85,7 +88,7 @@ def notice_for(change: Change, prescription_source_id: str | None = None) -> Not
     if (entity, new) in NO_REPEAT_FROM and old in NO_REPEAT_FROM[(entity, new)]:
         return None
     key = item_key(entity, change.source_id, prescription_source_id)
-    base = {"patient_id": change.patient_id, "key": key, "entity": entity,
+    base: dict[str, Any] = {"patient_id": change.patient_id, "key": key, "entity": entity,
             "source_id": change.source_id}  # fmt: skip
     if entity == "payment" and new == "succeeded" and old == "failed":
         return Notice(template="notify_payment_recovered", **base)
