@@ -12,6 +12,7 @@ import contextlib
 import logging
 from collections.abc import Callable
 from datetime import datetime, timedelta
+from typing import Any, TypeVar
 from zoneinfo import ZoneInfo
 
 from sqlalchemy.orm import Session
@@ -20,6 +21,7 @@ from bot import context, handoffs
 from bot.conversations import Awaiting, Conversation
 from bot.handoffs import Reason
 from bot.jobs import claim_once
+from bot.messages import Message
 from bot.proactive.policy import ENTITY_MODELS, Policy
 from bot.proactive.rules import Notice
 from status import (
@@ -39,9 +41,11 @@ from status.patients import Patient
 from status.payments import Payment
 from status.prescriptions import Prescription
 from status.refills import CLASSES as REFILL_CLASSES
+from status.settings import Settings
 from status.subscriptions import Subscription
 
 log = logging.getLogger("patient_status.scheduler")
+_C = TypeVar("_C")  # a job's candidate: an item id, or (entity, id, hours) when stuck
 
 # What the patient is told is late, per kind of item (no message for billing states: the
 # failure notices already said what to do).
@@ -55,7 +59,7 @@ STUCK_LABELS = {
 class Scheduler:
     def __init__(
         self,
-        settings,  # noqa: ANN001
+        settings: Settings,
         db: Database,
         policy: Policy | None = None,
         clock: Callable[[], datetime] = utcnow,
@@ -98,7 +102,9 @@ class Scheduler:
                 done[job] = done.get(job, 0) + count
         return {job: count for job, count in done.items() if count}
 
-    def _each(self, candidates: list, handle: Callable, now: datetime) -> int:
+    def _each(
+        self, candidates: list[_C], handle: Callable[[Session, _C, datetime], bool], now: datetime
+    ) -> int:
         count = 0
         for candidate in candidates:
             try:
@@ -108,13 +114,20 @@ class Scheduler:
                 log.exception("scheduled job failed", extra={"job": handle.__name__})
         return count
 
-    def _notify(self, session: Session, notice: Notice, now: datetime):  # noqa: ANN202
+    def _notify(self, session: Session, notice: Notice, now: datetime) -> Message | None:
         return self.policy.notify(session, notice, now)
 
-    def _expect(self, session: Session, message, what: Awaiting, until: datetime, **data) -> None:  # noqa: ANN001
+    def _expect(
+        self,
+        session: Session,
+        message: Message | None,
+        what: Awaiting,
+        until: datetime,
+        **data: Any,
+    ) -> None:
         if message is None or message.conversation_id is None:
             return
-        conv = session.get(Conversation, message.conversation_id)
+        conv = session.get_one(Conversation, message.conversation_id)
         now = message.created_at
         conv.expect(what, now, ttl=max(until - now, timedelta(minutes=5)), **data)
 
@@ -126,8 +139,9 @@ class Scheduler:
             return prescriptions.refills_due(session, clinic_id, since, horizon)
 
     def _refill_due(self, session: Session, rx_id: int, now: datetime) -> bool:
-        rx = session.get(Prescription, rx_id)
-        patient = session.get(Patient, rx.patient_id)
+        rx = session.get_one(Prescription, rx_id)
+        patient = session.get_one(Patient, rx.patient_id)
+        assert rx.next_refill_date is not None  # `refills_due` chose it by that date
         today = now.astimezone(ZoneInfo(patient.timezone)).date()
         days = (rx.next_refill_date - today).days
         if not 0 <= days <= self.settings.refill_reminder_days or rx.refills_remaining == 0:
@@ -151,7 +165,8 @@ class Scheduler:
             return subscriptions.renewing(session, clinic_id, now, until)
 
     def _renewal(self, session: Session, sub_id: int, now: datetime) -> bool:
-        sub = session.get(Subscription, sub_id)
+        sub = session.get_one(Subscription, sub_id)
+        assert sub.renews_at is not None  # `renewing` chose it by that date
         key = f"renewal:{sub.source_id}:{sub.renews_at.date()}"
         if not claim_once(session, sub.clinic_id, key):
             return False
@@ -165,7 +180,7 @@ class Scheduler:
             return appointments.starting(session, clinic_id, now, now + timedelta(hours=24))
 
     def _appointment(self, session: Session, appt_id: int, now: datetime) -> bool:
-        appt = session.get(Appointment, appt_id)
+        appt = session.get_one(Appointment, appt_id)
         window = "1h" if appt.starts_at - now <= timedelta(hours=1) else "24h"
         key = f"appt:{appt.source_id}:{appt.starts_at.isoformat()}"
         if not claim_once(session, appt.clinic_id, f"{key}:{window}"):
@@ -188,7 +203,8 @@ class Scheduler:
             return payments.retrying(session, clinic_id, now, now + timedelta(hours=24))
 
     def _payment_retry(self, session: Session, payment_id: int, now: datetime) -> bool:
-        payment = session.get(Payment, payment_id)
+        payment = session.get_one(Payment, payment_id)
+        assert payment.next_retry_at is not None  # `retrying` chose it by that time
         if not claim_once(
             session,
             payment.clinic_id,
@@ -201,7 +217,7 @@ class Scheduler:
 
     # --- stuck detection ---------------------------------------------------------------------
     def _stuck(self, clinic_id: int, now: datetime) -> list[tuple[str, int, float]]:
-        found = []
+        found: list[tuple[str, int, float]] = []
         with self.db.read_session() as session:
             for state, hours in self.settings.stuck_hours.items():
                 entity, _, status = state.partition(".")
@@ -216,7 +232,7 @@ class Scheduler:
         self, session: Session, candidate: tuple[str, int, float], now: datetime
     ) -> bool:
         entity, item_id, hours = candidate
-        item = session.get(ENTITY_MODELS[entity], item_id)
+        item: Any = session.get_one(ENTITY_MODELS[entity], item_id)  # a TrackedItem model
         key = f"stuck:{entity}:{item.source_id}:{item.status}:{item.status_since.isoformat()}"
         if not claim_once(session, item.clinic_id, key):
             return False
