@@ -46,6 +46,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import httpx  # noqa: E402
+import spy  # noqa: E402
 from bench_status import PG_SERVER, database, log, machine, postgres_problem  # noqa: E402
 from sqlalchemy import create_engine, insert, text  # noqa: E402
 
@@ -423,6 +424,13 @@ def measure(url: str, patients: int, workdir: Path, args: argparse.Namespace) ->
                     run = wrk(server, script, patients, args, args.duration)
                     results[name].append(run)
                     log(f"  {name}: {run['req_s']:,} req/s, p99 {run['p99_ms']} ms")
+            if args.profile and patients == args.small:  # where the app time goes (py-spy)
+                backend = "sqlite" if url.startswith("sqlite") else "postgres"
+                flame = RESULTS.with_name(f"status_api.{backend}.spy.txt")
+                spying = spy.record(app.proc.pid, args.profile, flame)
+                wrk(app, script, patients, args, args.profile)
+                spying.wait()
+                log("app under wrk, py-spy:\n" + spy.table(flame, 40))
     summary = {}
     for name, runs in results.items():
         total = sum(r["requests"] for r in runs)
@@ -513,6 +521,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--quick", action="store_true", help="1,000 -> 20,000 patients, 1 round")
     parser.add_argument("--json", type=Path, default=None)
+    parser.add_argument("--profile", type=float, default=0, help="seconds of py-spy on the app")
     parser.add_argument("--serve-child", choices=["app", "bare"], help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--body", help=argparse.SUPPRESS)

@@ -75,10 +75,10 @@ class AccessLog:
 
 def snapshot_extensions() -> list:
     """What the API snapshot adds to the status store's: what the patient was already told."""
-    from bot.context import last_told
+    from bot.context import read_last_told
 
-    def told(session, snap) -> None:  # noqa: ANN001
-        snap.extra["last_told"] = last_told(session, snap.patient.id)
+    def told(reader, snap) -> None:  # noqa: ANN001 - a RawReader (Database.raw_read)
+        snap.extra["last_told"] = read_last_told(reader, snap.patient.id)
 
     return [told]
 

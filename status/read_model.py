@@ -37,7 +37,7 @@ from status import (
     tasks,
 )
 from status.appointments import Appointment
-from status.db import Base, UTCDateTime
+from status.db import Base, Prepared, RawReader, UTCDateTime
 from status.patients import Patient
 from status.payments import Payment
 from status.prescriptions import Prescription
@@ -135,8 +135,8 @@ def _converters(column: Any) -> tuple[Any, Any]:
     if isinstance(kind, Date):
         return _iso, _parse_date
     if isinstance(kind, Enum) and kind.enum_class is not None:
-        enum_class = kind.enum_class
-        return _enum_value, lambda value: None if value is None else enum_class(value)
+        members = kind.enum_class._value2member_map_  # the member by value, without a call
+        return _enum_value, lambda value: None if value is None else members[value]
     return _identity, _identity
 
 
@@ -335,6 +335,9 @@ _PATIENT_AND_STATE = (
 )
 
 
+_PATIENT_AND_STATE_RAW = Prepared(_PATIENT_AND_STATE)
+
+
 def patient_and_state(session: Session, source_id: str) -> tuple[Patient, State | None] | None:
     """A patient by their `patient_id` with the stored state, in one query (None: unknown).
 
@@ -342,8 +345,20 @@ def patient_and_state(session: Session, source_id: str) -> tuple[Patient, State 
     if len(source_id) > limits.SOURCE_ID or limits.unstorable(source_id):
         return None  # no stored id can look like that (and PostgreSQL refuses a NUL)
     found = session.execute(_PATIENT_AND_STATE, {"source_id": source_id}).first()
-    if found is None:
+    return None if found is None else _patient_and_state(found)
+
+
+def read_patient_and_state(
+    reader: RawReader, source_id: str
+) -> tuple[Patient, State | None] | None:
+    """`patient_and_state` through `Database.raw_read` (the status API's hot path)."""
+    if len(source_id) > limits.SOURCE_ID or limits.unstorable(source_id):
         return None
+    found = reader.rows(_PATIENT_AND_STATE_RAW, source_id=source_id)
+    return _patient_and_state(found[0]) if found else None
+
+
+def _patient_and_state(found: Row | tuple) -> tuple[Patient, State | None]:
     patient = _new_patient()
     patient.__dict__.update(zip(_PATIENT_COLUMNS, found[:-1], strict=True))
     text = found[-1]

@@ -11,7 +11,7 @@ from click.testing import CliRunner
 from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import delete, func, select, text, update
 
 from channels import cli
 from channels.app import create_app
@@ -285,6 +285,28 @@ def test_status_api_answers_from_the_row_and_as_a_fresh_build(database, settings
         for item in [*body["prescriptions"], *body["shipments"]]:
             item.pop("seconds_in_status")  # the clock moved between the two requests
     assert again == answer
+
+
+@pytest.mark.parametrize(
+    "database", [pytest.param("postgres", marks=pytest.mark.postgres)], indirect=True
+)
+def test_status_api_answers_after_the_database_dropped_its_connections(database, settings):
+    with database.session() as session:
+        apply_events(session, parse_events([patient_event(), prescription_event("shipped")]))
+    auth = {"Authorization": f"Bearer {API_KEY}"}
+    with TestClient(create_app(settings, database)) as client:
+        assert client.get("/api/patients/p-1/status", headers=auth).status_code == 200
+        with database.engine.connect() as conn:  # a restart or failover, as the API sees it
+            conn.execute(
+                text(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                    "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+                )
+            )
+            conn.commit()
+        answer = client.get("/api/patients/p-1/status", headers=auth)
+    assert answer.status_code == 200
+    assert answer.json()["prescriptions"][0]["status"] == "shipped"
 
 
 def _invoke(database, *args: str):  # noqa: ANN001, ANN202
