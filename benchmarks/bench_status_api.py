@@ -79,6 +79,11 @@ function request()
   return wrk.format("GET", "/api/patients/" .. id .. "/status", {["Authorization"] = auth})
 end
 
+if os.getenv("BENCH_DELAY_MS") then
+  local pause = tonumber(os.getenv("BENCH_DELAY_MS"))
+  function delay() return pause end
+end
+
 function done(summary, latency, requests)
   local errors = summary.errors
   io.write(string.format(
@@ -370,11 +375,28 @@ def env_for(url: str) -> dict[str, str]:
 
 
 def wrk(
-    server: Server, script: Path, patients: int, args: argparse.Namespace, seconds: float
+    server: Server,
+    script: Path,
+    patients: int,
+    args: argparse.Namespace,
+    seconds: float,
+    connections: int | None = None,
+    delay_ms: float | None = None,
 ) -> dict[str, Any]:
-    command = ["wrk", f"-t{args.threads}", f"-c{args.connections}", f"-d{round(seconds)}s",
-               "--timeout", "10s", "-s", str(script), server.base_url]  # fmt: skip
+    command = [
+        "wrk",
+        f"-t{args.threads}",
+        f"-c{connections or args.connections}",
+        f"-d{round(seconds)}s",
+        "--timeout",
+        "10s",
+        "-s",
+        str(script),
+        server.base_url,
+    ]
     env = {**os.environ, "BENCH_PATIENTS": str(patients)}
+    if delay_ms is not None:
+        env["BENCH_DELAY_MS"] = str(delay_ms)
     cpu_before = _cpu(server.proc.pid)
     out = subprocess.run(command, env=env, capture_output=True, text=True, check=True).stdout
     cpu = _cpu(server.proc.pid) - cpu_before
@@ -424,6 +446,12 @@ def measure(url: str, patients: int, workdir: Path, args: argparse.Namespace) ->
                     run = wrk(server, script, patients, args, args.duration)
                     results[name].append(run)
                     log(f"  {name}: {run['req_s']:,} req/s, p99 {run['p99_ms']} ms")
+            # latency below saturation: 4 connections, each pausing so ~200 req/s are offered
+            # (at -c32 the p99 is queueing behind whatever else the shared host runs)
+            for name, server in (("bare", bare), ("app", app)):
+                probe = wrk(server, script, patients, args, args.duration, 4, 20)
+                results[f"{name}_probe"] = [probe]
+                log(f"  {name} at ~200 req/s: p50 {probe['p50_ms']} ms, p99 {probe['p99_ms']} ms")
             if args.profile and patients == args.small:  # where the app time goes (py-spy)
                 backend = "sqlite" if url.startswith("sqlite") else "postgres"
                 flame = RESULTS.with_name(f"status_api.{backend}.spy.txt")
@@ -431,7 +459,7 @@ def measure(url: str, patients: int, workdir: Path, args: argparse.Namespace) ->
                 wrk(app, script, patients, args, args.profile)
                 spying.wait()
                 log("app under wrk, py-spy:\n" + spy.table(flame, 40))
-    summary = {}
+    summary: dict[str, Any] = {}
     for name, runs in results.items():
         total = sum(r["requests"] for r in runs)
         summary[name] = {
@@ -478,17 +506,19 @@ def run_backend(backend: str, args: argparse.Namespace) -> dict[str, Any]:
             if args.json:  # what is measured so far survives a run cut short
                 args.json.with_suffix(".partial.json").write_text(json.dumps(result, indent=2))
     small, large = result[str(args.small)], result[str(args.large)]
-    result["p99_large_over_small"] = round(
-        small["app"]["p99_ms"] and large["app"]["p99_ms"] / small["app"]["p99_ms"], 3
-    )
+    for key in ("app", "app_probe"):
+        result[f"{key}_p99_large_over_small"] = round(
+            large[key]["p99_ms"] / max(small[key]["p99_ms"], 1e-3), 3
+        )
     return result
 
 
 def markdown(results: dict[str, Any], args: argparse.Namespace) -> str:
     lines = [
         "| backend | patients | bare req/s | app req/s | app/bare | bare p50 / p99 ms "
-        "| app p50 / p99 ms | server CPU ms/req bare / app | non-2xx |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| app p50 / p99 ms | server CPU ms/req bare / app | non-2xx "
+        "| at ~200 req/s: bare p50 / p99, app p50 / p99 ms | load |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for backend in results["backends"]:
         for size in (args.small, args.large):
@@ -500,11 +530,14 @@ def markdown(results: dict[str, Any], args: argparse.Namespace) -> str:
                 f"| {backend['backend']} | {size:,} | {bare['req_s']:,} | {app['req_s']:,} "
                 f"| {point['app_over_bare']:.2f} | {bare['p50_ms']:.2f} / {bare['p99_ms']:.2f} "
                 f"| {app['p50_ms']:.2f} / {app['p99_ms']:.2f} | {cpu[0]:.3f} / {cpu[1]:.3f} "
-                f"| {app['non_2xx']} |"
+                f"| {app['non_2xx']} | {point['bare_probe']['p50_ms']:.2f} / "
+                f"{point['bare_probe']['p99_ms']:.2f}, {point['app_probe']['p50_ms']:.2f} / "
+                f"{point['app_probe']['p99_ms']:.2f} | {app['runs'][0]['load_avg'][0]} |"
             )
         lines.append(
-            f"| {backend['backend']} | app p99 at {args.large:,} / at {args.small:,} "
-            f"| {backend['p99_large_over_small']:.2f} | | | | | | |"
+            f"| {backend['backend']} | app p99 at {args.large:,} / at {args.small:,}: "
+            f"saturated {backend['app_p99_large_over_small']:.2f}, "
+            f"at ~200 req/s {backend['app_probe_p99_large_over_small']:.2f} | | | | | | | | | |"
         )
     return "\n".join(lines)
 

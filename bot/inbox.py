@@ -22,11 +22,12 @@ from enum import StrEnum
 from functools import lru_cache
 
 from cryptography.fernet import Fernet
-from sqlalchemy import Index, Integer, String, Text, UniqueConstraint, text
+from sqlalchemy import Index, Integer, String, Text, UniqueConstraint, bindparam, func, select, text
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from bot.understanding.redact import redact_card_numbers
-from status.db import Base, insert_ignore, utcnow
+from status.db import Base, Database, Prepared, insert_ignore, utcnow
 
 NOTIFY_CHANNEL = "patient_status_inbox"
 
@@ -110,26 +111,75 @@ def store(
     Card numbers in `payload["text"]` are removed before anything is written (the engine still
     answers with its warning: the redaction marker tells it one was there).
     """
-    now = now or utcnow()
-    if payload.get("text"):
-        payload = {**payload, "text": redact_card_numbers(payload["text"])[0]}
-    stored = insert_ignore(
-        session,
-        InboxMessage.__table__,
-        {
-            "source": source,
-            "provider_id": provider_id,
-            "action": action,
-            "channel": channel,
-            "address": address,
-            "sealed": seal(secret_key, payload),
-            "received_at": now,
-            "state": InboxState.PENDING,
-            "attempts": 0,
-            "next_attempt_at": None,  # due at once, whatever a worker's clock says
-        },
-    )
+    values = _row(secret_key, source, provider_id, action, channel, address, payload, now)
+    stored = insert_ignore(session, InboxMessage.__table__, values)
     if stored and session.get_bind().dialect.name == "postgresql":
         # Workers in other processes LISTEN; delivered when this transaction commits.
         session.execute(text(f"NOTIFY {NOTIFY_CHANNEL}"))
     return stored
+
+
+def store_now(
+    db: Database,
+    secret_key: str,
+    *,
+    source: str,
+    provider_id: str,
+    action: Action,
+    channel: str,
+    address: str,
+    payload: dict,
+) -> bool:
+    """`store` as one statement in a transaction of its own (the webhooks' path): the insert,
+    and on PostgreSQL the NOTIFY in the same statement, on a pooled autocommit connection
+    (`Database.raw_read`), so a webhook costs one round trip and no ORM session. Safe to run
+    again after a dropped connection: a second insert of the same id does nothing."""
+    values = _row(secret_key, source, provider_id, action, channel, address, payload, None)
+    return bool(db.raw_read(lambda reader: reader.rows(_STORE, **values)))
+
+
+def _row(
+    secret_key: str,
+    source: str,
+    provider_id: str,
+    action: Action,
+    channel: str,
+    address: str,
+    payload: dict,
+    now: datetime | None,
+) -> dict:
+    if payload.get("text"):
+        payload = {**payload, "text": redact_card_numbers(payload["text"])[0]}
+    return {
+        "source": source,
+        "provider_id": provider_id,
+        "action": str(action),
+        "channel": channel,
+        "address": address,
+        "sealed": seal(secret_key, payload),
+        "received_at": now or utcnow(),
+        "state": str(InboxState.PENDING),
+        "attempts": 0,
+        "next_attempt_at": None,  # due at once, whatever a worker's clock says
+    }
+
+
+def _store_statements() -> dict:
+    table = InboxMessage.__table__
+    columns = ("source", "provider_id", "action", "channel", "address", "sealed",
+               "received_at", "state", "attempts", "next_attempt_at")  # fmt: skip
+    values = {name: bindparam(name, type_=table.c[name].type) for name in columns}
+    on_postgres = (
+        postgresql.insert(table).values(values).on_conflict_do_nothing().returning(table.c.id)
+    ).cte("stored")
+    return {
+        # pg_notify in the statement that stores: delivered when it commits, only if it stored
+        "postgresql": select(on_postgres.c.id, func.pg_notify(NOTIFY_CHANNEL, "")),
+        "sqlite": sqlite.insert(table)
+        .values(values)
+        .on_conflict_do_nothing()
+        .returning(table.c.id),
+    }
+
+
+_STORE = Prepared(_store_statements())

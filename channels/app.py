@@ -166,6 +166,8 @@ def create_app(
         return JSONResponse(body, status_code=503 if down else 200)
 
     app.include_router(api.router)
+    # the hot read first, as a plain Starlette route (its FastAPI twin stays for the docs)
+    app.router.routes.insert(0, api.STATUS_ROUTE)
     app.include_router(twilio_sms.router)
     app.include_router(telegram.router)
     app.include_router(simulator.router)

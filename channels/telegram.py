@@ -31,7 +31,7 @@ from channels import openapi, telegram_links
 from channels.deps import read_body
 from status import limits
 from status import patients as patient_queries
-from status.db import retrying, utcnow
+from status.db import utcnow
 from status.patients import InvalidPhone, normalize_phone
 
 log = logging.getLogger("patient_status.telegram")
@@ -152,16 +152,13 @@ class TelegramChannel:
         """
         update = Update.model_validate(raw, context={"bot": self.bot})
 
-        def store() -> bool:
-            with self.db.session() as session:
-                return inbox.store(
-                    session, self.settings.secret_key, source="telegram",
-                    provider_id=str(update.update_id), action=inbox.Action.TELEGRAM,
-                    channel=CHANNEL, address=chat_of(raw) or f"update:{update.update_id}",
-                    payload={"update": redacted(raw)},
-                )  # fmt: skip
-
-        return "queued" if retrying(store) else "duplicate"
+        stored = inbox.store_now(
+            self.db, self.settings.secret_key, source="telegram",
+            provider_id=str(update.update_id), action=inbox.Action.TELEGRAM,
+            channel=CHANNEL, address=chat_of(raw) or f"update:{update.update_id}",
+            payload={"update": redacted(raw)},
+        )  # fmt: skip
+        return "queued" if stored else "duplicate"
 
     async def parse(self, raw: dict):  # noqa: ANN201
         """The action an update asks for (None: nothing we act on, e.g. an edited message)."""

@@ -23,7 +23,7 @@ from bot.inbound import Inbound
 from bot.messages import FINAL, Message, OutStatus
 from channels import openapi
 from status import limits
-from status.db import retrying, utcnow
+from status.db import utcnow
 from status.patients import InvalidPhone, normalize_phone
 from status.settings import Settings
 
@@ -118,15 +118,11 @@ async def inbound_sms(request: Request, form: dict = Depends(verified_form)) -> 
 def _store(state, inbound: Inbound, payload: dict) -> bool:  # noqa: ANN001
     """Record the message (a redelivered MessageSid is a no-op); its turn runs in the worker."""
 
-    def store() -> bool:
-        with state.db.session() as session:
-            return inbox.store(
-                session, state.settings.secret_key, source="twilio_sms",
-                provider_id=inbound.provider_id, action=inbox.Action.SMS, channel="sms",
-                address=inbound.address, payload=payload,
-            )  # fmt: skip
-
-    return retrying(store)
+    return inbox.store_now(
+        state.db, state.settings.secret_key, source="twilio_sms",
+        provider_id=inbound.provider_id, action=inbox.Action.SMS, channel="sms",
+        address=inbound.address, payload=payload,
+    )  # fmt: skip
 
 
 @router.post("/webhooks/twilio/status", status_code=204, response_class=Response)

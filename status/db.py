@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 from functools import cached_property
 from typing import Any, TypeVar
 
-from sqlalchemy import JSON, DateTime, MetaData, Select, create_engine, event, make_url
+from sqlalchemy import JSON, DateTime, Executable, MetaData, create_engine, event, make_url
 from sqlalchemy.engine import Dialect, Engine
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
@@ -164,8 +164,9 @@ class Database:
         )
 
     def raw_read(self, fn: Callable[[RawReader], T]) -> T:
-        """`fn(reader)` on a pooled autocommit DBAPI connection; run once more on a fresh
-        connection when the database dropped the one it had (restart, pg_terminate_backend)."""
+        """`fn(reader)` on a pooled autocommit DBAPI connection (each statement its own
+        transaction); run once more on a fresh connection when the database dropped the one it
+        had (restart, pg_terminate_backend), so `fn` must be safe to repeat."""
         engine = self.read_engine
         dbapi_error = engine.dialect.loaded_dbapi.Error
         for attempt in (1, 2):
@@ -224,36 +225,47 @@ def insert_ignore(session: Session, table, values: dict) -> bool:  # noqa: ANN00
 
 
 class Prepared:
-    """A Core SELECT compiled once per dialect for `Database.raw_read`: its SQL in the driver's
-    own parameter style and each column's result conversion (the same SQLAlchemy applies), so
-    a hot read skips SQLAlchemy's per-execution work (~0.1 ms a statement) and returns the
-    values an ORM read would. Parameters are passed to the driver as given (str, int)."""
+    """A Core statement compiled once per dialect for `Database.raw_read`: its SQL in the
+    driver's own parameter style, each parameter's and each returned column's conversion (the
+    ones SQLAlchemy applies), so a hot statement skips SQLAlchemy's per-execution work (~0.1 ms
+    each) and reads and writes the values an ORM statement would. `statement` may be a dict of
+    dialect name -> statement where the SQL differs (an upsert)."""
 
-    def __init__(self, statement: Select) -> None:
+    def __init__(self, statement: Executable | dict[str, Executable]) -> None:
         self.statement = statement
-        self._by_dialect: dict[str, tuple[str, dict, list[str] | None, list[Any]]] = {}
+        self._by_dialect: dict[str, tuple] = {}
 
-    def _compiled(self, dialect: Dialect) -> tuple[str, dict, list[str] | None, list[Any]]:
+    def _compiled(self, dialect: Dialect) -> tuple:
         found = self._by_dialect.get(dialect.name)
         if found is None:
-            compiled = self.statement.compile(dialect=dialect)
+            statement = self.statement
+            if isinstance(statement, dict):
+                statement = statement[dialect.name]
+            compiled = statement.compile(dialect=dialect)
             if "POSTCOMPILE" in compiled.string:  # IN (list) expands per execution
                 raise ValueError("Prepared takes statements without an expanding IN")
-            constants = {k: v for k, v in compiled.construct_params(_check=False).items()
-                         if v is not None}  # fmt: skip
+            # the statement's own values (a LIMIT, a constant); the caller's replace the rest
+            constants = compiled.construct_params(_check=False)
+            binds = {
+                name: processor
+                for name, bind in compiled.binds.items()
+                if (processor := bind.type.dialect_impl(dialect).bind_processor(dialect))
+            }
             order = list(compiled.positiontup) if compiled.positional else None
             processors = [
                 column.type.dialect_impl(dialect).result_processor(dialect, None)
-                for column in self.statement.selected_columns
+                for column in getattr(statement, "selected_columns", ())
             ]
-            found = (compiled.string, constants, order, processors)
+            found = (compiled.string, constants, binds, order, processors)
             self._by_dialect[dialect.name] = found
         return found
 
     def rows(self, cursor: Any, dialect: Dialect, params: Mapping[str, Any]) -> list[tuple]:
         """The statement's rows for `params`, each value converted as SQLAlchemy would."""
-        sql, constants, order, processors = self._compiled(dialect)
+        sql, constants, binds, order, processors = self._compiled(dialect)
         values = {**constants, **params}
+        for name, processor in binds.items():
+            values[name] = processor(values[name])
         cursor.execute(sql, [values[name] for name in order] if order is not None else values)
         if not any(processors):
             return cursor.fetchall()
