@@ -227,8 +227,10 @@ def wait_done(url: str, total: int, timeout: float) -> tuple[Counter, float | No
 class Workers:
     """`patient-status worker` processes sending to `fake`."""
 
-    def __init__(self, url: str, fake: TimedFakeTwilio, count: int, workdir: Path) -> None:
-        env = base_env(url, TWILIO_API_BASE=fake.base_url, LOG_LEVEL="WARNING")
+    def __init__(
+        self, url: str, fake: TimedFakeTwilio, count: int, workdir: Path, **extra: str
+    ) -> None:
+        env = base_env(url, TWILIO_API_BASE=fake.base_url, LOG_LEVEL="WARNING", **extra)
         self.logs = (workdir / "workers.log").open("ab")
         command = [sys.executable, "-m", "channels.cli", "worker"]
         self.procs = [
