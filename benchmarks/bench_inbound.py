@@ -39,6 +39,7 @@ from urllib.parse import urlencode
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+import spy  # noqa: E402
 from bench_channels import (  # noqa: E402
     ACCOUNT_SID,
     AUTH_TOKEN,
@@ -285,6 +286,14 @@ def phase_turns(url: str, workdir: Path, args: argparse.Namespace) -> dict:
     started = time.monotonic()
     workers = Workers(url, fake, args.worker_processes, workdir)
     try:
+        if args.profile:  # one worker under the backlog, by py-spy (its CPU, by function)
+            while not done_count(inbox_counts(url)):  # past its start-up (imports, catalogue)
+                time.sleep(0.5)
+            time.sleep(2)
+            backend = "sqlite" if url.startswith("sqlite") else "postgres"
+            flame = RESULTS.with_name(f"inbound.{backend}.worker.spy.txt")
+            spy.record(workers.procs[0].pid, args.profile, flame).wait()
+            log("a worker under the backlog, py-spy:\n" + spy.table(flame, 45))
         counts, first, last = wait_done(url, stored, timeout=1800)
         cpu = workers.cpu()
         fake.wait_for(done_count(counts), timeout=60)
@@ -314,6 +323,7 @@ def phase_in_process(url: str, load: Load, workdir: Path, args: argparse.Namespa
     try:
         wrk = load.run(server, args.seconds, int(args.seconds * 6000))
         burst_end = time.monotonic()
+        time.sleep(0.5)  # the requests still in flight when wrk stopped are stored too
         after_burst = inbox_counts(url)
         accepted = sum(after_burst.values()) - before
         turned_during = done_count(after_burst) - before
@@ -415,9 +425,10 @@ def run_backend(backend: str, args: argparse.Namespace, workdir: Path) -> dict[s
         result: dict[str, Any] = {"backend": backend, "load_avg_start": load_avg()}
         log(f"{backend}: webhook throughput")
         result["webhooks"] = phase_webhooks(url, load, workdir, args)
-        log(f"{backend}: turns by {args.worker_processes} worker processes")
-        result["turns"] = phase_turns(url, workdir, args)
-        log(f"{backend}: {json.dumps(result['turns'])}")
+        if not args.skip_turns:
+            log(f"{backend}: turns by {args.worker_processes} worker processes")
+            result["turns"] = phase_turns(url, workdir, args)
+            log(f"{backend}: {json.dumps(result['turns'])}")
         if not args.skip_in_process:
             log(f"{backend}: plain serve (in-process workers) under the same burst")
             result["in_process"] = phase_in_process(url, load, workdir, args)
@@ -452,7 +463,8 @@ def markdown(results: dict[str, Any]) -> str:
         "|---|---:|---:|---:|---:|---:|---|",
     ]
     for r in results["backends"]:
-        t = r["turns"]
+        if (t := r.get("turns")) is None:
+            continue
         lines.append(
             f"| {r['backend']} | {t['worker_processes']} | {t['stored']:,} | {t['turns_per_s']} "
             f"| {t['worker_cpu_ms_per_turn']} | {t['replies_at_provider']:,} "
@@ -500,6 +512,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rates", type=int, nargs="*", default=[20, 100, 300])
     parser.add_argument("--rate-seconds", type=float, default=15)
     parser.add_argument("--skip-in-process", action="store_true")
+    parser.add_argument("--skip-turns", action="store_true")
+    parser.add_argument("--profile", type=float, default=10, help="py-spy seconds on a worker")
     parser.add_argument("--json", type=Path, default=RESULTS)
     parser.add_argument("--serve-child", help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, help=argparse.SUPPRESS)

@@ -109,20 +109,15 @@ async def inbound_sms(request: Request, form: dict = Depends(verified_form)) -> 
         raise HTTPException(400, str(exc)) from exc
     payload = {"text": inbound.text, "media": list(inbound.media)}
     state = request.app.state
-    stored = await asyncio.to_thread(_store, state, inbound, payload)
-    if stored:
-        state.runtime.notify_inbox()
-    return _twiml()
-
-
-def _store(state, inbound: Inbound, payload: dict) -> bool:  # noqa: ANN001
-    """Record the message (a redelivered MessageSid is a no-op); its turn runs in the worker."""
-
-    return inbox.store_now(
+    # Record the message (a redelivered MessageSid is a no-op); its turn runs in the worker.
+    stored = await inbox.store_soon(
         state.db, state.settings.secret_key, source="twilio_sms",
         provider_id=inbound.provider_id, action=inbox.Action.SMS, channel="sms",
         address=inbound.address, payload=payload,
     )  # fmt: skip
+    if stored:
+        state.runtime.notify_inbox()
+    return _twiml()
 
 
 @router.post("/webhooks/twilio/status", status_code=204, response_class=Response)
