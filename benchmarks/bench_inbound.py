@@ -265,11 +265,11 @@ def replies_once(fake: TimedFakeTwilio, url: str) -> dict[str, Any]:
 def phase_webhooks(url: str, load: Load, workdir: Path, args: argparse.Namespace) -> dict:
     env = base_env(url)
     result: dict[str, Any] = {}
-    budget = int(args.seconds * 6000)  # more bodies than any server here can take in the time
+    budget = int(args.seconds * 12000)  # more bodies than any server here can take in the time
     for kind in ("bare", "bare_signed", "app"):
         server = Server(kind, env, workdir / f"{kind}.log").start(timeout=300)
         try:
-            load.run(server, args.warmup, int(args.warmup * 6000))
+            load.run(server, args.warmup, int(args.warmup * 12000))
             result[kind] = load.run(server, args.seconds, budget)
             log(f"  {kind}: {result[kind]['req_s']} req/s, p99 {result[kind]['p99_ms']} ms")
         finally:
@@ -321,7 +321,7 @@ def phase_in_process(url: str, load: Load, workdir: Path, args: argparse.Namespa
     env = base_env(url, TWILIO_API_BASE=fake.base_url)
     server = Server("app", env, workdir / "serve.log", run_workers=True).start(timeout=300)
     try:
-        wrk = load.run(server, args.seconds, int(args.seconds * 6000))
+        wrk = load.run(server, args.seconds, int(args.seconds * 12000))
         burst_end = time.monotonic()
         time.sleep(0.5)  # the requests still in flight when wrk stopped are stored too
         after_burst = inbox_counts(url)

@@ -11,7 +11,7 @@ from bot import messages
 from bot.conversations import Conversation
 from bot.messages import Direction, Kind, Message
 from status import snapshot, timeline
-from status.db import Prepared, RawReader
+from status.db import Prepared, RawCursor
 from status.patients import Patient
 
 # Built once: the status API runs it on every request.
@@ -41,8 +41,8 @@ def last_told(session: Session, patient_id: int, limit: int = 10) -> list[dict]:
     return [_told(*row) for row in rows]
 
 
-def read_last_told(reader: RawReader, patient_id: int, limit: int = 10) -> list[dict]:
-    """`last_told` through `Database.raw_read` (the status API's hot path)."""
+def read_last_told(reader: RawCursor, patient_id: int, limit: int = 10) -> list[dict]:
+    """`last_told` through `Database.raw_autocommit` (the status API's hot path)."""
     return [_told(*row) for row in reader.rows(_LAST_TOLD_RAW, patient_id=patient_id, limit=limit)]
 
 

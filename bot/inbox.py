@@ -136,10 +136,10 @@ def store_now(
 ) -> bool:
     """`store` as one statement in a transaction of its own (the webhooks' path): the insert,
     and on PostgreSQL the NOTIFY in the same statement, on a pooled autocommit connection
-    (`Database.raw_read`), so a webhook costs one round trip and no ORM session. Safe to run
+    (`Database.raw_autocommit`), so a webhook costs one round trip and no ORM session. Safe to run
     again after a dropped connection: a second insert of the same id does nothing."""
     values = _row(secret_key, source, provider_id, action, channel, address, payload, None)
-    return bool(db.raw_read(lambda reader: reader.rows(_STORE, **values)))
+    return bool(db.raw_autocommit(lambda reader: reader.rows(_STORE, **values)))
 
 
 # SQLite has one writer: webhooks store through one thread, in turn, instead of several threads

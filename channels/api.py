@@ -13,7 +13,7 @@ from starlette.routing import Route
 from channels import openapi
 from channels.deps import check_api_key, get_session, read_body, require_api_key
 from status import limits, patients, read_model, snapshot
-from status.db import Database, RawReader, utcnow
+from status.db import Database, RawCursor, utcnow
 from status.events.apply import apply_in_transaction
 from status.events.schemas import EventProblem, InvalidEvents, json_schema, parse_body
 
@@ -105,7 +105,7 @@ def _patient_status(db: Database, extensions: list, patient_id: str) -> bytes:
     """Two statements on a pooled autocommit connection, no ORM session: the patient joined to
     their read-model row, then what each extension adds (`last_told`)."""
 
-    def read(reader: RawReader) -> dict | None:
+    def read(reader: RawCursor) -> dict | None:
         found = read_model.read_patient_and_state(reader, patient_id)
         if found is None:
             raise _no_patient(patient_id)
@@ -117,11 +117,11 @@ def _patient_status(db: Database, extensions: list, patient_id: str) -> bytes:
             extend(reader, snap)
         return snap.to_dict()
 
-    content = db.raw_read(read)
+    content = db.raw_autocommit(read)
     if content is None:
         with db.read_session() as session:
             snap = snapshot.build_fresh(session, _patient(session, patient_id), utcnow())
-        db.raw_read(lambda reader: [extend(reader, snap) for extend in extensions])
+        db.raw_autocommit(lambda reader: [extend(reader, snap) for extend in extensions])
         content = snap.to_dict()
     return JSONResponse(content).body
 

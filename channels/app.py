@@ -77,7 +77,7 @@ def snapshot_extensions() -> list:
     """What the API snapshot adds to the status store's: what the patient was already told."""
     from bot.context import read_last_told
 
-    def told(reader, snap) -> None:  # noqa: ANN001 - a RawReader (Database.raw_read)
+    def told(reader, snap) -> None:  # noqa: ANN001 - a RawCursor (Database.raw_autocommit)
         snap.extra["last_told"] = read_last_told(reader, snap.patient.id)
 
     return [told]

@@ -152,29 +152,30 @@ class Database:
             session.commit()  # ends the read; unlike a rollback it keeps loaded objects usable
 
     @cached_property
-    def read_engine(self) -> Engine:
-        """Connections for hot single-statement reads (`raw_read`): autocommit (no BEGIN and
-        ROLLBACK round trips on PostgreSQL; on SQLite each statement reads the latest commit
-        without taking a lock) and no ping at checkout (a dropped connection fails its
-        statement instead, and `raw_read` runs it again on a fresh one)."""
+    def autocommit_engine(self) -> Engine:
+        """Connections for hot single statements (`raw_autocommit`: the status API's reads, the
+        webhooks' inbox insert): autocommit (no BEGIN and COMMIT/ROLLBACK round trips on
+        PostgreSQL; on SQLite a read takes no lock and a write holds it for one statement) and
+        no ping at checkout (a dropped connection fails its statement instead, and
+        `raw_autocommit` runs it again on a fresh one)."""
         if self.is_sqlite:
             return make_engine(self.url, pool_pre_ping=False)
         return make_engine(
             self.url, pool_pre_ping=False, isolation_level="AUTOCOMMIT", pool_size=10
         )
 
-    def raw_read(self, fn: Callable[[RawReader], T]) -> T:
-        """`fn(reader)` on a pooled autocommit DBAPI connection (each statement its own
+    def raw_autocommit(self, fn: Callable[[RawCursor], T]) -> T:
+        """`fn(cursor)` on a pooled autocommit DBAPI connection (each statement its own
         transaction); run once more on a fresh connection when the database dropped the one it
         had (restart, pg_terminate_backend), so `fn` must be safe to repeat."""
-        engine = self.read_engine
+        engine = self.autocommit_engine
         dbapi_error = engine.dialect.loaded_dbapi.Error
         for attempt in (1, 2):
             raw = engine.raw_connection()
             cursor = None
             try:
                 cursor = raw.cursor()
-                return fn(RawReader(cursor, engine.dialect))
+                return fn(RawCursor(cursor, engine.dialect))
             except dbapi_error as exc:
                 gone = engine.dialect.is_disconnect(exc, raw.dbapi_connection, cursor)
                 raw.invalidate()
@@ -195,8 +196,8 @@ class Database:
 
     def dispose(self) -> None:
         self.engine.dispose()
-        if "read_engine" in self.__dict__:
-            self.read_engine.dispose()
+        if "autocommit_engine" in self.__dict__:
+            self.autocommit_engine.dispose()
 
 
 def retrying(fn: Callable[[], T], tries: int = 3) -> T:
@@ -225,7 +226,7 @@ def insert_ignore(session: Session, table, values: dict) -> bool:  # noqa: ANN00
 
 
 class Prepared:
-    """A Core statement compiled once per dialect for `Database.raw_read`: its SQL in the
+    """A Core statement compiled once per dialect for `Database.raw_autocommit`: its SQL in the
     driver's own parameter style, each parameter's and each returned column's conversion (the
     ones SQLAlchemy applies), so a hot statement skips SQLAlchemy's per-execution work (~0.1 ms
     each) and reads and writes the values an ORM statement would. `statement` may be a dict of
@@ -277,8 +278,8 @@ class Prepared:
         ]
 
 
-class RawReader:
-    """What `Database.raw_read` hands its function: runs `Prepared` statements on one cursor."""
+class RawCursor:
+    """What `Database.raw_autocommit` hands its function: runs `Prepared` statements."""
 
     def __init__(self, cursor: Any, dialect: Dialect) -> None:
         self.cursor = cursor

@@ -37,7 +37,7 @@ from status import (
     tasks,
 )
 from status.appointments import Appointment
-from status.db import Base, Prepared, RawReader, UTCDateTime
+from status.db import Base, Prepared, RawCursor, UTCDateTime
 from status.patients import Patient
 from status.payments import Payment
 from status.prescriptions import Prescription
@@ -349,9 +349,9 @@ def patient_and_state(session: Session, source_id: str) -> tuple[Patient, State 
 
 
 def read_patient_and_state(
-    reader: RawReader, source_id: str
+    reader: RawCursor, source_id: str
 ) -> tuple[Patient, State | None] | None:
-    """`patient_and_state` through `Database.raw_read` (the status API's hot path)."""
+    """`patient_and_state` through `Database.raw_autocommit` (the status API's hot path)."""
     if len(source_id) > limits.SOURCE_ID or limits.unstorable(source_id):
         return None
     found = reader.rows(_PATIENT_AND_STATE_RAW, source_id=source_id)
