@@ -26,11 +26,23 @@ from functools import lru_cache
 from typing import Any
 
 from cryptography.fernet import Fernet
-from sqlalchemy import Index, Integer, String, Text, UniqueConstraint, bindparam, func, select, text
+from sqlalchemy import (
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+    bindparam,
+    func,
+    select,
+    text,
+)
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from bot.understanding.redact import redact_card_numbers
+from status import clinics
 from status.db import Base, Database, Prepared, insert_ignore, utcnow
 
 NOTIFY_CHANNEL = "patient_status_inbox"
@@ -58,6 +70,7 @@ class InboxMessage(Base):
     __tablename__ = "inbox"
 
     id: Mapped[int] = mapped_column(primary_key=True)
+    clinic_id: Mapped[int] = mapped_column(ForeignKey("clinics.id"))
     source: Mapped[str] = mapped_column(String(32))  # "twilio_sms", "telegram"
     provider_id: Mapped[str] = mapped_column(String(128))  # MessageSid, update_id
     action: Mapped[str] = mapped_column(String(16))
@@ -78,7 +91,8 @@ class InboxMessage(Base):
     finished_at: Mapped[datetime | None]
 
     __table_args__ = (
-        UniqueConstraint("source", "provider_id"),
+        # Telegram update ids count per bot: two clinics' bots may both send update 7
+        UniqueConstraint("clinic_id", "source", "provider_id"),
         Index("ix_inbox_state_next_attempt_at", "state", "next_attempt_at"),
         Index("ix_inbox_channel_address_id", "channel", "address", "id"),
     )
@@ -102,6 +116,7 @@ def store(
     session: Session,
     secret_key: str,
     *,
+    clinic_id: int,
     source: str,
     provider_id: str,
     action: Action,
@@ -115,7 +130,9 @@ def store(
     Card numbers in `payload["text"]` are removed before anything is written (the engine still
     answers with its warning: the redaction marker tells it one was there).
     """
-    values = _row(secret_key, source, provider_id, action, channel, address, payload, now)
+    values = _row(
+        secret_key, clinic_id, source, provider_id, action, channel, address, payload, now
+    )
     stored = insert_ignore(session, InboxMessage.__table__, values)
     if stored and session.get_bind().dialect.name == "postgresql":
         # Workers in other processes LISTEN; delivered when this transaction commits.
@@ -127,6 +144,7 @@ def store_now(
     db: Database,
     secret_key: str,
     *,
+    clinic: int | clinics.SmsRecipient,
     source: str,
     provider_id: str,
     action: Action,
@@ -137,8 +155,16 @@ def store_now(
     """`store` as one statement in a transaction of its own (the webhooks' path): the insert,
     and on PostgreSQL the NOTIFY in the same statement, on a pooled autocommit connection
     (`Database.raw_autocommit`), so a webhook costs one round trip and no ORM session. Safe to run
-    again after a dropped connection: a second insert of the same id does nothing."""
-    values = _row(secret_key, source, provider_id, action, channel, address, payload, None)
+    again after a dropped connection: a second insert of the same id does nothing.
+
+    `clinic`: its id, or where an SMS was sent, routed to its clinic in the same statement
+    (`clinics.sms_clinic_id`)."""
+    sms = clinic if isinstance(clinic, clinics.SmsRecipient) else clinics.SmsRecipient()
+    clinic_id = None if isinstance(clinic, clinics.SmsRecipient) else clinic
+    values = _row(
+        secret_key, clinic_id, source, provider_id, action, channel, address, payload, None
+    )
+    values.update(to=sms.to, messaging_service_sid=sms.messaging_service_sid)
     return bool(db.raw_autocommit(lambda reader: reader.rows(_STORE, **values)))
 
 
@@ -157,6 +183,7 @@ async def store_soon(db: Database, secret_key: str, **delivery: Any) -> bool:
 
 def _row(
     secret_key: str,
+    clinic_id: int | None,
     source: str,
     provider_id: str,
     action: Action,
@@ -168,6 +195,7 @@ def _row(
     if payload.get("text"):
         payload = {**payload, "text": redact_card_numbers(payload["text"])[0]}
     return {
+        "clinic_id": clinic_id,
         "source": source,
         "provider_id": provider_id,
         "action": str(action),
@@ -183,17 +211,26 @@ def _row(
 
 def _store_statements() -> dict:
     table = InboxMessage.__table__
-    columns = ("source", "provider_id", "action", "channel", "address", "sealed",
+    columns = ("clinic_id", "source", "provider_id", "action", "channel", "address", "sealed",
                "received_at", "state", "attempts", "next_attempt_at")  # fmt: skip
-    values = {name: bindparam(name, type_=table.c[name].type) for name in columns}
+
+    def values(dialect: str) -> dict:
+        found = {name: bindparam(name, type_=table.c[name].type) for name in columns}
+        # the clinic given, else the one the SMS was sent to
+        found["clinic_id"] = func.coalesce(found["clinic_id"], clinics.sms_clinic_id(dialect))
+        return found
+
     on_postgres = (
-        postgresql.insert(table).values(values).on_conflict_do_nothing().returning(table.c.id)
+        postgresql.insert(table)
+        .values(values("postgresql"))
+        .on_conflict_do_nothing()
+        .returning(table.c.id)
     ).cte("stored")
     return {
         # pg_notify in the statement that stores: delivered when it commits, only if it stored
         "postgresql": select(on_postgres.c.id, func.pg_notify(NOTIFY_CHANNEL, "")),
         "sqlite": sqlite.insert(table)
-        .values(values)
+        .values(values("sqlite"))
         .on_conflict_do_nothing()
         .returning(table.c.id),
     }

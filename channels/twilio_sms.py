@@ -22,7 +22,7 @@ from bot.delivery import INVALID_ADDRESS, OPTED_OUT, delivery_failed
 from bot.inbound import Inbound
 from bot.messages import FINAL, Message, OutStatus
 from channels import openapi
-from status import limits
+from status import clinics, limits
 from status.db import utcnow
 from status.patients import InvalidPhone, normalize_phone
 from status.settings import Settings
@@ -109,15 +109,31 @@ async def inbound_sms(request: Request, form: dict = Depends(verified_form)) -> 
         raise HTTPException(400, str(exc)) from exc
     payload = {"text": inbound.text, "media": list(inbound.media)}
     state = request.app.state
-    # Record the message (a redelivered MessageSid is a no-op); its turn runs in the worker.
+    # Record the message for the clinic it was written to (by its messaging service, else its
+    # number), routed in the insert itself (a redelivered MessageSid is a no-op); its turn runs
+    # in the worker.
+    sent_to = clinics.SmsRecipient(
+        to=_to_number(form.get("To")),
+        messaging_service_sid=(form.get("MessagingServiceSid") or "")[:64] or None,
+    )
     stored = await inbox.store_soon(
-        state.db, state.settings.secret_key, source="twilio_sms",
+        state.db, state.settings.secret_key, clinic=sent_to, source="twilio_sms",
         provider_id=inbound.provider_id, action=inbox.Action.SMS, channel="sms",
         address=inbound.address, payload=payload,
     )  # fmt: skip
     if stored:
         state.runtime.notify_inbox()
     return _twiml()
+
+
+def _to_number(raw: str | None) -> str | None:
+    """The number the patient wrote to, as clinics store theirs (E.164); None if it is not one."""
+    if not raw:
+        return None
+    try:
+        return normalize_phone(raw[: limits.PHONE])
+    except InvalidPhone:
+        return None
 
 
 @router.post("/webhooks/twilio/status", status_code=204, response_class=Response)
@@ -155,7 +171,8 @@ def _record_status(state, sid: str, status: str, error_code: str | None, outbox_
         if message is None:
             log.warning("status for unknown message", extra={"provider_id": sid})
             return
-        apply_status(session, message, status, error_code, state.settings)
+        settings = state.runtime.engine.profiles.get(session, message.clinic_id).settings
+        apply_status(session, message, status, error_code, settings)
 
 
 def _accepted_unrecorded(session: Session, outbox_id: int, sid: str) -> Message | None:

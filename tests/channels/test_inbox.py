@@ -13,7 +13,8 @@ from bot.handoffs import Handoff, HandoffEntry
 from bot.inbox import InboxMessage
 from bot.messages import Message
 from channels.turns import MAX_TRIES
-from status import patients
+from status import clinics, patients
+from status.clinics import DEFAULT_ID
 from tests.conftest import on_both_databases
 from tests.fakes.telegram_server import text_update
 
@@ -24,7 +25,7 @@ JAMES = "+15550100002"
 def break_timezone(app, source_id: str = "demo-maria") -> None:
     """Stored data the turn cannot render: a time zone that does not exist."""
     with app.db.session() as session:
-        patients.by_source_id(session, source_id).timezone = "Mars/Olympus_Mons"
+        patients.by_source_id(session, DEFAULT_ID, source_id).timezone = "Mars/Olympus_Mons"
 
 
 def sealed_column(app) -> list[str]:
@@ -177,8 +178,9 @@ def test_a_stored_message_wakes_workers_in_other_processes_once(database):
     )
     listener.execute(f"LISTEN {inbox.NOTIFY_CHANNEL}")
     delivery = {
-        "source": "twilio_sms", "provider_id": "SM-wake", "action": inbox.Action.SMS,
-        "channel": "sms", "address": MARIA, "payload": {"text": "where is my order"},
+        "clinic": clinics.SmsRecipient(to="+15550001111"), "source": "twilio_sms",
+        "provider_id": "SM-wake", "action": inbox.Action.SMS, "channel": "sms", "address": MARIA,
+        "payload": {"text": "where is my order"},
     }  # fmt: skip
     try:
         assert inbox.store_now(database, "test-secret", **delivery) is True
@@ -189,5 +191,7 @@ def test_a_stored_message_wakes_workers_in_other_processes_once(database):
     assert [n.channel for n in heard] == [inbox.NOTIFY_CHANNEL]
     with database.session() as session:
         row = session.query(InboxMessage).one()
-    assert (row.address, row.state, row.attempts) == (MARIA, "pending", 0)
+    # a number no clinic claims is the default clinic's
+    assert (row.clinic_id, row.address) == (DEFAULT_ID, MARIA)
+    assert (row.state, row.attempts) == ("pending", 0)
     assert inbox.unseal("test-secret", row.sealed) == {"text": "where is my order"}
