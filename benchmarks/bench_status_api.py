@@ -24,6 +24,11 @@ PostgreSQL is `ANALYZE`d.
     python benchmarks/bench_status_api.py --quick          # 1,000 -> 20,000 patients, both
     python benchmarks/bench_status_api.py                  # 1,000 -> 1,000,000, both
     python benchmarks/bench_status_api.py --backend postgres --large 200000
+    python benchmarks/bench_status_api.py --backend postgres --large 0 --clinic-key  # 1,000 only
+
+With `--clinic-key` the app is also loaded with a `patient-status clinic key` key of the default
+clinic (hashed in the table, resolved in the patient read) besides the environment's `API_KEY`,
+on the same server, alternating with the others. `--large 0` measures the small set only.
 """
 
 from __future__ import annotations
@@ -265,6 +270,19 @@ def check_sample(url: str, count: int, sample: int = 200) -> int:
     return checked
 
 
+def clinic_key(url: str) -> str:
+    """A fresh `clinic key` of the default clinic (what `patient-status clinic key default`
+    makes): the API then finds the clinic by the key's hash."""
+    from status import clinics
+    from status.db import Database
+
+    db = Database(url)
+    with db.session() as session:
+        key = clinics.rotate_key(session, clinics.default(session))
+    db.dispose()
+    return key
+
+
 def rebuild(url: str, after_id: int) -> dict[str, Any]:
     """The read model of every patient above `after_id`, by the product's rebuild."""
     from status import read_model
@@ -424,15 +442,22 @@ def _cpu(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def measure(url: str, patients: int, workdir: Path, args: argparse.Namespace) -> dict[str, Any]:
+def measure(
+    url: str, patients: int, workdir: Path, args: argparse.Namespace, key: str | None = None
+) -> dict[str, Any]:
     """Bare and app, served one after the other, each warmed up then loaded `--rounds` times,
     alternating, so a change in the machine's load hits both."""
     script = workdir / "cycle.lua"
     script.write_text(LUA % {"stride": STRIDE, "key": API_KEY})
+    loads = [("bare", script), ("app", script)]  # (what is loaded, its script)
+    if key is not None:  # a clinic key as well as the environment's API_KEY
+        keyed = workdir / "cycle-clinic-key.lua"
+        keyed.write_text(LUA % {"stride": STRIDE, "key": key})
+        loads.append(("app_clinic_key", keyed))
     env = env_for(url)
     body = workdir / "body.json"
     sample = httpx.Client(timeout=120)  # the first read of a cold database on a busy host
-    results: dict[str, list[dict[str, Any]]] = {"bare": [], "app": []}
+    results: dict[str, list[dict[str, Any]]] = {name: [] for name, _ in loads}
     with Server("app", env, workdir / "app.log", body) as app:
         answer = sample.get(app.base_url + "/api/patients/bp-0000000/status",
                             headers={"Authorization": f"Bearer {API_KEY}"})  # fmt: skip
@@ -441,17 +466,18 @@ def measure(url: str, patients: int, workdir: Path, args: argparse.Namespace) ->
         with Server("bare", env, workdir / "bare.log", body) as bare:
             same = sample.get(bare.base_url + "/api/patients/bp-0000000/status").text
             assert json.loads(same) == answer.json(), "the baseline must send the same body"
-            for server in (bare, app):
-                wrk(server, script, patients, args, args.warmup)
+            served = {"bare": bare, "app": app, "app_clinic_key": app}
+            for name, lua in loads:
+                wrk(served[name], lua, patients, args, args.warmup)
             for _ in range(args.rounds):
-                for name, server in (("bare", bare), ("app", app)):
-                    run = wrk(server, script, patients, args, args.duration)
+                for name, lua in loads:
+                    run = wrk(served[name], lua, patients, args, args.duration)
                     results[name].append(run)
                     log(f"  {name}: {run['req_s']:,} req/s, p99 {run['p99_ms']} ms")
             # latency below saturation: 4 connections, each pausing so ~200 req/s are offered
             # (at -c32 the p99 is queueing behind whatever else the shared host runs)
-            for name, server in (("bare", bare), ("app", app)):
-                probe = wrk(server, script, patients, args, args.duration, 4, 20)
+            for name, lua in loads:
+                probe = wrk(served[name], lua, patients, args, args.duration, 4, 20)
                 results[f"{name}_probe"] = [probe]
                 log(f"  {name} at ~200 req/s: p50 {probe['p50_ms']} ms, p99 {probe['p99_ms']} ms")
             if args.profile and patients == args.small:  # where the app time goes (py-spy)
@@ -473,6 +499,10 @@ def measure(url: str, patients: int, workdir: Path, args: argparse.Namespace) ->
             "runs": runs,
         }
     summary["app_over_bare"] = round(summary["app"]["req_s"] / summary["bare"]["req_s"], 3)
+    if "app_clinic_key" in summary:
+        summary["app_clinic_key_over_bare"] = round(
+            summary["app_clinic_key"]["req_s"] / summary["bare"]["req_s"], 3
+        )
     summary["body_bytes"] = len(answer.content)
     return summary
 
@@ -484,8 +514,9 @@ def run_backend(backend: str, args: argparse.Namespace) -> dict[str, Any]:
     with database(backend) as url, tempfile.TemporaryDirectory(prefix="bench-api-") as tmp:
         workdir = Path(tmp)
         upgrade(url)
+        key = clinic_key(url) if args.clinic_key else None
         done = 0
-        for size in (args.small, args.large):
+        for size in sizes(args):
             log(f"{backend}: writing patients {done:,}..{size:,}")
             direct = size == args.large  # the small set goes through the product's rebuild
             seconds = write_rows(url, done, size, snapshots=direct)
@@ -501,18 +532,24 @@ def run_backend(backend: str, args: argparse.Namespace) -> dict[str, Any]:
             log(f"{backend}: {built}")
             done = size
             log(f"{backend}: measuring at {size:,} patients")
-            point = measure(url, size, workdir, args)
+            point = measure(url, size, workdir, args, key)
             point["write_rows_s"] = round(seconds, 1)
             point["rebuild"] = built
             result[str(size)] = point
             if args.json:  # what is measured so far survives a run cut short
                 args.json.with_suffix(".partial.json").write_text(json.dumps(result, indent=2))
+    if len(sizes(args)) == 1:
+        return result
     small, large = result[str(args.small)], result[str(args.large)]
     for key in ("app", "app_probe"):
         result[f"{key}_p99_large_over_small"] = round(
             large[key]["p99_ms"] / max(small[key]["p99_ms"], 1e-3), 3
         )
     return result
+
+
+def sizes(args: argparse.Namespace) -> tuple[int, ...]:
+    return (args.small, args.large) if args.large > args.small else (args.small,)
 
 
 def markdown(results: dict[str, Any], args: argparse.Namespace) -> str:
@@ -523,11 +560,10 @@ def markdown(results: dict[str, Any], args: argparse.Namespace) -> str:
         "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for backend in results["backends"]:
-        for size in (args.small, args.large):
+        for size in sizes(args):
             point = backend[str(size)]
             bare, app = point["bare"], point["app"]
-            cpu = [sum(r["server_cpu_ms_per_req"] for r in p["runs"]) / len(p["runs"])
-                   for p in (bare, app)]  # fmt: skip
+            cpu = [_cpu_ms(bare), _cpu_ms(app)]
             lines.append(
                 f"| {backend['backend']} | {size:,} | {bare['req_s']:,} | {app['req_s']:,} "
                 f"| {point['app_over_bare']:.2f} | {bare['p50_ms']:.2f} / {bare['p99_ms']:.2f} "
@@ -536,12 +572,27 @@ def markdown(results: dict[str, Any], args: argparse.Namespace) -> str:
                 f"{point['bare_probe']['p99_ms']:.2f}, {point['app_probe']['p50_ms']:.2f} / "
                 f"{point['app_probe']['p99_ms']:.2f} | {app['runs'][0]['load_avg'][0]} |"
             )
+            if "app_clinic_key" in point:
+                keyed, probe = point["app_clinic_key"], point["app_clinic_key_probe"]
+                lines.append(
+                    f"| {backend['backend']} | {size:,}, clinic key | | {keyed['req_s']:,} "
+                    f"| {point['app_clinic_key_over_bare']:.2f} | | {keyed['p50_ms']:.2f} / "
+                    f"{keyed['p99_ms']:.2f} | {_cpu_ms(keyed):.3f} | {keyed['non_2xx']} "
+                    f"| {probe['p50_ms']:.2f} / {probe['p99_ms']:.2f} "
+                    f"| {keyed['runs'][0]['load_avg'][0]} |"
+                )
+        if len(sizes(args)) == 1:
+            continue
         lines.append(
             f"| {backend['backend']} | app p99 at {args.large:,} / at {args.small:,}: "
             f"saturated {backend['app_p99_large_over_small']:.2f}, "
             f"at ~200 req/s {backend['app_probe_p99_large_over_small']:.2f} | | | | | | | | | |"
         )
     return "\n".join(lines)
+
+
+def _cpu_ms(point: dict[str, Any]) -> float:
+    return sum(r["server_cpu_ms_per_req"] for r in point["runs"]) / len(point["runs"])
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -557,6 +608,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="1,000 -> 20,000 patients, 1 round")
     parser.add_argument("--json", type=Path, default=None)
     parser.add_argument("--profile", type=float, default=0, help="seconds of py-spy on the app")
+    parser.add_argument(
+        "--clinic-key", action="store_true", help="also load with a clinic's hashed key"
+    )
     parser.add_argument("--serve-child", choices=["app", "bare"], help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--body", help=argparse.SUPPRESS)
