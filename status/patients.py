@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import date, datetime
 
 import phonenumbers
-from sqlalchemy import Boolean, Date, Index, String, select
+from sqlalchemy import Boolean, Date, Index, String, func, select
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from status import limits
@@ -64,6 +64,12 @@ def by_source_id(session: Session, source_id: str) -> Patient | None:
 def by_phone(session: Session, phone: str) -> list[Patient]:
     """Everyone who shares this number (a family phone), oldest record first."""
     return list(session.scalars(select(Patient).where(Patient.phone == phone).order_by(Patient.id)))
+
+
+def by_email(session: Session, email: str) -> list[Patient]:
+    """Everyone with this email (case-insensitive), oldest record first."""
+    query = select(Patient).where(func.lower(Patient.email) == email.strip().lower())
+    return list(session.scalars(query.order_by(Patient.id)))
 
 
 def by_telegram_chat(session: Session, chat_id: str) -> list[Patient]:

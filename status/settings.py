@@ -9,6 +9,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from status.integrations.config import parse_matches
+
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_file=".env", extra="ignore", case_sensitive=False)
@@ -77,6 +79,16 @@ class Settings(BaseSettings):
     clinic_hours: str = "Mon-Fri 08:00-18:00"
     payment_update_url: str = "https://pay.example/update"
 
+    # Integrations (docs/integrations.md): Stripe and a FHIR server feed the same events.
+    stripe_webhook_secret: str | None = None  # whsec_...: none, /integrations/stripe refuses
+    stripe_api_key: str | None = None  # for `import stripe` and looking up a customer
+    stripe_api_base: str = "https://api.stripe.com"
+    stripe_patient_match: str = "metadata,email,phone"  # how a customer is matched, in order
+    fhir_webhook_secret: str | None = None  # HMAC-SHA256 key of X-Signature (Medplum)
+    fhir_bearer_token: str | None = None  # or/also: `Authorization: Bearer <token>`
+    fhir_patient_id_system: str | None = None  # none: FHIR Patient.id is our patient_id
+    fhir_sms_consent: bool = True  # a patient first seen through FHIR may get proactive SMS
+
     metrics_token: str | None = None  # bearer token for /metrics; none: open (bind privately)
     docs: bool = False  # DOCS=on serves /docs, /redoc and /openapi.json
     # Staff logins: after this many failures in a row (per account, and per client address)
@@ -132,6 +144,12 @@ class Settings(BaseSettings):
         value = value.strip().lower()
         if value not in {"twilio", "app"}:
             raise ValueError("SMS_KEYWORD_REPLIES must be 'twilio' or 'app'")
+        return value
+
+    @field_validator("stripe_patient_match")
+    @classmethod
+    def _stripe_match(cls, value: str) -> str:
+        parse_matches(value)
         return value
 
     @field_validator("clinic_timezone")
