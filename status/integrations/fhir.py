@@ -89,6 +89,8 @@ def _validate(raw: dict, where: str) -> Any:
         return model.model_validate(raw)
     except ValidationError as exc:
         raise MalformedFhir(where, _problem(exc)) from exc
+    except (KeyError, TypeError, ValueError) as exc:  # a contained resource of no known type
+        raise MalformedFhir(where, "a resource inside it is not a FHIR R4 resource") from exc
 
 
 def parse(body: Any) -> tuple[list[tuple[Any, str]], datetime | None]:
