@@ -44,6 +44,7 @@ from channels.staff.security import (
 )
 from status import limits, patients
 from status.db import utcnow
+from status.integrations import receipts
 
 router = APIRouter(prefix="/staff", route_class=StaffRoute, include_in_schema=False)
 STATIC_DIR = TEMPLATES_DIR / "staff" / "static"
@@ -492,6 +493,7 @@ def ops_page(request: Request, staff: Staff = Depends(current_staff), days: int 
         failed = ops.failed_messages(session)
         codes = ops.failure_codes(session)
         unknown = ops.unknown_messages(session)
+        unmapped = receipts.unmapped(session)
     return render(
         request,
         "ops.html",
@@ -503,6 +505,7 @@ def ops_page(request: Request, staff: Staff = Depends(current_staff), days: int 
         failed=failed,
         codes=codes,
         unknown=unknown,
+        unmapped=unmapped,
         days=days,
     )
 
