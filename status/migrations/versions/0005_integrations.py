@@ -1,11 +1,17 @@
-"""integrations (FHIR, Stripe): receipts, links, a payment's own link
+"""integrations (FHIR, Stripe): receipts, links, a payment's own link; read model rebuilt
 
 Revision ID: 0005_integrations
 Revises: 0004_inbox
+
+The read model's stored layout changed (payments carry `payment_url`), so every row is rebuilt
+here with the product's own `read_model.rebuild` on the migration's connection (this is also
+where a database coming from before 0002 gets its rows). Should a later schema change make
+today's code unable to run at this revision, move the rebuild to that later migration.
 """
 
 import sqlalchemy as sa
 from alembic import op
+from sqlalchemy.orm import Session
 
 revision = "0005_integrations"
 down_revision = "0004_inbox"
@@ -43,6 +49,14 @@ def upgrade() -> None:
     )
     with op.batch_alter_table("payments") as batch:
         batch.add_column(sa.Column("payment_url", sa.String(length=500), nullable=True))
+    from status import clock, read_model  # today's code, at this revision's schema
+
+    session = Session(bind=op.get_bind())
+    now = clock.now()
+    after: int | None = 0
+    while after is not None:
+        _counts, after = read_model.rebuild(session, now, after_id=after)
+    session.flush()
 
 
 def downgrade() -> None:
