@@ -164,6 +164,66 @@ def ingest(file: str) -> None:
     click.echo(json.dumps({"accepted": len(events), **result.counts()}))
 
 
+def _since(value: str | None):  # noqa: ANN202 - datetime | None
+    if value is None:
+        return None
+    from datetime import UTC, datetime
+
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        raise click.BadParameter(f"{value!r} is not an ISO date or timestamp") from None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+@main.group("import", help="First load from the systems the clinic runs (FHIR, Stripe).")
+def import_group() -> None:
+    pass
+
+
+def _run_import(load) -> None:  # noqa: ANN001 - (database, config, hooks) -> ImportTotals
+    from bot.proactive.notifier import Notifier
+    from channels.importers import ImportFailed
+    from status.integrations.config import integration_settings
+    from status.integrations.fhir import MalformedFhir
+    from status.integrations.stripe_events import MalformedStripeEvent
+
+    settings = _settings()
+    database = _database(settings, migrate=settings.database_url.startswith("sqlite"))
+    try:
+        totals = load(database, integration_settings(settings), [Notifier(settings).on_changes])
+    except (ImportFailed, MalformedFhir, MalformedStripeEvent) as exc:
+        raise click.ClickException(f"{exc} (pages before this one were applied)") from None
+    finally:
+        database.dispose()
+    click.echo(json.dumps(totals.body()))
+
+
+@import_group.command("fhir", help="Page a FHIR server's searches (Patient first) and apply them.")
+@click.option(
+    "--base", required=True, help="The FHIR base URL, e.g. https://api.medplum.com/fhir/R4"
+)
+@click.option("--since", default=None, help="Only resources changed since (ISO date or time).")
+@click.option("--token", envvar="FHIR_IMPORT_TOKEN", default=None,
+              help="Bearer token for the FHIR server (or FHIR_IMPORT_TOKEN).")  # fmt: skip
+def import_fhir(base: str, since: str | None, token: str | None) -> None:
+    from channels import importers
+
+    start = _since(since)
+    _run_import(
+        lambda db, config, hooks: importers.import_fhir(db, config, base, start, hooks, token)
+    )
+
+
+@import_group.command("stripe", help="Read Stripe's events list (STRIPE_API_KEY) and apply it.")
+@click.option("--since", default=None, help="Only events created since (ISO date or time).")
+def import_stripe(since: str | None) -> None:
+    from channels import importers
+
+    start = _since(since)
+    _run_import(lambda db, config, hooks: importers.import_stripe(db, config, start, hooks))
+
+
 @main.group(help="The materialised patient snapshots (the read model).")
 def snapshot() -> None:
     pass
