@@ -28,7 +28,7 @@ from status.integrations.ingest import IngestResult, ingest
 from status.integrations.lookup import Lookup
 from status.integrations.receipts import Source
 
-router = APIRouter()
+router = APIRouter(responses=openapi.WEBHOOK)
 
 STRIPE_TOLERANCE = timedelta(minutes=5)
 
@@ -81,10 +81,7 @@ def apply_fhir(state: Any, config: IntegrationSettings, body: Any) -> IngestResu
     return ingest(db, notifications, state.on_changes)
 
 
-@router.post(
-    "/integrations/fhir",
-    responses={**openapi.BAD_REQUEST, **openapi.UNAUTHORIZED, **openapi.TOO_LARGE},
-)
+@router.post("/integrations/fhir")
 async def fhir_webhook(request: Request) -> JSONResponse:
     """A FHIR R4 resource or Bundle (a Medplum rest-hook Subscription, or any FHIR server)."""
     config = _config(request)
@@ -132,8 +129,9 @@ def verify_stripe(config: IntegrationSettings, raw: bytes, header: str) -> dict[
         stripe.Webhook.construct_event(raw, header, config.stripe_webhook_secret, tolerance=0)
     except stripe.SignatureVerificationError as exc:
         raise _unauthorized(f"Stripe-Signature refused: {exc.user_message or exc}") from exc
-    except (UnicodeDecodeError, ValueError) as exc:
-        raise HTTPException(400, "the body is not a JSON Stripe event") from exc
+    except (UnicodeDecodeError, ValueError, AttributeError, TypeError) as exc:
+        # signed, but not an event object (the library reads it as one once the signature holds)
+        raise HTTPException(400, "the body is not a JSON Stripe event object") from exc
     signed_at = _stripe_timestamp(header)
     if signed_at < clock.now().timestamp() - STRIPE_TOLERANCE.total_seconds():
         raise _unauthorized("Stripe-Signature timestamp is more than 5 minutes old (a replay?)")
@@ -174,10 +172,7 @@ def apply_stripe(state: Any, config: IntegrationSettings, events: list[dict]) ->
     return ingest(db, notifications, state.on_changes)
 
 
-@router.post(
-    "/integrations/stripe",
-    responses={**openapi.BAD_REQUEST, **openapi.UNAUTHORIZED, **openapi.TOO_LARGE},
-)
+@router.post("/integrations/stripe")
 async def stripe_webhook(request: Request) -> JSONResponse:
     """A Stripe event, signed with the endpoint's secret (Stripe-Signature)."""
     config = _config(request)

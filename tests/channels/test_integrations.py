@@ -493,3 +493,51 @@ def test_without_secrets_both_endpoints_refuse(app, clock):
     stripe_response = post_stripe(app, stripe_event("invoice_paid", clock.now))
     assert fhir_response.status_code == 401 and "FHIR_WEBHOOK_SECRET" in fhir_response.text
     assert stripe_response.status_code == 401 and "STRIPE_WEBHOOK_SECRET" in stripe_response.text
+
+
+HOSTILE_FHIR = [
+    b"[]",
+    b'"Patient"',
+    b"{not json",
+    b"\xff\xfe",
+    json.dumps({"resourceType": "Bundle", "type": "transaction", "entry": "everything"}).encode(),
+    json.dumps({"resourceType": "Bundle", "type": "batch", "entry": [{"resource": 1}]}).encode(),
+    json.dumps({"resourceType": "Bundle", "type": "document", "entry": []}).encode(),
+    json.dumps({"resourceType": "Bundle", "type": "history",
+                "entry": [{"resource": {"id": "x"}}]}).encode(),
+    json.dumps({"resourceType": "Patient", "id": "p", "contained": [{"resourceType": "Nope"}],
+                "meta": {"lastUpdated": "2026-11-24T14:00:00Z"}}).encode(),
+    json.dumps({"resourceType": "Task", "id": "t" * 300, "status": "on-hold", "intent": "order",
+                "meta": {"lastUpdated": "2026-11-24T14:00:00Z"}}).encode(),
+    b"[" * 100 + b"]" * 100,
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("raw", HOSTILE_FHIR)
+def test_hostile_fhir_bodies_are_4xx_never_5xx(app, raw):
+    signature = hmac.new(FHIR_SECRET.encode(), raw, hashlib.sha256).hexdigest()
+    response = app.client.post(
+        "/integrations/fhir", content=raw, headers={"X-Signature": signature}
+    )
+    assert response.status_code in (200, 400), response.text
+    if response.status_code == 200:  # kept, but with the reason it was not used
+        assert response.json()["unmapped"], response.text
+    assert app.count(Patient) == 0 and app.count(Task) == 0
+
+
+HOSTILE_STRIPE = [
+    {"id": "evt_1", "type": "invoice.paid", "created": "yesterday", "data": {"object": {}}},
+    {"id": "evt_2", "type": "invoice.paid", "created": 1795618800, "data": {"object": []}},
+    {"id": 5, "type": "invoice.paid", "created": 1795618800, "data": {"object": {}}},
+    {"id": "evt_3", "type": "invoice.paid", "created": 1795618800, "data": {"object": {}}},
+    {"id": "evt_4", "type": "customer.subscription.updated", "created": 1795618800,
+     "data": {"object": {"id": "sub_1", "metadata": {"patient_id": "p" * 500}, "items": 3}}},
+    [],
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("event", HOSTILE_STRIPE)
+def test_hostile_stripe_events_are_4xx_or_kept_never_5xx(app, clock, event):
+    response = post_stripe(app, event)
+    assert response.status_code in (200, 400), response.text
+    assert app.count(Payment) == 0 and app.count(Subscription) == 0
