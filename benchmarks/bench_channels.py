@@ -42,6 +42,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
+from status.clinics import DEFAULT_ID
+
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -273,6 +275,7 @@ def seed_verified_patients(url: str, count: int) -> dict[str, Any]:
         patients = session.execute(select(Patient.id, Patient.phone)).all()
         session.add_all(
             Conversation(
+                clinic_id=DEFAULT_ID,
                 channel="sms",
                 address=number,
                 patient_id=patient_id,
@@ -494,7 +497,8 @@ def enqueue_outbox(url: str, tag: str, count: int) -> float:
     with db.session() as session:
         for n in range(count):
             outbox.enqueue(
-                session, channel="sms", address=f"+1555{6000000 + n:07d}", body=f"{tag} {n}"
+                session, clinic_id=DEFAULT_ID,
+                channel="sms", address=f"+1555{6000000 + n:07d}", body=f"{tag} {n}"
             )
     committed = time.monotonic()
     db.dispose()

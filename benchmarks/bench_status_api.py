@@ -49,6 +49,8 @@ import httpx  # noqa: E402
 from bench_status import PG_SERVER, database, log, machine, postgres_problem  # noqa: E402
 from sqlalchemy import create_engine, insert, text  # noqa: E402
 
+from status.clinics import DEFAULT_ID  # noqa: E402
+
 RESULTS = Path(__file__).resolve().parent / "results" / "status_api.json"
 API_KEY = "bench-api-key"
 ROUTE = "/api/patients/{patient_id}/status"
@@ -248,7 +250,7 @@ def check_sample(url: str, count: int, sample: int = 200) -> int:
     checked = 0
     with db.read_session() as session:
         for i in range(0, count, max(1, count // sample)):
-            patient = patients.by_source_id(session, f"bp-{i:07d}")
+            patient = patients.by_source_id(session, DEFAULT_ID, f"bp-{i:07d}")
             problems = snapshot.drift(session, patient, NOW + timedelta(hours=1))
             if problems:
                 raise AssertionError(f"bp-{i:07d}: {problems[:2]}")

@@ -22,7 +22,7 @@ from enum import StrEnum
 from functools import lru_cache
 
 from cryptography.fernet import Fernet
-from sqlalchemy import Index, Integer, String, Text, UniqueConstraint, text
+from sqlalchemy import ForeignKey, Index, Integer, String, Text, UniqueConstraint, text
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from bot.understanding.redact import redact_card_numbers
@@ -53,6 +53,7 @@ class InboxMessage(Base):
     __tablename__ = "inbox"
 
     id: Mapped[int] = mapped_column(primary_key=True)
+    clinic_id: Mapped[int] = mapped_column(ForeignKey("clinics.id"))
     source: Mapped[str] = mapped_column(String(32))  # "twilio_sms", "telegram"
     provider_id: Mapped[str] = mapped_column(String(128))  # MessageSid, update_id
     action: Mapped[str] = mapped_column(String(16))
@@ -73,7 +74,8 @@ class InboxMessage(Base):
     finished_at: Mapped[datetime | None]
 
     __table_args__ = (
-        UniqueConstraint("source", "provider_id"),
+        # Telegram update ids count per bot: two clinics' bots may both send update 7
+        UniqueConstraint("clinic_id", "source", "provider_id"),
         Index("ix_inbox_state_next_attempt_at", "state", "next_attempt_at"),
         Index("ix_inbox_channel_address_id", "channel", "address", "id"),
     )
@@ -97,6 +99,7 @@ def store(
     session: Session,
     secret_key: str,
     *,
+    clinic_id: int,
     source: str,
     provider_id: str,
     action: Action,
@@ -117,6 +120,7 @@ def store(
         session,
         InboxMessage.__table__,
         {
+            "clinic_id": clinic_id,
             "source": source,
             "provider_id": provider_id,
             "action": action,

@@ -15,6 +15,7 @@ from sqlalchemy import (
     SmallInteger,
     String,
     Text,
+    func,
     select,
 )
 from sqlalchemy.orm import Mapped, Session, mapped_column
@@ -79,6 +80,7 @@ class Message(Base):
     __tablename__ = "messages"
 
     id: Mapped[int] = mapped_column(primary_key=True)
+    clinic_id: Mapped[int] = mapped_column(ForeignKey("clinics.id"))
     conversation_id: Mapped[int | None] = mapped_column(
         ForeignKey("conversations.id", ondelete="CASCADE")
     )
@@ -166,3 +168,42 @@ def by_provider_id(session: Session, provider_id: str) -> Message | None:
         Message.provider_id == provider_id, Message.direction == Direction.OUT
     )
     return session.scalars(query).first()
+
+
+# proactive messages that count against a patient's frequency caps
+COUNTED = (OutStatus.PENDING, OutStatus.SENDING, OutStatus.SENT, OutStatus.DELIVERED,
+           OutStatus.LOGGED)  # fmt: skip
+
+
+def _counted_proactive(patient_id: int):  # noqa: ANN202
+    return select(Message.not_before).where(
+        Message.patient_id == patient_id,
+        Message.direction == Direction.OUT,
+        Message.kind == Kind.PROACTIVE,
+        Message.urgent.is_(False),
+        Message.status.in_(COUNTED),
+    )
+
+
+def proactive_count_between(
+    session: Session, patient_id: int, start: datetime, end: datetime
+) -> int:
+    """Capped proactive messages to the patient due in [start, end)."""
+    query = _counted_proactive(patient_id).where(
+        Message.not_before >= start, Message.not_before < end
+    )
+    return session.scalar(select(func.count()).select_from(query.subquery())) or 0
+
+
+def proactive_times_since(session: Session, patient_id: int, since: datetime) -> list[datetime]:
+    """When the capped proactive messages to the patient since `since` are due, in order."""
+    query = _counted_proactive(patient_id).where(Message.not_before > since)
+    return sorted(session.scalars(query))
+
+
+def pending_with_key(session: Session, coalesce_key: str) -> list[Message]:
+    """Unsent messages about one thing (a coalescing key names the patient), oldest first."""
+    query = select(Message).where(
+        Message.coalesce_key == coalesce_key, Message.status == OutStatus.PENDING
+    )
+    return list(session.scalars(query.order_by(Message.id)))

@@ -7,7 +7,10 @@ from collections.abc import Iterator
 
 from fastapi import Depends, HTTPException, Request
 from sqlalchemy.orm import Session
+from starlette.concurrency import run_in_threadpool
 
+from status import clinics
+from status.clinics import DEFAULT_ID
 from status.db import Database
 from status.settings import Settings
 
@@ -48,14 +51,9 @@ def require_metrics_token(request: Request, settings: Settings = Depends(get_set
         )
 
 
-async def require_api_key(request: Request, settings: Settings = Depends(get_settings)) -> None:
-    # async: a few comparisons, not worth a hop to a worker thread
-    if not settings.api_key:
-        raise HTTPException(
-            401,
-            "API_KEY is not configured on this server, so the API refuses every call",
-            headers={"WWW-Authenticate": "Bearer"},
-        )
+async def require_api_key(request: Request, settings: Settings = Depends(get_settings)) -> int:
+    """The clinic whose key this is: `API_KEY` is the default clinic's, `clinic key SLUG`
+    gives each clinic one (stored hashed). Every read and write of the call stays in it."""
     header = request.headers.get("authorization", "")
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token:
@@ -63,8 +61,26 @@ async def require_api_key(request: Request, settings: Settings = Depends(get_set
             401, "missing bearer token: send 'Authorization: Bearer <API_KEY>'",
             headers={"WWW-Authenticate": "Bearer"},
         )  # fmt: skip
-    if not secrets.compare_digest(token.strip().encode(), settings.api_key.encode()):
-        raise HTTPException(401, "wrong API key", headers={"WWW-Authenticate": "Bearer"})
+    token = token.strip()
+    # async and no thread for the environment's key: a comparison, as before
+    if settings.api_key and secrets.compare_digest(token.encode(), settings.api_key.encode()):
+        return DEFAULT_ID
+    clinic_id = await run_in_threadpool(_clinic_of_key, request.app.state.db, token)
+    if clinic_id is None:
+        detail = "wrong API key" if settings.api_key else (
+            "API_KEY is not configured on this server and no clinic's key "
+            "(patient-status clinic key SLUG) matches, so the API refuses the call"
+        )  # fmt: skip
+        raise HTTPException(401, detail, headers={"WWW-Authenticate": "Bearer"})
+    return clinic_id
+
+
+def _clinic_of_key(db: Database, token: str) -> int | None:
+    if not token.startswith(clinics.KEY_PREFIX):
+        return None  # not one `clinic key` made: no database read for a guess
+    with db.read_session() as session:
+        clinic = clinics.by_api_key(session, token)
+        return clinic.id if clinic is not None else None
 
 
 async def read_body(request: Request, limit: int) -> bytes:

@@ -35,11 +35,13 @@ from sqlalchemy import and_, exists, or_, select
 from sqlalchemy.orm import Session, aliased
 
 from bot import conversations
+from bot.clinic import Profiles
 from bot.delivery import delivery_failed
 from bot.messages import Direction, Kind, Message, OutStatus
 from channels.rounds import run_rounds
-from channels.senders.base import SendResult
-from status import metrics
+from channels.senders.base import Origin, SendResult
+from channels.senders.twilio_sms import LogSmsSender
+from status import clinics, metrics
 from status.db import Database, utcnow
 from status.settings import Settings
 
@@ -65,6 +67,7 @@ class Claimed:
     conversation_id: int | None
     reconcile: bool = False  # the lease ran out mid-send: the provider may have accepted it
     claimed_since: datetime | None = None  # when the earlier send may have happened
+    origin: Origin | None = None  # the clinic's number or bot it is sent as
 
 
 class Pacer:
@@ -106,10 +109,12 @@ class Dispatcher:
         clock: Callable[[], datetime] = utcnow,
         batch_size: int = 50,
         concurrency: int = 10,
+        profiles: Profiles | None = None,
     ) -> None:
         self.settings = settings
         self.db = db
         self.senders = senders
+        self.profiles = profiles or Profiles(settings)
         self.worker_id = worker_id or f"{socket.gethostname()}:{os.getpid()}:{id(self):x}"
         self.clock = clock
         self.batch_size = batch_size
@@ -154,8 +159,18 @@ class Dispatcher:
         rate = self.settings.twilio_messages_per_second
         return self.batch_size if rate <= 0 else max(1, int(rate * SMS_HORIZON))
 
+    def origin(self, session: Session, clinic_id: int) -> Origin:
+        """The clinic's sender: its number or messaging service, its bot."""
+        settings = self.profiles.get(session, clinic_id).settings
+        return Origin(
+            sms_from=settings.twilio_from_number,
+            messaging_service_sid=settings.twilio_messaging_service_sid,
+            telegram_token=settings.telegram_bot_token,
+        )
+
     def _claim_one(self, session: Session, message: Message, now: datetime) -> Claimed | None:
-        if self._cancel_if_not_allowed(session, message, now):
+        origin = self.origin(session, message.clinic_id)
+        if self._cancel_if_not_allowed(session, message, now, origin):
             return None
         if message.channel in LOCAL_CHANNELS:
             message.status = OutStatus.DELIVERED
@@ -179,19 +194,29 @@ class Dispatcher:
             message.conversation_id,
             reconcile=in_doubt and hasattr(sender, "find_sent"),
             claimed_since=since,
+            origin=origin,
         )
 
-    def _cancel_if_not_allowed(self, session: Session, message: Message, now: datetime) -> bool:
+    def _cancel_if_not_allowed(
+        self, session: Session, message: Message, now: datetime, origin: Origin
+    ) -> bool:
         """Send-time checks: consent may have changed since the message was written."""
         reason = None
-        if message.channel not in self.senders and message.channel not in LOCAL_CHANNELS:
+        sender = self.senders.get(message.channel)
+        if message.channel not in LOCAL_CHANNELS and (
+            sender is None
+            # a real provider and a clinic without its own number or bot: never another's
+            or (not isinstance(sender, LogSmsSender) and not origin.configured(message.channel))
+        ):
             reason = "channel_not_configured"
         elif message.expires_at is not None and message.expires_at <= now:
             reason = "expired"  # e.g. an appointment reminder after the appointment
         elif self._superseded(session, message):
             reason = "superseded"
         elif message.kind not in (Kind.SYSTEM, Kind.STAFF_ALERT):
-            conv = conversations.find(session, message.channel, message.address)
+            conv = conversations.find(
+                session, message.clinic_id, message.channel, message.address
+            )
             if conv is not None and conv.opted_out:
                 reason = "opted_out"
             elif conv is not None and conv.bad_address:
@@ -242,7 +267,9 @@ class Dispatcher:
             message.provider_id = sid
             message.sent_at = message.status_updated_at = now
             message.claimed_by = message.claimed_until = None
-            metrics.SENDS.labels(claimed.channel, "reconciled").inc()
+            metrics.SENDS.labels(
+                claimed.channel, "reconciled", clinics.slug_of(session, message.clinic_id)
+            ).inc()
             for hook in self.sent_hooks:
                 hook(session, message)
             return "reconciled"
@@ -268,7 +295,8 @@ class Dispatcher:
             message.status_updated_at = now
             message.error_code = result.error_code
             message.error_message = result.error_message
-            metrics.SENDS.labels(claimed.channel, _outcome(result)).inc()
+            slug = clinics.slug_of(session, message.clinic_id)
+            metrics.SENDS.labels(claimed.channel, _outcome(result), slug).inc()
             if not result.ok:
                 metrics.SEND_FAILURES.labels(claimed.channel, result.error_code or "unknown").inc()
             if result.ok:
@@ -293,9 +321,8 @@ class Dispatcher:
         return due + timedelta(hours=self.settings.send_retry_hours)
 
     def _permanent(self, session: Session, message: Message, result: SendResult, now) -> None:  # noqa: ANN001
-        delivery_failed(
-            session, message, result.permanent_reason, result.error_code, now, self.settings
-        )
+        settings = self.profiles.get(session, message.clinic_id).settings
+        delivery_failed(session, message, result.permanent_reason, result.error_code, now, settings)
         for hook in self.failure_hooks:
             hook(session, message, result)
 
@@ -304,7 +331,8 @@ class Dispatcher:
         if claimed.channel == "telegram":
             return [(f"tg:{claimed.address}", 1.0), ("tg:*", 1 / 30)]
         rate = self.settings.twilio_messages_per_second
-        return [("sms:*", 1 / rate if rate > 0 else 0.0)]
+        key = claimed.origin.sms_key if claimed.origin is not None else "*"
+        return [(f"sms:{key}", 1 / rate if rate > 0 else 0.0)]
 
     async def _reconcile(self, claimed: Claimed) -> str:
         """'reconciled' (already accepted: recorded, not sent), 'not_found' or 'deferred'."""
@@ -341,6 +369,7 @@ class Dispatcher:
                     claimed.body,
                     buttons=claimed.buttons or None,
                     status_callback=self._status_callback(claimed),
+                    origin=claimed.origin,
                 )
             except Exception as exc:  # noqa: BLE001 - a sender bug must not lose the message
                 log.exception("sender raised", extra={"message_id": claimed.id})

@@ -1,6 +1,6 @@
 """The first load: today's state from a FHIR server's searches and Stripe's events list, applied
-with the same mapping and applier as the webhooks, so a later notification of the same version
-or event changes nothing."""
+with the same mapping and applier as the webhooks, for one clinic (`config` says which and with
+whose keys), so a later notification of the same version or event changes nothing."""
 
 from __future__ import annotations
 
@@ -115,8 +115,9 @@ def import_fhir(
                 if not bundle.get("entry"):
                     continue
                 with db.read_session() as session:
-                    notifications = fhir.map_body(bundle, config, Lookup(session, Source.FHIR))
-                totals.add(ingest(db, notifications, on_changes))
+                    lookup = Lookup(session, config.clinic_id, Source.FHIR)
+                    notifications = fhir.map_body(bundle, config, lookup)
+                totals.add(ingest(db, config.clinic_id, notifications, on_changes))
     return totals
 
 
@@ -153,7 +154,7 @@ def import_stripe(
         chunk = events[start : start + STRIPE_CHUNK]
         with db.read_session() as session:
             notifications = stripe_events.map_events(
-                chunk, config, Lookup(session, Source.STRIPE), customers
+                chunk, config, Lookup(session, config.clinic_id, Source.STRIPE), customers
             )
-        totals.add(ingest(db, notifications, on_changes))
+        totals.add(ingest(db, config.clinic_id, notifications, on_changes))
     return totals

@@ -1,8 +1,10 @@
 """Webhooks from the systems clinics already run: a FHIR server and Stripe.
 
-Thin, like the other webhooks: verify (401 and nothing stored when it fails), parse (400 naming
-the problem), then map and apply in a worker thread through the same applier as POST /events,
-and answer 200 with what became of each notification, unmapped ones with their reason.
+Thin, like the other webhooks: find the clinic by the path (404 for none; the path without a
+slug is `default`), verify with that clinic's own secret (401 and nothing stored when it fails),
+parse (400 naming the problem), then map and apply in a worker thread through the same applier
+as POST /events, within that clinic, and answer 200 with what became of each notification,
+unmapped ones with their reason.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from fastapi.responses import JSONResponse
 from channels import openapi
 from channels.deps import read_body
 from status import clock, limits
+from status.clinics import DEFAULT_SLUG, ClinicNotFound
 from status.db import Database
 from status.integrations import fhir, stripe_events
 from status.integrations.config import IntegrationSettings, integration_settings
@@ -33,8 +36,30 @@ router = APIRouter(responses=openapi.WEBHOOK)
 STRIPE_TOLERANCE = timedelta(minutes=5)
 
 
-def _config(request: Request) -> IntegrationSettings:
-    return integration_settings(request.app.state.settings)
+def _lookup_config(state: Any, slug: str) -> IntegrationSettings | None:
+    with state.db.read_session() as session:
+        try:
+            return integration_settings(session, state.settings, slug)
+        except ClinicNotFound:
+            return None
+
+
+async def _config(request: Request, slug: str) -> IntegrationSettings:
+    """The clinic's integration settings, or 404 before the body is read."""
+    config = await asyncio.to_thread(_lookup_config, request.app.state, slug)
+    if config is None:
+        raise HTTPException(404, f"no clinic with slug {slug[:40]!r}")
+    return config
+
+
+def _not_configured(config: IntegrationSettings, setting: str, option: str, source: str) -> str:
+    if config.clinic == DEFAULT_SLUG:
+        return f"{setting} is not configured on this server, so /integrations/{source} refuses"
+    return (
+        f"clinic {config.clinic!r} has no {option.removeprefix('--').replace('-', ' ')} "
+        f"(patient-status clinic update {config.clinic} {option}), so "
+        f"/integrations/{source}/{config.clinic} refuses"
+    )
 
 
 def _unauthorized(detail: str) -> HTTPException:
@@ -50,8 +75,8 @@ def verify_fhir(
     """Medplum's X-Signature (hex HMAC-SHA256 of the raw body) or a bearer token."""
     if not config.fhir_webhook_secret and not config.fhir_bearer_token:
         raise _unauthorized(
-            "FHIR_WEBHOOK_SECRET is not configured on this server, so /integrations/fhir "
-            "refuses every call"
+            _not_configured(config, "FHIR_WEBHOOK_SECRET", "--fhir-webhook-secret", "fhir")
+            + " every call"
         )
     if config.fhir_webhook_secret and signature:
         expected = hmac.new(config.fhir_webhook_secret.encode(), raw, hashlib.sha256).hexdigest()
@@ -77,14 +102,22 @@ def verify_fhir(
 def apply_fhir(state: Any, config: IntegrationSettings, body: Any) -> IngestResult:
     db: Database = state.db
     with db.read_session() as session:
-        notifications = fhir.map_body(body, config, Lookup(session, Source.FHIR))
-    return ingest(db, notifications, state.on_changes)
+        lookup = Lookup(session, config.clinic_id, Source.FHIR)
+        notifications = fhir.map_body(body, config, lookup)
+    return ingest(db, config.clinic_id, notifications, state.on_changes)
 
 
 @router.post("/integrations/fhir")
 async def fhir_webhook(request: Request) -> JSONResponse:
-    """A FHIR R4 resource or Bundle (a Medplum rest-hook Subscription, or any FHIR server)."""
-    config = _config(request)
+    """A FHIR R4 resource or Bundle for the default clinic."""
+    return await clinic_fhir_webhook(DEFAULT_SLUG, request)
+
+
+@router.post("/integrations/fhir/{clinic_slug}", responses=openapi.NOT_FOUND)
+async def clinic_fhir_webhook(clinic_slug: str, request: Request) -> JSONResponse:
+    """A FHIR R4 resource or Bundle (a Medplum rest-hook Subscription, or any FHIR server) for
+    the clinic, signed with its own secret."""
+    config = await _config(request, clinic_slug)
     raw = await read_body(request, limits.MAX_EVENTS_BODY)
     verify_fhir(
         config,
@@ -121,8 +154,8 @@ def verify_stripe(config: IntegrationSettings, raw: bytes, header: str) -> dict[
     the one that counts; the library's own check reads the system clock)."""
     if not config.stripe_webhook_secret:
         raise _unauthorized(
-            "STRIPE_WEBHOOK_SECRET is not configured on this server, so /integrations/stripe "
-            "refuses every call"
+            _not_configured(config, "STRIPE_WEBHOOK_SECRET", "--stripe-webhook-secret", "stripe")
+            + " every call"
         )
     try:
         raw.decode("utf-8")
@@ -167,15 +200,22 @@ def apply_stripe(state: Any, config: IntegrationSettings, events: list[dict]) ->
     db: Database = state.db
     with db.read_session() as session:
         notifications = stripe_events.map_events(
-            events, config, Lookup(session, Source.STRIPE), customer_source(config)
-        )
-    return ingest(db, notifications, state.on_changes)
+            events, config, Lookup(session, config.clinic_id, Source.STRIPE),
+            customer_source(config),
+        )  # fmt: skip
+    return ingest(db, config.clinic_id, notifications, state.on_changes)
 
 
 @router.post("/integrations/stripe")
 async def stripe_webhook(request: Request) -> JSONResponse:
-    """A Stripe event, signed with the endpoint's secret (Stripe-Signature)."""
-    config = _config(request)
+    """A Stripe event for the default clinic."""
+    return await clinic_stripe_webhook(DEFAULT_SLUG, request)
+
+
+@router.post("/integrations/stripe/{clinic_slug}", responses=openapi.NOT_FOUND)
+async def clinic_stripe_webhook(clinic_slug: str, request: Request) -> JSONResponse:
+    """A Stripe event for the clinic, signed with its endpoint's secret (Stripe-Signature)."""
+    config = await _config(request, clinic_slug)
     raw = await read_body(request, limits.MAX_WEBHOOK_BODY)
     event = verify_stripe(config, raw, request.headers.get("stripe-signature", ""))
     try:

@@ -331,17 +331,25 @@ _new_patient = class_mapper(Patient).class_manager.new_instance
 _PATIENT_AND_STATE = (
     select(*_PATIENTS.columns, _SNAPSHOTS.c.state)
     .select_from(_PATIENTS.outerjoin(_SNAPSHOTS, _SNAPSHOTS.c.patient_id == _PATIENTS.c.id))
-    .where(_PATIENTS.c.source_id == bindparam("source_id"))
+    .where(
+        _PATIENTS.c.clinic_id == bindparam("clinic_id"),
+        _PATIENTS.c.source_id == bindparam("source_id"),
+    )
 )
 
 
-def patient_and_state(session: Session, source_id: str) -> tuple[Patient, State | None] | None:
-    """A patient by their `patient_id` with the stored state, in one query (None: unknown).
+def patient_and_state(
+    session: Session, clinic_id: int, source_id: str
+) -> tuple[Patient, State | None] | None:
+    """The clinic's patient by their `patient_id` with the stored state, in one query (None:
+    unknown here, whatever another clinic has).
 
     The patient is a detached copy for reading, like the items (not in the session)."""
     if len(source_id) > limits.SOURCE_ID or limits.unstorable(source_id):
         return None  # no stored id can look like that (and PostgreSQL refuses a NUL)
-    found = session.execute(_PATIENT_AND_STATE, {"source_id": source_id}).first()
+    found = session.execute(
+        _PATIENT_AND_STATE, {"clinic_id": clinic_id, "source_id": source_id}
+    ).first()
     if found is None:
         return None
     patient = _new_patient()

@@ -9,8 +9,6 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from status.integrations.config import parse_matches
-
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_file=".env", extra="ignore", case_sensitive=False)
@@ -194,6 +192,22 @@ def parse_quiet_hours(value: str) -> tuple[time, time] | None:
     except ValueError as exc:
         raise ValueError(f"QUIET_HOURS {value!r} must look like 21:00-08:00 or be 'off'") from exc
     return start, end
+
+
+STRIPE_MATCHES = ("metadata", "email", "phone")
+
+
+def parse_matches(value: str) -> tuple[str, ...]:
+    """`"metadata,email,phone"` -> ("metadata", "email", "phone"): how a Stripe customer is
+    matched to a patient, in order; unknown words refused."""
+    words = tuple(word.strip().lower() for word in value.split(",") if word.strip())
+    unknown = [word for word in words if word not in STRIPE_MATCHES]
+    if unknown or not words:
+        raise ValueError(
+            f"STRIPE_PATIENT_MATCH must list some of {', '.join(STRIPE_MATCHES)} "
+            f"(comma-separated); got {value!r}"
+        )
+    return words
 
 
 @lru_cache

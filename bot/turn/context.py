@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy.orm import Session
 
 from bot import context, handoffs, outbox
+from bot.clinic import ClinicProfile
 from bot.conversations import Conversation
 from bot.handoffs import Handoff, Reason
 from bot.hours import ResponseEstimate, estimate
@@ -56,6 +57,7 @@ class Reply:
 @dataclass
 class TurnContext:
     engine: Engine
+    clinic: ClinicProfile  # the clinic written to: its settings and wording
     session: Session
     conv: Conversation
     inbound: Inbound
@@ -74,7 +76,7 @@ class TurnContext:
 
     @property
     def settings(self) -> Settings:
-        return self.engine.settings
+        return self.clinic.settings
 
     def say(self, template: str, **ctx: Any) -> None:
         """Add a rendered message to this turn's reply."""
@@ -83,10 +85,10 @@ class TurnContext:
     def render(self, name: str, **ctx: Any) -> str:
         ctx.setdefault("first_name", self.patient.first_name if self.patient else None)
         ctx.setdefault("tz", self.patient.timezone if self.patient else None)
-        return self.engine.render(name, self.lang, self.inbound.channel, **ctx)
+        return self.clinic.renderer.render(name, self.lang, self.inbound.channel, **ctx)
 
     def buttons(self, name: str) -> list:
-        return self.engine.renderer.buttons(name, self.lang)
+        return self.clinic.renderer.buttons(name, self.lang)
 
     def eta(self) -> ResponseEstimate:
         tz = self.patient.timezone if self.patient else None
@@ -99,6 +101,7 @@ class TurnContext:
         patient = self.patient
         handoff, created = handoffs.open_or_add(
             self.session,
+            clinic_id=self.clinic.id,
             reason=reason,
             now=self.now,
             patient_id=patient.id if patient else None,
@@ -126,6 +129,7 @@ class TurnContext:
         separator = "\n\n" if self.inbound.channel == "telegram" else "\n"
         message = outbox.enqueue(
             self.session,
+            clinic_id=self.clinic.id,
             channel=self.inbound.channel,
             address=self.inbound.address,
             body=separator.join(self.reply.parts),

@@ -1,25 +1,27 @@
-"""An integration's secrets and choices, looked up in one place.
+"""An integration's secrets and choices, looked up in one place: the clinic's.
 
-Today every clinic is `default` and reads the environment's settings; a clinic with its own
-record will answer from it here, and nothing else changes (the routes, the importers and the
-mappers only ever see an `IntegrationSettings`).
+A clinic's row carries its own Stripe and FHIR secrets (`patient-status clinic add|update`); a
+clinic other than `default` never borrows the environment's, so a notification signed for one
+clinic can't be accepted on another's path. The default clinic reads the environment's settings
+(`STRIPE_WEBHOOK_SECRET`, `FHIR_WEBHOOK_SECRET`, ...) unless its row sets its own. The routes,
+the importers and the mappers only ever see an `IntegrationSettings`.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
-if TYPE_CHECKING:  # settings validate with `parse_matches` below
-    from status.settings import Settings
+from sqlalchemy.orm import Session
 
-DEFAULT_CLINIC = "default"
-MATCHES = ("metadata", "email", "phone")
+from status import clinics
+from status.clinics import DEFAULT_SLUG
+from status.settings import Settings, parse_matches
 
 
 @dataclass(frozen=True)
 class IntegrationSettings:
-    clinic: str
+    clinic_id: int
+    clinic: str  # its slug
     stripe_webhook_secret: str | None
     stripe_api_key: str | None
     stripe_api_base: str
@@ -33,37 +35,22 @@ class IntegrationSettings:
     fhir_sms_consent: bool
 
 
-class UnknownClinic(LookupError):
-    def __init__(self, clinic: str) -> None:
-        super().__init__(f"no clinic {clinic!r}")
-        self.clinic = clinic
-
-
-def integration_settings(settings: Settings, clinic: str = DEFAULT_CLINIC) -> IntegrationSettings:
-    """The integration settings of `clinic` (only `default` exists until clinics are records)."""
-    if clinic != DEFAULT_CLINIC:
-        raise UnknownClinic(clinic)
+def integration_settings(
+    session: Session, settings: Settings, slug: str = DEFAULT_SLUG
+) -> IntegrationSettings:
+    """The integration settings of the clinic with this slug (`ClinicNotFound` if none)."""
+    clinic = clinics.require(session, slug)
+    own = clinics.settings_for(settings, clinic)
     return IntegrationSettings(
-        clinic=clinic,
-        stripe_webhook_secret=settings.stripe_webhook_secret or None,
-        stripe_api_key=settings.stripe_api_key or None,
-        stripe_api_base=settings.stripe_api_base,
-        stripe_patient_match=parse_matches(settings.stripe_patient_match),
-        fhir_webhook_secret=settings.fhir_webhook_secret or None,
-        fhir_bearer_token=settings.fhir_bearer_token or None,
-        fhir_patient_id_system=settings.fhir_patient_id_system or None,
-        default_timezone=settings.clinic_timezone,
-        fhir_sms_consent=settings.fhir_sms_consent,
+        clinic_id=clinic.id,
+        clinic=clinic.slug,
+        stripe_webhook_secret=own.stripe_webhook_secret or None,
+        stripe_api_key=own.stripe_api_key or None,
+        stripe_api_base=own.stripe_api_base,
+        stripe_patient_match=parse_matches(own.stripe_patient_match),
+        fhir_webhook_secret=own.fhir_webhook_secret or None,
+        fhir_bearer_token=own.fhir_bearer_token or None,
+        fhir_patient_id_system=own.fhir_patient_id_system or None,
+        default_timezone=own.clinic_timezone,
+        fhir_sms_consent=own.fhir_sms_consent,
     )
-
-
-def parse_matches(value: str) -> tuple[str, ...]:
-    """`"metadata,email,phone"` -> ("metadata", "email", "phone"); unknown words refused."""
-    words = tuple(word.strip().lower() for word in value.split(",") if word.strip())
-    unknown = [word for word in words if word not in MATCHES]
-    if unknown or not words:
-        raise ValueError(
-            f"STRIPE_PATIENT_MATCH must list some of {', '.join(MATCHES)} (comma-separated); "
-            f"got {value!r}"
-        )
-    return words

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import insert, select
+from sqlalchemy import insert
 from sqlalchemy.orm import Session
 
 from status.db import Database
@@ -95,24 +95,27 @@ def _validated(notification: Notification) -> list:
 
 def ingest(
     db: Database,
+    clinic_id: int,
     notifications: list[Notification],
     on_changes: Iterable[Callable[[Session, list[Change]], None]] = (),
 ) -> IngestResult:
+    """Apply the notifications as the clinic's (its patients, its receipts and links)."""
     keys: dict[tuple[str, str], Notification] = {}
     for notification in notifications:  # the same key twice in one delivery: the first counts
         keys.setdefault((notification.source, notification.key), notification)
     with db.read_session() as session:
         known: set[tuple[str, str]] = set()
         for source in {source for source, _key in keys}:
-            found = receipts.known_keys(session, source, [k for s, k in keys if s == source])
+            wanted = [k for s, k in keys if s == source]
+            found = receipts.known_keys(session, clinic_id, source, wanted)
             known.update((source, key) for key in found)
     fresh = [n for key, n in keys.items() if key not in known]
     events = [event for n in fresh for event in _validated(n)]
 
     def record(session: Session, _changes: list[Change]) -> None:
-        _write_receipts(session, fresh)
+        _write_receipts(session, clinic_id, fresh)
 
-    result = apply_in_transaction(db, events, [*on_changes, record])
+    result = apply_in_transaction(db, events, [*on_changes, record], clinic_id=clinic_id)
     return IngestResult(
         received=len(notifications),
         duplicates=len(notifications) - len(fresh),
@@ -121,17 +124,18 @@ def ingest(
     )
 
 
-def _write_receipts(session: Session, notifications: list[Notification]) -> None:
+def _write_receipts(session: Session, clinic_id: int, notifications: list[Notification]) -> None:
     """The receipts (a concurrent delivery's are left as they are) and the links learned."""
     if not notifications:
         return
     taken = {
         (source, key)
         for source in {n.source for n in notifications}
-        for key in receipts.known_keys(session, source, [n.key for n in notifications])
+        for key in receipts.known_keys(session, clinic_id, source, [n.key for n in notifications])
     }
     rows = [
         {
+            "clinic_id": clinic_id,
             "source": n.source,
             "key": n.key,
             "kind": n.kind,
@@ -148,13 +152,10 @@ def _write_receipts(session: Session, notifications: list[Notification]) -> None
         session.execute(insert(IntegrationReceipt), rows)
     for n in notifications:
         for external_id, patient_id in (n.links if n.mapped else {}).items():
-            link = session.scalars(
-                select(IntegrationLink).where(
-                    IntegrationLink.source == n.source, IntegrationLink.external_id == external_id
-                )
-            ).first()
+            link = receipts.link(session, clinic_id, n.source, external_id)
             if link is None:
-                session.add(IntegrationLink(source=n.source, external_id=external_id,
+                session.add(IntegrationLink(clinic_id=clinic_id, source=n.source,
+                                            external_id=external_id,
                                             patient_source_id=patient_id))  # fmt: skip
             else:
                 link.patient_source_id = patient_id

@@ -48,10 +48,12 @@ def _jsonable(value: Any) -> Any:
 
 
 class Lookup:
-    """Current items as event `data`, read once each, with the batch's own events laid over."""
+    """One clinic's current items as event `data`, read once each, with the batch's own events
+    laid over; its patients and the links its sources taught (never another clinic's)."""
 
-    def __init__(self, session: Session, source: str) -> None:
+    def __init__(self, session: Session, clinic_id: int, source: str) -> None:
         self.session = session
+        self.clinic_id = clinic_id
         self.source = source
         self._items: dict[tuple[str, str], dict[str, Any] | None] = {}
         self._links: dict[str, str | None] = {}
@@ -69,7 +71,7 @@ class Lookup:
         query = (
             select(model, Patient.source_id)
             .join(Patient, Patient.id == model.patient_id)
-            .where(model.source_id == source_id)
+            .where(model.clinic_id == self.clinic_id, model.source_id == source_id)
         )
         row = self.session.execute(query).first()
         if row is None:
@@ -91,13 +93,13 @@ class Lookup:
     # --- patients --------------------------------------------------------------------------------
 
     def patient(self, source_id: str) -> Patient | None:
-        return patients.by_source_id(self.session, source_id)
+        return patients.by_source_id(self.session, self.clinic_id, source_id)
 
     def link(self, external_id: str) -> str | None:
         """Our patient_id for an outside identity ("Patient/123", "cus_..."), if learned."""
         if external_id not in self._links:
             self._links[external_id] = receipts.linked_patient(
-                self.session, self.source, external_id
+                self.session, self.clinic_id, self.source, external_id
             )
         return self._links[external_id]
 
@@ -105,7 +107,7 @@ class Lookup:
         self._links[external_id] = patient_id
 
     def patients_with_email(self, email: str) -> list[str]:
-        return [p.source_id for p in patients.by_email(self.session, email)]
+        return [p.source_id for p in patients.by_email(self.session, self.clinic_id, email)]
 
     def patients_with_phone(self, phone: str) -> list[str]:
-        return [p.source_id for p in patients.by_phone(self.session, phone)]
+        return [p.source_id for p in patients.by_phone(self.session, self.clinic_id, phone)]

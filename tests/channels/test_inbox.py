@@ -12,6 +12,7 @@ from bot.inbox import InboxMessage
 from bot.messages import Message
 from channels.turns import MAX_TRIES
 from status import patients
+from status.clinics import DEFAULT_ID
 from tests.conftest import on_both_databases
 from tests.fakes.telegram_server import text_update
 
@@ -22,7 +23,7 @@ JAMES = "+15550100002"
 def break_timezone(app, source_id: str = "demo-maria") -> None:
     """Stored data the turn cannot render: a time zone that does not exist."""
     with app.db.session() as session:
-        patients.by_source_id(session, source_id).timezone = "Mars/Olympus_Mons"
+        patients.by_source_id(session, DEFAULT_ID, source_id).timezone = "Mars/Olympus_Mons"
 
 
 def sealed_column(app) -> list[str]:

@@ -4,9 +4,9 @@ Revision ID: 0002_issue_12_readmodel
 Revises: 0001
 Create Date: 2026-11-26 14:10:00
 
-The backfill moved to 0005_integrations: the payments table gained a column there, which
-today's `read_model.rebuild` reads, so it can no longer run at this revision. Reads fall back to
-a fresh build for a patient without a row meanwhile.
+The backfill runs the product's own `read_model.refresh`, so it lives in the newest migration
+(today 0006_integrations), where the schema is the one the code reads: an upgraded database answers
+from the read model at once (no manual `snapshot rebuild`).
 """
 
 import sqlalchemy as sa
