@@ -14,6 +14,7 @@ import stripe
 from sqlalchemy.orm import Session
 
 from channels.integrations import customer_source
+from status.clinics import DEFAULT_SLUG
 from status.db import Database
 from status.events.apply import Change
 from status.integrations import fhir, stripe_events
@@ -127,7 +128,11 @@ def import_fhir(
 def stripe_events_since(config: IntegrationSettings, since: datetime | None) -> list[dict]:
     """Every event of the types we use since `since` (Stripe keeps 30 days), oldest first."""
     if not config.stripe_api_key:
-        raise ImportFailed("STRIPE_API_KEY is not set: `import stripe` reads Stripe's events list")
+        missing = "STRIPE_API_KEY is not set" if config.clinic == DEFAULT_SLUG else (
+            f"clinic {config.clinic!r} has no Stripe API key "
+            f"(patient-status clinic update {config.clinic} --stripe-api-key)"
+        )  # fmt: skip
+        raise ImportFailed(f"{missing}: `import stripe` reads Stripe's events list")
     client = stripe.StripeClient(
         config.stripe_api_key, base_addresses={"api": config.stripe_api_base}
     )

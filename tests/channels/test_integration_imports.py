@@ -10,6 +10,7 @@ from pathlib import Path
 from click.testing import CliRunner
 
 from channels.cli import main
+from status import clinics
 from status.events.apply import apply_events
 from status.events.schemas import parse_events
 from status.integrations.receipts import IntegrationReceipt
@@ -117,3 +118,37 @@ def test_import_stripe_reads_the_events_list_and_finds_customers(database, fake_
 def test_import_stripe_without_a_key_says_so(database):
     result = run(database, "import", "stripe")
     assert result.exit_code != 0 and "STRIPE_API_KEY is not set" in result.output
+
+
+def test_import_stripe_for_a_clinic_uses_its_own_key_and_reaches_its_own_patients(
+    database, fake_stripe
+):
+    env = {"STRIPE_API_BASE": fake_stripe.base_url}  # no STRIPE_API_KEY: the default has none
+    added = run(database, "clinic", "add", "glow", "--name", "Glow Skin",
+                "--stripe-api-key", fake_stripe.api_key, "--stripe-webhook-secret", "whsec_glow",
+                "--stripe-patient-match", "email", **env)  # fmt: skip
+    assert added.exit_code == 0, added.output
+    with database.session() as session:
+        glow = clinics.require(session, "glow")
+        assert (glow.stripe_webhook_secret, glow.stripe_patient_match) == ("whsec_glow", "email")
+        apply_events(session, parse_events([patient_event("pat-maria")]))  # the default's Maria
+        apply_events(session, parse_events([patient_event("glow-marisol", first_name="Marisol")]),
+                     clinic_id=glow.id)  # fmt: skip
+    fake_stripe.add_events(stripe_event("invoice_paid", T0, customer_email="maria@example.com"))
+
+    result = run(database, "import", "stripe", "--clinic", "glow", **env)
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.output)["applied"] == 1
+    with database.session() as session:
+        [payment] = session.query(Payment).all()
+        owner = session.get(Patient, payment.patient_id)
+        assert (payment.clinic_id, owner.source_id) == (glow.id, "glow-marisol")
+
+    assert "STRIPE_API_KEY is not set" in run(database, "import", "stripe", **env).output
+    unknown = run(database, "import", "stripe", "--clinic", "nowhere", **env)
+    assert unknown.exit_code != 0 and "no clinic 'nowhere'" in unknown.output
+    run(database, "clinic", "add", "plain", "--name", "Plain Clinic", **env)
+    keyless = run(database, "import", "stripe", "--clinic", "plain", **env)
+    assert "clinic 'plain' has no Stripe API key" in keyless.output  # never the environment's
+    refused = run(database, "clinic", "update", "glow", "--stripe-patient-match", "fax")
+    assert refused.exit_code != 0 and "STRIPE_PATIENT_MATCH must list some of" in refused.output

@@ -18,7 +18,10 @@ from fastapi.testclient import TestClient
 from bot.render import short_date
 from channels.app import create_app
 from channels.runtime import Runtime
+from channels.staff.auth import add_staff
+from status import clinics
 from status.appointments import Appointment
+from status.clinics import DEFAULT_ID
 from status.events.store import StoredEvent
 from status.integrations.receipts import IntegrationReceipt
 from status.patients import Patient
@@ -81,11 +84,11 @@ def fhir(name: str, at: datetime, version: str = "1", **changes) -> dict:
     return body
 
 
-def post_fhir(app: App, body: dict, secret: str = FHIR_SECRET):
+def post_fhir(app: App, body: dict, secret: str = FHIR_SECRET, clinic: str | None = None):
     raw = json.dumps(body).encode()
     signature = hmac.new(secret.encode(), raw, hashlib.sha256).hexdigest()
     return app.client.post(
-        "/integrations/fhir",
+        f"/integrations/fhir/{clinic}" if clinic else "/integrations/fhir",
         content=raw,
         headers={"X-Signature": signature, "Content-Type": "application/fhir+json"},
     )
@@ -101,16 +104,19 @@ def stripe_event(name: str, created: datetime, event_id: str | None = None, **ch
 
 
 def post_stripe(
-    app: App, event: dict, secret: str = STRIPE_SECRET, signed_at: datetime | None = None
+    app: App,
+    event: dict,
+    secret: str = STRIPE_SECRET,
+    signed_at: datetime | None = None,
+    clinic: str | None = None,
 ):
     raw = json.dumps(event)
     at = signed_at or app.runtime.clock()
     header = stripe.WebhookSignature.generate_signature_header(
         raw, secret, timestamp=int(at.timestamp())
     )
-    return app.client.post(
-        "/integrations/stripe", content=raw.encode(), headers={"Stripe-Signature": header}
-    )
+    path = f"/integrations/stripe/{clinic}" if clinic else "/integrations/stripe"
+    return app.client.post(path, content=raw.encode(), headers={"Stripe-Signature": header})
 
 
 def texts(fake_twilio) -> list[str]:
@@ -541,3 +547,143 @@ def test_hostile_stripe_events_are_4xx_or_kept_never_5xx(app, clock, event):
     response = post_stripe(app, event)
     assert response.status_code in (200, 400), response.text
     assert app.count(Payment) == 0 and app.count(Subscription) == 0
+
+
+# --- per clinic: /integrations/{stripe|fhir}/{clinic_slug} with that clinic's own secrets ------
+
+GLOW_STRIPE_SECRET = "whsec_glow_fedcba9876543210"
+GLOW_FHIR_SECRET = "glow-medplum-subscription-secret"
+GLOW_NUMBER = "+15550109100"
+GLOW_AGENT = ("gia@glow.example", "Gia Glow", "agent", "glow-password")
+MRN_SYSTEM = "urn:oid:1.2.36.146.595.217.0.1"  # the identifier system in fhir/patient.json
+
+
+@pytest.fixture
+def glow(app):
+    """A second clinic with its own Stripe and FHIR secrets, its own agent, and its own patient
+    Marisol, who shares Maria's phone and email (a different person at another brand)."""
+    with app.db.session() as session:
+        clinic = clinics.add(
+            session, "glow", "Glow Skin", twilio_from_numbers=[GLOW_NUMBER],
+            stripe_webhook_secret=GLOW_STRIPE_SECRET, fhir_webhook_secret=GLOW_FHIR_SECRET,
+            fhir_patient_id_system=MRN_SYSTEM,
+        )  # fmt: skip
+        clinic_id = clinic.id
+        key = clinics.rotate_key(session, clinic)
+        add_staff(session, *GLOW_AGENT, clinic=clinic)
+    an_hour_ago = (TUESDAY_10AM - timedelta(hours=1)).isoformat()
+    marisol = patient_event(
+        "glow-marisol", first_name="Marisol", last_name="Vega", occurred_at=an_hour_ago
+    )
+    response = app.client.post("/events", json=marisol, headers={"Authorization": f"Bearer {key}"})
+    assert response.status_code == 202, response.text
+    return clinic_id
+
+
+def payments_by_owner(app: App) -> list[tuple[int, str, str]]:
+    """(clinic id, patient id, payment id) of every payment stored."""
+    with app.db.read_session() as session:
+        return sorted(
+            (payment.clinic_id, session.get(Patient, payment.patient_id).source_id,
+             payment.source_id)
+            for payment in session.query(Payment)
+        )  # fmt: skip
+
+
+@on_both_databases
+def test_a_stripe_event_signed_for_a_clinic_reaches_its_patient_not_anothers_with_that_email(
+    app, clock, fake_twilio, glow
+):
+    maria_by_events(app, clock)  # the default clinic's Maria: the same email as Glow's Marisol
+    event = stripe_event("payment_intent_failed", clock.now, receipt_email="maria@example.com")
+    response = post_stripe(app, event, secret=GLOW_STRIPE_SECRET, clinic="glow")
+    assert response.status_code == 200, response.text
+    assert response.json()["applied"] == 1
+    assert payments_by_owner(app) == [(glow, "glow-marisol", "pi_1QoneOff0001")]
+    [receipt] = app.rows(IntegrationReceipt)
+    assert (receipt.clinic_id, receipt.key) == (glow, "evt_1QpiFailed0001")
+
+    settle(app, clock)
+    glow_texts = [m.body for m in fake_twilio.messages if m.from_ == GLOW_NUMBER]
+    assert any("$80.00 didn't go through" in text for text in glow_texts), glow_texts
+    others = [m.body for m in fake_twilio.messages if m.from_ != GLOW_NUMBER]
+    assert not any("didn't go through" in text for text in others), others
+
+    # The same Stripe ids at the default clinic's endpoint are that clinic's own, not a repeat.
+    again = post_stripe(app, event)
+    assert again.status_code == 200 and again.json()["applied"] == 1
+    assert payments_by_owner(app) == [
+        (DEFAULT_ID, "pat-maria", "pi_1QoneOff0001"), (glow, "glow-marisol", "pi_1QoneOff0001")
+    ]  # fmt: skip
+
+
+@on_both_databases
+def test_one_clinics_secret_on_anothers_path_is_refused_and_nothing_stored(app, clock, glow):
+    maria_by_events(app, clock)
+    event = stripe_event("payment_intent_failed", clock.now, receipt_email="maria@example.com")
+    on_glow = post_stripe(app, event, secret=STRIPE_SECRET, clinic="glow")
+    assert on_glow.status_code == 401
+    assert "Stripe-Signature refused" in on_glow.json()["detail"]
+    on_default = post_stripe(app, event, secret=GLOW_STRIPE_SECRET)
+    assert on_default.status_code == 401
+    fhir_on_glow = post_fhir(app, fhir("patient", clock.now), secret=FHIR_SECRET, clinic="glow")
+    assert fhir_on_glow.status_code == 401
+    assert "X-Signature does not match" in fhir_on_glow.json()["detail"]
+    assert app.count(Payment) == 0 and app.count(IntegrationReceipt) == 0
+    assert app.count(Patient) == 2  # Maria and Marisol, from /events
+    assert app.count(StoredEvent, StoredEvent.type == "payment.updated") == 0
+
+
+def test_a_clinic_without_its_own_secret_never_borrows_the_environments(app, clock):
+    with app.db.session() as session:
+        clinics.add(session, "plain", "Plain Clinic")
+    stripe_refused = post_stripe(app, stripe_event("invoice_paid", clock.now), clinic="plain")
+    assert stripe_refused.status_code == 401
+    assert stripe_refused.json()["detail"] == (
+        "clinic 'plain' has no stripe webhook secret (patient-status clinic update plain "
+        "--stripe-webhook-secret), so /integrations/stripe/plain refuses every call"
+    )
+    fhir_refused = post_fhir(app, fhir("patient", clock.now), clinic="plain")
+    assert fhir_refused.status_code == 401 and "--fhir-webhook-secret" in fhir_refused.text
+    assert app.count(Patient) == 0 and app.count(IntegrationReceipt) == 0
+
+
+def test_an_unknown_clinic_slug_is_404_and_nothing_stored(app, clock):
+    stripe_missing = post_stripe(app, stripe_event("invoice_paid", clock.now), clinic="nowhere")
+    fhir_missing = post_fhir(app, fhir("patient", clock.now), clinic="nowhere")
+    for response in (stripe_missing, fhir_missing):
+        assert response.status_code == 404
+        assert response.json()["detail"] == "no clinic with slug 'nowhere'"
+    assert app.count(Patient) == 0 and app.count(IntegrationReceipt) == 0
+
+
+def test_a_fhir_patient_on_a_clinics_path_is_that_clinics_with_its_identifier_system(
+    app, clock, glow
+):
+    response = post_fhir(app, fhir("patient", clock.now), secret=GLOW_FHIR_SECRET, clinic="glow")
+    assert response.status_code == 200 and response.json()["applied"] == 1, response.text
+    post_fhir(app, fhir("medication_request", clock.now), secret=GLOW_FHIR_SECRET, clinic="glow")
+    [patient] = app.rows(Patient, Patient.source_id == "MRN-12345")  # Glow's patient id system
+    [rx] = app.rows(Prescription)
+    assert (patient.clinic_id, rx.clinic_id, rx.patient_id) == (glow, glow, patient.id)
+    assert app.count(Patient, Patient.clinic_id == DEFAULT_ID) == 0
+
+
+def test_the_ops_page_lists_only_the_clinics_own_unmapped_notifications(app, clock, glow):
+    post_fhir(app, fhir("observation", clock.now))  # the default clinic's
+    checkout = stripe_event("checkout_completed", clock.now)
+    response = post_stripe(app, checkout, secret=GLOW_STRIPE_SECRET, clinic="glow")
+    assert response.json()["unmapped"], response.text
+    with app.db.session() as session:
+        make_staff(session, NURSE)
+
+    nurse = TestClient(app.client.app, base_url="https://testserver")
+    log_in(nurse, NURSE)
+    page = nurse.get("/staff/ops").text
+    assert "Observation/bmi" in page and checkout["data"]["object"]["id"] not in page
+
+    gia = TestClient(app.client.app, base_url="https://testserver")
+    log_in(gia, GLOW_AGENT)
+    page = gia.get("/staff/ops").text
+    assert checkout["data"]["object"]["id"] in page and "is not one we use" in page
+    assert "Observation/bmi" not in page
