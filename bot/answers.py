@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from status.classification import StatusClass
+from status.payments import Payment
 from status.prescriptions import PrescriptionStatus
 from status.snapshot import REFILL_SOON, Snapshot
 
@@ -93,7 +94,7 @@ def billing(snap: Snapshot) -> Answer:
     )
 
 
-def _pay_link(failed: list) -> str | None:
+def _pay_link(failed: list[Payment]) -> str | None:
     """The failed payment's own secure link (a hosted invoice page), if its source gave one."""
     return next((p.payment_url for p in failed if p.payment_url), None)
 
