@@ -13,7 +13,7 @@ from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from starlette.middleware.sessions import SessionMiddleware
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from channels import api, handoff_api, openapi, simulator, telegram, twilio_sms
+from channels import api, handoff_api, integrations, openapi, simulator, telegram, twilio_sms
 from channels.deps import require_metrics_token
 from channels.runtime import Runtime
 from channels.staff import routes as staff_routes
@@ -168,6 +168,7 @@ def create_app(
     app.include_router(api.router)
     # the hot read first, as a plain Starlette route (its FastAPI twin stays for the docs)
     app.router.routes.insert(0, api.STATUS_ROUTE)
+    app.include_router(integrations.router)
     app.include_router(twilio_sms.router)
     app.include_router(telegram.router)
     app.include_router(simulator.router)
