@@ -3,20 +3,22 @@
 from __future__ import annotations
 
 import asyncio
+from concurrent.futures import ThreadPoolExecutor
 
 from fastapi import APIRouter, Depends, HTTPException, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from sqlalchemy.orm import Session
-from starlette.concurrency import run_in_threadpool
+from starlette.routing import Route
 
 from channels import openapi
-from channels.deps import get_session, read_body, require_api_key
-from status import limits, patients, read_model, snapshot
-from status.db import Database, utcnow
+from channels.deps import api_key, get_session, read_body, require_api_key, wrong_api_key
+from status import clinics, limits, patients, read_model, snapshot
+from status.db import Database, RawCursor, utcnow
 from status.events.apply import apply_in_transaction
 from status.events.schemas import EventProblem, InvalidEvents, json_schema, parse_body
 
 router = APIRouter()
+_READS = ThreadPoolExecutor(4, thread_name_prefix="status-read")  # the status API's reads
 
 
 @router.post(
@@ -72,39 +74,68 @@ def events_schema() -> dict:
     return json_schema()
 
 
-@router.get(
-    "/api/patients/{patient_id}/status",
-    responses={**openapi.API, **openapi.NOT_FOUND},
-)
-async def patient_status(
-    patient_id: str, request: Request, clinic_id: int = Depends(require_api_key)
-) -> JSONResponse:
-    """The snapshot of the key's clinic's patient (another clinic's: 404, as unknown)."""
-    # One hop to a worker thread for the whole read (a session per dependency would be one hop
-    # each); the JSON is rendered there too, and returned as is (no jsonable_encoder pass).
+@router.get("/api/patients/{patient_id}/status", responses={**openapi.API, **openapi.NOT_FOUND})
+async def patient_status(patient_id: str, request: Request) -> Response:
+    """The snapshot of the key's clinic's patient (another clinic's: 404, as unknown).
+    Documented here; served by `STATUS_ROUTE`, a plain Starlette route placed ahead of this one
+    (the same answer without FastAPI's per-request work)."""
+    return await _status(request, patient_id)
+
+
+async def _serve_status(request: Request) -> Response:
+    request.scope["route"] = STATUS_ROUTE  # as FastAPI sets it: the access log's route name
+    return await _status(request, request.path_params["patient_id"])
+
+
+STATUS_ROUTE = Route("/api/patients/{patient_id}/status", _serve_status, methods=["GET"])
+
+
+async def _status(request: Request, patient_id: str) -> Response:
+    # The API key checked here, not as a dependency, and a clinic key's clinic looked up in the
+    # read itself; one hop to a thread of the route's own for the whole read (cheaper than
+    # Starlette's threadpool); the JSON rendered there (the bytes JSONResponse would send) and
+    # returned as is (no jsonable_encoder pass).
+    keyed = api_key(request)
     state = request.app.state
-    content = await run_in_threadpool(
-        _patient_status, state.db, state.snapshot_extensions, clinic_id, patient_id
+    content = await asyncio.get_running_loop().run_in_executor(
+        _READS, _patient_status, state.db, state.snapshot_extensions, keyed, patient_id
     )
-    return JSONResponse(content)
+    if content is None:
+        raise wrong_api_key(request)
+    return Response(content, media_type="application/json")
 
 
-def _patient_status(db: Database, extensions: list, clinic_id: int, patient_id: str) -> dict:
-    with db.read_session() as session:
-        # one row: patient + snapshot
-        found = read_model.patient_and_state(session, clinic_id, patient_id)
+def _patient_status(
+    db: Database, extensions: list, keyed: clinics.KeyedClinic, patient_id: str
+) -> bytes | None:
+    """Two statements on a pooled autocommit connection, no ORM session: the key's clinic's
+    patient joined to their read-model row, then what each extension adds (`last_told`). None:
+    no clinic has that key (checked only when no patient was found)."""
+
+    def read(reader: RawCursor) -> dict | patients.Patient | None:
+        found = read_model.read_patient_and_state(reader, keyed, patient_id)
         if found is None:
+            if clinics.read_clinic_of_key(reader, keyed) is None:
+                return None  # 401 rather than 404: the key is no clinic's (or was rotated)
             raise _no_patient(patient_id)
         patient, stored = found
-        now = utcnow()
-        snap = (
-            snapshot.build_fresh(session, patient, now)
-            if stored is None
-            else snapshot.assemble(patient, stored, now)
-        )
+        if stored is None:
+            return patient  # no usable row: built from the tables below
+        snap = snapshot.assemble(patient, stored, utcnow())
         for extend in extensions:
-            extend(session, snap)
+            extend(reader, snap)
         return snap.to_dict()
+
+    content = db.raw_autocommit(read)
+    if content is None:
+        return None
+    if isinstance(content, patients.Patient):
+        with db.read_session() as session:
+            patient = _patient(session, content.clinic_id, patient_id)
+            snap = snapshot.build_fresh(session, patient, utcnow())
+        db.raw_autocommit(lambda reader: [extend(reader, snap) for extend in extensions])
+        content = snap.to_dict()
+    return JSONResponse(content).body
 
 
 @router.post(

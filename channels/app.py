@@ -13,7 +13,7 @@ from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from starlette.middleware.sessions import SessionMiddleware
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from channels import api, handoff_api, openapi, simulator, telegram, twilio_sms
+from channels import api, handoff_api, integrations, openapi, simulator, telegram, twilio_sms
 from channels.deps import require_metrics_token
 from channels.runtime import Runtime
 from channels.staff import routes as staff_routes
@@ -75,10 +75,10 @@ class AccessLog:
 
 def snapshot_extensions() -> list:
     """What the API snapshot adds to the status store's: what the patient was already told."""
-    from bot.context import last_told
+    from bot.context import read_last_told
 
-    def told(session, snap) -> None:  # noqa: ANN001
-        snap.extra["last_told"] = last_told(session, snap.patient.id)
+    def told(reader, snap) -> None:  # noqa: ANN001 - a RawCursor (Database.raw_autocommit)
+        snap.extra["last_told"] = read_last_told(reader, snap.patient.id)
 
     return [told]
 
@@ -166,6 +166,9 @@ def create_app(
         return JSONResponse(body, status_code=503 if down else 200)
 
     app.include_router(api.router)
+    # the hot read first, as a plain Starlette route (its FastAPI twin stays for the docs)
+    app.router.routes.insert(0, api.STATUS_ROUTE)
+    app.include_router(integrations.router)
     app.include_router(twilio_sms.router)
     app.include_router(telegram.router)
     app.include_router(simulator.router)

@@ -51,6 +51,7 @@ RECORD_PATIENCE = 45.0  # seconds to keep trying to record a send: well inside t
 BACKOFF_BASE = 2.0  # seconds: 2, 4, 8, 16, 32 ... up to the cap, until SEND_RETRY_HOURS
 BACKOFF_CAP = 300.0
 SMS_HORIZON = 0.1  # seconds of paced SMS claimed at a time (at least one message)
+SMS_CLAIM_LEAD = 0.01  # seconds before the number's next slot that its next message is claimed
 LOCAL_CHANNELS = {"terminal", "simulator"}  # delivered by being stored: the page reads them
 
 
@@ -87,6 +88,10 @@ class Pacer:
         delay = start - time.monotonic()
         if delay > 0:
             await asyncio.sleep(delay)
+
+    def until(self, key: str) -> float:
+        """Seconds until `key` may send again (0: now)."""
+        return max(0.0, self._next.get(key, 0.0) - time.monotonic())
 
 
 def _outcome(result: SendResult) -> str:
@@ -125,6 +130,7 @@ class Dispatcher:
         self.lease = timedelta(seconds=settings.worker_lease_seconds)
         self.wake = asyncio.Event()
         self._recorders: ThreadPoolExecutor | None = None
+        self._sms_draining = False  # the last round claimed paced SMS
 
     # --- database side (sync, run in a thread) -------------------------------------------------
     def claim(self, now: datetime | None = None) -> list[Claimed]:
@@ -420,7 +426,14 @@ class Dispatcher:
 
     async def run_once(self) -> int:
         """Claim one batch and send it; the number of messages handled."""
+        if self._sms_draining:
+            # The number is busy: claim its next message as its slot opens, not a slot ahead,
+            # so a reply written meanwhile is the one claimed (and sent next).
+            await asyncio.sleep(max(0.0, self.pacer.until("sms:*") - SMS_CLAIM_LEAD))
         claimed = await asyncio.to_thread(self.claim)
+        self._sms_draining = self.settings.twilio_messages_per_second > 0 and any(
+            c.channel == "sms" for c in claimed
+        )
         if claimed:
             await asyncio.gather(*(self._send_one(c) for c in claimed))
         return len(claimed)

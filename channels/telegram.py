@@ -33,7 +33,7 @@ from channels.senders.telegram import build_bot
 from status import clinics, limits
 from status import patients as patient_queries
 from status.clinics import DEFAULT_ID
-from status.db import retrying, utcnow
+from status.db import utcnow
 from status.patients import InvalidPhone, normalize_phone
 
 log = logging.getLogger("patient_status.telegram")
@@ -162,16 +162,13 @@ class TelegramChannel:
         """
         update = Update.model_validate(raw, context={"bot": self.bot_for(token)})
 
-        def store() -> bool:
-            with self.db.session() as session:
-                return inbox.store(
-                    session, self.settings.secret_key, clinic_id=clinic_id, source="telegram",
-                    provider_id=str(update.update_id), action=inbox.Action.TELEGRAM,
-                    channel=CHANNEL, address=chat_of(raw) or f"update:{update.update_id}",
-                    payload={"update": redacted(raw)},
-                )  # fmt: skip
-
-        return "queued" if retrying(store) else "duplicate"
+        stored = inbox.store_now(
+            self.db, self.settings.secret_key, clinic=clinic_id, source="telegram",
+            provider_id=str(update.update_id), action=inbox.Action.TELEGRAM,
+            channel=CHANNEL, address=chat_of(raw) or f"update:{update.update_id}",
+            payload={"update": redacted(raw)},
+        )  # fmt: skip
+        return "queued" if stored else "duplicate"
 
     async def parse(self, raw: dict, token: str | None = None):  # noqa: ANN201
         """The action an update asks for (None: nothing we act on, e.g. an edited message)."""

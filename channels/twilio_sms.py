@@ -23,7 +23,7 @@ from bot.inbound import Inbound
 from bot.messages import FINAL, Message, OutStatus
 from channels import openapi
 from status import clinics, limits
-from status.db import retrying, utcnow
+from status.db import utcnow
 from status.patients import InvalidPhone, normalize_phone
 from status.settings import Settings
 
@@ -109,9 +109,18 @@ async def inbound_sms(request: Request, form: dict = Depends(verified_form)) -> 
         raise HTTPException(400, str(exc)) from exc
     payload = {"text": inbound.text, "media": list(inbound.media)}
     state = request.app.state
-    to = _to_number(form.get("To"))
-    service = (form.get("MessagingServiceSid") or "")[:64] or None
-    stored = await asyncio.to_thread(_store, state, inbound, payload, to, service)
+    # Record the message for the clinic it was written to (by its messaging service, else its
+    # number), routed in the insert itself (a redelivered MessageSid is a no-op); its turn runs
+    # in the worker.
+    sent_to = clinics.SmsRecipient(
+        to=_to_number(form.get("To")),
+        messaging_service_sid=(form.get("MessagingServiceSid") or "")[:64] or None,
+    )
+    stored = await inbox.store_soon(
+        state.db, state.settings.secret_key, clinic=sent_to, source="twilio_sms",
+        provider_id=inbound.provider_id, action=inbox.Action.SMS, channel="sms",
+        address=inbound.address, payload=payload,
+    )  # fmt: skip
     if stored:
         state.runtime.notify_inbox()
     return _twiml()
@@ -125,24 +134,6 @@ def _to_number(raw: str | None) -> str | None:
         return normalize_phone(raw[: limits.PHONE])
     except InvalidPhone:
         return None
-
-
-def _store(  # noqa: ANN001
-    state, inbound: Inbound, payload: dict, to: str | None, messaging_service_sid: str | None
-) -> bool:
-    """Record the message for the clinic it was written to (by its messaging service, else its
-    number; a redelivered MessageSid is a no-op); its turn runs in the worker."""
-
-    def store() -> bool:
-        with state.db.session() as session:
-            clinic = clinics.for_sms(session, to, messaging_service_sid)
-            return inbox.store(
-                session, state.settings.secret_key, clinic_id=clinic.id, source="twilio_sms",
-                provider_id=inbound.provider_id, action=inbox.Action.SMS, channel="sms",
-                address=inbound.address, payload=payload,
-            )  # fmt: skip
-
-    return retrying(store)
 
 
 @router.post("/webhooks/twilio/status", status_code=204, response_class=Response)

@@ -20,12 +20,12 @@ from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import jinja2
-from sqlalchemy import JSON, Integer, String, Text, select
+from sqlalchemy import JSON, ColumnElement, Integer, String, Text, bindparam, func, select
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 import templates as templates_package
-from status.db import Base, insert_ignore, utcnow
-from status.settings import Settings, parse_quiet_hours
+from status.db import Base, Prepared, RawCursor, insert_ignore, utcnow
+from status.settings import Settings, parse_matches, parse_quiet_hours
 
 DEFAULT_SLUG = "default"
 DEFAULT_ID = 1  # the migration and `ensure_default` give the default clinic this id
@@ -57,6 +57,13 @@ class Clinic(Base):
     telegram_webhook_secret: Mapped[str | None] = mapped_column(String(256))
     telegram_bot_username: Mapped[str | None] = mapped_column(String(64))
     telegram_staff_chat_id: Mapped[str | None] = mapped_column(String(32))
+    # integrations (docs/integrations.md): /integrations/{stripe|fhir}/{slug} check these
+    stripe_webhook_secret: Mapped[str | None] = mapped_column(String(256))
+    stripe_api_key: Mapped[str | None] = mapped_column(String(256))
+    stripe_patient_match: Mapped[str | None] = mapped_column(String(64))
+    fhir_webhook_secret: Mapped[str | None] = mapped_column(String(256))
+    fhir_bearer_token: Mapped[str | None] = mapped_column(String(256))
+    fhir_patient_id_system: Mapped[str | None] = mapped_column(String(500))
     # branding of patient-facing pages and messages
     display_name: Mapped[str | None] = mapped_column(String(100))
     brand_color: Mapped[str | None] = mapped_column(String(16))
@@ -147,29 +154,83 @@ def slugs(session: Session) -> dict[int, str]:
 
 
 def for_sms(session: Session, to: str | None, messaging_service_sid: str | None) -> Clinic:
-    """The clinic an inbound SMS was sent to: by its messaging service, else its `To` number.
+    """The clinic an inbound SMS was sent to (see `sms_clinic_id`)."""
+    statement = select(sms_clinic_id(session.get_bind().dialect.name))
+    params = {"to": to, "messaging_service_sid": messaging_service_sid}
+    return session.get(Clinic, session.execute(statement, params).scalar_one()) or default(session)
+
+
+@dataclass(frozen=True)
+class SmsRecipient:
+    """Where an inbound SMS was sent: the `To` number (E.164) and the messaging service."""
+
+    to: str | None = None
+    messaging_service_sid: str | None = None
+
+
+def sms_clinic_id(dialect: str) -> ColumnElement[int]:
+    """The id of the clinic an inbound SMS was sent to, as SQL (binds `to` and
+    `messaging_service_sid`), so the webhook's one insert routes it: by its messaging service,
+    else its `To` number.
 
     The environment's sender (`TWILIO_FROM_NUMBER`, `TWILIO_MESSAGING_SERVICE_SID`) is the
     default clinic's; a number no clinic claims goes to the default clinic too (a deployment
     with one number never has to list it), so only numbers of other clinics need a row.
     """
-    rows = all_clinics(session)
-    if messaging_service_sid:
-        for clinic in rows:
-            if clinic.twilio_messaging_service_sid == messaging_service_sid:
-                return clinic
-    if to:
-        for clinic in rows:
-            if to in (clinic.twilio_from_numbers or []):
-                return clinic
-    return default(session)
+    table = Clinic.__table__
+    each = "json_array_elements_text" if dialect == "postgresql" else "json_each"
+    numbers = getattr(func, each)(table.c.twilio_from_numbers).table_valued("value")
+    listed = select(numbers.c.value).where(numbers.c.value == bindparam("to", type_=String))
+    first = select(table.c.id).order_by(table.c.id).limit(1)
+    by_service = first.where(
+        table.c.twilio_messaging_service_sid == bindparam("messaging_service_sid", type_=String)
+    )
+    return func.coalesce(
+        by_service.scalar_subquery(),
+        first.where(listed.exists()).scalar_subquery(),
+        select(table.c.id).where(table.c.slug == DEFAULT_SLUG).scalar_subquery(),
+    )
 
 
 def by_api_key(session: Session, key: str) -> Clinic | None:
-    if not key or len(key) > 200:
+    found = key_hash(key)
+    if found is None:
         return None
-    query = select(Clinic).where(Clinic.api_key_hash == hash_key(key))
-    return session.scalars(query).one_or_none()
+    return session.scalars(select(Clinic).where(Clinic.api_key_hash == found)).one_or_none()
+
+
+def key_hash(key: str) -> str | None:
+    """What a clinic's key is stored as; None when `key` cannot be one that `rotate_key` made
+    (so a guess costs no database read)."""
+    if not key.startswith(KEY_PREFIX) or len(key) > 200:
+        return None
+    return hash_key(key)
+
+
+@dataclass(frozen=True)
+class KeyedClinic:
+    """The clinic an API key names: the default one for the environment's `API_KEY`, known at
+    once; for a `clinic key`, its hash, looked up in the statement that reads with it (so a
+    rotated key finds nothing from the moment the rotation commits)."""
+
+    clinic_id: int | None = None
+    key_hash: str | None = None
+
+
+_CLINIC_OF_KEY_HASH = select(Clinic.id).where(Clinic.api_key_hash == bindparam("key_hash"))
+# the clinic id where a statement reads a `KeyedClinic`: the one given, else the key's
+KEYED_CLINIC_ID = func.coalesce(
+    bindparam("clinic_id", type_=Integer), _CLINIC_OF_KEY_HASH.scalar_subquery()
+)
+_CLINIC_OF_KEY_HASH_RAW = Prepared(_CLINIC_OF_KEY_HASH)
+
+
+def read_clinic_of_key(reader: RawCursor, keyed: KeyedClinic) -> int | None:
+    """`keyed`'s clinic id through `Database.raw_autocommit`; None: no clinic has that key."""
+    if keyed.clinic_id is not None:
+        return keyed.clinic_id
+    found = reader.rows(_CLINIC_OF_KEY_HASH_RAW, key_hash=keyed.key_hash)
+    return found[0][0] if found else None
 
 
 def default(session: Session) -> Clinic:
@@ -198,7 +259,9 @@ EDITABLE = (
     "daily_message_cap", "weekly_message_cap", "payment_update_url", "language",
     "twilio_from_numbers", "twilio_messaging_service_sid", "telegram_bot_token",
     "telegram_webhook_secret", "telegram_bot_username", "telegram_staff_chat_id", "display_name",
-    "brand_color", "accent_color", "logo_url", "templates",
+    "brand_color", "accent_color", "logo_url", "templates", "stripe_webhook_secret",
+    "stripe_api_key", "stripe_patient_match", "fhir_webhook_secret", "fhir_bearer_token",
+    "fhir_patient_id_system",
 )  # fmt: skip
 
 
@@ -229,6 +292,11 @@ def _check(field: str, value: Any) -> Any:
             except InvalidPhone as exc:
                 raise InvalidClinic("twilio_from", f"{raw!r} is not a phone number") from exc
         return numbers
+    elif field == "stripe_patient_match":
+        try:
+            return ",".join(parse_matches(value))
+        except ValueError as exc:
+            raise InvalidClinic("stripe_patient_match", str(exc)) from exc
     elif field == "language" and value not in ("en", "es"):
         raise InvalidClinic("language", "must be 'en' or 'es'")
     elif field == "templates":
@@ -325,6 +393,7 @@ _OWN_OR_DEPLOYMENT = {
     "daily_message_cap": "daily_message_cap",
     "weekly_message_cap": "weekly_message_cap",
     "payment_update_url": "payment_update_url",
+    "stripe_patient_match": "stripe_patient_match",
 }
 # settings a clinic other than `default` never takes from the environment
 _CHANNELS = {
@@ -333,6 +402,12 @@ _CHANNELS = {
     "telegram_webhook_secret": "telegram_webhook_secret",
     "telegram_bot_username": "telegram_bot_username",
     "telegram_staff_chat_id": "telegram_staff_chat_id",
+    # a clinic's Stripe account and FHIR server are its own: never another's secrets
+    "stripe_webhook_secret": "stripe_webhook_secret",
+    "stripe_api_key": "stripe_api_key",
+    "fhir_webhook_secret": "fhir_webhook_secret",
+    "fhir_bearer_token": "fhir_bearer_token",
+    "fhir_patient_id_system": "fhir_patient_id_system",
 }
 
 
@@ -344,8 +419,12 @@ def settings_for(base: Settings, clinic: Clinic) -> Settings:
         if value is not None:
             update[setting] = value
     numbers = list(clinic.twilio_from_numbers or [])
-    if clinic.is_default and not numbers and not any(
-        getattr(clinic, column) is not None for column in (*_OWN_OR_DEPLOYMENT, *_CHANNELS)
+    if (
+        clinic.is_default
+        and not numbers
+        and not any(
+            getattr(clinic, column) is not None for column in (*_OWN_OR_DEPLOYMENT, *_CHANNELS)
+        )
     ):
         return base  # the environment's clinic, exactly as configured
     if clinic.is_default:

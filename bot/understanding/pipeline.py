@@ -67,7 +67,7 @@ class Thresholds:
     # a second request in its own clause: the rules' reading of the clause at or above
     # `clause_rules`, else the model's reading of the clause alone at or above `clause_model`
     clause_rules: float = 0.6
-    clause_model: float = 0.7
+    clause_model: float = 0.6
 
 
 DEFAULT = Thresholds()
@@ -103,7 +103,8 @@ def decide(
 def _second_request(
     result: Classification, rules: Classification, clauses: Sequence[Prediction], t: Thresholds
 ) -> Classification:
-    """Two requests in two clauses, where the whole-message reading kept only one."""
+    """Two requests in two clauses, where the whole-message reading kept only one; never more
+    than two (the contract's "a message can carry two intents")."""
     asked: list[str] = []
     for reading, q in zip(rules.clauses, clauses, strict=False):
         clear = reading.intent != Intent.UNKNOWN and reading.confidence >= t.clause_rules
@@ -116,6 +117,10 @@ def _second_request(
         if intent not in asked and intent not in SOCIAL_INTENTS and intent != Intent.UNKNOWN:
             asked.append(intent)
     have = [i for i in result.intents if i not in SOCIAL_INTENTS and i != Intent.UNKNOWN]
+    if len(have) > 2:  # at most two requests: the primary one and the first other, as written
+        other = next(i for i in have if i != result.intent)
+        kept = [i for i in have if i in (result.intent, other)]
+        return replace(result, intents=kept)
     if len(asked) < 2 or len(have) >= 2 or result.intent not in asked:
         return result
     first = asked[0]
@@ -154,7 +159,12 @@ def _whole(rules: Classification, p: Prediction, t: Thresholds) -> Classificatio
         return rules
 
     result = rules
-    clear = rules.intent != Intent.UNKNOWN and rules.confidence >= t.rules_clear
+    # a plain-language consent request is no reason to doubt the model on risk ("no me
+    # escriban más" may end a goodbye)
+    clear = (
+        rules.intent not in (Intent.UNKNOWN, Intent.OPT_OUT, Intent.OPT_IN)
+        and rules.confidence >= t.rules_clear
+    )
     takes_model = (
         knows
         and p.intent not in NEVER_FROM_MODEL

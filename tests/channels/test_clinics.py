@@ -13,6 +13,7 @@ from status.clinics import DEFAULT_ID
 from status.db import utcnow
 from status.patients import Patient
 from tests.builders import patient_event
+from tests.conftest import on_both_databases
 from tests.harness import NOW, TWILIO_NUMBER, frozen
 
 GLOW_NUMBER = "+15550109100"
@@ -46,6 +47,7 @@ def sent_to(fake_twilio, sender: str) -> list[str]:
     return [m.body for m in fake_twilio.messages if m.from_ == sender and m.to == SHARED_PHONE]
 
 
+@on_both_databases
 @pytest.mark.clock
 def test_each_clinics_number_reaches_its_own_patient_and_answers_as_that_clinic(
     app, fake_twilio, glow
@@ -74,6 +76,28 @@ def test_each_clinics_number_reaches_its_own_patient_and_answers_as_that_clinic(
         assert sorted(c.clinic_id for c in convs) == [DEFAULT_ID, glow]
         inbound = session.query(Message).filter(Message.direction == "in").all()
         assert sorted(m.clinic_id for m in inbound) == [DEFAULT_ID, DEFAULT_ID, glow, glow]
+
+
+@on_both_databases
+@pytest.mark.clock
+def test_a_clinics_messaging_service_routes_its_sms_whatever_the_to_number(
+    app, fake_twilio, glow
+):
+    glow_service = "MG" + "9" * 32
+    with app.db.session() as session:
+        clinics.update(
+            session, clinics.require(session, "glow"), twilio_messaging_service_sid=glow_service
+        )
+    with frozen(NOW):
+        app.sms("wheres my rx", SHARED_PHONE, To=TWILIO_NUMBER, MessagingServiceSid=glow_service)
+        app.sms("wheres my rx", SHARED_PHONE, To=TWILIO_NUMBER, MessagingServiceSid="MG" + "0" * 32)
+        app.drain()
+    replies = [m for m in fake_twilio.messages if m.to == SHARED_PHONE]
+    assert [m.messaging_service_sid for m in replies if "Glow" in m.body] == [glow_service]
+    assert [m.from_ for m in replies if "Harbor" in m.body] == [TWILIO_NUMBER]
+    with app.db.session() as session:
+        inbound = session.query(Message).filter(Message.direction == "in").all()
+        assert sorted(m.clinic_id for m in inbound) == [DEFAULT_ID, glow]
 
 
 def test_a_template_override_rewords_one_message_for_one_clinic_only(app, fake_twilio, glow):

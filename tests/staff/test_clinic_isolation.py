@@ -4,12 +4,16 @@
 from __future__ import annotations
 
 import pytest
+from click.testing import CliRunner
 
+from channels.cli import main
 from channels.staff.auth import add_staff
 from status import clinics, read_model
 from status.clinics import DEFAULT_ID
+from status.settings import get_settings
 from tests.builders import patient_event, prescription_event
 from tests.channels.test_observability import metric
+from tests.conftest import on_both_databases
 from tests.staff.conftest import AGENT, API_HEADERS, JAMES, csrf_of, log_in, open_handoff
 
 GLOW_NUMBER = "+15550109100"
@@ -47,6 +51,7 @@ def test_a_clinics_key_cannot_read_or_act_on_another_clinics_handoffs(app, glow)
     assert mine["handoffs"][0]["status"] == "open"  # the refused resolve changed nothing
 
 
+@on_both_databases
 def test_a_clinics_key_cannot_read_or_write_another_clinics_patients(app, glow):
     assert app.client.get("/api/patients/demo-james/status", headers=glow).status_code == 404
     assert app.client.get("/api/patients/glow-1/status", headers=API_HEADERS).status_code == 404
@@ -65,6 +70,27 @@ def test_a_clinics_key_cannot_read_or_write_another_clinics_patients(app, glow):
     assert after["prescriptions"] == before["prescriptions"]
     with app.db.read_session() as session:
         assert read_model.patient_and_state(session, DEFAULT_ID, "demo-james") is not None
+
+
+@on_both_databases
+def test_a_rotated_clinic_key_stops_working_at_once(app, glow, database):
+    assert app.client.get("/api/patients/glow-1/status", headers=glow).status_code == 200
+    get_settings.cache_clear()
+    try:
+        result = CliRunner().invoke(
+            main, ["clinic", "key", "glow"], env={"DATABASE_URL": database.url}
+        )
+    finally:
+        get_settings.cache_clear()
+    assert result.exit_code == 0, result.output
+    rotated = {"Authorization": f"Bearer {result.output.splitlines()[-1]}"}
+    for path in ("/api/patients/glow-1/status", "/api/patients/no-such-patient/status"):
+        response = app.client.get(path, headers=glow)
+        assert (response.status_code, response.json()["detail"]) == (401, "wrong API key")
+    gwen = app.client.get("/api/patients/glow-1/status", headers=rotated)
+    assert gwen.json()["patient"]["first_name"] == "Gwen"
+    other = app.client.get("/api/patients/demo-james/status", headers=rotated)
+    assert other.json()["detail"] == "no patient with patient_id 'demo-james'"
 
 
 def test_staff_of_one_clinic_get_404_for_another_clinics_handoffs_and_patients(app, glow):

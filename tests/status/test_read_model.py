@@ -11,11 +11,11 @@ from click.testing import CliRunner
 from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import delete, func, select, text, update
 
 from channels import cli
 from channels.app import create_app
-from status import patients, snapshot
+from status import patients, read_model, snapshot
 from status.appointments import AppointmentStatus
 from status.clinics import DEFAULT_ID
 from status.db import Base, Database
@@ -289,6 +289,28 @@ def test_status_api_answers_from_the_row_and_as_a_fresh_build(database, settings
     assert again == answer
 
 
+@pytest.mark.parametrize(
+    "database", [pytest.param("postgres", marks=pytest.mark.postgres)], indirect=True
+)
+def test_status_api_answers_after_the_database_dropped_its_connections(database, settings):
+    with database.session() as session:
+        apply_events(session, parse_events([patient_event(), prescription_event("shipped")]))
+    auth = {"Authorization": f"Bearer {API_KEY}"}
+    with TestClient(create_app(settings, database)) as client:
+        assert client.get("/api/patients/p-1/status", headers=auth).status_code == 200
+        with database.engine.connect() as conn:  # a restart or failover, as the API sees it
+            conn.execute(
+                text(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                    "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+                )
+            )
+            conn.commit()
+        answer = client.get("/api/patients/p-1/status", headers=auth)
+    assert answer.status_code == 200
+    assert answer.json()["prescriptions"][0]["status"] == "shipped"
+
+
 def _invoke(database, *args: str):  # noqa: ANN001, ANN202
     get_settings.cache_clear()
     try:
@@ -369,6 +391,39 @@ def test_migration_backfills_patients_already_stored(tmp_path):
         assert [rx.source_id for rx in stored.prescriptions] == ["rx-1"]
         assert stored.next_step.kind == "await_pharmacy"
     assert _assert_read_model_agrees(database) == len(READ_AT)
+    database.dispose()
+
+
+def test_the_last_migration_rewrites_rows_of_an_older_layout(tmp_path):
+    """A database at 0005_clinics holds layout-1 rows (no payment links); 0006 rewrites them."""
+    url = f"sqlite:///{tmp_path / 'clinics.db'}"
+    upgrade(url, "0005_clinics")
+    database = Database(url)
+    stamp = "'2026-11-20 14:00:00.000000'"
+    with database.engine.begin() as conn:
+        conn.exec_driver_sql(
+            "INSERT INTO patients (clinic_id, source_id, first_name, last_name, date_of_birth,"
+            " phone, language, timezone, sms_consent, preferred_channel, last_event_at,"
+            " created_at, updated_at) VALUES (1, 'p-1', 'Maria', 'Lopez', '1985-03-14',"
+            f" '+15550100001', 'en', 'America/New_York', 1, 'sms', {stamp}, {stamp}, {stamp})"
+        )
+        conn.exec_driver_sql(
+            "INSERT INTO payments (clinic_id, source_id, patient_id, amount_cents, currency,"
+            " status, description, ever_failed, status_since, last_event_at, created_at,"
+            f" updated_at) VALUES (1, 'pay-1', 1, 29900, 'usd', 'failed', 'Monthly plan', 1,"
+            f" {stamp}, {stamp}, {stamp}, {stamp})"
+        )
+        conn.exec_driver_sql(
+            "INSERT INTO patient_snapshots (patient_id, state, version, updated_at)"
+            f" VALUES (1, '{{\"layout\": 1}}', 1, {stamp})"
+        )
+    upgrade(url)
+    with database.read_session() as session:
+        state = read_model.stored_state(session, 1)  # None: a row of another layout
+        assert state is not None
+        patient = patients.by_source_id(session, DEFAULT_ID, "p-1")
+        [payment] = snapshot.materialised(session, patient, T0).failed_payments
+        assert (payment.source_id, payment.payment_url) == ("pay-1", None)
     database.dispose()
 
 
