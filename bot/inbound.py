@@ -15,6 +15,9 @@ class Inbound:
     received_at: datetime | None = None
     media: tuple[str, ...] = ()  # media URLs (MMS, Telegram photos)
     intent_hint: str | None = None  # a button pressed: the intent is known, skip understanding
+    # "page": written on the status page ("message the clinic") about `about_patient_id`
+    origin: str = "channel"
+    about_patient_id: int | None = None
 
 
 @dataclass

@@ -13,7 +13,16 @@ from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from starlette.middleware.sessions import SessionMiddleware
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from channels import api, handoff_api, openapi, simulator, telegram, twilio_sms
+from channels import (
+    api,
+    care_api,
+    handoff_api,
+    openapi,
+    simulator,
+    status_page,
+    telegram,
+    twilio_sms,
+)
 from channels.deps import require_metrics_token
 from channels.runtime import Runtime
 from channels.staff import routes as staff_routes
@@ -64,7 +73,9 @@ class AccessLog:
             template = getattr(scope.get("route"), "path", "unmatched")
             if template.startswith(("/webhooks", "/events", "/api")):
                 metrics.WEBHOOK_SECONDS.labels(template).observe(elapsed)
-            if not template.startswith(("/healthz", "/metrics", "/simulator/api", "/staff/static")):
+            if not template.startswith(
+                ("/healthz", "/metrics", "/simulator/api", "/staff/static", "/s/static")
+            ):
                 # the route template, never the path or query: they can carry ids and phones
                 access.info(
                     "request",
@@ -166,9 +177,11 @@ def create_app(
         return JSONResponse(body, status_code=503 if down else 200)
 
     app.include_router(api.router)
+    app.include_router(care_api.router)
     app.include_router(twilio_sms.router)
     app.include_router(telegram.router)
     app.include_router(simulator.router)
+    app.include_router(status_page.router)
     # --- staff console and hand-off API (channels/staff, channels/handoff_api) ---
     app.add_middleware(SessionMiddleware, **staff_security.session_options(settings))
     app.include_router(staff_routes.router)
