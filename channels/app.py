@@ -25,6 +25,7 @@ from channels import (
 )
 from channels.deps import require_metrics_token
 from channels.runtime import Runtime
+from channels.staff import care as staff_care
 from channels.staff import routes as staff_routes
 from channels.staff import security as staff_security
 from status import limits, metrics
@@ -185,5 +186,6 @@ def create_app(
     # --- staff console and hand-off API (channels/staff, channels/handoff_api) ---
     app.add_middleware(SessionMiddleware, **staff_security.session_options(settings))
     app.include_router(staff_routes.router)
+    app.include_router(staff_care.router)
     app.include_router(handoff_api.router)
     return app

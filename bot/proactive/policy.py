@@ -22,7 +22,7 @@ from bot.conversations import Conversation
 from bot.messages import Direction, Kind, Message, OutStatus
 from bot.proactive.rules import Notice
 from bot.render import Renderer
-from status import snapshot, tasks
+from status import alerts, caregivers, snapshot, tasks
 from status.events.apply import SPECS
 from status.patients import Patient
 from status.prescriptions import PrescriptionStatus
@@ -256,6 +256,11 @@ class Policy:
         patient = session.get(Patient, notice.patient_id)
         if patient is None:
             return None
+        if exclude is None:
+            self.tell_caregivers(session, patient, notice, now, item)
+        if alerts.suppressed(session, patient.id, notice.template, notice.urgent):
+            log.info("not told: topic turned off", extra={"patient_id": patient.id})
+            return None
         route = self.route(session, patient, exclude=exclude)
         if route is None:
             log.info("not told: no channel with consent", extra={"patient_id": patient.id})
@@ -292,6 +297,61 @@ class Policy:
             coalesce_key=_coalesce_key(patient.id, notice.key), not_before=not_before,
             data=spec, expires_at=notice.expires_at, now=now,
         )  # fmt: skip
+
+    def tell_caregivers(
+        self, session: Session, patient: Patient, notice: Notice, now: datetime, item=None
+    ) -> list[Message]:  # noqa: ANN001
+        """The same news for each caregiver who receives its topic and has not said STOP,
+        told whose update it is. Their own STOP is their conversation's; caps are the
+        patient's, so a caregiver's texts follow quiet hours only."""
+        topic = alerts.topic_of(notice.template)
+        sent = []
+        for carer in caregivers.for_patient(session, patient.id):
+            if not carer.receives(topic):
+                continue
+            conv = conversations.get_or_create(session, carer.channel, carer.address)
+            if conv.opted_out or conv.bad_address:
+                continue
+            if carer.channel == "telegram" and not self.settings.telegram_enabled:
+                continue
+            key = f"cg{carer.id}:{notice.key}"
+            self.cancel_pending(session, patient.id, key, now)
+            spec = {
+                "key": notice.key, "template": notice.template, "entity": notice.entity,
+                "source_id": notice.source_id, "extra": dict(notice.extra),
+                "caregiver_id": carer.id, "patient_id": patient.id,
+            }  # fmt: skip
+            ctx = self.context(session, patient, spec, now, item)
+            text = Markup(self.renderer.render(spec["template"], patient.language, carer.channel,
+                                               **ctx))  # fmt: skip
+            body = self.renderer.render(
+                "notify_caregiver", patient.language, carer.channel, text=text,
+                first_name=patient.first_name,
+            )  # fmt: skip
+            delay = 0 if notice.urgent else self.settings.notify_delay_seconds
+            not_before = now + timedelta(seconds=delay)
+            if not notice.urgent:
+                not_before = self.after_quiet_hours(patient, not_before)
+            sent.append(
+                outbox.enqueue(
+                    session,
+                    channel=carer.channel,
+                    address=carer.address,
+                    body=body,
+                    kind=Kind.PROACTIVE,
+                    conversation_id=conv.id,
+                    patient_id=None,
+                    template=notice.template,
+                    language=patient.language,
+                    urgent=notice.urgent,
+                    coalesce_key=_coalesce_key(patient.id, key),
+                    not_before=not_before,
+                    data=spec,
+                    expires_at=notice.expires_at,
+                    now=now,
+                )  # fmt: skip
+            )
+        return sent
 
     def _add_to_digest(
         self, session, patient, route: Route, spec: dict, slot: datetime, now

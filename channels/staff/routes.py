@@ -42,7 +42,8 @@ from channels.staff.security import (
     require_admin,
     safe_next,
 )
-from status import limits, patients
+from status import caregivers, limits, patients
+from status.alerts import Topic
 from status.db import utcnow
 
 router = APIRouter(prefix="/staff", route_class=StaffRoute, include_in_schema=False)
@@ -451,11 +452,19 @@ def resolve(
 def patient_page(
     patient_id: str, request: Request, staff: Staff = Depends(current_staff)
 ) -> Response:
+    return patient_view(request, staff, patient_id)
+
+
+def patient_view(
+    request: Request, staff: Staff, patient_id: str, status: int = 200, **extra
+) -> Response:
+    """The patient page; `extra` adds what an action just made (a new status link)."""
     now = utcnow()
     with _db(request).session() as session:
         patient = patients.by_source_id(session, patient_id)
         if patient is None:
             return _not_found(request, staff, f"There is no patient {patient_id!r}.")
+        carers = caregivers.for_patient(session, patient.id)
         conv = next(iter(conversations.for_patient(session, patient.id)), None)
         live = context.build(session, patient, conv, now)
         msgs = messages.for_patient(session, patient.id, limit=100)
@@ -466,8 +475,13 @@ def patient_page(
     return render(
         request,
         "patient.html",
+        status,
         staff=staff,
         patient=patient,
+        caregivers=carers,
+        topics=[t.value for t in Topic],
+        new_link=extra.get("new_link"),
+        problem=extra.get("problem"),
         live=live,
         rows=rows,
         items=handoff_view.compare_items({}, live.get("snapshot") or {}),
