@@ -28,6 +28,11 @@ if TYPE_CHECKING:
 # Sent even to an address that opted out: compliance confirmations, emergency instructions and
 # the possible-risk check-in.
 SYSTEM_TEMPLATES = {"opt_out", "opt_in", "help_keyword", "emergency", "risk_checkin"}
+# Said to a caregiver without "Update for Sofia:" (nothing of Sofia's in them).
+NOT_AN_UPDATE = SYSTEM_TEMPLATES | {
+    "verify_ask", "verify_retry", "verify_format", "verify_locked", "caregiver_updates_only",
+    "caregiver_not_shared", "alerts_updated", "alerts_status", "handoff_ack",
+}  # fmt: skip
 
 
 @dataclass
@@ -152,7 +157,7 @@ class TurnContext:
             return
         separator = "\n\n" if self.inbound.channel == "telegram" else "\n"
         body = separator.join(self.reply.parts)
-        if self.caregiver is not None and not set(self.reply.templates) & SYSTEM_TEMPLATES:
+        if self.caregiver is not None and not set(self.reply.templates) <= NOT_AN_UPDATE:
             body = f"{self.render('caregiver_prefix')} {body}"  # "Update for Sofia: ..."
         message = outbox.enqueue(
             self.session,
