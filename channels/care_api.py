@@ -3,7 +3,7 @@ link to send through their own channels; add, list and remove a patient's caregi
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Depends, HTTPException, Request
+from fastapi import APIRouter, Depends, HTTPException, Path, Request
 from pydantic import BaseModel, Field
 from sqlalchemy.orm import Session
 
@@ -89,7 +89,9 @@ def list_caregivers(patient_id: str, session: Session = Depends(get_session)) ->
     responses={**openapi.API, **openapi.NOT_FOUND},
 )
 def remove_caregiver(
-    patient_id: str, caregiver_id: int, session: Session = Depends(get_session)
+    patient_id: str,
+    caregiver_id: int = Path(ge=1, le=2**31 - 1),
+    session: Session = Depends(get_session),
 ) -> dict:
     patient = _patient(session, patient_id)
     carer = caregivers.by_id(session, caregiver_id)

@@ -26,7 +26,7 @@ from bot import context, conversations, handoffs, inbox
 from bot.handoffs import Reason
 from bot.render import TEMPLATES_DIR, day_date, day_time, environment
 from bot.understanding.extract import parse_dob
-from status import alerts, branding, caregivers, links, refills, snapshot, timeline
+from status import alerts, branding, caregivers, limits, links, refills, snapshot, timeline
 from status.db import utcnow
 from status.links import LinkState, StatusLink
 from status.patients import Patient
@@ -440,7 +440,7 @@ def message_clinic(
     once (the nonce is its provider id), and the turn hands it to staff."""
     now = utcnow()
     settings = _settings(request)
-    text = text.strip()[:MAX_MESSAGE]
+    text = limits.scrub(text).strip()[:MAX_MESSAGE]
     if not text:
         return Response("the message is empty", 422, media_type="text/plain")
     with request.app.state.db.session() as session:

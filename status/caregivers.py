@@ -92,6 +92,9 @@ def add(
 ) -> Caregiver:
     """Validate everything first, then write: nothing is half-added."""
     name, relation, address = name.strip(), relation.strip(), address.strip()
+    for field, value in (("name", name), ("relation", relation), ("address", address)):
+        if limits.unstorable(value):
+            raise CaregiverProblem(field, f"{field} holds characters that cannot be stored")
     if not name or len(name) > limits.NAME:
         raise CaregiverProblem("name", f"name is required (at most {limits.NAME} characters)")
     if not relation or len(relation) > limits.NAME:

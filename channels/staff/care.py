@@ -4,7 +4,7 @@ kept)."""
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Depends, Form, Request
+from fastapi import APIRouter, Depends, Form, Path, Request
 from fastapi.responses import Response
 
 from channels.staff.models import audit
@@ -81,7 +81,10 @@ def add_caregiver(
     dependencies=[Depends(csrf_protected)],
 )
 def remove_caregiver(
-    patient_id: str, caregiver_id: int, request: Request, staff: Staff = Depends(current_staff)
+    patient_id: str,
+    request: Request,
+    caregiver_id: int = Path(ge=1, le=2**31 - 1),
+    staff: Staff = Depends(current_staff),
 ) -> Response:
     with request.app.state.db.session() as session:
         patient = patients.by_source_id(session, patient_id)
