@@ -22,7 +22,7 @@ from bot.conversations import Conversation
 from bot.messages import Direction, Kind, Message, OutStatus
 from bot.proactive.rules import Notice
 from bot.render import Renderer
-from status import alerts, caregivers, snapshot, tasks
+from status import alerts, caregivers, links, snapshot, tasks
 from status.events.apply import SPECS
 from status.patients import Patient
 from status.prescriptions import PrescriptionStatus
@@ -34,6 +34,10 @@ log = logging.getLogger("patient_status.proactive")
 
 COUNTED = (OutStatus.PENDING, OutStatus.SENDING, OutStatus.SENT, OutStatus.DELIVERED,
            OutStatus.LOGGED)  # fmt: skip
+# Proactive SMS that leave out what the patient needs to act (the medicine, the charge): they
+# carry the status-page link, at most once a day.
+DETAILS_TEMPLATES = {"notify_rx_blocked", "notify_payment_failed", "notify_subscription_past_due"}
+DETAILS_EVERY = timedelta(hours=24)
 ENTITY_MODELS = {spec.entity: spec.model for spec in SPECS.values()}
 
 
@@ -290,6 +294,8 @@ class Policy:
                     session, patient, route, spec, self.after_quiet_hours(patient, slot), now
                 )
         body = self.render(session, patient, spec, route.channel, now, item)
+        if route.channel == "sms" and notice.template in DETAILS_TEMPLATES:
+            body = self._with_details(session, patient, body, now)
         return outbox.enqueue(
             session, channel=route.channel, address=route.address, body=body,
             kind=Kind.PROACTIVE, conversation_id=route.conversation.id, patient_id=patient.id,
@@ -297,6 +303,17 @@ class Policy:
             coalesce_key=_coalesce_key(patient.id, notice.key), not_before=not_before,
             data=spec, expires_at=notice.expires_at, now=now,
         )  # fmt: skip
+
+    def _with_details(self, session: Session, patient: Patient, body: str, now: datetime) -> str:
+        """News the patient must act on, by SMS, carries the status-page link (once a day)."""
+        base = self.settings.public_base_url
+        if not base or links.issued_since(session, patient.id, now - DETAILS_EVERY):
+            return body
+        issued = links.issue(session, patient, hours=self.settings.status_link_hours, now=now,
+                             created_by="proactive")  # fmt: skip
+        line = self.renderer.render("details_link", patient.language, "sms",
+                                    url=links.url(base, issued.token))  # fmt: skip
+        return f"{body}\n{line}"
 
     def tell_caregivers(
         self, session: Session, patient: Patient, notice: Notice, now: datetime, item=None

@@ -214,3 +214,10 @@ def test_prescription_answer_by_sms_ends_with_the_details_link_once_a_day(phone,
     answer = maria.say("3/14/85")
     assert "\nDetails: https://clinic.example/s/" in answer
     assert "Details:" not in maria.say("where is my rx")  # she has it already today
+
+
+def test_news_the_patient_must_act_on_carries_the_status_link(clinic):
+    sent = notice(clinic, MARIA, "notify_payment_failed", "payment", source_id="pay-maria-1")
+    assert "\nDetails: https://clinic.example/s/" in sent[(MARIA, "notify_payment_failed")]
+    again = notice(clinic, MARIA, "notify_payment_failed", "payment", source_id="pay-maria-1")
+    assert "Details:" not in again[(MARIA, "notify_payment_failed")]  # once a day
