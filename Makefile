@@ -23,6 +23,7 @@ demo: $(BIN)/.installed nlu-model
 
 test: $(BIN)/.installed browser nlu-model
 	$(BIN)/ruff check .
+	$(BIN)/mypy
 	$(BIN)/pytest -q
 	@echo "time-sensitive tests again, with the clock 52 weeks ahead and across a DST change"
 	TEST_CLOCK_SHIFT=year $(BIN)/pytest -q -m clock

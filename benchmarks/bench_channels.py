@@ -42,6 +42,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
+from status.clinics import DEFAULT_ID
+
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -98,9 +100,11 @@ def latency_ms(samples: list[float]) -> dict[str, float]:
 # --- servers: one uvicorn process each, started from this file --------------------------------
 
 
-def bare_app() -> Any:
-    """The baseline: FastAPI, one route parsing the same form, answering the same TwiML."""
+def bare_app(signed: bool = False) -> Any:
+    """The baseline: FastAPI, one route parsing the same form, answering the same TwiML
+    (`signed`: also checking the X-Twilio-Signature with twilio's RequestValidator)."""
     app = FastAPI()
+    validator = RequestValidator(AUTH_TOKEN)
 
     @app.post(WEBHOOK)
     async def sms(request: Request) -> Response:
@@ -108,6 +112,9 @@ def bare_app() -> Any:
         params = {key: str(value) for key, value in form.multi_items()}
         if not params.get("MessageSid"):
             return Response("MessageSid is required", status_code=400)
+        signature = request.headers.get("x-twilio-signature", "")
+        if signed and not validator.validate(PUBLIC_BASE_URL + WEBHOOK, params, signature):
+            return Response("bad signature", status_code=403)
         return Response(EMPTY_TWIML, media_type="application/xml")
 
     @app.get("/healthz", response_class=PlainTextResponse)
@@ -136,7 +143,7 @@ def serve_child(kind: str, port: int, run_workers: bool) -> None:
 
         app = create_app(settings, Database(settings.database_url), run_workers=run_workers)
     else:
-        app = bare_app()
+        app = bare_app(signed=kind == "bare_signed")
     uvicorn.run(
         app,
         host="127.0.0.1",
@@ -273,6 +280,7 @@ def seed_verified_patients(url: str, count: int) -> dict[str, Any]:
         patients = session.execute(select(Patient.id, Patient.phone)).all()
         session.add_all(
             Conversation(
+                clinic_id=DEFAULT_ID,
                 channel="sms",
                 address=number,
                 patient_id=patient_id,
@@ -494,7 +502,8 @@ def enqueue_outbox(url: str, tag: str, count: int) -> float:
     with db.session() as session:
         for n in range(count):
             outbox.enqueue(
-                session, channel="sms", address=f"+1555{6000000 + n:07d}", body=f"{tag} {n}"
+                session, clinic_id=DEFAULT_ID,
+                channel="sms", address=f"+1555{6000000 + n:07d}", body=f"{tag} {n}"
             )
     committed = time.monotonic()
     db.dispose()
@@ -738,7 +747,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--warmup", type=int, default=200)
     parser.add_argument("--quick", action="store_true", help="300 requests, 300 messages")
     parser.add_argument("--json", type=Path, default=None, help=f"default {RESULTS} (full runs)")
-    parser.add_argument("--serve-child", choices=["app", "bare"], help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--serve-child", choices=["app", "bare", "bare_signed"], help=argparse.SUPPRESS
+    )
     parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--run-workers", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)

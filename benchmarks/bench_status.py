@@ -50,6 +50,7 @@ from sqlalchemy.exc import OperationalError  # noqa: E402
 
 from channels.app import create_app  # noqa: E402
 from status import patients, snapshot  # noqa: E402
+from status.clinics import DEFAULT_ID  # noqa: E402
 from status.db import Database  # noqa: E402
 from status.events.apply import apply_events  # noqa: E402
 from status.events.schemas import parse_events  # noqa: E402
@@ -465,7 +466,7 @@ class Bench:
         for n, pid in enumerate(ids):
             t0 = time.perf_counter()
             with self.db.session() as session:
-                patient = patients.by_source_id(session, pid)
+                patient = patients.by_source_id(session, DEFAULT_ID, pid)
                 t1 = time.perf_counter()
                 body = snapshot.build(session, patient).to_dict()
                 t2 = time.perf_counter()
@@ -559,7 +560,8 @@ class Bench:
             pid = source_id(self.rng.randrange(self.loaded))
             try:
                 with self.db.session() as session:
-                    snapshot.build(session, patients.by_source_id(session, pid)).to_dict()
+                    patient = patients.by_source_id(session, DEFAULT_ID, pid)
+                    snapshot.build(session, patient).to_dict()
             except OperationalError as exc:  # e.g. SQLite "database is locked"
                 read_errors.append(str(exc.orig))
             reads.append(time.perf_counter() - due)

@@ -24,6 +24,11 @@ PostgreSQL is `ANALYZE`d.
     python benchmarks/bench_status_api.py --quick          # 1,000 -> 20,000 patients, both
     python benchmarks/bench_status_api.py                  # 1,000 -> 1,000,000, both
     python benchmarks/bench_status_api.py --backend postgres --large 200000
+    python benchmarks/bench_status_api.py --backend postgres --large 0 --clinic-key  # 1,000 only
+
+With `--clinic-key` the app is also loaded with a `patient-status clinic key` key of the default
+clinic (hashed in the table, resolved in the patient read) besides the environment's `API_KEY`,
+on the same server, alternating with the others. `--large 0` measures the small set only.
 """
 
 from __future__ import annotations
@@ -46,8 +51,11 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import httpx  # noqa: E402
+import spy  # noqa: E402
 from bench_status import PG_SERVER, database, log, machine, postgres_problem  # noqa: E402
 from sqlalchemy import create_engine, insert, text  # noqa: E402
+
+from status.clinics import DEFAULT_ID  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results" / "status_api.json"
 API_KEY = "bench-api-key"
@@ -78,6 +86,11 @@ function request()
   return wrk.format("GET", "/api/patients/" .. id .. "/status", {["Authorization"] = auth})
 end
 
+if os.getenv("BENCH_DELAY_MS") then
+  local pause = tonumber(os.getenv("BENCH_DELAY_MS"))
+  function delay() return pause end
+end
+
 function done(summary, latency, requests)
   local errors = summary.errors
   io.write(string.format(
@@ -106,7 +119,9 @@ def patient_rows(start: int, stop: int) -> dict[str, list[dict[str, Any]]]:
     for i in range(start, stop):
         key = i + 1
         since = NOW - timedelta(hours=1 + i % 200)
-        stamps = {"last_event_at": since, "created_at": since, "updated_at": since}
+        # every table's: the default clinic (API_KEY's), the times of the last event
+        stamps = {"clinic_id": DEFAULT_ID, "last_event_at": since, "created_at": since,
+                  "updated_at": since}  # fmt: skip
         rows["patients"].append(
             {
                 "id": key,
@@ -248,13 +263,26 @@ def check_sample(url: str, count: int, sample: int = 200) -> int:
     checked = 0
     with db.read_session() as session:
         for i in range(0, count, max(1, count // sample)):
-            patient = patients.by_source_id(session, f"bp-{i:07d}")
+            patient = patients.by_source_id(session, DEFAULT_ID, f"bp-{i:07d}")
             problems = snapshot.drift(session, patient, NOW + timedelta(hours=1))
             if problems:
                 raise AssertionError(f"bp-{i:07d}: {problems[:2]}")
             checked += 1
     db.dispose()
     return checked
+
+
+def clinic_key(url: str) -> str:
+    """A fresh `clinic key` of the default clinic (what `patient-status clinic key default`
+    makes): the API then finds the clinic by the key's hash."""
+    from status import clinics
+    from status.db import Database
+
+    db = Database(url)
+    with db.session() as session:
+        key = clinics.rotate_key(session, clinics.default(session))
+    db.dispose()
+    return key
 
 
 def rebuild(url: str, after_id: int) -> dict[str, Any]:
@@ -369,11 +397,28 @@ def env_for(url: str) -> dict[str, str]:
 
 
 def wrk(
-    server: Server, script: Path, patients: int, args: argparse.Namespace, seconds: float
+    server: Server,
+    script: Path,
+    patients: int,
+    args: argparse.Namespace,
+    seconds: float,
+    connections: int | None = None,
+    delay_ms: float | None = None,
 ) -> dict[str, Any]:
-    command = ["wrk", f"-t{args.threads}", f"-c{args.connections}", f"-d{round(seconds)}s",
-               "--timeout", "10s", "-s", str(script), server.base_url]  # fmt: skip
+    command = [
+        "wrk",
+        f"-t{args.threads}",
+        f"-c{connections or args.connections}",
+        f"-d{round(seconds)}s",
+        "--timeout",
+        "10s",
+        "-s",
+        str(script),
+        server.base_url,
+    ]
     env = {**os.environ, "BENCH_PATIENTS": str(patients)}
+    if delay_ms is not None:
+        env["BENCH_DELAY_MS"] = str(delay_ms)
     cpu_before = _cpu(server.proc.pid)
     out = subprocess.run(command, env=env, capture_output=True, text=True, check=True).stdout
     cpu = _cpu(server.proc.pid) - cpu_before
@@ -399,15 +444,22 @@ def _cpu(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def measure(url: str, patients: int, workdir: Path, args: argparse.Namespace) -> dict[str, Any]:
+def measure(
+    url: str, patients: int, workdir: Path, args: argparse.Namespace, key: str | None = None
+) -> dict[str, Any]:
     """Bare and app, served one after the other, each warmed up then loaded `--rounds` times,
     alternating, so a change in the machine's load hits both."""
     script = workdir / "cycle.lua"
     script.write_text(LUA % {"stride": STRIDE, "key": API_KEY})
+    loads = [("bare", script), ("app", script)]  # (what is loaded, its script)
+    if key is not None:  # a clinic key as well as the environment's API_KEY
+        keyed = workdir / "cycle-clinic-key.lua"
+        keyed.write_text(LUA % {"stride": STRIDE, "key": key})
+        loads.append(("app_clinic_key", keyed))
     env = env_for(url)
     body = workdir / "body.json"
     sample = httpx.Client(timeout=120)  # the first read of a cold database on a busy host
-    results: dict[str, list[dict[str, Any]]] = {"bare": [], "app": []}
+    results: dict[str, list[dict[str, Any]]] = {name: [] for name, _ in loads}
     with Server("app", env, workdir / "app.log", body) as app:
         answer = sample.get(app.base_url + "/api/patients/bp-0000000/status",
                             headers={"Authorization": f"Bearer {API_KEY}"})  # fmt: skip
@@ -416,14 +468,30 @@ def measure(url: str, patients: int, workdir: Path, args: argparse.Namespace) ->
         with Server("bare", env, workdir / "bare.log", body) as bare:
             same = sample.get(bare.base_url + "/api/patients/bp-0000000/status").text
             assert json.loads(same) == answer.json(), "the baseline must send the same body"
-            for server in (bare, app):
-                wrk(server, script, patients, args, args.warmup)
-            for _ in range(args.rounds):
-                for name, server in (("bare", bare), ("app", app)):
-                    run = wrk(server, script, patients, args, args.duration)
+            served = {"bare": bare, "app": app, "app_clinic_key": app}
+            for name, lua in loads:
+                wrk(served[name], lua, patients, args, args.warmup)
+            for round_ in range(args.rounds):
+                # the app's loads in turn first and last: a drift of the host hits both alike
+                order = loads if round_ % 2 == 0 else [loads[0], *reversed(loads[1:])]
+                for name, lua in order:
+                    run = wrk(served[name], lua, patients, args, args.duration)
                     results[name].append(run)
                     log(f"  {name}: {run['req_s']:,} req/s, p99 {run['p99_ms']} ms")
-    summary = {}
+            # latency below saturation: 4 connections, each pausing so ~200 req/s are offered
+            # (at -c32 the p99 is queueing behind whatever else the shared host runs)
+            for name, lua in loads:
+                probe = wrk(served[name], lua, patients, args, args.duration, 4, 20)
+                results[f"{name}_probe"] = [probe]
+                log(f"  {name} at ~200 req/s: p50 {probe['p50_ms']} ms, p99 {probe['p99_ms']} ms")
+            if args.profile and patients == args.small:  # where the app time goes (py-spy)
+                backend = "sqlite" if url.startswith("sqlite") else "postgres"
+                flame = RESULTS.with_name(f"status_api.{backend}.spy.txt")
+                spying = spy.record(app.proc.pid, args.profile, flame)
+                wrk(app, script, patients, args, args.profile)
+                spying.wait()
+                log("app under wrk, py-spy:\n" + spy.table(flame, 40))
+    summary: dict[str, Any] = {}
     for name, runs in results.items():
         total = sum(r["requests"] for r in runs)
         summary[name] = {
@@ -435,6 +503,10 @@ def measure(url: str, patients: int, workdir: Path, args: argparse.Namespace) ->
             "runs": runs,
         }
     summary["app_over_bare"] = round(summary["app"]["req_s"] / summary["bare"]["req_s"], 3)
+    if "app_clinic_key" in summary:
+        summary["app_clinic_key_over_bare"] = round(
+            summary["app_clinic_key"]["req_s"] / summary["bare"]["req_s"], 3
+        )
     summary["body_bytes"] = len(answer.content)
     return summary
 
@@ -446,8 +518,9 @@ def run_backend(backend: str, args: argparse.Namespace) -> dict[str, Any]:
     with database(backend) as url, tempfile.TemporaryDirectory(prefix="bench-api-") as tmp:
         workdir = Path(tmp)
         upgrade(url)
+        key = clinic_key(url) if args.clinic_key else None
         done = 0
-        for size in (args.small, args.large):
+        for size in sizes(args):
             log(f"{backend}: writing patients {done:,}..{size:,}")
             direct = size == args.large  # the small set goes through the product's rebuild
             seconds = write_rows(url, done, size, snapshots=direct)
@@ -463,42 +536,67 @@ def run_backend(backend: str, args: argparse.Namespace) -> dict[str, Any]:
             log(f"{backend}: {built}")
             done = size
             log(f"{backend}: measuring at {size:,} patients")
-            point = measure(url, size, workdir, args)
+            point = measure(url, size, workdir, args, key)
             point["write_rows_s"] = round(seconds, 1)
             point["rebuild"] = built
             result[str(size)] = point
             if args.json:  # what is measured so far survives a run cut short
                 args.json.with_suffix(".partial.json").write_text(json.dumps(result, indent=2))
+    if len(sizes(args)) == 1:
+        return result
     small, large = result[str(args.small)], result[str(args.large)]
-    result["p99_large_over_small"] = round(
-        small["app"]["p99_ms"] and large["app"]["p99_ms"] / small["app"]["p99_ms"], 3
-    )
+    for key in ("app", "app_probe"):
+        result[f"{key}_p99_large_over_small"] = round(
+            large[key]["p99_ms"] / max(small[key]["p99_ms"], 1e-3), 3
+        )
     return result
+
+
+def sizes(args: argparse.Namespace) -> tuple[int, ...]:
+    return (args.small, args.large) if args.large > args.small else (args.small,)
 
 
 def markdown(results: dict[str, Any], args: argparse.Namespace) -> str:
     lines = [
         "| backend | patients | bare req/s | app req/s | app/bare | bare p50 / p99 ms "
-        "| app p50 / p99 ms | server CPU ms/req bare / app | non-2xx |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| app p50 / p99 ms | server CPU ms/req bare / app | non-2xx "
+        "| at ~200 req/s: bare p50 / p99, app p50 / p99 ms | load |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for backend in results["backends"]:
-        for size in (args.small, args.large):
+        for size in sizes(args):
             point = backend[str(size)]
             bare, app = point["bare"], point["app"]
-            cpu = [sum(r["server_cpu_ms_per_req"] for r in p["runs"]) / len(p["runs"])
-                   for p in (bare, app)]  # fmt: skip
+            cpu = [_cpu_ms(bare), _cpu_ms(app)]
             lines.append(
                 f"| {backend['backend']} | {size:,} | {bare['req_s']:,} | {app['req_s']:,} "
                 f"| {point['app_over_bare']:.2f} | {bare['p50_ms']:.2f} / {bare['p99_ms']:.2f} "
                 f"| {app['p50_ms']:.2f} / {app['p99_ms']:.2f} | {cpu[0]:.3f} / {cpu[1]:.3f} "
-                f"| {app['non_2xx']} |"
+                f"| {app['non_2xx']} | {point['bare_probe']['p50_ms']:.2f} / "
+                f"{point['bare_probe']['p99_ms']:.2f}, {point['app_probe']['p50_ms']:.2f} / "
+                f"{point['app_probe']['p99_ms']:.2f} | {app['runs'][0]['load_avg'][0]} |"
             )
+            if "app_clinic_key" in point:
+                keyed, probe = point["app_clinic_key"], point["app_clinic_key_probe"]
+                lines.append(
+                    f"| {backend['backend']} | {size:,}, clinic key | | {keyed['req_s']:,} "
+                    f"| {point['app_clinic_key_over_bare']:.2f} | | {keyed['p50_ms']:.2f} / "
+                    f"{keyed['p99_ms']:.2f} | {_cpu_ms(keyed):.3f} | {keyed['non_2xx']} "
+                    f"| {probe['p50_ms']:.2f} / {probe['p99_ms']:.2f} "
+                    f"| {keyed['runs'][0]['load_avg'][0]} |"
+                )
+        if len(sizes(args)) == 1:
+            continue
         lines.append(
-            f"| {backend['backend']} | app p99 at {args.large:,} / at {args.small:,} "
-            f"| {backend['p99_large_over_small']:.2f} | | | | | | |"
+            f"| {backend['backend']} | app p99 at {args.large:,} / at {args.small:,}: "
+            f"saturated {backend['app_p99_large_over_small']:.2f}, "
+            f"at ~200 req/s {backend['app_probe_p99_large_over_small']:.2f} | | | | | | | | | |"
         )
     return "\n".join(lines)
+
+
+def _cpu_ms(point: dict[str, Any]) -> float:
+    return sum(r["server_cpu_ms_per_req"] for r in point["runs"]) / len(point["runs"])
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -513,6 +611,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--quick", action="store_true", help="1,000 -> 20,000 patients, 1 round")
     parser.add_argument("--json", type=Path, default=None)
+    parser.add_argument("--profile", type=float, default=0, help="seconds of py-spy on the app")
+    parser.add_argument(
+        "--clinic-key", action="store_true", help="also load with a clinic's hashed key"
+    )
     parser.add_argument("--serve-child", choices=["app", "bare"], help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--body", help=argparse.SUPPRESS)

@@ -11,6 +11,7 @@ from bot import messages
 from bot.conversations import Conversation
 from bot.messages import Direction, Kind, Message
 from status import snapshot, timeline
+from status.db import Prepared, RawCursor
 from status.patients import Patient
 
 # Built once: the status API runs it on every request.
@@ -23,26 +24,37 @@ _LAST_TOLD = (
         Message.patient_id == bindparam("patient_id"),
         Message.direction == Direction.OUT,
         Message.kind == Kind.PROACTIVE,
-        Message.status.not_in(["cancelled", "pending", "sending"]),
+        # not `not_in`: an expanding IN can't be compiled once (`Prepared`)
+        *(Message.status != status for status in ("cancelled", "pending", "sending")),
     )
     .order_by(Message.id.desc())
     .limit(bindparam("limit"))
 )  # fmt: skip
 
 
+_LAST_TOLD_RAW = Prepared(_LAST_TOLD)
+
+
 def last_told(session: Session, patient_id: int, limit: int = 10) -> list[dict]:
     """What the patient was told proactively, newest first (and whether it reached them)."""
-    return [
-        {
-            "about": m.template,
-            "coalesce_key": m.coalesce_key,
-            "channel": m.channel,
-            "sent_at": (m.sent_at or m.created_at).isoformat(),
-            "status": m.status,
-            "body": m.body,
-        }
-        for m in session.execute(_LAST_TOLD, {"patient_id": patient_id, "limit": limit})
-    ]
+    rows = session.execute(_LAST_TOLD, {"patient_id": patient_id, "limit": limit})
+    return [_told(*row) for row in rows]
+
+
+def read_last_told(reader: RawCursor, patient_id: int, limit: int = 10) -> list[dict]:
+    """`last_told` through `Database.raw_autocommit` (the status API's hot path)."""
+    return [_told(*row) for row in reader.rows(_LAST_TOLD_RAW, patient_id=patient_id, limit=limit)]
+
+
+def _told(template, coalesce_key, channel, sent_at, created_at, status, body) -> dict:  # noqa: ANN001
+    return {
+        "about": template,
+        "coalesce_key": coalesce_key,
+        "channel": channel,
+        "sent_at": (sent_at or created_at).isoformat(),
+        "status": status,
+        "body": body,
+    }
 
 
 def _message_dict(m: Message) -> dict:

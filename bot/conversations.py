@@ -32,6 +32,7 @@ class Conversation(Base):
     __tablename__ = "conversations"
 
     id: Mapped[int] = mapped_column(primary_key=True)
+    clinic_id: Mapped[int] = mapped_column(ForeignKey("clinics.id"))
     channel: Mapped[str] = mapped_column(String(16))  # "sms", "telegram", "simulator"
     address: Mapped[str] = mapped_column(String(64))  # E.164 phone or Telegram chat id
     patient_id: Mapped[int | None] = mapped_column(ForeignKey("patients.id", ondelete="SET NULL"))
@@ -54,7 +55,8 @@ class Conversation(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 
-    __table_args__ = (UniqueConstraint("channel", "address"),)
+    # One phone texting two clinics' numbers is two conversations.
+    __table_args__ = (UniqueConstraint("clinic_id", "channel", "address"),)
 
     def is_verified(self, patient_id: int | None, now: datetime) -> bool:
         return (
@@ -82,17 +84,25 @@ class Conversation(Base):
         self.awaiting_until = None
 
 
-def get_or_create(session: Session, channel: str, address: str) -> Conversation:
-    """The conversation for an address, created on first contact (safe under concurrency)."""
-    query = select(Conversation).where(
-        Conversation.channel == channel, Conversation.address == address
+def _at(clinic_id: int, channel: str, address: str):  # noqa: ANN202
+    return select(Conversation).where(
+        Conversation.clinic_id == clinic_id,
+        Conversation.channel == channel,
+        Conversation.address == address,
     )
+
+
+def get_or_create(session: Session, clinic_id: int, channel: str, address: str) -> Conversation:
+    """The conversation of an address with a clinic, created on first contact (safe under
+    concurrency). The same phone texting two clinics is two conversations."""
+    query = _at(clinic_id, channel, address)
     conversation = session.scalars(query).one_or_none()
     if conversation is None:
         insert_ignore(
             session,
             Conversation.__table__,
             {
+                "clinic_id": clinic_id,
                 "channel": channel,
                 "address": address,
                 "failed_verifications": 0,
@@ -108,11 +118,20 @@ def get_or_create(session: Session, channel: str, address: str) -> Conversation:
     return conversation
 
 
-def find(session: Session, channel: str, address: str) -> Conversation | None:
+def find(session: Session, clinic_id: int, channel: str, address: str) -> Conversation | None:
+    return session.scalars(_at(clinic_id, channel, address)).one_or_none()
+
+
+def at_addresses(
+    session: Session, clinic_id: int, addresses: list[str], channels: tuple[str, ...]
+) -> dict[tuple[str, str], Conversation]:
+    """(channel, address) -> the clinic's conversation, for these addresses on these channels."""
     query = select(Conversation).where(
-        Conversation.channel == channel, Conversation.address == address
+        Conversation.clinic_id == clinic_id,
+        Conversation.address.in_(addresses),
+        Conversation.channel.in_(channels),
     )
-    return session.scalars(query).one_or_none()
+    return {(conv.channel, conv.address): conv for conv in session.scalars(query)}
 
 
 def for_patient(session: Session, patient_id: int) -> list[Conversation]:

@@ -26,7 +26,9 @@ def delivery_failed(
     now: datetime,
     settings=None,  # noqa: ANN001 - for the SLA and staff alerts
 ) -> None:
-    conv = conversations.get_or_create(session, message.channel, message.address)
+    conv = conversations.get_or_create(
+        session, message.clinic_id, message.channel, message.address
+    )
     if reason == OPTED_OUT:  # the carrier says the person texted STOP: honour it everywhere
         conv.opted_out = True
         conv.opted_out_at = now
@@ -40,6 +42,7 @@ def delivery_failed(
     patient = session.get(Patient, message.patient_id) if message.patient_id else None
     handoffs.open_or_add(
         session,
+        clinic_id=message.clinic_id,
         reason=Reason.DELIVERY_FAILED,
         now=now,
         patient_id=message.patient_id,

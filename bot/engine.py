@@ -15,6 +15,7 @@ from datetime import datetime, timedelta
 from sqlalchemy.orm import Session
 
 from bot import conversations
+from bot.clinic import Profiles
 from bot.conversations import Conversation
 from bot.inbound import Inbound
 from bot.messages import Direction, Kind, Message
@@ -38,9 +39,15 @@ SHARED_PHONE_MEMORY = timedelta(hours=1)
 
 
 class Engine:
-    def __init__(self, settings: Settings, renderer: Renderer | None = None) -> None:
-        self.settings = settings
+    def __init__(
+        self,
+        settings: Settings,
+        renderer: Renderer | None = None,
+        profiles: Profiles | None = None,
+    ) -> None:
+        self.settings = settings  # the deployment's; a turn reads its clinic's (`TurnContext`)
         self.renderer = renderer or Renderer(settings)
+        self.profiles = profiles or Profiles(settings, self.renderer)
         # Listeners told of each new or escalated hand-off (staff chat alerts, metrics).
         self.handoff_listeners: list = []
 
@@ -48,7 +55,10 @@ class Engine:
     def handle(self, session: Session, inbound: Inbound) -> Turn:
         started = time.perf_counter()
         now = inbound.received_at or utcnow()
-        conv = conversations.get_or_create(session, inbound.channel, inbound.address)
+        clinic = self.profiles.get(session, inbound.clinic_id)
+        conv = conversations.get_or_create(
+            session, inbound.clinic_id, inbound.channel, inbound.address
+        )
         text, had_card = redact_card_numbers(inbound.text or "")
         # What is kept (rows, hand-off reasons, the console): never a date of birth. The raw
         # text is read once here, for verification, and goes no further.
@@ -61,12 +71,13 @@ class Engine:
         else:
             cls = classify(text) if text.strip() else NOTHING_SAID
         own_people = self._people(session, inbound)
-        carers = caregivers.by_address(session, inbound.channel, inbound.address)
+        carers = caregivers.by_address(session, inbound.clinic_id, inbound.channel, inbound.address)
         people = own_people + self._cared_for(session, carers, own_people)
         patient = self._current_patient(conv, people, now)
         if inbound.about_patient_id is not None:  # written on a patient's status page
             patient = next((p for p in people if p.id == inbound.about_patient_id), patient)
         msg = Message(
+            clinic_id=inbound.clinic_id,
             conversation_id=conv.id,
             patient_id=patient.id if patient else None,
             direction=Direction.IN,
@@ -87,11 +98,11 @@ class Engine:
         lang = self._language(cls, patient, conv)
         conv.language = lang
         turn = Turn(inbound=msg, classification=cls)
-        metrics.INBOUND.labels(inbound.channel, cls.intent).inc()
+        metrics.INBOUND.labels(inbound.channel, cls.intent, clinic.slug).inc()
         run(
             TurnContext(
-                engine=self, session=session, conv=conv, inbound=inbound, msg=msg, cls=cls,
-                people=people, patient=patient, lang=lang, now=now, turn=turn, text=text,
+                engine=self, clinic=clinic, session=session, conv=conv, inbound=inbound, msg=msg,
+                cls=cls, people=people, patient=patient, lang=lang, now=now, turn=turn, text=text,
                 kept=kept, had_card=had_card, intents=list(cls.intents), carers=carers,
                 own_people=own_people,
             )
@@ -113,7 +124,7 @@ class Engine:
 
     def _people(self, session: Session, inbound: Inbound) -> list[Patient]:
         channel = "telegram" if inbound.channel == "telegram" else "sms"
-        return patient_queries.by_address(session, channel, inbound.address)
+        return patient_queries.by_address(session, inbound.clinic_id, channel, inbound.address)
 
     @staticmethod
     def _cared_for(session: Session, carers: list, own: list[Patient]) -> list[Patient]:
@@ -161,4 +172,6 @@ class Engine:
         return conv.language or (patient.language if patient else None) or cls.language or "en"
 
     def render(self, name: str, lang: str, channel: str, **context) -> str:
+        """A message in the environment's (default) clinic's words; a turn renders its own
+        clinic's (`TurnContext.render`)."""
         return self.renderer.render(name, lang, channel, **context)

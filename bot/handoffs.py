@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import html
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from datetime import datetime, timedelta
 from enum import StrEnum
 
@@ -14,7 +14,7 @@ from sqlalchemy.orm import Mapped, Session, mapped_column
 from bot import conversations, outbox
 from bot.conversations import Conversation
 from bot.messages import Kind
-from status import limits, metrics
+from status import clinics, limits, metrics
 from status.db import Base, utcnow
 from status.patients import Patient
 
@@ -122,6 +122,7 @@ class Handoff(Base):
     __tablename__ = "handoffs"
 
     id: Mapped[int] = mapped_column(primary_key=True)
+    clinic_id: Mapped[int] = mapped_column(ForeignKey("clinics.id"))
     patient_id: Mapped[int | None] = mapped_column(ForeignKey("patients.id", ondelete="CASCADE"))
     conversation_id: Mapped[int | None] = mapped_column(
         ForeignKey("conversations.id", ondelete="SET NULL")
@@ -148,6 +149,7 @@ class Handoff(Base):
 
     __table_args__ = (
         Index("ix_handoffs_status_priority_created_at", "status", "priority", "created_at"),
+        Index("ix_handoffs_clinic_id_status", "clinic_id", "status"),
     )
 
 
@@ -167,11 +169,21 @@ class HandoffEntry(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
-def by_id(session: Session, handoff_id: int) -> Handoff | None:
-    """The hand-off with this id; None for an id no row can have (INTEGER is 32-bit)."""
+def by_id(session: Session, clinic_ids: Collection[int], handoff_id: int) -> Handoff | None:
+    """The hand-off with this id if it belongs to one of these clinics (a key's, a staff
+    member's); None for another clinic's and for an id no row can have (INTEGER is 32-bit)."""
     if not 0 < handoff_id <= limits.MAX_INT32:
         return None
-    return session.get(Handoff, handoff_id)
+    handoff = session.get(Handoff, handoff_id)
+    return handoff if handoff is not None and handoff.clinic_id in clinic_ids else None
+
+
+def get(session: Session, clinic_ids: Collection[int], handoff_id: int) -> Handoff:
+    """`by_id`, or HandoffNotFound: another clinic's hand-off is not found, never forbidden."""
+    handoff = by_id(session, clinic_ids, handoff_id)
+    if handoff is None:
+        raise HandoffNotFound(handoff_id)
+    return handoff
 
 
 def open_for_patient(session: Session, patient_id: int) -> Handoff | None:
@@ -205,6 +217,7 @@ def find_open(
 def open_or_add(
     session: Session,
     *,
+    clinic_id: int,
     reason: Reason,
     now: datetime,
     patient_id: int | None,
@@ -223,6 +236,7 @@ def open_or_add(
     if existing is None:
         sla = (sla_minutes or DEFAULT_SLA_MINUTES)[priority]
         handoff = Handoff(
+            clinic_id=clinic_id,
             patient_id=patient_id,
             conversation_id=conversation_id,
             status=HandoffStatus.OPEN,
@@ -248,7 +262,7 @@ def open_or_add(
                 session, handoff, "trigger", f"{reason.value}: {summary}".strip(": "), now=now
             )
             alert_staff(session, handoff, reason, settings, now)
-            metrics.HANDOFFS.labels(reason.value).inc()
+            metrics.HANDOFFS.labels(reason.value, clinics.slug_of(session, clinic_id)).inc()
             return handoff, True
     assert existing is not None
     if reason not in WORK_ITEMS:
@@ -286,7 +300,8 @@ def alert_staff(
         f"#{handoff.id}: {label} ({handoff.queue} queue). Open: {base}/staff/handoffs/{handoff.id}"
     )
     outbox.enqueue(
-        session, channel="telegram", address=str(chat), body=body, kind=Kind.STAFF_ALERT,
+        session, clinic_id=handoff.clinic_id, channel="telegram", address=str(chat), body=body,
+        kind=Kind.STAFF_ALERT,
         handoff_id=handoff.id, urgent=True, now=now,
     )  # fmt: skip
 
@@ -329,9 +344,12 @@ def entries(session: Session, handoff_id: int) -> list[HandoffEntry]:
     return list(session.scalars(query.order_by(HandoffEntry.id)))
 
 
-def list_handoffs(session: Session, status: str | None = None, limit: int = 200) -> list[Handoff]:
-    """Open ones oldest first (the most overdue lead); resolved ones newest first."""
-    query = select(Handoff)
+def list_handoffs(
+    session: Session, clinic_ids: Collection[int], status: str | None = None, limit: int = 200
+) -> list[Handoff]:
+    """These clinics' hand-offs: open ones oldest first (the most overdue lead); resolved ones
+    newest first."""
+    query = select(Handoff).where(Handoff.clinic_id.in_(list(clinic_ids)))
     if status:
         query = query.where(Handoff.status == status)
     order = Handoff.created_at if status == HandoffStatus.OPEN else Handoff.created_at.desc()
@@ -355,15 +373,45 @@ def conversation_of(session: Session, handoff: Handoff):  # noqa: ANN201
     patient = session.get(Patient, handoff.patient_id) if handoff.patient_id else None
     if patient is None:
         return None
+    clinic_id = handoff.clinic_id
     if patient.preferred_channel == "telegram" and patient.telegram_chat_id:
-        return conversations.get_or_create(session, "telegram", patient.telegram_chat_id)
-    return conversations.get_or_create(session, "sms", patient.phone)
+        return conversations.get_or_create(session, clinic_id, "telegram", patient.telegram_chat_id)
+    return conversations.get_or_create(session, clinic_id, "sms", patient.phone)
 
 
-class HandoffClosed(ValueError):
-    def __init__(self, handoff_id: int) -> None:
-        super().__init__(f"hand-off {handoff_id} is resolved: the bot has the conversation again")
+class HandoffError(Exception):
+    """What a staff action on a hand-off can run into; the console and the API map each to a
+    response (404, 409, 422) with this message."""
+
+    def __init__(self, handoff_id: int, message: str) -> None:
+        super().__init__(message)
         self.handoff_id = handoff_id
+        self.message = message
+
+
+class HandoffNotFound(HandoffError):
+    def __init__(self, handoff_id: int) -> None:
+        super().__init__(handoff_id, f"no hand-off with id {handoff_id}")
+
+
+class HandoffClosed(HandoffError):
+    def __init__(self, handoff_id: int) -> None:
+        super().__init__(
+            handoff_id, f"hand-off {handoff_id} is resolved: the bot has the conversation again"
+        )
+
+
+class EmptyText(HandoffError):
+    def __init__(self, handoff_id: int, what: str) -> None:
+        super().__init__(handoff_id, f"the {what} is empty; write something first")
+        self.what = what
+
+
+class NoChannel(HandoffError):
+    """An unknown sender whose conversation is gone: there is nowhere to send a reply."""
+
+    def __init__(self, handoff_id: int) -> None:
+        super().__init__(handoff_id, "this hand-off has no patient channel to reply to")
 
 
 def staff_reply(
@@ -375,13 +423,14 @@ def staff_reply(
         raise HandoffClosed(handoff.id)
     text = text.strip()
     if not text:
-        raise ValueError("the reply is empty")
+        raise EmptyText(handoff.id, "reply")
     conv = conversation_of(session, handoff)
     if conv is None:
-        raise ValueError("this hand-off has no patient channel to reply to")
+        raise NoChannel(handoff.id)
     body = html.escape(text, quote=False) if conv.channel == "telegram" else text
     message = outbox.enqueue(
         session,
+        clinic_id=handoff.clinic_id,
         channel=conv.channel,
         address=conv.address,
         body=body,
@@ -411,7 +460,7 @@ def add_note(
     session: Session, handoff: Handoff, *, staff_id: int | None, text: str, now: datetime
 ) -> None:
     if not text.strip():
-        raise ValueError("the note is empty")
+        raise EmptyText(handoff.id, "note")
     add_entry(session, handoff, "note", text.strip(), staff_id=staff_id, now=now)
 
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime
 
+from status.clinics import DEFAULT_ID
+
 
 @dataclass(frozen=True)
 class Inbound:
@@ -15,6 +17,9 @@ class Inbound:
     received_at: datetime | None = None
     media: tuple[str, ...] = ()  # media URLs (MMS, Telegram photos)
     intent_hint: str | None = None  # a button pressed: the intent is known, skip understanding
+    # The clinic written to (the SMS's To number, the bot's webhook path); `default` when the
+    # channel has one clinic only (the terminal, tests).
+    clinic_id: int = DEFAULT_ID
     # "page": written on the status page ("message the clinic") about `about_patient_id`
     origin: str = "channel"
     about_patient_id: int | None = None

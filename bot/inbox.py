@@ -14,19 +14,36 @@ engine always has (card numbers and dates of birth redacted) and the sealed copy
 
 from __future__ import annotations
 
+import asyncio
 import base64
+import functools
 import hashlib
 import json
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from enum import StrEnum
 from functools import lru_cache
+from typing import Any
 
 from cryptography.fernet import Fernet
-from sqlalchemy import Index, Integer, String, Text, UniqueConstraint, text
+from sqlalchemy import (
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+    bindparam,
+    func,
+    select,
+    text,
+)
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from bot.understanding.redact import redact_card_numbers
-from status.db import Base, insert_ignore, utcnow
+from status import clinics
+from status.db import Base, Database, Prepared, insert_ignore, utcnow
 
 NOTIFY_CHANNEL = "patient_status_inbox"
 
@@ -54,6 +71,7 @@ class InboxMessage(Base):
     __tablename__ = "inbox"
 
     id: Mapped[int] = mapped_column(primary_key=True)
+    clinic_id: Mapped[int] = mapped_column(ForeignKey("clinics.id"))
     source: Mapped[str] = mapped_column(String(32))  # "twilio_sms", "telegram"
     provider_id: Mapped[str] = mapped_column(String(128))  # MessageSid, update_id
     action: Mapped[str] = mapped_column(String(16))
@@ -74,7 +92,8 @@ class InboxMessage(Base):
     finished_at: Mapped[datetime | None]
 
     __table_args__ = (
-        UniqueConstraint("source", "provider_id"),
+        # Telegram update ids count per bot: two clinics' bots may both send update 7
+        UniqueConstraint("clinic_id", "source", "provider_id"),
         Index("ix_inbox_state_next_attempt_at", "state", "next_attempt_at"),
         Index("ix_inbox_channel_address_id", "channel", "address", "id"),
     )
@@ -98,6 +117,7 @@ def store(
     session: Session,
     secret_key: str,
     *,
+    clinic_id: int,
     source: str,
     provider_id: str,
     action: Action,
@@ -111,26 +131,110 @@ def store(
     Card numbers in `payload["text"]` are removed before anything is written (the engine still
     answers with its warning: the redaction marker tells it one was there).
     """
-    now = now or utcnow()
-    if payload.get("text"):
-        payload = {**payload, "text": redact_card_numbers(payload["text"])[0]}
-    stored = insert_ignore(
-        session,
-        InboxMessage.__table__,
-        {
-            "source": source,
-            "provider_id": provider_id,
-            "action": action,
-            "channel": channel,
-            "address": address,
-            "sealed": seal(secret_key, payload),
-            "received_at": now,
-            "state": InboxState.PENDING,
-            "attempts": 0,
-            "next_attempt_at": None,  # due at once, whatever a worker's clock says
-        },
+    values = _row(
+        secret_key, clinic_id, source, provider_id, action, channel, address, payload, now
     )
+    stored = insert_ignore(session, InboxMessage.__table__, values)
     if stored and session.get_bind().dialect.name == "postgresql":
         # Workers in other processes LISTEN; delivered when this transaction commits.
         session.execute(text(f"NOTIFY {NOTIFY_CHANNEL}"))
     return stored
+
+
+def store_now(
+    db: Database,
+    secret_key: str,
+    *,
+    clinic: int | clinics.SmsRecipient,
+    source: str,
+    provider_id: str,
+    action: Action,
+    channel: str,
+    address: str,
+    payload: dict,
+) -> bool:
+    """`store` as one statement in a transaction of its own (the webhooks' path): the insert,
+    and on PostgreSQL the NOTIFY in the same statement, on a pooled autocommit connection
+    (`Database.raw_autocommit`), so a webhook costs one round trip and no ORM session. Safe to run
+    again after a dropped connection: a second insert of the same id does nothing.
+
+    `clinic`: its id, or where an SMS was sent, routed to its clinic in the same statement
+    (`clinics.sms_clinic_id`)."""
+    sms = clinic if isinstance(clinic, clinics.SmsRecipient) else clinics.SmsRecipient()
+    clinic_id = None if isinstance(clinic, clinics.SmsRecipient) else clinic
+    values = _row(
+        secret_key, clinic_id, source, provider_id, action, channel, address, payload, None
+    )
+    values.update(to=sms.to, messaging_service_sid=sms.messaging_service_sid)
+    return bool(db.raw_autocommit(lambda reader: reader.rows(_STORE, **values)))
+
+
+# SQLite has one writer: webhooks store through one thread, in turn, instead of several threads
+# meeting in SQLite's busy handler (which sleeps in steps of 1, 2, 5, 10... ms).
+_SQLITE_WRITER = ThreadPoolExecutor(1, thread_name_prefix="inbox-store")
+
+
+async def store_soon(db: Database, secret_key: str, **delivery: Any) -> bool:
+    """`store_now` from the event loop: on SQLite through its one writer thread, elsewhere on
+    the default thread pool."""
+    call = functools.partial(store_now, db, secret_key, **delivery)
+    executor = _SQLITE_WRITER if db.is_sqlite else None
+    return await asyncio.get_running_loop().run_in_executor(executor, call)
+
+
+def _row(
+    secret_key: str,
+    clinic_id: int | None,
+    source: str,
+    provider_id: str,
+    action: Action,
+    channel: str,
+    address: str,
+    payload: dict,
+    now: datetime | None,
+) -> dict:
+    if payload.get("text"):
+        payload = {**payload, "text": redact_card_numbers(payload["text"])[0]}
+    return {
+        "clinic_id": clinic_id,
+        "source": source,
+        "provider_id": provider_id,
+        "action": str(action),
+        "channel": channel,
+        "address": address,
+        "sealed": seal(secret_key, payload),
+        "received_at": now or utcnow(),
+        "state": str(InboxState.PENDING),
+        "attempts": 0,
+        "next_attempt_at": None,  # due at once, whatever a worker's clock says
+    }
+
+
+def _store_statements() -> dict:
+    table = InboxMessage.__table__
+    columns = ("clinic_id", "source", "provider_id", "action", "channel", "address", "sealed",
+               "received_at", "state", "attempts", "next_attempt_at")  # fmt: skip
+
+    def values(dialect: str) -> dict:
+        found = {name: bindparam(name, type_=table.c[name].type) for name in columns}
+        # the clinic given, else the one the SMS was sent to
+        found["clinic_id"] = func.coalesce(found["clinic_id"], clinics.sms_clinic_id(dialect))
+        return found
+
+    on_postgres = (
+        postgresql.insert(table)
+        .values(values("postgresql"))
+        .on_conflict_do_nothing()
+        .returning(table.c.id)
+    ).cte("stored")
+    return {
+        # pg_notify in the statement that stores: delivered when it commits, only if it stored
+        "postgresql": select(on_postgres.c.id, func.pg_notify(NOTIFY_CHANNEL, "")),
+        "sqlite": sqlite.insert(table)
+        .values(values("sqlite"))
+        .on_conflict_do_nothing()
+        .returning(table.c.id),
+    }
+
+
+_STORE = Prepared(_store_statements())

@@ -7,13 +7,14 @@ from datetime import datetime
 from sqlalchemy.orm import Session
 
 from bot.messages import Direction, Kind, Message, OutStatus, lane_of
-from status import metrics
+from status import clinics, metrics
 from status.db import utcnow
 
 
 def enqueue(
     session: Session,
     *,
+    clinic_id: int,
     channel: str,
     address: str,
     body: str,
@@ -34,6 +35,7 @@ def enqueue(
 ) -> Message:
     now = now or utcnow()
     message = Message(
+        clinic_id=clinic_id,
         conversation_id=conversation_id,
         patient_id=patient_id,
         direction=Direction.OUT,
@@ -59,7 +61,7 @@ def enqueue(
     )
     session.add(message)
     session.flush()
-    metrics.REPLIES.labels(channel, str(kind)).inc()
+    metrics.REPLIES.labels(channel, str(kind), clinics.slug_of(session, clinic_id)).inc()
     return message
 
 
@@ -77,7 +79,7 @@ def requeue(session: Session, message: Message, now: datetime | None = None) -> 
         raise RetryRefused(f"message {message.id} is inbound")
     if message.status not in (OutStatus.FAILED, OutStatus.UNDELIVERED):
         raise RetryRefused(f"message {message.id} is {message.status}, not failed")
-    conv = conversations.find(session, message.channel, message.address)
+    conv = conversations.find(session, message.clinic_id, message.channel, message.address)
     if conv is not None and conv.bad_address:
         raise RetryRefused(
             f"the {message.channel} address is marked bad ({conv.bad_address_reason}); "

@@ -85,11 +85,17 @@ def money(cents: int | None, currency: str = "USD", lang: str = "en") -> str:
 
 
 class Renderer:
-    """Renders message templates for a language and channel, with the clinic's settings."""
+    """Renders message templates for a language and channel, with the clinic's settings.
 
-    def __init__(self, settings) -> None:  # noqa: ANN001
+    `overrides` are the clinic's own wording (`{"en/help_keyword": "..."}`, or with `.sms` /
+    `.telegram` for one channel); a template the clinic did not reword is ours.
+    """
+
+    def __init__(self, settings, overrides: dict[str, str] | None = None) -> None:  # noqa: ANN001
         self.settings = settings
         self.env = _environment()
+        self.overrides = dict(overrides or {})
+        self._compiled: dict[str, jinja2.Template] = {}
 
     def buttons(self, name: str, lang: str) -> list:
         """Telegram button rows (`menu`, `yes_no`) from `messages/<lang>/buttons.yaml`."""
@@ -106,11 +112,22 @@ class Renderer:
             payment_url=self.settings.payment_update_url,
             show_medication=wire == "telegram" or self.settings.sms_show_medication_names,
         )
-        template, channel_specific = _template(self.env, name, lang, wire)
+        template, channel_specific = self._template(name, lang, wire)
         text = _tidy(template.render(**context))
         if channel_specific:
             return text
         return html.escape(text, quote=False) if wire == "telegram" else fit_sms(text)
+
+    def _template(self, name: str, lang: str, wire: str) -> tuple[jinja2.Template, bool]:
+        # A clinic's wording is plain text on every channel (escaped whole for Telegram, fitted
+        # to SMS), so an override can never inject markup, whatever the data it shows.
+        for key in (f"{lang}/{name}.{wire}", f"{lang}/{name}"):
+            if key in self.overrides:
+                compiled = self._compiled.get(key)
+                if compiled is None:
+                    compiled = self._compiled[key] = self.env.from_string(self.overrides[key])
+                return compiled, False
+        return _template(self.env, name, lang, wire)
 
     def compile_all(self) -> int:
         """Load and compile every message template now, not on a patient's first message."""

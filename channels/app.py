@@ -87,10 +87,10 @@ class AccessLog:
 
 def snapshot_extensions() -> list:
     """What the API snapshot adds to the status store's: what the patient was already told."""
-    from bot.context import last_told
+    from bot.context import read_last_told
 
-    def told(session, snap) -> None:  # noqa: ANN001
-        snap.extra["last_told"] = last_told(session, snap.patient.id)
+    def told(reader, snap) -> None:  # noqa: ANN001 - a RawCursor (Database.raw_autocommit)
+        snap.extra["last_told"] = read_last_told(reader, snap.patient.id)
 
     return [told]
 
@@ -178,6 +178,8 @@ def create_app(
         return JSONResponse(body, status_code=503 if down else 200)
 
     app.include_router(api.router)
+    # the hot read first, as a plain Starlette route (its FastAPI twin stays for the docs)
+    app.router.routes.insert(0, api.STATUS_ROUTE)
     app.include_router(care_api.router)
     app.include_router(twilio_sms.router)
     app.include_router(telegram.router)

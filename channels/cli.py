@@ -58,6 +58,17 @@ def _database(settings: Settings, migrate: bool, must_exist: bool = False):  # n
     return database
 
 
+def _clinic(session, slug: str):  # noqa: ANN001, ANN202
+    """The clinic with this slug, or a one-line reason naming the clinics there are."""
+    from status import clinics
+
+    clinic = clinics.by_slug(session, slug)
+    if clinic is None:
+        known = ", ".join(c.slug for c in clinics.all_clinics(session))
+        raise click.ClickException(f"no clinic {slug!r} (clinics: {known})")
+    return clinic
+
+
 def _port_free(host: str, port: int, how_to_change: str) -> None:
     """Refuse to start, before printing anything, when the port is taken."""
     with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
@@ -129,7 +140,9 @@ def db_upgrade(revision: str) -> None:
 
 @main.command(help="Apply events from a JSON-lines file (same rules as POST /events).")
 @click.argument("file", type=click.Path(exists=True, dir_okay=False, allow_dash=True))
-def ingest(file: str) -> None:
+@click.option("--clinic", "clinic_slug", default="default", show_default=True,
+              help="The clinic whose events these are.")  # fmt: skip
+def ingest(file: str, clinic_slug: str) -> None:
     from bot.proactive.notifier import Notifier
     from status.events.apply import apply_in_transaction
     from status.events.schemas import InvalidEvents, parse_events
@@ -160,7 +173,11 @@ def ingest(file: str) -> None:
     settings = _settings()
     database = _database(settings, migrate=settings.database_url.startswith("sqlite"))
     # the same reactions as POST /events: proactive updates to the patients concerned
-    result = apply_in_transaction(database, events, [Notifier(settings).on_changes])
+    with database.read_session() as session:
+        clinic_id = _clinic(session, clinic_slug).id
+    result = apply_in_transaction(
+        database, events, [Notifier(settings).on_changes], clinic_id=clinic_id
+    )
     click.echo(json.dumps({"accepted": len(events), **result.counts()}))
 
 
@@ -171,7 +188,8 @@ def snapshot() -> None:
 
 @snapshot.command("rebuild", help="Rebuild the materialised snapshots from the stored state.")
 @click.option("--patient-id", default=None, help="Only this patient (the clinic's patient_id).")
-def snapshot_rebuild(patient_id: str | None) -> None:
+@click.option("--clinic", "clinic_slug", default="default", show_default=True)
+def snapshot_rebuild(patient_id: str | None, clinic_slug: str) -> None:
     from status import patients, read_model
     from status.db import utcnow
 
@@ -180,7 +198,8 @@ def snapshot_rebuild(patient_id: str | None) -> None:
     total = read_model.RefreshCounts()
     if patient_id is not None:
         with database.session() as session:
-            patient = patients.by_source_id(session, patient_id)
+            clinic = _clinic(session, clinic_slug)
+            patient = patients.by_source_id(session, clinic.id, patient_id)
             if patient is None:
                 raise click.ClickException(f"no patient with patient_id {patient_id!r}")
             total = read_model.refresh(session, [patient.id], utcnow(), skip_unchanged=True)
@@ -235,11 +254,19 @@ def nlu_train(out: str | None) -> None:
     click.echo(f"wrote {path}")
 
 
+@nlu.command("tune", help="Choose the rules/model combination thresholds, out of fold.")
+def nlu_tune() -> None:
+    from bot.understanding import tune
+
+    tune.run(log=click.echo)
+
+
 @main.command(help="Talk to the assistant in the terminal as the patient with that phone.")
 @click.option("--phone", required=True, help="The patient's phone, E.164 (e.g. +15550100001).")
 def chat(phone: str) -> None:
     from channels.terminal import main_chat
     from status import patients
+    from status.clinics import DEFAULT_ID
     from status.db import safe_url
     from status.patients import InvalidPhone
 
@@ -248,7 +275,7 @@ def chat(phone: str) -> None:
         settings, migrate=settings.database_url.startswith("sqlite"), must_exist=True
     )
     with database.read_session() as session:
-        if not patients.any_patient(session):
+        if not patients.any_patient(session, DEFAULT_ID):
             raise click.ClickException(
                 f"the database at {safe_url(settings.database_url)} has no patients yet: seed "
                 "the demo (`patient-status demo --no-serve`) or feed it events (`ingest FILE`)"
@@ -307,7 +334,10 @@ def demo(host: str, port: int, no_serve: bool) -> None:
     database = _database(settings, migrate=True)
     with database.session() as session:
         result = demo_data.seed(session)
-        add_staff(session, "nurse@demo.clinic", "Demo Nurse", "admin", "demo-password")
+        demo_data.seed_second_brand(session)
+        # the demo nurse sees both clinics and switches between them in the console's header
+        add_staff(session, "nurse@demo.clinic", "Demo Nurse", "admin", "demo-password",
+                  platform_admin=True)  # fmt: skip
     base = f"http://{host}:{port}"
     lines = [
         f"{settings.clinic_name} demo: {result.applied} new events seeded "
@@ -324,7 +354,20 @@ def demo(host: str, port: int, no_serve: bool) -> None:
     ]
     for _, name, dob, phone, case in demo_data.DEMO_PATIENTS:
         lines.append(f"    {name:<16} {phone}  {dob}  {case}")
-    lines += ["", "  Outbound SMS is in log mode: nothing leaves this machine.", ""]
+    brand = demo_data.SECOND_BRAND
+    lines += [
+        "",
+        f"  A second clinic on the same deployment: {brand['name']} (slug {brand['slug']}, "
+        f"SMS {brand['twilio_from_numbers'][0]}, {brand['timezone']}):",
+    ]
+    for _, name, dob, phone, case in demo_data.SECOND_BRAND_PATIENTS:
+        lines.append(f"    {name:<16} {phone}  {dob}  {case}")
+    lines += [
+        "  Switch clinic in the console's header; `patient-status clinic list` shows both.",
+        "",
+        "  Outbound SMS is in log mode: nothing leaves this machine.",
+        "",
+    ]
     click.echo("\n".join(lines))
     if no_serve:
         return
@@ -346,16 +389,30 @@ def staff() -> None:
 @click.option("--name", required=True)
 @click.option("--role", type=click.Choice(["agent", "admin"]), default="agent", show_default=True)
 @click.option("--password-stdin", is_flag=True, required=True, help="Read the password from stdin.")
-def staff_add(email: str, name: str, role: str, password_stdin: bool) -> None:
+@click.option(
+    "--clinic", "clinic_slug", default="default", show_default=True,
+    help="The clinic they work for, with this role (run again to add another clinic).",
+)  # fmt: skip
+@click.option("--platform-admin", is_flag=True, help="Sees and administers every clinic.")
+def staff_add(
+    email: str, name: str, role: str, password_stdin: bool, clinic_slug: str, platform_admin: bool
+) -> None:
     from channels.staff.auth import StaffError, add_staff
+    from channels.staff.models import memberships
 
     password = sys.stdin.readline().rstrip("\n")
     settings = _settings()
     database = _database(settings, migrate=settings.database_url.startswith("sqlite"))
     try:
         with database.session() as session:
-            user = add_staff(session, email, name, role, password)
-            click.echo(f"staff {user.email} ({user.role}) ready")
+            clinic = _clinic(session, clinic_slug)
+            user = add_staff(
+                session, email, name, role, password, clinic=clinic,
+                platform_admin=True if platform_admin else None,
+            )  # fmt: skip
+            where = ", ".join(f"{c.slug} ({r})" for c, r in memberships(session, user))
+            admin = "; platform admin" if user.platform_admin else ""
+            click.echo(f"staff {user.email} ({user.role}) ready: {where}{admin}")
     except StaffError as exc:
         raise click.ClickException(str(exc)) from exc
 
@@ -379,14 +436,27 @@ def telegram() -> None:
 
 
 @telegram.command("set-webhook", help="Register PUBLIC_BASE_URL/webhooks/telegram with the secret.")
-def telegram_set_webhook() -> None:
+@click.option(
+    "--clinic", "clinic_slug", default=None,
+    help="A clinic's own bot: /webhooks/telegram/SLUG with that clinic's token and secret.",
+)  # fmt: skip
+def telegram_set_webhook(clinic_slug: str | None) -> None:
     import asyncio
 
-    from channels.senders.telegram import set_webhook
+    from channels.senders.telegram import WEBHOOK_PATH, set_webhook
+    from status import clinics
 
     settings = _settings()
+    path = WEBHOOK_PATH
+    if clinic_slug is not None:
+        database = _database(settings, migrate=settings.database_url.startswith("sqlite"))
+        with database.read_session() as session:
+            clinic = _clinic(session, clinic_slug)
+            settings = clinics.settings_for(settings, clinic)
+        database.dispose()
+        path = f"{WEBHOOK_PATH}/{clinic_slug}"
     try:
-        url = asyncio.run(set_webhook(settings))
+        url = asyncio.run(set_webhook(settings, path))
     except ValueError as exc:
         raise click.ClickException(str(exc)) from exc
     click.echo(f"Telegram will call {url}")
@@ -418,9 +488,10 @@ def telegram_poll() -> None:
 
 @telegram.command("link", help="Make a single-use deep link that connects a patient's Telegram.")
 @click.option("--patient-id", required=True, help="The clinic's patient_id.")
-def telegram_link(patient_id: str) -> None:
+@click.option("--clinic", "clinic_slug", default="default", show_default=True)
+def telegram_link(patient_id: str, clinic_slug: str) -> None:
     from channels import telegram_links
-    from status import patients
+    from status import clinics, patients
     from status.db import utcnow
 
     settings = _settings()
@@ -431,10 +502,12 @@ def telegram_link(patient_id: str) -> None:
         )
     database = _database(settings, migrate=settings.database_url.startswith("sqlite"))
     with database.session() as session:
-        patient = patients.by_source_id(session, patient_id)
+        clinic = _clinic(session, clinic_slug)
+        patient = patients.by_source_id(session, clinic.id, patient_id)
         if patient is None:
             raise click.ClickException(f"no patient with patient_id {patient_id!r}")
         token = telegram_links.create_token(session, settings.secret_key, patient, utcnow())
+        settings = clinics.settings_for(settings, clinic)
     click.echo(telegram_links.deep_link(settings.telegram_bot_username, token))
 
 
@@ -488,3 +561,159 @@ def outbox_retry(message_id: int) -> None:
 
 if __name__ == "__main__":
     main()
+
+
+# --- clinics ----------------------------------------------------------------------------------
+
+
+def _clinic_options(command):  # noqa: ANN001, ANN201
+    """The options `clinic add` and `clinic update` share (DESIGN.md: Command line)."""
+    options = [
+        click.option("--name", default=None, help="What patients read: 'Hi, it's NAME'."),
+        click.option("--twilio-from", "twilio_from", multiple=True,
+                     help="An SMS number of the clinic, E.164 (repeat for several; the first "
+                          "sends). Inbound SMS to it is this clinic's."),
+        click.option("--twilio-messaging-service", "twilio_messaging_service", default=None,
+                     help="A Twilio Messaging Service SID (MG...): sends and routes inbound."),
+        click.option("--timezone", default=None, help="IANA zone, e.g. America/Chicago."),
+        click.option("--hours", default=None, help="e.g. 'Mon-Fri 08:00-18:00'."),
+        click.option("--support-phone", default=None),
+        click.option("--payment-url", default=None, help="Where patients update their card."),
+        click.option("--quiet-hours", default=None, help="e.g. 21:00-08:00, or off."),
+        click.option("--language", type=click.Choice(["en", "es"]), default=None),
+        click.option("--telegram-token", default=None, help="The clinic's own bot token."),
+        click.option("--telegram-secret", default=None, help="Its webhook secret token."),
+        click.option("--telegram-username", default=None, help="Its @username, without @."),
+        click.option("--staff-chat", default=None, help="Telegram chat id for staff alerts."),
+        click.option("--display-name", default=None, help="Branding: the name on pages."),
+        click.option("--brand-color", default=None, help="Branding: e.g. #0b5cad."),
+        click.option("--accent-color", default=None),
+        click.option("--logo-url", default=None),
+        click.option("--template", "templates", multiple=True, type=(str, click.Path(
+            exists=True, dir_okay=False)), help="Reword a message: LANG/NAME FILE, e.g. "
+            "en/help_keyword help.j2 (repeat; a template not given stays ours)."),
+    ]  # fmt: skip
+    for option in reversed(options):
+        command = option(command)
+    return command
+
+
+def _clinic_values(options: dict) -> dict:
+    if (options["telegram_token"] is None) != (options["telegram_secret"] is None):
+        existing = options.get("_updating")
+        if not existing:
+            raise click.UsageError("--telegram-token and --telegram-secret go together")
+    templates = {key: Path(path).read_text(encoding="utf-8") for key, path in options["templates"]}
+    return {
+        "name": options["name"],
+        "twilio_from_numbers": list(options["twilio_from"]) or None,
+        "twilio_messaging_service_sid": options["twilio_messaging_service"],
+        "timezone": options["timezone"],
+        "hours": options["hours"],
+        "support_phone": options["support_phone"],
+        "payment_update_url": options["payment_url"],
+        "quiet_hours": options["quiet_hours"],
+        "language": options["language"],
+        "telegram_bot_token": options["telegram_token"],
+        "telegram_webhook_secret": options["telegram_secret"],
+        "telegram_bot_username": options["telegram_username"],
+        "telegram_staff_chat_id": options["staff_chat"],
+        "display_name": options["display_name"],
+        "brand_color": options["brand_color"],
+        "accent_color": options["accent_color"],
+        "logo_url": options["logo_url"],
+        "templates": templates or None,
+    }
+
+
+def _clinic_line(clinic, settings: Settings) -> str:  # noqa: ANN001
+    from status import clinics
+
+    own = clinics.settings_for(settings, clinic)
+    sms = own.twilio_messaging_service_sid or ", ".join(clinic.twilio_from_numbers or []) or (
+        own.twilio_from_number or "no SMS sender"
+    )
+    telegram = "own bot" if clinic.telegram_bot_token else (
+        "environment's bot" if clinic.is_default and own.telegram_bot_token else "no bot"
+    )  # fmt: skip
+    key = "key set" if clinic.api_key_hash or (clinic.is_default and own.api_key) else "no key"
+    return (
+        f"{clinic.slug:<16} {own.clinic_name:<24} {own.clinic_timezone:<20} {sms} · {telegram}"
+        f" · {key}"
+    )
+
+
+@main.group(help="Clinics served by this deployment (the environment configures `default`).")
+def clinic() -> None:
+    pass
+
+
+def _clinic_change(action):  # noqa: ANN001, ANN202
+    from status import clinics
+
+    settings = _settings()
+    database = _database(settings, migrate=settings.database_url.startswith("sqlite"))
+    try:
+        with database.session() as session:
+            found = action(session)
+            line = _clinic_line(found, settings)
+    except (clinics.InvalidClinic, clinics.ClinicExists, clinics.NumberTaken) as exc:
+        raise click.ClickException(str(exc)) from exc
+    finally:
+        database.dispose()
+    click.echo(line)
+
+
+@clinic.command("add", help="Create a clinic: its name, numbers, bot, zone.")
+@click.argument("slug")
+@_clinic_options
+def clinic_add(slug: str, **options) -> None:  # noqa: ANN003
+    from status import clinics
+
+    if not options["name"]:
+        raise click.UsageError("--name is required for a new clinic")
+    values = _clinic_values(options)
+    name = values.pop("name")
+    _clinic_change(lambda session: clinics.add(session, slug, name, **values))
+
+
+@clinic.command("update", help="Change a clinic's settings (options not given stay as they are).")
+@click.argument("slug")
+@_clinic_options
+def clinic_update(slug: str, **options) -> None:  # noqa: ANN003
+    from status import clinics
+
+    values = _clinic_values({**options, "_updating": True})
+    _clinic_change(lambda session: clinics.update(session, _clinic(session, slug), **values))
+
+
+@clinic.command("list", help="Every clinic: slug, name, zone, SMS sender, bot, API key.")
+def clinic_list() -> None:
+    from status import clinics
+
+    settings = _settings()
+    database = _database(settings, migrate=settings.database_url.startswith("sqlite"))
+    with database.read_session() as session:
+        for found in clinics.all_clinics(session):
+            click.echo(_clinic_line(found, settings))
+    database.dispose()
+
+
+@clinic.command("key", help="Create or rotate the clinic's API key; the key is the last line.")
+@click.argument("slug")
+def clinic_key(slug: str) -> None:
+    from status import clinics
+
+    settings = _settings()
+    database = _database(settings, migrate=settings.database_url.startswith("sqlite"))
+    with database.session() as session:
+        found = _clinic(session, slug)
+        rotated = found.api_key_hash is not None
+        key = clinics.rotate_key(session, found)
+    database.dispose()
+    click.echo(
+        f"{'Rotated' if rotated else 'Created'} the API key of clinic {slug!r}"
+        f"{': the old key no longer works' if rotated else ''}. It is shown once and stored "
+        "hashed; send it as 'Authorization: Bearer <key>'."
+    )
+    click.echo(key)

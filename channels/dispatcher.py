@@ -35,11 +35,13 @@ from sqlalchemy import and_, exists, or_, select
 from sqlalchemy.orm import Session, aliased
 
 from bot import conversations
+from bot.clinic import Profiles
 from bot.delivery import delivery_failed
 from bot.messages import Direction, Kind, Message, OutStatus
 from channels.rounds import run_rounds
-from channels.senders.base import SendResult
-from status import metrics
+from channels.senders.base import Origin, SendResult
+from channels.senders.twilio_sms import LogSmsSender
+from status import clinics, metrics
 from status.db import Database, utcnow
 from status.settings import Settings
 
@@ -49,6 +51,7 @@ RECORD_PATIENCE = 45.0  # seconds to keep trying to record a send: well inside t
 BACKOFF_BASE = 2.0  # seconds: 2, 4, 8, 16, 32 ... up to the cap, until SEND_RETRY_HOURS
 BACKOFF_CAP = 300.0
 SMS_HORIZON = 0.1  # seconds of paced SMS claimed at a time (at least one message)
+SMS_CLAIM_LEAD = 0.01  # seconds before the number's next slot that its next message is claimed
 LOCAL_CHANNELS = {"terminal", "simulator"}  # delivered by being stored: the page reads them
 
 
@@ -65,6 +68,7 @@ class Claimed:
     conversation_id: int | None
     reconcile: bool = False  # the lease ran out mid-send: the provider may have accepted it
     claimed_since: datetime | None = None  # when the earlier send may have happened
+    origin: Origin | None = None  # the clinic's number or bot it is sent as
 
 
 class Pacer:
@@ -84,6 +88,10 @@ class Pacer:
         delay = start - time.monotonic()
         if delay > 0:
             await asyncio.sleep(delay)
+
+    def until(self, key: str) -> float:
+        """Seconds until `key` may send again (0: now)."""
+        return max(0.0, self._next.get(key, 0.0) - time.monotonic())
 
 
 def _outcome(result: SendResult) -> str:
@@ -106,10 +114,12 @@ class Dispatcher:
         clock: Callable[[], datetime] = utcnow,
         batch_size: int = 50,
         concurrency: int = 10,
+        profiles: Profiles | None = None,
     ) -> None:
         self.settings = settings
         self.db = db
         self.senders = senders
+        self.profiles = profiles or Profiles(settings)
         self.worker_id = worker_id or f"{socket.gethostname()}:{os.getpid()}:{id(self):x}"
         self.clock = clock
         self.batch_size = batch_size
@@ -120,6 +130,7 @@ class Dispatcher:
         self.lease = timedelta(seconds=settings.worker_lease_seconds)
         self.wake = asyncio.Event()
         self._recorders: ThreadPoolExecutor | None = None
+        self._sms_draining = False  # the last round claimed paced SMS
 
     # --- database side (sync, run in a thread) -------------------------------------------------
     def claim(self, now: datetime | None = None) -> list[Claimed]:
@@ -154,8 +165,18 @@ class Dispatcher:
         rate = self.settings.twilio_messages_per_second
         return self.batch_size if rate <= 0 else max(1, int(rate * SMS_HORIZON))
 
+    def origin(self, session: Session, clinic_id: int) -> Origin:
+        """The clinic's sender: its number or messaging service, its bot."""
+        settings = self.profiles.get(session, clinic_id).settings
+        return Origin(
+            sms_from=settings.twilio_from_number,
+            messaging_service_sid=settings.twilio_messaging_service_sid,
+            telegram_token=settings.telegram_bot_token,
+        )
+
     def _claim_one(self, session: Session, message: Message, now: datetime) -> Claimed | None:
-        if self._cancel_if_not_allowed(session, message, now):
+        origin = self.origin(session, message.clinic_id)
+        if self._cancel_if_not_allowed(session, message, now, origin):
             return None
         if message.channel in LOCAL_CHANNELS:
             message.status = OutStatus.DELIVERED
@@ -179,19 +200,29 @@ class Dispatcher:
             message.conversation_id,
             reconcile=in_doubt and hasattr(sender, "find_sent"),
             claimed_since=since,
+            origin=origin,
         )
 
-    def _cancel_if_not_allowed(self, session: Session, message: Message, now: datetime) -> bool:
+    def _cancel_if_not_allowed(
+        self, session: Session, message: Message, now: datetime, origin: Origin
+    ) -> bool:
         """Send-time checks: consent may have changed since the message was written."""
         reason = None
-        if message.channel not in self.senders and message.channel not in LOCAL_CHANNELS:
+        sender = self.senders.get(message.channel)
+        if message.channel not in LOCAL_CHANNELS and (
+            sender is None
+            # a real provider and a clinic without its own number or bot: never another's
+            or (not isinstance(sender, LogSmsSender) and not origin.configured(message.channel))
+        ):
             reason = "channel_not_configured"
         elif message.expires_at is not None and message.expires_at <= now:
             reason = "expired"  # e.g. an appointment reminder after the appointment
         elif self._superseded(session, message):
             reason = "superseded"
         elif message.kind not in (Kind.SYSTEM, Kind.STAFF_ALERT):
-            conv = conversations.find(session, message.channel, message.address)
+            conv = conversations.find(
+                session, message.clinic_id, message.channel, message.address
+            )
             if conv is not None and conv.opted_out:
                 reason = "opted_out"
             elif conv is not None and conv.bad_address:
@@ -242,7 +273,9 @@ class Dispatcher:
             message.provider_id = sid
             message.sent_at = message.status_updated_at = now
             message.claimed_by = message.claimed_until = None
-            metrics.SENDS.labels(claimed.channel, "reconciled").inc()
+            metrics.SENDS.labels(
+                claimed.channel, "reconciled", clinics.slug_of(session, message.clinic_id)
+            ).inc()
             for hook in self.sent_hooks:
                 hook(session, message)
             return "reconciled"
@@ -268,7 +301,8 @@ class Dispatcher:
             message.status_updated_at = now
             message.error_code = result.error_code
             message.error_message = result.error_message
-            metrics.SENDS.labels(claimed.channel, _outcome(result)).inc()
+            slug = clinics.slug_of(session, message.clinic_id)
+            metrics.SENDS.labels(claimed.channel, _outcome(result), slug).inc()
             if not result.ok:
                 metrics.SEND_FAILURES.labels(claimed.channel, result.error_code or "unknown").inc()
             if result.ok:
@@ -293,9 +327,8 @@ class Dispatcher:
         return due + timedelta(hours=self.settings.send_retry_hours)
 
     def _permanent(self, session: Session, message: Message, result: SendResult, now) -> None:  # noqa: ANN001
-        delivery_failed(
-            session, message, result.permanent_reason, result.error_code, now, self.settings
-        )
+        settings = self.profiles.get(session, message.clinic_id).settings
+        delivery_failed(session, message, result.permanent_reason, result.error_code, now, settings)
         for hook in self.failure_hooks:
             hook(session, message, result)
 
@@ -304,7 +337,8 @@ class Dispatcher:
         if claimed.channel == "telegram":
             return [(f"tg:{claimed.address}", 1.0), ("tg:*", 1 / 30)]
         rate = self.settings.twilio_messages_per_second
-        return [("sms:*", 1 / rate if rate > 0 else 0.0)]
+        key = claimed.origin.sms_key if claimed.origin is not None else "*"
+        return [(f"sms:{key}", 1 / rate if rate > 0 else 0.0)]
 
     async def _reconcile(self, claimed: Claimed) -> str:
         """'reconciled' (already accepted: recorded, not sent), 'not_found' or 'deferred'."""
@@ -341,6 +375,7 @@ class Dispatcher:
                     claimed.body,
                     buttons=claimed.buttons or None,
                     status_callback=self._status_callback(claimed),
+                    origin=claimed.origin,
                 )
             except Exception as exc:  # noqa: BLE001 - a sender bug must not lose the message
                 log.exception("sender raised", extra={"message_id": claimed.id})
@@ -391,7 +426,14 @@ class Dispatcher:
 
     async def run_once(self) -> int:
         """Claim one batch and send it; the number of messages handled."""
+        if self._sms_draining:
+            # The number is busy: claim its next message as its slot opens, not a slot ahead,
+            # so a reply written meanwhile is the one claimed (and sent next).
+            await asyncio.sleep(max(0.0, self.pacer.until("sms:*") - SMS_CLAIM_LEAD))
         claimed = await asyncio.to_thread(self.claim)
+        self._sms_draining = self.settings.twilio_messages_per_second > 0 and any(
+            c.channel == "sms" for c in claimed
+        )
         if claimed:
             await asyncio.gather(*(self._send_one(c) for c in claimed))
         return len(claimed)

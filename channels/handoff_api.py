@@ -12,26 +12,22 @@ from typing import Any
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from fastapi.responses import JSONResponse
-from sqlalchemy import select
 from starlette.concurrency import run_in_threadpool
 
 from bot import handoffs
-from bot.handoffs import Handoff, HandoffClosed, HandoffStatus
-from channels import openapi
+from bot.handoffs import HandoffClosed, HandoffError, HandoffNotFound, HandoffStatus
+from channels import handoff_actions, openapi
 from channels.deps import read_body, require_api_key
+from channels.handoff_actions import MAX_NOTE, MAX_TEXT, Actor
 from channels.staff import handoff_view, models
-from status import limits
+from status import limits, patients
 from status.db import utcnow
 from status.patients import Patient
 
 router = APIRouter(
     prefix="/api/handoffs",
-    dependencies=[Depends(require_api_key)],
     responses={**openapi.API, **openapi.NOT_FOUND, **openapi.CONFLICT, **openapi.TOO_LARGE},
 )
-ACTOR = "api"
-MAX_TEXT = 1600  # ten SMS segments
-MAX_NOTE = 2000
 STATUSES = tuple(s.value for s in HandoffStatus)
 BLANK = " \t\n\r\f\v"  # what counts as an empty reply, in the document and here alike
 
@@ -77,11 +73,20 @@ def _text_field(body: dict, name: str, *, required: bool, limit: int) -> str | N
     return value.strip(BLANK) or None
 
 
-def _get(session, handoff_id: int) -> Handoff:  # noqa: ANN001
-    handoff = handoffs.by_id(session, handoff_id)
-    if handoff is None:
-        raise HTTPException(404, f"no hand-off with id {handoff_id}")
-    return handoff
+def _http(exc: HandoffError, action: str) -> HTTPException:
+    """A typed failure of a hand-off action as the response a caller can act on (another
+    clinic's hand-off is 404, as an unknown one)."""
+    if isinstance(exc, HandoffNotFound):
+        return HTTPException(404, exc.message)
+    if isinstance(exc, HandoffClosed) and action == "resolve":
+        return HTTPException(409, f"hand-off {exc.handoff_id} is already resolved; nothing changed")
+    if isinstance(exc, HandoffClosed):
+        return HTTPException(
+            409,
+            f"hand-off {exc.handoff_id} is resolved and the bot has the conversation again; "
+            "nothing was sent",
+        )
+    return Unprocessable(f"cannot {action} hand-off {exc.handoff_id}: {exc.message}")
 
 
 @router.get("")
@@ -89,20 +94,12 @@ def list_handoffs(
     request: Request,
     status: HandoffStatus | None = None,
     limit: int = Query(200, ge=1, le=limits.MAX_LIMIT),
+    clinic_id: int = Depends(require_api_key),
 ) -> dict:
-    """Newest first, with the context packet frozen at hand-off time."""
+    """The key's clinic's hand-offs, with the context packet frozen at hand-off time."""
     with request.app.state.db.session() as session:
-        rows = handoffs.list_handoffs(session, status, limit=limit)
-        patient_ids = {h.patient_id for h in rows if h.patient_id}
-        source = (
-            dict(
-                session.execute(
-                    select(Patient.id, Patient.source_id).where(Patient.id.in_(patient_ids))
-                ).all()
-            )
-            if patient_ids
-            else {}
-        )
+        rows = handoffs.list_handoffs(session, [clinic_id], status, limit=limit)
+        source = patients.source_ids(session, {h.patient_id for h in rows})
         staff = models.names(session, {h.assignee_id for h in rows})
         items = [
             {**handoff_view.summary_dict(h, source.get(h.patient_id), staff), "context": h.context}
@@ -112,20 +109,17 @@ def list_handoffs(
 
 
 @router.get("/{handoff_id}")
-def get_handoff(handoff_id: int, request: Request) -> dict:
+def get_handoff(
+    handoff_id: int, request: Request, clinic_id: int = Depends(require_api_key)
+) -> dict:
     """One hand-off: its entries, the transcript, the frozen packet and the live one."""
     with request.app.state.db.session() as session:
-        detail = handoff_view.load(session, handoff_id, utcnow())
-        if detail is None:
-            raise HTTPException(404, f"no hand-off with id {handoff_id}")
-        models.audit(
-            session,
-            "viewed",
-            actor=ACTOR,
-            patient_id=detail.handoff.patient_id,
-            handoff_id=handoff_id,
-            detail="api",
-        )
+        try:
+            detail = handoff_actions.view(
+                session, Actor.api(clinic_id), handoff_id, utcnow(), "api"
+            )
+        except HandoffError as exc:
+            raise _http(exc, "view") from exc
         return handoff_view.detail_dict(detail)
 
 
@@ -148,34 +142,21 @@ def _body_schema(name: str, limit: int, *, required: bool) -> dict:
     status_code=202,
     openapi_extra=_body_schema("text", MAX_TEXT, required=True),
 )
-async def reply(handoff_id: int, request: Request) -> JSONResponse:
+async def reply(
+    handoff_id: int, request: Request, clinic_id: int = Depends(require_api_key)
+) -> JSONResponse:
     """Queue a staff reply to the patient, through the channel the conversation is on."""
     body = await _json_object(request, required=True)
     text = _text_field(body, "text", required=True, limit=MAX_TEXT)
 
     def write() -> dict:
         with request.app.state.db.session() as session:
-            handoff = _get(session, handoff_id)
-            if handoff.status != HandoffStatus.OPEN:
-                raise HTTPException(
-                    409,
-                    f"hand-off {handoff_id} is resolved and the bot has the conversation again; "
-                    "nothing was sent",
-                )
             try:
-                message = handoffs.staff_reply(
-                    session, handoff, staff_id=None, text=text, now=utcnow()
+                message = handoff_actions.reply(
+                    session, Actor.api(clinic_id), handoff_id, text or "", utcnow()
                 )
-            except ValueError as exc:  # e.g. an unknown sender with no channel to reply on
-                raise Unprocessable(f"cannot reply to hand-off {handoff_id}: {exc}") from exc
-            models.audit(
-                session,
-                "replied",
-                actor=ACTOR,
-                patient_id=handoff.patient_id,
-                handoff_id=handoff_id,
-                detail=f"message {message.id}: {text[:500]}",
-            )
+            except HandoffError as exc:
+                raise _http(exc, "reply to") from exc
             return {
                 "handoff_id": handoff_id,
                 "message_id": message.id,
@@ -189,30 +170,21 @@ async def reply(handoff_id: int, request: Request) -> JSONResponse:
 
 
 @router.post("/{handoff_id}/resolve", openapi_extra=_body_schema("note", MAX_NOTE, required=False))
-async def resolve(handoff_id: int, request: Request) -> dict:
+async def resolve(
+    handoff_id: int, request: Request, clinic_id: int = Depends(require_api_key)
+) -> dict:
     """Close the hand-off and give the conversation back to the bot."""
     body = await _json_object(request, required=False)
     note = _text_field(body, "note", required=False, limit=MAX_NOTE)
 
     def write() -> dict:
         with request.app.state.db.session() as session:
-            handoff = _get(session, handoff_id)
             try:
-                handoffs.resolve_and_return(
-                    session, handoff, staff_id=None, note=note, now=utcnow()
+                handoff = handoff_actions.resolve(
+                    session, Actor.api(clinic_id), handoff_id, note, utcnow()
                 )
-            except HandoffClosed as exc:
-                raise HTTPException(
-                    409, f"hand-off {handoff_id} is already resolved; nothing changed"
-                ) from exc
-            models.audit(
-                session,
-                "resolved",
-                actor=ACTOR,
-                patient_id=handoff.patient_id,
-                handoff_id=handoff_id,
-                detail=note or "",
-            )
+            except HandoffError as exc:
+                raise _http(exc, "resolve") from exc
             patient = session.get(Patient, handoff.patient_id) if handoff.patient_id else None
             return handoff_view.summary_dict(handoff, patient.source_id if patient else None)
 

@@ -17,6 +17,7 @@ from pathlib import Path
 
 from bot.engine import Engine
 from bot.proactive.notifier import Notifier
+from bot.proactive.policy import Policy
 from bot.proactive.scheduler import Scheduler
 from channels.dispatcher import Dispatcher
 from channels.senders import senders_from_settings
@@ -45,8 +46,10 @@ class Runtime:
             senders if senders is not None else senders_from_settings(settings, echo=echo)
         )
         self.clock = clock
-        self.dispatcher = Dispatcher(settings, db, self.senders, clock=clock)
-        self.notifier = Notifier(settings, clock=clock)
+        # one view of the clinics (settings, wording) for turns, notices and sends
+        profiles = self.engine.profiles
+        self.dispatcher = Dispatcher(settings, db, self.senders, clock=clock, profiles=profiles)
+        self.notifier = Notifier(settings, Policy(settings, profiles=profiles), clock=clock)
         self.scheduler = Scheduler(settings, db, self.notifier.policy, clock=clock)
         self.telegram = TelegramChannel(self)
         self.turns = TurnRunner(self, clock=clock)

@@ -26,7 +26,17 @@ from bot import context, conversations, handoffs, inbox
 from bot.handoffs import Reason
 from bot.render import TEMPLATES_DIR, day_date, day_time, environment
 from bot.understanding.extract import parse_dob
-from status import alerts, branding, caregivers, limits, links, refills, snapshot, timeline
+from status import (
+    alerts,
+    branding,
+    caregivers,
+    clinics,
+    limits,
+    links,
+    refills,
+    snapshot,
+    timeline,
+)  # fmt: skip
 from status.db import utcnow
 from status.links import LinkState, StatusLink
 from status.patients import Patient
@@ -69,13 +79,20 @@ def _csrf_for(settings: Settings, device: str) -> str:
     return hmac.new(key, device.encode(), hashlib.sha256).hexdigest()
 
 
-def _headers(nonce: str, settings: Settings) -> dict[str, str]:
+def _clinic_settings(request: Request, session: Session, clinic_id: int | None) -> Settings:
+    """The deployment's settings as the link's clinic sees them (its payment page, its phone)."""
+    clinic = clinics.by_id(session, clinic_id) if clinic_id is not None else None
+    return clinics.settings_for(_settings(request), clinic or clinics.default(session))
+
+
+def _headers(nonce: str, settings: Settings, brand: branding.Branding) -> dict[str, str]:
     form_action = "'self'"
     pay = urlsplit(settings.payment_update_url)
     if pay.scheme in ("http", "https") and pay.netloc:
         form_action += f" {pay.scheme}://{pay.netloc}"  # the payment button redirects there
+    img_src = "'self'" + (f" {brand.logo_origin}" if brand.logo_origin else "")
     csp = (
-        "default-src 'none'; style-src 'self' 'nonce-" + nonce + "'; img-src 'self'; "
+        "default-src 'none'; style-src 'self' 'nonce-" + nonce + f"'; img-src {img_src}; "
         f"form-action {form_action}; frame-ancestors 'none'; base-uri 'none'"
     )
     return {
@@ -90,19 +107,25 @@ def _headers(nonce: str, settings: Settings) -> dict[str, str]:
 
 
 def _render(
-    request: Request, template: str, status: int, lang: str, patient_id: int | None, **ctx
+    request: Request,
+    session: Session,
+    template: str,
+    status: int,
+    lang: str,
+    clinic_id: int | None,
+    **ctx,
 ) -> HTMLResponse:
-    settings = _settings(request)
+    """A page in the clinic's look (its name, colours, logo and phone); None: the default
+    clinic's (a link that is no one's)."""
+    brand = branding.for_clinic(session, _settings(request), clinic_id)
     nonce = secrets.token_urlsafe(12)
     body = (
         environment()
         .get_template(f"status_page/{template}")
-        .render(
-            lang=lang, w=words(lang), brand=branding.for_patient(settings, patient_id),
-            csp_nonce=nonce, **ctx,
-        )
-    )  # fmt: skip
-    return HTMLResponse(body, status_code=status, headers=_headers(nonce, settings))
+        .render(lang=lang, w=words(lang), brand=brand, csp_nonce=nonce, **ctx)
+    )
+    headers = _headers(nonce, _clinic_settings(request, session, clinic_id), brand)
+    return HTMLResponse(body, status_code=status, headers=headers)
 
 
 def _device(request: Request) -> tuple[str, bool]:
@@ -141,8 +164,14 @@ def _verified(request: Request, link: StatusLink) -> bool:
     return isinstance(data, dict) and data.get("l") == link.id
 
 
-def _unavailable(request: Request, state: LinkState, lang: str = "en") -> HTMLResponse:
-    return _render(request, "unavailable.html", STATUS_FOR[state], lang, None, state=state.value)
+def _unavailable(
+    request: Request, session: Session, link: StatusLink | None, state: LinkState
+) -> HTMLResponse:
+    lang = _lang(session, link) if link is not None else "en"
+    clinic_id = link.clinic_id if link is not None else None
+    return _render(
+        request, session, "unavailable.html", STATUS_FOR[state], lang, clinic_id, state=state.value
+    )
 
 
 def _open(session: Session, token: str, now: datetime) -> tuple[StatusLink | None, LinkState]:
@@ -175,14 +204,13 @@ def status_page(token: str, request: Request, done: str = "", tries: int = -1) -
     with request.app.state.db.session() as session:
         link, state = _open(session, token, now)
         if link is None or state != LinkState.OK:
-            lang = _lang(session, link) if link is not None else "en"
-            return _unavailable(request, state, lang)
+            return _unavailable(request, session, link, state)
         lang = _lang(session, link)
         csrf = _csrf_for(settings, device)
         if not _verified(request, link):
             response = _render(
-                request, "verify.html", 200, lang, link.patient_id, token=token, csrf=csrf,
-                problem=None,
+                request, session, "verify.html", 200, lang, link.clinic_id, token=token,
+                csrf=csrf, problem=None,
             )  # fmt: skip
             return _with_device(response, settings, device, new)
         response = _page(session, request, link, token, csrf, now, lang, done)
@@ -201,12 +229,12 @@ def _page(
 ) -> HTMLResponse:
     patient = session.get(Patient, link.patient_id)
     snap = snapshot.build(session, patient, now)
-    carer = caregivers.by_id(session, link.caregiver_id) if link.caregiver_id else None
+    carer = _caregiver(session, link)
     show = {topic: carer is None or carer.receives(alerts.Topic(topic)) for topic in alerts.TOPICS}
     show["shipping"] = show["shipping"] or show["refills"]
-    muted, only_urgent = alerts.muted_topics(session, patient.id)
+    muted, only_urgent = alerts.muted_topics(session, link.clinic_id, patient.id)
     return _render(
-        request, "page.html", 200, lang, patient.id, token=token, csrf=csrf, snap=snap,
+        request, session, "page.html", 200, lang, link.clinic_id, token=token, csrf=csrf, snap=snap,
         patient=patient, tz=patient.timezone, caregiver=carer, show=show,
         done=done if done in DONE else "", next_text=_next_text(snap, lang),
         can_refill=bool(snap.prescriptions) and not snap.refills_in_progress,
@@ -247,15 +275,15 @@ def verify(
     with request.app.state.db.session() as session:
         link, state = _open(session, token, now)
         if link is None or state != LinkState.OK:
-            return _unavailable(request, state, _lang(session, link) if link else "en")
+            return _unavailable(request, session, link, state)
         lang = _lang(session, link)
         w = words(lang)
         csrf = _csrf_for(settings, device)
 
         def again(problem: str, status: int) -> Response:
             response = _render(
-                request, "verify.html", status, lang, link.patient_id, token=token, csrf=csrf,
-                problem=problem,
+                request, session, "verify.html", status, lang, link.clinic_id, token=token,
+                csrf=csrf, problem=problem,
             )  # fmt: skip
             return _with_device(response, settings, device, new)
 
@@ -268,7 +296,7 @@ def verify(
         if dob != patient.date_of_birth:
             if links.wrong_try(link, now):
                 _hand_off_locked(session, request, link, patient, now)
-                return _unavailable(request, LinkState.LOCKED, lang)
+                return _unavailable(request, session, link, LinkState.LOCKED)
             return again(f"{w['dob_wrong']}: {links.tries_left(link)}", 422)
         link.failed_tries = 0
         response = RedirectResponse(f"/s/{token}", status_code=303)
@@ -281,13 +309,20 @@ def verify(
     return _with_device(response, settings, device, new)
 
 
+def _caregiver(session: Session, link: StatusLink) -> caregivers.Caregiver | None:
+    if link.caregiver_id is None:
+        return None
+    return caregivers.by_id(session, link.clinic_id, link.caregiver_id)
+
+
 def _conversation(session: Session, link: StatusLink, patient: Patient):  # noqa: ANN202
-    """The conversation the page writes into: the caregiver's own, else the patient's."""
-    carer = caregivers.by_id(session, link.caregiver_id) if link.caregiver_id else None
+    """The conversation the page writes into (at the patient's clinic): the caregiver's own,
+    else the patient's."""
+    carer = _caregiver(session, link)
     if carer is not None:
-        return conversations.get_or_create(session, carer.channel, carer.address)
+        return conversations.get_or_create(session, link.clinic_id, carer.channel, carer.address)
     channel, address = conversations.patient_address(patient)
-    return conversations.get_or_create(session, channel, address)
+    return conversations.get_or_create(session, link.clinic_id, channel, address)
 
 
 def _hand_off_locked(
@@ -300,8 +335,9 @@ def _hand_off_locked(
 
 def _hand_off(session, request, patient, conv, reason: Reason, summary: str, now) -> None:  # noqa: ANN001
     handoff, created = handoffs.open_or_add(
-        session, reason=reason, now=now, patient_id=patient.id, conversation_id=conv.id,
-        summary=summary, settings=_settings(request),
+        session, clinic_id=patient.clinic_id, reason=reason, now=now, patient_id=patient.id,
+        conversation_id=conv.id, summary=summary,
+        settings=_clinic_settings(request, session, patient.clinic_id),
         context=lambda: context.build(session, patient, conv, now),
     )  # fmt: skip
     timeline.record(
@@ -325,7 +361,7 @@ def _act(request: Request, session: Session, token: str, csrf: str, nonce: str, 
     """The link, its patient, and whether this form was already done; refusals raise."""
     link, state = _open(session, token, now)
     if link is None or state != LinkState.OK:
-        raise _Refused(_unavailable(request, state, _lang(session, link) if link else "en"))
+        raise _Refused(_unavailable(request, session, link, state))
     if not _verified(request, link):
         raise _Refused(RedirectResponse(f"/s/{token}", status_code=303))
     if not _csrf_ok(request, csrf) or not 8 <= len(nonce) <= 64:
@@ -368,8 +404,9 @@ def request_refill(
             snap.prescriptions[0] if snap.prescriptions else None
         )
         refills.request_by_patient(
-            session, patient.id, prescription_source_id=rx.source_id if rx else "",
-            due_date=snap.next_refill_date, channel="the status page", now=now,
+            session, patient.id, clinic_id=patient.clinic_id,
+            prescription_source_id=rx.source_id if rx else "", due_date=snap.next_refill_date,
+            channel="the status page", now=now,
         )  # fmt: skip
     return _back(token, "refill")
 
@@ -417,15 +454,15 @@ def update_payment(
     token: str, request: Request, csrf_token: str = Form(""), nonce: str = Form("")
 ) -> Response:
     now = utcnow()
-    settings = _settings(request)
     with request.app.state.db.session() as session:
         try:
-            _link, patient, first = _act(request, session, token, csrf_token, nonce, "pay", now)
+            link, patient, first = _act(request, session, token, csrf_token, nonce, "pay", now)
         except _Refused as refused:
             return refused.response
         if first:
             _record(session, patient, now, "pay", "patient opened the payment-update link")
-    return RedirectResponse(settings.payment_update_url, status_code=303)
+        pay_url = _clinic_settings(request, session, link.clinic_id).payment_update_url
+    return RedirectResponse(pay_url, status_code=303)
 
 
 @router.post("/s/{token}/message")
@@ -452,9 +489,9 @@ def message_clinic(
             return _back(token, "again")
         conv = _conversation(session, link, patient)
         inbox.store(
-            session, settings.secret_key, source="status_page", provider_id=f"{link.id}:{nonce}",
-            action=inbox.Action.PAGE, channel=conv.channel, address=conv.address,
-            payload={"text": text, "patient_id": patient.id}, now=now,
+            session, settings.secret_key, clinic_id=link.clinic_id, source="status_page",
+            provider_id=f"{link.id}:{nonce}", action=inbox.Action.PAGE, channel=conv.channel,
+            address=conv.address, payload={"text": text, "patient_id": patient.id}, now=now,
         )  # fmt: skip
         _record(session, patient, now, "message", "patient wrote to the clinic on the status page")
     request.app.state.runtime.notify_inbox()
@@ -480,8 +517,8 @@ def alert_choices(
         if link.caregiver_id is not None:
             return Response("alerts are the patient's to choose", 403, media_type="text/plain")
         if first:
-            alerts.replace(session, patient.id, wanted=wanted, only_urgent=bool(only_urgent),
-                           now=now)  # fmt: skip
+            alerts.replace(session, link.clinic_id, patient.id, wanted=wanted,
+                           only_urgent=bool(only_urgent), now=now)  # fmt: skip
             _record(session, patient, now, "alerts",
                     "patient chose alerts on the status page: "
                     + (", ".join(sorted(t.value for t in wanted)) or "none")

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import secrets
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from aiogram import Bot, Dispatcher, F, Router
@@ -29,9 +29,11 @@ from bot.messages import Kind
 from bot.understanding.redact import redact_card_numbers
 from channels import openapi, telegram_links
 from channels.deps import read_body
-from status import limits
+from channels.senders.telegram import build_bot
+from status import clinics, limits
 from status import patients as patient_queries
-from status.db import retrying, utcnow
+from status.clinics import DEFAULT_ID
+from status.db import utcnow
 from status.patients import InvalidPhone, normalize_phone
 
 log = logging.getLogger("patient_status.telegram")
@@ -132,72 +134,81 @@ class TelegramChannel:
         self.settings = runtime.settings
         self.db = runtime.db
         self.dispatcher = build_dispatcher()
-        self._bot: Bot | None = None
+        self._bots: dict[str | None, Bot] = {}
 
     @property
     def bot(self) -> Bot:
+        """The environment's (the default clinic's) bot."""
+        return self.bot_for(None)
+
+    def bot_for(self, token: str | None) -> Bot:
+        """The bot with this token (a clinic's own), else the environment's."""
         sender = self.runtime.senders.get("telegram")
-        if sender is not None:
-            return sender.bot
-        if self._bot is None:
-            from channels.senders.telegram import build_bot
+        if sender is not None and hasattr(sender, "bot_for"):
+            return sender.bot_for(token)
+        token = token or self.settings.telegram_bot_token
+        if token not in self._bots:
+            self._bots[token] = build_bot(self.settings, token=token)
+        return self._bots[token]
 
-            self._bot = build_bot(self.settings)
-        return self._bot
+    def token_of(self, clinic_id: int) -> str | None:
+        with self.db.read_session() as session:
+            return self.runtime.engine.profiles.get(session, clinic_id).settings.telegram_bot_token
 
-    def accept(self, raw: dict) -> str:
-        """Store one update (webhook or polling): 'queued', or 'duplicate' for a redelivery.
-
-        Raises pydantic's ValidationError for something that is not a Telegram update.
+    def accept(self, raw: dict, clinic_id: int = DEFAULT_ID, token: str | None = None) -> str:
+        """Store one update for a clinic's bot (webhook or polling): 'queued', or 'duplicate'
+        for a redelivery. Raises pydantic's ValidationError for something that is not a
+        Telegram update.
         """
-        update = Update.model_validate(raw, context={"bot": self.bot})
+        update = Update.model_validate(raw, context={"bot": self.bot_for(token)})
 
-        def store() -> bool:
-            with self.db.session() as session:
-                return inbox.store(
-                    session, self.settings.secret_key, source="telegram",
-                    provider_id=str(update.update_id), action=inbox.Action.TELEGRAM,
-                    channel=CHANNEL, address=chat_of(raw) or f"update:{update.update_id}",
-                    payload={"update": redacted(raw)},
-                )  # fmt: skip
+        stored = inbox.store_now(
+            self.db, self.settings.secret_key, clinic=clinic_id, source="telegram",
+            provider_id=str(update.update_id), action=inbox.Action.TELEGRAM,
+            channel=CHANNEL, address=chat_of(raw) or f"update:{update.update_id}",
+            payload={"update": redacted(raw)},
+        )  # fmt: skip
+        return "queued" if stored else "duplicate"
 
-        return "queued" if retrying(store) else "duplicate"
-
-    async def parse(self, raw: dict):  # noqa: ANN201
+    async def parse(self, raw: dict, token: str | None = None):  # noqa: ANN201
         """The action an update asks for (None: nothing we act on, e.g. an edited message)."""
-        update = Update.model_validate(raw, context={"bot": self.bot})
-        return await self.dispatcher.feed_update(self.bot, update)
+        bot = self.bot_for(token)
+        update = Update.model_validate(raw, context={"bot": bot})
+        return await self.dispatcher.feed_update(bot, update)
 
-    def perform(self, session: Session, action, update_id: int):  # noqa: ANN001, ANN201
-        """Run an action in the caller's transaction: the engine's Turn, or None when the
-        channel answered itself (linking a chat)."""
+    def perform(self, session: Session, action, update_id: int, clinic_id: int = DEFAULT_ID):  # noqa: ANN001, ANN201
+        """Run an action for the clinic whose bot received it, in the caller's transaction: the
+        engine's Turn, or None when the channel answered itself (linking a chat)."""
         if isinstance(action, Say):
-            return self.runtime.engine.handle(session, action.inbound)
+            return self.runtime.engine.handle(session, replace(action.inbound, clinic_id=clinic_id))
         if isinstance(action, Pressed):
-            return self._pressed(session, action, update_id)
+            return self._pressed(session, action, update_id, clinic_id)
         if isinstance(action, Start):
-            return self._start(session, action, update_id)
+            return self._start(session, action, update_id, clinic_id)
         if isinstance(action, SharedContact):
-            return self._contact(session, action)
+            return self._contact(session, action, clinic_id)
         return None
 
-    async def answer_pressed(self, action) -> None:  # noqa: ANN001
+    async def answer_pressed(self, action, token: str | None = None) -> None:  # noqa: ANN001
         """Stop the button's spinner (after the turn ran; a stale spinner is not worth failing)."""
         if not isinstance(action, Pressed):
             return
         try:
-            await self.bot.answer_callback_query(action.query_id)
+            await self.bot_for(token).answer_callback_query(action.query_id)
         except Exception:  # noqa: BLE001
             log.warning("answerCallbackQuery failed")
 
     # --- linking a chat to a patient ------------------------------------------------------------
     def _reply(
-        self, session: Session, chat_id: str, name: str, lang: str, buttons=None, **ctx
+        self, session: Session, clinic_id: int, chat_id: str, name: str, lang: str,
+        buttons=None, **ctx,
     ) -> None:  # noqa: ANN001
-        body = self.runtime.engine.render(name, lang, CHANNEL, **ctx)
-        conv = conversations.get_or_create(session, CHANNEL, chat_id)
+        renderer = self.runtime.engine.profiles.get(session, clinic_id).renderer
+        body = renderer.render(name, lang, CHANNEL, **ctx)
+        conv = conversations.get_or_create(session, clinic_id, CHANNEL, chat_id)
         outbox.enqueue(
-            session, channel=CHANNEL, address=chat_id, body=body, kind=Kind.REPLY,
+            session, clinic_id=clinic_id, channel=CHANNEL, address=chat_id, body=body,
+            kind=Kind.REPLY,
             conversation_id=conv.id, patient_id=conv.patient_id, template=name, language=lang,
             buttons=buttons or [],
         )  # fmt: skip
@@ -205,33 +216,36 @@ class TelegramChannel:
     def _share_phone_button(self, lang: str) -> list:
         return [[{"text": SHARE_PHONE[lang], "request_contact": True}]]
 
-    def _start(self, session: Session, action: Start, update_id: int):  # noqa: ANN202
+    def _start(self, session: Session, action: Start, update_id: int, clinic_id: int):  # noqa: ANN202
         now = utcnow()
         if action.token:
             try:
                 patient = telegram_links.redeem(
                     session, self.settings.secret_key, action.token, action.chat_id, now
                 )
+                if patient.clinic_id != clinic_id:  # a link to another clinic's bot
+                    raise telegram_links.LinkError("the link is for another clinic's bot")
             except telegram_links.LinkError as exc:
                 log.info("telegram link refused", extra={"reason": str(exc)})
-                self._reply(session, action.chat_id, "telegram_link_invalid", action.lang,
-                            self._share_phone_button(action.lang))  # fmt: skip
+                self._reply(session, clinic_id, action.chat_id, "telegram_link_invalid",
+                            action.lang, self._share_phone_button(action.lang))  # fmt: skip
                 return
-            self._linked(session, action.chat_id, patient, now)
+            self._linked(session, clinic_id, action.chat_id, patient, now)
             return
-        if patient_queries.by_telegram_chat(session, action.chat_id):
+        if patient_queries.by_telegram_chat(session, clinic_id, action.chat_id):
             inbound = Inbound(
-                CHANNEL, action.chat_id, "hi", f"start:{update_id}", now, intent_hint="greeting"
-            )
+                CHANNEL, action.chat_id, "hi", f"start:{update_id}", now, intent_hint="greeting",
+                clinic_id=clinic_id,
+            )  # fmt: skip
             return self.runtime.engine.handle(session, inbound)
-        self._reply(session, action.chat_id, "telegram_start", action.lang,
+        self._reply(session, clinic_id, action.chat_id, "telegram_start", action.lang,
                     self._share_phone_button(action.lang))  # fmt: skip
 
-    def _contact(self, session: Session, action: SharedContact):  # noqa: ANN202
+    def _contact(self, session: Session, action: SharedContact, clinic_id: int):  # noqa: ANN202
         now = utcnow()
         if not action.own:
-            self._reply(session, action.chat_id, "telegram_contact_not_own", action.lang,
-                        self._share_phone_button(action.lang))  # fmt: skip
+            self._reply(session, clinic_id, action.chat_id, "telegram_contact_not_own",
+                        action.lang, self._share_phone_button(action.lang))  # fmt: skip
             return
         try:
             phone = normalize_phone(
@@ -239,40 +253,47 @@ class TelegramChannel:
             )
         except InvalidPhone:
             phone = None
-        people = patient_queries.by_phone(session, phone) if phone else []
+        people = patient_queries.by_phone(session, clinic_id, phone) if phone else []
         if not people:
-            self._reply(session, action.chat_id, "unknown_number", action.lang)
+            self._reply(session, clinic_id, action.chat_id, "unknown_number", action.lang)
             return
         for person in people:
             person.telegram_chat_id = action.chat_id
             person.preferred_channel = "telegram"
         if len(people) == 1:
-            self._linked(session, action.chat_id, people[0], now)
+            self._linked(session, clinic_id, action.chat_id, people[0], now)
         else:  # a family phone: the engine asks who is writing
-            inbound = Inbound(CHANNEL, action.chat_id, "hi", None, now, intent_hint="greeting")
+            inbound = Inbound(
+                CHANNEL, action.chat_id, "hi", None, now, intent_hint="greeting",
+                clinic_id=clinic_id,
+            )  # fmt: skip
             return self.runtime.engine.handle(session, inbound)
         return None
 
-    def _linked(self, session: Session, chat_id: str, patient, now) -> None:  # noqa: ANN001
-        conv = conversations.get_or_create(session, CHANNEL, chat_id)
+    def _linked(self, session: Session, clinic_id: int, chat_id: str, patient, now) -> None:  # noqa: ANN001
+        conv = conversations.get_or_create(session, clinic_id, CHANNEL, chat_id)
         conv.patient_id = patient.id
         conv.bad_address = False
         if self.settings.verification == "dob":
             conv.expect(Awaiting.DOB, now, intents=[])
         self._reply(
-            session, chat_id, "telegram_linked", patient.language, first_name=patient.first_name
-        )
+            session, clinic_id, chat_id, "telegram_linked", patient.language,
+            first_name=patient.first_name,
+        )  # fmt: skip
 
-    def _pressed(self, session: Session, action: Pressed, update_id: int):  # noqa: ANN202
+    def _pressed(self, session: Session, action: Pressed, update_id: int, clinic_id: int):  # noqa: ANN202
         now = utcnow()
         provider_id = f"cb:{update_id}"
         if action.data.startswith("ask:"):
             intent = action.data.removeprefix("ask:")
             inbound = Inbound(
-                CHANNEL, action.chat_id, f"[{intent}]", provider_id, now, intent_hint=intent
-            )
+                CHANNEL, action.chat_id, f"[{intent}]", provider_id, now, intent_hint=intent,
+                clinic_id=clinic_id,
+            )  # fmt: skip
         else:  # "yes" / "no" and other plain answers
-            inbound = Inbound(CHANNEL, action.chat_id, action.data, provider_id, now)
+            inbound = Inbound(
+                CHANNEL, action.chat_id, action.data, provider_id, now, clinic_id=clinic_id
+            )
         return self.runtime.engine.handle(session, inbound)
 
 
@@ -336,13 +357,32 @@ def channel_of(request: Request) -> TelegramChannel:
     return request.app.state.runtime.telegram
 
 
+def _clinic_settings(state, slug: str):  # noqa: ANN001, ANN202
+    """(clinic id, its settings) for a webhook path's slug; None: no such clinic."""
+    with state.db.read_session() as session:
+        clinic = clinics.by_slug(session, slug)
+        if clinic is None:
+            return None
+        return clinic.id, state.runtime.engine.profiles.get(session, clinic.id).settings
+
+
 @router.post("/webhooks/telegram")
 async def telegram_webhook(request: Request) -> JSONResponse:
-    settings = request.app.state.settings
+    """The environment's bot: the default clinic's."""
+    return await clinic_telegram_webhook(clinics.DEFAULT_SLUG, request)
+
+
+@router.post("/webhooks/telegram/{clinic_slug}", responses=openapi.NOT_FOUND)
+async def clinic_telegram_webhook(clinic_slug: str, request: Request) -> JSONResponse:
+    """A clinic's own bot, checked against that clinic's secret."""
+    found = await asyncio.to_thread(_clinic_settings, request.app.state, clinic_slug)
+    if found is None:
+        raise HTTPException(404, f"no clinic with slug {clinic_slug[:40]!r}")
+    clinic_id, settings = found
     secret = settings.telegram_webhook_secret
     given = request.headers.get("x-telegram-bot-api-secret-token", "")
     if not settings.telegram_bot_token or not secret:
-        raise HTTPException(401, "Telegram is not configured on this server")
+        raise HTTPException(401, "Telegram is not configured for this clinic on this server")
     if not secrets.compare_digest(given.encode(), secret.encode()):
         raise HTTPException(401, "wrong or missing X-Telegram-Bot-Api-Secret-Token")
     body = await read_body(request, limits.MAX_WEBHOOK_BODY)
@@ -354,7 +394,9 @@ async def telegram_webhook(request: Request) -> JSONResponse:
         raise HTTPException(400, f"the body is {exc}") from exc
     runtime = request.app.state.runtime
     try:
-        outcome = await asyncio.to_thread(channel_of(request).accept, raw)
+        outcome = await asyncio.to_thread(
+            channel_of(request).accept, raw, clinic_id, settings.telegram_bot_token
+        )
     except ValidationError as exc:
         raise HTTPException(
             400, f"not a Telegram update: {exc.error_count()} invalid field(s)"

@@ -53,6 +53,7 @@ POLL_SECONDS = 1.0  # the safety net under LISTEN/NOTIFY (and SQLite's only cros
 @dataclass(frozen=True)
 class Claimed:
     id: int
+    clinic_id: int
     action: str
     channel: str
     address: str
@@ -98,6 +99,7 @@ class TurnRunner:
         now = now or self.clock()
         earlier = aliased(InboxMessage)
         waiting_behind = exists().where(
+            earlier.clinic_id == InboxMessage.clinic_id,
             earlier.channel == InboxMessage.channel,
             earlier.address == InboxMessage.address,
             earlier.id < InboxMessage.id,
@@ -127,6 +129,7 @@ class TurnRunner:
                 claimed.append(
                     Claimed(
                         row.id,
+                        row.clinic_id,
                         row.action,
                         row.channel,
                         row.address,
@@ -157,12 +160,15 @@ class TurnRunner:
             if claimed.action == Action.TELEGRAM and action is None:
                 turn, outcome = None, Outcome.SILENT  # nothing we act on (an edit, a sticker)
             elif claimed.action == Action.TELEGRAM:
-                turn = self.runtime.telegram.perform(session, action, int(claimed.provider_id))
+                turn = self.runtime.telegram.perform(
+                    session, action, int(claimed.provider_id), claimed.clinic_id
+                )
                 outcome = outcome_of(turn)
             else:
                 inbound = Inbound(
                     claimed.channel, claimed.address, payload.get("text") or "",
                     claimed.provider_id, claimed.received_at, tuple(payload.get("media") or ()),
+                    clinic_id=claimed.clinic_id,
                     origin="page" if claimed.action == Action.PAGE else "channel",
                     about_patient_id=payload.get("patient_id"),
                 )  # fmt: skip
@@ -205,11 +211,13 @@ class TurnRunner:
         self, session: Session, row: InboxMessage, payload: dict, error_id: str, now: datetime
     ) -> None:
         """The turn cannot run: tell the patient we have it, give it to staff with the error id."""
-        conv = conversations.get_or_create(session, row.channel, row.address)
-        people = patient_queries.by_address(session, row.channel, row.address)
+        clinic = self.runtime.engine.profiles.get(session, row.clinic_id)
+        conv = conversations.get_or_create(session, row.clinic_id, row.channel, row.address)
+        people = patient_queries.by_address(session, row.clinic_id, row.channel, row.address)
         patient = people[0] if len(people) == 1 else None
         text = text_of(row.action, payload)
         message = Message(
+            clinic_id=row.clinic_id,
             conversation_id=conv.id,
             patient_id=patient.id if patient else None,
             direction=Direction.IN,
@@ -230,13 +238,14 @@ class TurnRunner:
             packet = {}
         handoff, created = handoffs.open_or_add(
             session,
+            clinic_id=row.clinic_id,
             reason=Reason.TURN_FAILED,
             now=now,
             patient_id=patient.id if patient else None,
             conversation_id=conv.id,
             summary=f"could not answer a message automatically (error {error_id})",
             context=lambda: packet,
-            settings=self.settings,
+            settings=clinic.settings,
         )
         message.handoff_id = handoff.id
         handoffs.add_entry(session, handoff, "message", message_id=message.id, now=now)
@@ -245,8 +254,8 @@ class TurnRunner:
         if not conv.opted_out:
             lang = conv.language or (patient.language if patient else None) or "en"
             outbox.enqueue(
-                session, channel=row.channel, address=row.address, kind=Kind.REPLY,
-                body=self.runtime.engine.render("holding_reply", lang, row.channel),
+                session, clinic_id=row.clinic_id, channel=row.channel, address=row.address,
+                kind=Kind.REPLY, body=clinic.renderer.render("holding_reply", lang, row.channel),
                 conversation_id=conv.id, patient_id=patient.id if patient else None,
                 template="holding_reply", language=lang, handoff_id=handoff.id, now=now,
             )  # fmt: skip
@@ -262,11 +271,14 @@ class TurnRunner:
 
     async def _turn(self, claimed: Claimed) -> str:
         action = None
+        token = None
         started = time.perf_counter()
         try:
             payload = self.payload(claimed)
             if claimed.action == Action.TELEGRAM:
-                action = await self.runtime.telegram.parse(payload["update"])
+                # the clinic's own bot: a button's spinner is stopped by the bot that showed it
+                token = await self._in_thread(self.runtime.telegram.token_of, claimed.clinic_id)
+                action = await self.runtime.telegram.parse(payload["update"], token)
                 action = _received_at(action, claimed.received_at)
             outcome = await self._in_thread(self.run_turn, claimed, payload, action)
         except Exception as exc:  # noqa: BLE001 - recorded; retried, then held for staff
@@ -286,7 +298,7 @@ class TurnRunner:
             except Exception:  # noqa: BLE001 - the lease runs out and another try follows
                 log.exception("could not record a failed turn", extra={"inbox_id": claimed.id})
                 return "unrecorded"
-        await self.runtime.telegram.answer_pressed(action)
+        await self.runtime.telegram.answer_pressed(action, token)
         log.info(
             "inbox turn",
             extra={"inbox_id": claimed.id, "outcome": outcome,

@@ -22,8 +22,8 @@ from bot.delivery import INVALID_ADDRESS, OPTED_OUT, delivery_failed
 from bot.inbound import Inbound
 from bot.messages import FINAL, Message, OutStatus
 from channels import openapi
-from status import limits
-from status.db import retrying, utcnow
+from status import clinics, limits
+from status.db import utcnow
 from status.patients import InvalidPhone, normalize_phone
 from status.settings import Settings
 
@@ -109,24 +109,31 @@ async def inbound_sms(request: Request, form: dict = Depends(verified_form)) -> 
         raise HTTPException(400, str(exc)) from exc
     payload = {"text": inbound.text, "media": list(inbound.media)}
     state = request.app.state
-    stored = await asyncio.to_thread(_store, state, inbound, payload)
+    # Record the message for the clinic it was written to (by its messaging service, else its
+    # number), routed in the insert itself (a redelivered MessageSid is a no-op); its turn runs
+    # in the worker.
+    sent_to = clinics.SmsRecipient(
+        to=_to_number(form.get("To")),
+        messaging_service_sid=(form.get("MessagingServiceSid") or "")[:64] or None,
+    )
+    stored = await inbox.store_soon(
+        state.db, state.settings.secret_key, clinic=sent_to, source="twilio_sms",
+        provider_id=inbound.provider_id, action=inbox.Action.SMS, channel="sms",
+        address=inbound.address, payload=payload,
+    )  # fmt: skip
     if stored:
         state.runtime.notify_inbox()
     return _twiml()
 
 
-def _store(state, inbound: Inbound, payload: dict) -> bool:  # noqa: ANN001
-    """Record the message (a redelivered MessageSid is a no-op); its turn runs in the worker."""
-
-    def store() -> bool:
-        with state.db.session() as session:
-            return inbox.store(
-                session, state.settings.secret_key, source="twilio_sms",
-                provider_id=inbound.provider_id, action=inbox.Action.SMS, channel="sms",
-                address=inbound.address, payload=payload,
-            )  # fmt: skip
-
-    return retrying(store)
+def _to_number(raw: str | None) -> str | None:
+    """The number the patient wrote to, as clinics store theirs (E.164); None if it is not one."""
+    if not raw:
+        return None
+    try:
+        return normalize_phone(raw[: limits.PHONE])
+    except InvalidPhone:
+        return None
 
 
 @router.post("/webhooks/twilio/status", status_code=204, response_class=Response)
@@ -164,7 +171,8 @@ def _record_status(state, sid: str, status: str, error_code: str | None, outbox_
         if message is None:
             log.warning("status for unknown message", extra={"provider_id": sid})
             return
-        apply_status(session, message, status, error_code, state.settings)
+        settings = state.runtime.engine.profiles.get(session, message.clinic_id).settings
+        apply_status(session, message, status, error_code, settings)
 
 
 def _accepted_unrecorded(session: Session, outbox_id: int, sid: str) -> Message | None:

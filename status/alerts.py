@@ -12,7 +12,7 @@ from __future__ import annotations
 from datetime import datetime
 from enum import StrEnum
 
-from sqlalchemy import Boolean, ForeignKey, select
+from sqlalchemy import Boolean, ForeignKey
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from status.db import Base
@@ -69,6 +69,7 @@ class AlertPreference(Base):
     patient_id: Mapped[int] = mapped_column(
         ForeignKey("patients.id", ondelete="CASCADE"), primary_key=True
     )
+    clinic_id: Mapped[int] = mapped_column(ForeignKey("clinics.id"))  # the patient's clinic
     muted: Mapped[list] = mapped_column(default=list)  # topic values
     only_urgent: Mapped[bool] = mapped_column(Boolean, default=False)
     updated_at: Mapped[datetime]
@@ -78,13 +79,14 @@ def topic_of(template: str) -> Topic | None:
     return TOPIC_OF.get(template)
 
 
-def get(session: Session, patient_id: int) -> AlertPreference | None:
-    return session.get(AlertPreference, patient_id)
+def get(session: Session, clinic_id: int, patient_id: int) -> AlertPreference | None:
+    pref = session.get(AlertPreference, patient_id)
+    return pref if pref is not None and pref.clinic_id == clinic_id else None
 
 
-def muted_topics(session: Session, patient_id: int) -> tuple[set[Topic], bool]:
+def muted_topics(session: Session, clinic_id: int, patient_id: int) -> tuple[set[Topic], bool]:
     """(muted topics, only urgent) for a patient; nothing muted when they never said."""
-    pref = get(session, patient_id)
+    pref = get(session, clinic_id, patient_id)
     if pref is None:
         return set(), False
     return {Topic(t) for t in pref.muted if t in Topic.__members__.values()}, pref.only_urgent
@@ -98,13 +100,16 @@ def allows(muted: set[Topic], only_urgent: bool, template: str, urgent: bool = F
     return not only_urgent or urgent or template in ESSENTIAL
 
 
-def suppressed(session: Session, patient_id: int, template: str, urgent: bool = False) -> bool:
-    muted, only_urgent = muted_topics(session, patient_id)
+def suppressed(
+    session: Session, clinic_id: int, patient_id: int, template: str, urgent: bool = False
+) -> bool:
+    muted, only_urgent = muted_topics(session, clinic_id, patient_id)
     return not allows(muted, only_urgent, template, urgent)
 
 
 def update(
     session: Session,
+    clinic_id: int,
     patient_id: int,
     *,
     now: datetime,
@@ -113,9 +118,11 @@ def update(
     only_urgent: bool | None = None,
 ) -> AlertPreference:
     """Mute and unmute topics; `only_urgent` True/False sets the urgent-only choice."""
-    pref = get(session, patient_id)
+    pref = get(session, clinic_id, patient_id)
     if pref is None:
-        pref = AlertPreference(patient_id=patient_id, muted=[], only_urgent=False, updated_at=now)
+        pref = AlertPreference(
+            clinic_id=clinic_id, patient_id=patient_id, muted=[], only_urgent=False, updated_at=now
+        )
         session.add(pref)
     current = {Topic(t) for t in pref.muted if t in Topic.__members__.values()}
     current = (current | set(mute)) - set(unmute)
@@ -127,15 +134,16 @@ def update(
 
 
 def replace(
-    session: Session, patient_id: int, *, wanted: set[Topic], only_urgent: bool, now: datetime
+    session: Session,
+    clinic_id: int,
+    patient_id: int,
+    *,
+    wanted: set[Topic],
+    only_urgent: bool,
+    now: datetime,
 ) -> AlertPreference:
     """Set the whole choice at once (the status page's form): `wanted` topics on, others off."""
     return update(
-        session, patient_id, now=now, mute=set(TOPICS) - wanted, unmute=wanted,
+        session, clinic_id, patient_id, now=now, mute=set(TOPICS) - wanted, unmute=wanted,
         only_urgent=only_urgent,
     )  # fmt: skip
-
-
-def for_patients(session: Session, patient_ids: list[int]) -> list[AlertPreference]:
-    query = select(AlertPreference).where(AlertPreference.patient_id.in_(patient_ids))
-    return list(session.scalars(query))

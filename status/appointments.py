@@ -73,3 +73,14 @@ def upcoming_for(session: Session, patient_id: int, now: datetime) -> list[Appoi
         Appointment.patient_id == patient_id, Appointment.starts_at >= now, SNAPSHOT_FILTER
     )
     return list(session.scalars(query.order_by(*SNAPSHOT_ORDER)))
+
+
+def starting(session: Session, clinic_id: int, after: datetime, until: datetime) -> list[int]:
+    """Ids of the clinic's upcoming appointments starting in (after, until]."""
+    query = select(Appointment.id).where(
+        Appointment.clinic_id == clinic_id,
+        Appointment.status.in_(UPCOMING),
+        Appointment.starts_at > after,
+        Appointment.starts_at <= until,
+    )
+    return list(session.scalars(query))

@@ -33,6 +33,8 @@ class Caregiver(Base):
     __tablename__ = "caregivers"
 
     id: Mapped[int] = mapped_column(primary_key=True)
+    # the patient's clinic: the caregiver is written to from, and writes to, its number or bot
+    clinic_id: Mapped[int] = mapped_column(ForeignKey("clinics.id"))
     patient_id: Mapped[int] = mapped_column(ForeignKey("patients.id", ondelete="CASCADE"))
     name: Mapped[str] = mapped_column(String(limits.NAME))
     relation: Mapped[str] = mapped_column(String(limits.NAME))
@@ -45,7 +47,9 @@ class Caregiver(Base):
     created_by: Mapped[str] = mapped_column(String(64))
     removed_at: Mapped[datetime | None]
 
-    __table_args__ = (Index("ix_caregivers_channel_address", "channel", "address"),)
+    __table_args__ = (
+        Index("ix_caregivers_clinic_id_channel_address", "clinic_id", "channel", "address"),
+    )
 
     def receives(self, topic: Topic | None) -> bool:
         return topic is not None and topic.value in self.topics and topic.value not in self.muted
@@ -112,32 +116,40 @@ def add(
         raise CaregiverProblem("telegram_chat_id", "a Telegram chat id is a number")
     chosen = parse_topics(topics)
     caregiver = Caregiver(
-        patient_id=patient.id, name=name, relation=relation, channel=channel, address=address,
-        topics=chosen, muted=[], may_ask=may_ask, created_at=now, created_by=created_by[:64],
+        clinic_id=patient.clinic_id, patient_id=patient.id, name=name, relation=relation,
+        channel=channel, address=address, topics=chosen, muted=[], may_ask=may_ask,
+        created_at=now, created_by=created_by[:64],
     )  # fmt: skip
     session.add(caregiver)
     session.flush()
     return caregiver
 
 
-def for_patient(session: Session, patient_id: int) -> list[Caregiver]:
+def for_patient(session: Session, clinic_id: int, patient_id: int) -> list[Caregiver]:
     query = select(Caregiver).where(
-        Caregiver.patient_id == patient_id, Caregiver.removed_at.is_(None)
+        Caregiver.clinic_id == clinic_id,
+        Caregiver.patient_id == patient_id,
+        Caregiver.removed_at.is_(None),
     )
     return list(session.scalars(query.order_by(Caregiver.id)))
 
 
-def by_address(session: Session, channel: str, address: str) -> list[Caregiver]:
-    """Everyone this address looks after ("simulator" and "terminal" count as SMS)."""
+def by_address(session: Session, clinic_id: int, channel: str, address: str) -> list[Caregiver]:
+    """Everyone this address looks after at this clinic ("simulator" and "terminal" count as
+    SMS). The same phone writing to another clinic's number is someone else there."""
     wire = "telegram" if channel == "telegram" else "sms"
     query = select(Caregiver).where(
-        Caregiver.channel == wire, Caregiver.address == address, Caregiver.removed_at.is_(None)
+        Caregiver.clinic_id == clinic_id,
+        Caregiver.channel == wire,
+        Caregiver.address == address,
+        Caregiver.removed_at.is_(None),
     )
     return list(session.scalars(query.order_by(Caregiver.id)))
 
 
-def by_id(session: Session, caregiver_id: int) -> Caregiver | None:
-    return session.get(Caregiver, caregiver_id)
+def by_id(session: Session, clinic_id: int, caregiver_id: int) -> Caregiver | None:
+    carer = session.get(Caregiver, caregiver_id)
+    return carer if carer is not None and carer.clinic_id == clinic_id else None
 
 
 def remove(caregiver: Caregiver, now: datetime) -> None:

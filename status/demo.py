@@ -132,3 +132,58 @@ def demo_events(now: datetime) -> list[dict[str, Any]]:
 def seed(session: Session, now: datetime | None = None) -> ApplyResult:
     """Apply the demo events (again: already-seen ids are skipped)."""
     return apply_events(session, parse_events(demo_events(now or utcnow())))
+
+
+# A second brand on the same deployment, so a newcomer sees what a clinic changes: its name,
+# number, zone and hours, colours, one reworded message, and patients of its own (Maria's phone
+# is also the phone of Glow's Marisol: each clinic's number reaches its own patient).
+SECOND_BRAND = {
+    "slug": "glow",
+    "name": "Glow Skin",
+    "twilio_from_numbers": ["+15550109100"],
+    "timezone": "America/Los_Angeles",
+    "hours": "Mon-Sat 09:00-17:00",
+    "support_phone": "+1 555 010 9101",
+    "payment_update_url": "https://pay.example/glow",
+    "display_name": "Glow Skin Dermatology",
+    "brand_color": "#7a2e8e",
+    "accent_color": "#f6b8d1",
+    "templates": {
+        "en/greeting": "Hi{% if first_name %} {{ first_name }}{% endif %}! Glow Skin here. "
+        "Ask about your order, refills, billing or your next visit.",
+    },
+}
+SECOND_BRAND_PATIENTS = [
+    ("glow-marisol", "Marisol Vega", "1990-06-01", "+15550100001", "same phone as Maria"),
+    ("glow-noah", "Noah Park", "1987-02-11", "+15550100021", "prescription processing"),
+]
+
+
+def second_brand_events(now: datetime) -> list[dict[str, Any]]:
+    d = timedelta(days=1)
+    la = {"timezone": "America/Los_Angeles"}
+    return [
+        _patient("glow-marisol", "Marisol", "Vega", "1990-06-01", "+15550100001", now - 9 * d,
+                 **la),
+        _event("prescription.updated", "marisol-rx", now - 1 * d, prescription_id="rx-1",
+               patient_id="glow-marisol", medication="Tretinoin 0.05% cream", status="shipped"),
+        _event("shipment.updated", "marisol-ship", now - 1 * d, shipment_id="ship-1",
+               patient_id="glow-marisol", prescription_id="rx-1", carrier="USPS",
+               tracking_number="9400100000000000000000", status="in_transit",
+               estimated_delivery=(now + 2 * d).date().isoformat()),
+        _patient("glow-noah", "Noah", "Park", "1987-02-11", "+15550100021", now - 4 * d, **la),
+        _event("prescription.updated", "noah-rx", now - 2 * d, prescription_id="rx-2",
+               patient_id="glow-noah", medication="Doxycycline 100 mg", status="processing"),
+    ]  # fmt: skip
+
+
+def seed_second_brand(session: Session, now: datetime | None = None) -> ApplyResult:
+    """The `glow` clinic (created once) and its demo patients."""
+    from status import clinics
+
+    clinic = clinics.by_slug(session, SECOND_BRAND["slug"])
+    if clinic is None:
+        values = {k: v for k, v in SECOND_BRAND.items() if k not in ("slug", "name")}
+        clinic = clinics.add(session, SECOND_BRAND["slug"], SECOND_BRAND["name"], **values)
+    events = parse_events(second_brand_events(now or utcnow()))
+    return apply_events(session, events, clinic_id=clinic.id)

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
+from typing import Any
 
-from sqlalchemy import ForeignKey, String
-from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy import ForeignKey, String, UniqueConstraint, select
+from sqlalchemy.orm import Mapped, Session, declared_attr, mapped_column
 
 from status import limits
 from status.db import utcnow
@@ -20,7 +21,8 @@ class TrackedItem:
     """
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    source_id: Mapped[str] = mapped_column(String(limits.SOURCE_ID), unique=True)
+    clinic_id: Mapped[int] = mapped_column(ForeignKey("clinics.id"))
+    source_id: Mapped[str] = mapped_column(String(limits.SOURCE_ID))
     patient_id: Mapped[int] = mapped_column(
         ForeignKey("patients.id", ondelete="CASCADE"), index=True
     )
@@ -29,5 +31,28 @@ class TrackedItem:
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 
+    @declared_attr.directive
+    def __table_args__(cls) -> tuple:  # noqa: N805
+        # a source id is the clinic system's own: two clinics may both have an `rx-1`
+        return (UniqueConstraint("clinic_id", "source_id"),)
+
     def time_in_status(self, now: datetime) -> float:
         return max(0.0, (now - self.status_since).total_seconds())
+
+
+def by_source_id(session: Session, clinic_id: int, model: Any, source_id: str) -> Any:
+    """The clinic's item of this kind (`Prescription`, ...) with the source system's id."""
+    query = select(model).where(model.clinic_id == clinic_id, model.source_id == source_id)
+    return session.scalars(query).one_or_none()
+
+
+def stuck(
+    session: Session, clinic_id: int, model: Any, status: str, hours: float, now: datetime
+) -> list[int]:
+    """Ids of the clinic's items in `status` for longer than `hours`."""
+    query = select(model.id).where(
+        model.clinic_id == clinic_id,
+        model.status == status,
+        model.status_since < now - timedelta(hours=hours),
+    )
+    return list(session.scalars(query))

@@ -38,6 +38,7 @@ class StatusLink(Base):
     __tablename__ = "status_links"
 
     id: Mapped[int] = mapped_column(primary_key=True)
+    clinic_id: Mapped[int] = mapped_column(ForeignKey("clinics.id"))  # the patient's clinic
     patient_id: Mapped[int] = mapped_column(ForeignKey("patients.id", ondelete="CASCADE"))
     token_hash: Mapped[str] = mapped_column(String(64), unique=True)
     created_at: Mapped[datetime]
@@ -67,6 +68,7 @@ class PageAction(Base):
     __tablename__ = "status_page_actions"
 
     id: Mapped[int] = mapped_column(primary_key=True)
+    clinic_id: Mapped[int] = mapped_column(ForeignKey("clinics.id"))
     link_id: Mapped[int] = mapped_column(ForeignKey("status_links.id", ondelete="CASCADE"))
     nonce: Mapped[str] = mapped_column(String(64))
     kind: Mapped[str] = mapped_column(String(32))
@@ -96,8 +98,8 @@ def issue(
 ) -> Issued:
     token = secrets.token_urlsafe(TOKEN_BYTES)
     link = StatusLink(
-        patient_id=patient.id, token_hash=token_hash(token), created_at=now,
-        expires_at=now + timedelta(hours=hours), created_by=created_by[:64],
+        clinic_id=patient.clinic_id, patient_id=patient.id, token_hash=token_hash(token),
+        created_at=now, expires_at=now + timedelta(hours=hours), created_by=created_by[:64],
         failed_tries=0, caregiver_id=caregiver_id,
     )  # fmt: skip
     session.add(link)
@@ -110,6 +112,8 @@ def url(base: str, token: str) -> str:
 
 
 def find(session: Session, token: str) -> StatusLink | None:
+    """The link a page address stands for, in whichever clinic made it (the token alone is
+    the secret; the link names its clinic and patient)."""
     if not token or len(token) > MAX_TOKEN:
         return None
     return session.scalars(
@@ -117,18 +121,41 @@ def find(session: Session, token: str) -> StatusLink | None:
     ).one_or_none()
 
 
-def by_id(session: Session, link_id: int) -> StatusLink | None:
-    return session.get(StatusLink, link_id)
+def by_id(session: Session, clinic_id: int, link_id: int) -> StatusLink | None:
+    link = session.get(StatusLink, link_id)
+    return link if link is not None and link.clinic_id == clinic_id else None
 
 
-def for_patient(session: Session, patient_id: int) -> list[StatusLink]:
-    query = select(StatusLink).where(StatusLink.patient_id == patient_id)
+def for_patient(session: Session, clinic_id: int, patient_id: int) -> list[StatusLink]:
+    query = select(StatusLink).where(
+        StatusLink.clinic_id == clinic_id, StatusLink.patient_id == patient_id
+    )
+    return list(session.scalars(query.order_by(StatusLink.id.desc())))
+
+
+def working(session: Session, clinic_id: int, patient_id: int, now: datetime) -> list[StatusLink]:
+    """The patient's links that still open a page (not revoked, locked or expired)."""
+    query = select(StatusLink).where(
+        StatusLink.clinic_id == clinic_id,
+        StatusLink.patient_id == patient_id,
+        StatusLink.revoked_at.is_(None),
+        StatusLink.locked_at.is_(None),
+        StatusLink.expires_at > now,
+    )
     return list(session.scalars(query.order_by(StatusLink.id.desc())))
 
 
 def revoke(link: StatusLink, now: datetime) -> None:
     if link.revoked_at is None:
         link.revoked_at = now
+
+
+def revoke_all(session: Session, clinic_id: int, patient_id: int, now: datetime) -> int:
+    """Revoke every working link of the patient (a lost phone, a wrong recipient); how many."""
+    found = working(session, clinic_id, patient_id, now)
+    for link in found:
+        revoke(link, now)
+    return len(found)
 
 
 def wrong_try(link: StatusLink, now: datetime) -> bool:
@@ -149,15 +176,27 @@ def record_action(session: Session, link: StatusLink, nonce: str, kind: str, now
     return insert_ignore(
         session,
         PageAction.__table__,
-        {"link_id": link.id, "nonce": nonce[:64], "kind": kind, "created_at": now},
+        {
+            "clinic_id": link.clinic_id,
+            "link_id": link.id,
+            "nonce": nonce[:64],
+            "kind": kind,
+            "created_at": now,
+        },
     )
 
 
 def issued_since(
-    session: Session, patient_id: int, since: datetime, *, caregiver_id: int | None = None
+    session: Session,
+    clinic_id: int,
+    patient_id: int,
+    since: datetime,
+    *,
+    caregiver_id: int | None = None,
 ) -> bool:
     """Whether a link for this patient (and this caregiver, or the patient) was made since."""
     query = select(StatusLink.id).where(
+        StatusLink.clinic_id == clinic_id,
         StatusLink.patient_id == patient_id,
         StatusLink.created_at >= since,
         StatusLink.revoked_at.is_(None),

@@ -21,14 +21,19 @@ from prometheus_client.core import GaugeMetricFamily
 
 from status.db import utcnow
 
-INBOUND = Counter("ps_inbound_messages_total", "Patient messages received", ["channel", "intent"])
-REPLIES = Counter("ps_replies_total", "Messages written to the outbox", ["channel", "kind"])
-HANDOFFS = Counter("ps_handoffs_total", "Hand-offs opened", ["reason"])
-SENDS = Counter("ps_sends_total", "Send attempts by outcome", ["channel", "outcome"])
+# `clinic` is the clinic's slug: counts per clinic, never per patient.
+INBOUND = Counter(
+    "ps_inbound_messages_total", "Patient messages received", ["channel", "intent", "clinic"]
+)
+REPLIES = Counter(
+    "ps_replies_total", "Messages written to the outbox", ["channel", "kind", "clinic"]
+)
+HANDOFFS = Counter("ps_handoffs_total", "Hand-offs opened", ["reason", "clinic"])
+SENDS = Counter("ps_sends_total", "Send attempts by outcome", ["channel", "outcome", "clinic"])
 SEND_FAILURES = Counter(
     "ps_send_failures_total", "Failed send attempts by provider code", ["channel", "code"]
 )
-EVENTS = Counter("ps_events_total", "Events received by outcome", ["outcome"])
+EVENTS = Counter("ps_events_total", "Events received by outcome", ["outcome", "clinic"])
 WEBHOOK_SECONDS = Histogram(
     "ps_webhook_seconds",
     "Time to answer a webhook or API call",
@@ -50,9 +55,10 @@ class OutboxCollector:
         from sqlalchemy import func, select
 
         from bot.messages import Direction, Message, OutStatus
+        from status.clinics import Clinic
 
         depth = GaugeMetricFamily(
-            "ps_outbox_depth", "Messages waiting to be sent", labels=["channel"]
+            "ps_outbox_depth", "Messages waiting to be sent", labels=["channel", "clinic"]
         )
         oldest = GaugeMetricFamily(
             "ps_outbox_oldest_age_seconds", "Age of the oldest message due and not yet sent"
@@ -60,16 +66,19 @@ class OutboxCollector:
         now = utcnow()
         with self.db.read_session() as session:
             waiting = (
-                select(Message.channel, func.count(), func.min(Message.next_attempt_at))
+                select(
+                    Message.channel, Clinic.slug, func.count(), func.min(Message.next_attempt_at)
+                )
+                .join(Clinic, Clinic.id == Message.clinic_id)
                 .where(
                     Message.direction == Direction.OUT,
                     Message.status.in_([OutStatus.PENDING, OutStatus.SENDING]),
                 )
-                .group_by(Message.channel)
+                .group_by(Message.channel, Clinic.slug)
             )
             first_due = None
-            for channel, count, due in session.execute(waiting):
-                depth.add_metric([channel], count)
+            for channel, slug, count, due in session.execute(waiting):
+                depth.add_metric([channel, slug], count)
                 if due is not None and due.tzinfo is None:
                     due = due.replace(tzinfo=UTC)
                 if due is not None and due <= now and (first_due is None or due < first_due):

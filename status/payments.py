@@ -64,3 +64,14 @@ SNAPSHOT_ORDER = (Payment.status_since.desc(), Payment.id.desc())
 def for_patient(session: Session, patient_id: int) -> list[Payment]:
     query = select(Payment).where(Payment.patient_id == patient_id)
     return list(session.scalars(query.order_by(*SNAPSHOT_ORDER)))
+
+
+def retrying(session: Session, clinic_id: int, after: datetime, until: datetime) -> list[int]:
+    """Ids of the clinic's failed payments the processor retries in (after, until]."""
+    query = select(Payment.id).where(
+        Payment.clinic_id == clinic_id,
+        Payment.status == PaymentStatus.FAILED,
+        Payment.next_retry_at > after,
+        Payment.next_retry_at <= until,
+    )
+    return list(session.scalars(query))

@@ -79,6 +79,25 @@ def for_patient(session: Session, patient_id: int) -> list[Prescription]:
     return list(session.scalars(query.order_by(*SNAPSHOT_ORDER)))
 
 
-def by_source_id(session: Session, source_id: str) -> Prescription | None:
-    query = select(Prescription).where(Prescription.source_id == source_id)
+def by_source_id(session: Session, clinic_id: int, source_id: str) -> Prescription | None:
+    query = select(Prescription).where(
+        Prescription.clinic_id == clinic_id, Prescription.source_id == source_id
+    )
     return session.scalars(query).one_or_none()
+
+
+# a refill can be due once the last fill reached the patient (or is on its way)
+REFILL_FROM = (PrescriptionStatus.DELIVERED, PrescriptionStatus.SHIPPED,
+               PrescriptionStatus.READY_FOR_PICKUP)  # fmt: skip
+
+
+def refills_due(session: Session, clinic_id: int, since: date, until: date) -> list[int]:
+    """Ids of the clinic's prescriptions whose next refill falls between the two dates."""
+    query = select(Prescription.id).where(
+        Prescription.clinic_id == clinic_id,
+        Prescription.next_refill_date.is_not(None),
+        Prescription.next_refill_date <= until,
+        Prescription.next_refill_date >= since,
+        Prescription.status.in_(REFILL_FROM),
+    )
+    return list(session.scalars(query))

@@ -22,12 +22,13 @@ from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import Date, Enum, ForeignKey, Integer, Row, Text, bindparam, select
+from sqlalchemy import Date, Enum, ForeignKey, Integer, Row, Select, Text, bindparam, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Mapped, Session, class_mapper, mapped_column
 
 from status import (
     appointments,
+    clinics,
     limits,
     payments,
     prescriptions,
@@ -37,7 +38,7 @@ from status import (
     tasks,
 )
 from status.appointments import Appointment
-from status.db import Base, UTCDateTime
+from status.db import Base, Prepared, RawCursor, UTCDateTime
 from status.patients import Patient
 from status.payments import Payment
 from status.prescriptions import Prescription
@@ -135,8 +136,8 @@ def _converters(column: Any) -> tuple[Any, Any]:
     if isinstance(kind, Date):
         return _iso, _parse_date
     if isinstance(kind, Enum) and kind.enum_class is not None:
-        enum_class = kind.enum_class
-        return _enum_value, lambda value: None if value is None else enum_class(value)
+        members = kind.enum_class._value2member_map_  # the member by value, without a call
+        return _enum_value, lambda value: None if value is None else members[value]
     return _identity, _identity
 
 
@@ -326,24 +327,56 @@ _PATIENTS = Patient.__table__
 _SNAPSHOTS = PatientSnapshot.__table__
 _PATIENT_COLUMNS = [column.key for column in _PATIENTS.columns]
 _new_patient = class_mapper(Patient).class_manager.new_instance
+
+
+def _patient_and_state_in(clinic_id: Any) -> Select:
+    return (
+        select(*_PATIENTS.columns, _SNAPSHOTS.c.state)
+        .select_from(_PATIENTS.outerjoin(_SNAPSHOTS, _SNAPSHOTS.c.patient_id == _PATIENTS.c.id))
+        .where(_PATIENTS.c.clinic_id == clinic_id, _PATIENTS.c.source_id == bindparam("source_id"))
+    )
+
+
 # Built once: the status API runs it per request, and building a statement costs more than
 # running it. Core rows, not ORM entities, for the same reason.
-_PATIENT_AND_STATE = (
-    select(*_PATIENTS.columns, _SNAPSHOTS.c.state)
-    .select_from(_PATIENTS.outerjoin(_SNAPSHOTS, _SNAPSHOTS.c.patient_id == _PATIENTS.c.id))
-    .where(_PATIENTS.c.source_id == bindparam("source_id"))
-)
+_PATIENT_AND_STATE = _patient_and_state_in(bindparam("clinic_id"))
+# The hot path's: the clinic is the API key's (`clinics.KeyedClinic`), resolved in the same
+# statement, so a clinic key costs no read of its own.
+_PATIENT_AND_STATE_RAW = Prepared(_patient_and_state_in(clinics.KEYED_CLINIC_ID))
 
 
-def patient_and_state(session: Session, source_id: str) -> tuple[Patient, State | None] | None:
-    """A patient by their `patient_id` with the stored state, in one query (None: unknown).
+def patient_and_state(
+    session: Session, clinic_id: int, source_id: str
+) -> tuple[Patient, State | None] | None:
+    """The clinic's patient by their `patient_id` with the stored state, in one query (None:
+    unknown here, whatever another clinic has).
 
     The patient is a detached copy for reading, like the items (not in the session)."""
     if len(source_id) > limits.SOURCE_ID or limits.unstorable(source_id):
         return None  # no stored id can look like that (and PostgreSQL refuses a NUL)
-    found = session.execute(_PATIENT_AND_STATE, {"source_id": source_id}).first()
-    if found is None:
+    found = session.execute(
+        _PATIENT_AND_STATE, {"clinic_id": clinic_id, "source_id": source_id}
+    ).first()
+    return None if found is None else _patient_and_state(found)
+
+
+def read_patient_and_state(
+    reader: RawCursor, keyed: clinics.KeyedClinic, source_id: str
+) -> tuple[Patient, State | None] | None:
+    """`patient_and_state` through `Database.raw_autocommit` (the status API's hot path), for
+    the clinic an API key names (None also when no clinic has that key)."""
+    if len(source_id) > limits.SOURCE_ID or limits.unstorable(source_id):
         return None
+    found = reader.rows(
+        _PATIENT_AND_STATE_RAW,
+        clinic_id=keyed.clinic_id,
+        key_hash=keyed.key_hash,
+        source_id=source_id,
+    )
+    return _patient_and_state(found[0]) if found else None
+
+
+def _patient_and_state(found: Row | tuple) -> tuple[Patient, State | None]:
     patient = _new_patient()
     patient.__dict__.update(zip(_PATIENT_COLUMNS, found[:-1], strict=True))
     text = found[-1]

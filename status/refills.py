@@ -76,6 +76,7 @@ def request_by_patient(
     session: Session,
     patient_id: int,
     *,
+    clinic_id: int,
     prescription_source_id: str,
     due_date: date | None,
     channel: str,
@@ -84,6 +85,7 @@ def request_by_patient(
     """A refill the patient asked for (a YES to the offer, the status page): a `requested`
     refill of our own making and its timeline entry. The provider reviews every request."""
     refill = Refill(
+        clinic_id=clinic_id,
         source_id=f"bot-{uuid.uuid4().hex[:16]}",
         patient_id=patient_id,
         prescription_source_id=prescription_source_id,
@@ -108,3 +110,10 @@ def request_by_patient(
         entity_source_id=refill.source_id,
     )
     return refill
+
+
+def for_prescription(session: Session, clinic_id: int, prescription_source_id: str) -> list[Refill]:
+    query = select(Refill).where(
+        Refill.clinic_id == clinic_id, Refill.prescription_source_id == prescription_source_id
+    )
+    return list(session.scalars(query))

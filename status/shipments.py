@@ -66,3 +66,19 @@ SNAPSHOT_ORDER = (Shipment.status_since.desc(), Shipment.id.desc())
 def for_patient(session: Session, patient_id: int) -> list[Shipment]:
     query = select(Shipment).where(Shipment.patient_id == patient_id)
     return list(session.scalars(query.order_by(*SNAPSHOT_ORDER)))
+
+
+def latest_for_prescription(
+    session: Session, clinic_id: int, prescription_source_id: str
+) -> Shipment | None:
+    """The shipment of this prescription that changed status last."""
+    query = (
+        select(Shipment)
+        .where(
+            Shipment.clinic_id == clinic_id,
+            Shipment.prescription_source_id == prescription_source_id,
+        )
+        .order_by(Shipment.status_since.desc())
+        .limit(1)
+    )
+    return session.scalars(query).first()

@@ -64,3 +64,15 @@ SNAPSHOT_ORDER = (Subscription.status_since.desc(), Subscription.id.desc())
 def for_patient(session: Session, patient_id: int) -> list[Subscription]:
     query = select(Subscription).where(Subscription.patient_id == patient_id)
     return list(session.scalars(query.order_by(*SNAPSHOT_ORDER)))
+
+
+def renewing(session: Session, clinic_id: int, after: datetime, until: datetime) -> list[int]:
+    """Ids of the clinic's active auto-renewing subscriptions renewing in (after, until]."""
+    query = select(Subscription.id).where(
+        Subscription.clinic_id == clinic_id,
+        Subscription.status == SubscriptionStatus.ACTIVE,
+        Subscription.auto_renew.is_(True),
+        Subscription.renews_at > after,
+        Subscription.renews_at <= until,
+    )
+    return list(session.scalars(query))

@@ -45,7 +45,7 @@ class Notifier:
             if now - change.occurred_at > MAX_AGE:
                 continue
             item = (
-                self.policy.item(session, change.entity, change.source_id)
+                self.policy.item(session, change.clinic_id, change.entity, change.source_id)
                 if change.entity != "patient"
                 else None
             )
@@ -59,10 +59,10 @@ class Notifier:
             if notice.staff_first:
                 patient = session.get(Patient, change.patient_id)
                 handoffs.open_or_add(
-                    session, reason=Reason.PRESCRIPTION_DENIED, now=now,
-                    patient_id=change.patient_id, conversation_id=None,
+                    session, clinic_id=change.clinic_id, reason=Reason.PRESCRIPTION_DENIED,
+                    now=now, patient_id=change.patient_id, conversation_id=None,
                     summary=f"prescription {change.source_id} denied: call the patient",
-                    settings=self.settings,
+                    settings=self.policy.profiles.get(session, change.clinic_id).settings,
                     context=lambda p=patient: context.build(session, p, None, now),
                 )  # fmt: skip
             self.policy.notify(session, notice, now, item=item)
@@ -96,6 +96,7 @@ class Notifier:
             return
         spec = message.data or {}
         now = self.clock()
+        settings = self.policy.clinic(session, patient).settings
         if spec.get("template") == "notify_digest":
             body = self.policy.render_digest(
                 session, patient, spec.get("items", []), route.channel, now
@@ -105,11 +106,13 @@ class Notifier:
         from bot import outbox
 
         outbox.enqueue(
-            session, channel=route.channel, address=route.address, body=body,
-            kind=Kind.PROACTIVE, conversation_id=route.conversation.id, patient_id=patient.id,
-            template=message.template, language=patient.language, urgent=message.urgent,
-            coalesce_key=message.coalesce_key, data=spec,
-            not_before=self.policy.after_quiet_hours(patient, now) if not message.urgent else now,
+            session, clinic_id=patient.clinic_id, channel=route.channel, address=route.address,
+            body=body, kind=Kind.PROACTIVE, conversation_id=route.conversation.id,
+            patient_id=patient.id, template=message.template, language=patient.language,
+            urgent=message.urgent, coalesce_key=message.coalesce_key, data=spec,
+            not_before=(
+                self.policy.after_quiet_hours(patient, now, settings) if not message.urgent else now
+            ),
             now=now,
         )  # fmt: skip
         log.info("telegram blocked: fell back to sms", extra={"message_id": message.id})

@@ -14,7 +14,6 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from bot import context, handoffs
@@ -23,20 +22,27 @@ from bot.handoffs import Reason
 from bot.jobs import claim_once
 from bot.proactive.policy import ENTITY_MODELS, Policy
 from bot.proactive.rules import Notice
-from status.appointments import UPCOMING, Appointment
+from status import (
+    appointments,
+    clinics,
+    items,
+    payments,
+    prescriptions,
+    refills,
+    subscriptions,
+    timeline,
+)
+from status.appointments import Appointment
 from status.classification import StatusClass
 from status.db import Database, utcnow
 from status.patients import Patient
-from status.payments import Payment, PaymentStatus
-from status.prescriptions import Prescription, PrescriptionStatus
+from status.payments import Payment
+from status.prescriptions import Prescription
 from status.refills import CLASSES as REFILL_CLASSES
-from status.refills import Refill
-from status.subscriptions import Subscription, SubscriptionStatus
+from status.subscriptions import Subscription
 
 log = logging.getLogger("patient_status.scheduler")
 
-REFILL_FROM = (PrescriptionStatus.DELIVERED, PrescriptionStatus.SHIPPED,
-               PrescriptionStatus.READY_FOR_PICKUP)  # fmt: skip
 # What the patient is told is late, per kind of item (no message for billing states: the
 # failure notices already said what to do).
 STUCK_LABELS = {
@@ -73,13 +79,23 @@ class Scheduler:
 
     def run_once(self, now: datetime | None = None) -> dict[str, int]:
         now = now or self.clock()
-        done = {
-            "refill_due": self._each(self._refills_due(now), self._refill_due, now),
-            "renewal": self._each(self._renewals(now), self._renewal, now),
-            "appointment": self._each(self._appointments(now), self._appointment, now),
-            "payment_retry": self._each(self._retries(now), self._payment_retry, now),
-            "stuck": self._each(self._stuck(now), self._stuck_item, now),
-        }
+        with self.db.session() as session:
+            clinic_ids = clinics.ids(session)
+        done: dict[str, int] = {}
+        for clinic_id in clinic_ids:
+            jobs = {
+                "refill_due": self._each(self._refills_due(clinic_id, now), self._refill_due, now),
+                "renewal": self._each(self._renewals(clinic_id, now), self._renewal, now),
+                "appointment": self._each(
+                    self._appointments(clinic_id, now), self._appointment, now
+                ),
+                "payment_retry": self._each(
+                    self._retries(clinic_id, now), self._payment_retry, now
+                ),
+                "stuck": self._each(self._stuck(clinic_id, now), self._stuck_item, now),
+            }
+            for job, count in jobs.items():
+                done[job] = done.get(job, 0) + count
         return {job: count for job, count in done.items() if count}
 
     def _each(self, candidates: list, handle: Callable, now: datetime) -> int:
@@ -103,16 +119,11 @@ class Scheduler:
         conv.expect(what, now, ttl=max(until - now, timedelta(minutes=5)), **data)
 
     # --- refill due --------------------------------------------------------------------------
-    def _refills_due(self, now: datetime) -> list[int]:
+    def _refills_due(self, clinic_id: int, now: datetime) -> list[int]:
         horizon = (now + timedelta(days=self.settings.refill_reminder_days + 1)).date()
-        with self.db.session() as session:
-            query = select(Prescription.id).where(
-                Prescription.next_refill_date.is_not(None),
-                Prescription.next_refill_date <= horizon,
-                Prescription.next_refill_date >= (now - timedelta(days=1)).date(),
-                Prescription.status.in_(REFILL_FROM),
-            )
-            return list(session.scalars(query))
+        with self.db.read_session() as session:
+            since = (now - timedelta(days=1)).date()
+            return prescriptions.refills_due(session, clinic_id, since, horizon)
 
     def _refill_due(self, session: Session, rx_id: int, now: datetime) -> bool:
         rx = session.get(Prescription, rx_id)
@@ -121,12 +132,11 @@ class Scheduler:
         days = (rx.next_refill_date - today).days
         if not 0 <= days <= self.settings.refill_reminder_days or rx.refills_remaining == 0:
             return False
-        in_progress = session.scalars(
-            select(Refill).where(Refill.prescription_source_id == rx.source_id)
-        ).all()
+        in_progress = refills.for_prescription(session, rx.clinic_id, rx.source_id)
         if any(REFILL_CLASSES[r.status] != StatusClass.TERMINAL for r in in_progress):
             return False
-        if not claim_once(session, f"refill_due:{rx.source_id}:{rx.next_refill_date}"):
+        key = f"refill_due:{rx.source_id}:{rx.next_refill_date}"
+        if not claim_once(session, rx.clinic_id, key):
             return False
         notice = Notice(patient.id, f"remind:refill:{rx.source_id}", "remind_refill_due",
                         "prescription", rx.source_id)  # fmt: skip
@@ -135,41 +145,33 @@ class Scheduler:
         return message is not None
 
     # --- renewal ahead -----------------------------------------------------------------------
-    def _renewals(self, now: datetime) -> list[int]:
-        with self.db.session() as session:
-            query = select(Subscription.id).where(
-                Subscription.status == SubscriptionStatus.ACTIVE,
-                Subscription.auto_renew.is_(True),
-                Subscription.renews_at > now,
-                Subscription.renews_at <= now + timedelta(days=self.settings.renewal_reminder_days),
-            )
-            return list(session.scalars(query))
+    def _renewals(self, clinic_id: int, now: datetime) -> list[int]:
+        until = now + timedelta(days=self.settings.renewal_reminder_days)
+        with self.db.read_session() as session:
+            return subscriptions.renewing(session, clinic_id, now, until)
 
     def _renewal(self, session: Session, sub_id: int, now: datetime) -> bool:
         sub = session.get(Subscription, sub_id)
-        if not claim_once(session, f"renewal:{sub.source_id}:{sub.renews_at.date()}"):
+        key = f"renewal:{sub.source_id}:{sub.renews_at.date()}"
+        if not claim_once(session, sub.clinic_id, key):
             return False
         notice = Notice(sub.patient_id, f"remind:renewal:{sub.source_id}", "remind_renewal",
                         "subscription", sub.source_id)  # fmt: skip
         return self._notify(session, notice, now) is not None
 
     # --- appointment reminders ---------------------------------------------------------------
-    def _appointments(self, now: datetime) -> list[int]:
-        with self.db.session() as session:
-            query = select(Appointment.id).where(
-                Appointment.status.in_(UPCOMING),
-                Appointment.starts_at > now,
-                Appointment.starts_at <= now + timedelta(hours=24),
-            )
-            return list(session.scalars(query))
+    def _appointments(self, clinic_id: int, now: datetime) -> list[int]:
+        with self.db.read_session() as session:
+            return appointments.starting(session, clinic_id, now, now + timedelta(hours=24))
 
     def _appointment(self, session: Session, appt_id: int, now: datetime) -> bool:
         appt = session.get(Appointment, appt_id)
         window = "1h" if appt.starts_at - now <= timedelta(hours=1) else "24h"
-        if not claim_once(session, f"appt:{appt.source_id}:{appt.starts_at.isoformat()}:{window}"):
+        key = f"appt:{appt.source_id}:{appt.starts_at.isoformat()}"
+        if not claim_once(session, appt.clinic_id, f"{key}:{window}"):
             return False
         if window == "1h":  # a 24 h reminder not sent yet is pointless now
-            claim_once(session, f"appt:{appt.source_id}:{appt.starts_at.isoformat()}:24h")
+            claim_once(session, appt.clinic_id, f"{key}:24h")
         notice = Notice(
             appt.patient_id, f"remind:appt:{appt.source_id}:{window}", "remind_appointment",
             "appointment", appt.source_id, urgent=window == "1h", extra={"window": window},
@@ -181,19 +183,16 @@ class Scheduler:
         return message is not None
 
     # --- failed payment retry coming up ------------------------------------------------------
-    def _retries(self, now: datetime) -> list[int]:
-        with self.db.session() as session:
-            query = select(Payment.id).where(
-                Payment.status == PaymentStatus.FAILED,
-                Payment.next_retry_at > now,
-                Payment.next_retry_at <= now + timedelta(hours=24),
-            )
-            return list(session.scalars(query))
+    def _retries(self, clinic_id: int, now: datetime) -> list[int]:
+        with self.db.read_session() as session:
+            return payments.retrying(session, clinic_id, now, now + timedelta(hours=24))
 
     def _payment_retry(self, session: Session, payment_id: int, now: datetime) -> bool:
         payment = session.get(Payment, payment_id)
         if not claim_once(
-            session, f"retry:{payment.source_id}:{payment.next_retry_at.isoformat()}"
+            session,
+            payment.clinic_id,
+            f"retry:{payment.source_id}:{payment.next_retry_at.isoformat()}",
         ):
             return False
         notice = Notice(payment.patient_id, f"remind:retry:{payment.source_id}",
@@ -201,18 +200,16 @@ class Scheduler:
         return self._notify(session, notice, now) is not None
 
     # --- stuck detection ---------------------------------------------------------------------
-    def _stuck(self, now: datetime) -> list[tuple[str, int, float]]:
+    def _stuck(self, clinic_id: int, now: datetime) -> list[tuple[str, int, float]]:
         found = []
-        with self.db.session() as session:
+        with self.db.read_session() as session:
             for state, hours in self.settings.stuck_hours.items():
                 entity, _, status = state.partition(".")
                 model = ENTITY_MODELS.get(entity)
                 if model is None:
                     continue
-                query = select(model.id).where(
-                    model.status == status, model.status_since < now - timedelta(hours=hours)
-                )
-                found += [(entity, item_id, hours) for item_id in session.scalars(query)]
+                ids = items.stuck(session, clinic_id, model, status, hours, now)
+                found += [(entity, item_id, hours) for item_id in ids]
         return found
 
     def _stuck_item(
@@ -221,7 +218,7 @@ class Scheduler:
         entity, item_id, hours = candidate
         item = session.get(ENTITY_MODELS[entity], item_id)
         key = f"stuck:{entity}:{item.source_id}:{item.status}:{item.status_since.isoformat()}"
-        if not claim_once(session, key):
+        if not claim_once(session, item.clinic_id, key):
             return False
         waited = (now - item.status_since).total_seconds() / 3600
         summary = (
@@ -230,18 +227,18 @@ class Scheduler:
         )
         patient = session.get(Patient, item.patient_id)
         handoffs.open_or_add(
-            session, reason=Reason.STUCK, now=now, patient_id=item.patient_id,
-            conversation_id=None, summary=summary, settings=self.settings,
+            session, clinic_id=item.clinic_id, reason=Reason.STUCK, now=now,
+            patient_id=item.patient_id, conversation_id=None, summary=summary,
+            settings=self.policy.profiles.get(session, item.clinic_id).settings,
             context=lambda: context.build(session, patient, None, now),
         )  # fmt: skip
-        from status import timeline
-
         timeline.record(
             session, item.patient_id, kind=timeline.EntryKind.STUCK, occurred_at=now,
             summary=summary, entity_type=entity, entity_source_id=item.source_id,
         )  # fmt: skip
         # The patient hears it honestly, once per item, whatever else gets stuck later.
-        if entity in STUCK_LABELS and claim_once(session, f"stuck_told:{entity}:{item.source_id}"):
+        told = f"stuck_told:{entity}:{item.source_id}"
+        if entity in STUCK_LABELS and claim_once(session, item.clinic_id, told):
             label, label_es = STUCK_LABELS[entity]
             notice = Notice(
                 item.patient_id, f"stuck:{entity}:{item.source_id}", "notify_stuck", entity,

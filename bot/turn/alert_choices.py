@@ -8,6 +8,7 @@ from bot.turn.context import TurnContext
 from bot.understanding.alert_requests import AlertRequest, read
 from status import alerts, timeline
 from status.alerts import TOPICS, Topic
+from status.patients import Patient
 
 
 def alert_choice(t: TurnContext) -> bool:
@@ -18,8 +19,9 @@ def alert_choice(t: TurnContext) -> bool:
         return False
     if t.own_people:
         for person in t.own_people:
-            _apply(t, person.id, request)
-        muted, only_urgent = alerts.muted_topics(t.session, t.own_people[0].id)
+            _apply(t, person, request)
+        first = t.own_people[0]
+        muted, only_urgent = alerts.muted_topics(t.session, first.clinic_id, first.id)
         t.patient = t.patient or t.own_people[0]
     else:
         for carer in t.carers:
@@ -34,18 +36,21 @@ def alert_choice(t: TurnContext) -> bool:
     return True
 
 
-def _apply(t: TurnContext, patient_id: int, request: AlertRequest) -> None:
+def _apply(t: TurnContext, patient: Patient, request: AlertRequest) -> None:
     if request.kind == "ask":
         return
+    clinic_id, patient_id = patient.clinic_id, patient.id
     if request.kind == "mute":
-        alerts.update(t.session, patient_id, now=t.now, mute=set(request.topics))
+        alerts.update(t.session, clinic_id, patient_id, now=t.now, mute=set(request.topics))
     elif request.kind == "unmute":
-        alerts.update(t.session, patient_id, now=t.now, unmute=set(request.topics),
+        alerts.update(t.session, clinic_id, patient_id, now=t.now, unmute=set(request.topics),
                       only_urgent=False)  # fmt: skip
     elif request.kind == "only_urgent":
-        alerts.update(t.session, patient_id, now=t.now, only_urgent=True)
+        alerts.update(t.session, clinic_id, patient_id, now=t.now, only_urgent=True)
     elif request.kind == "all_on":
-        alerts.update(t.session, patient_id, now=t.now, unmute=set(TOPICS), only_urgent=False)
+        alerts.update(
+            t.session, clinic_id, patient_id, now=t.now, unmute=set(TOPICS), only_urgent=False
+        )
     timeline.record(
         t.session, patient_id, kind=timeline.EntryKind.PATIENT_ACTION, occurred_at=t.now,
         summary=f"alerts by {t.inbound.channel}: {request.kind} "

@@ -33,7 +33,8 @@ def refill_confirm(t: TurnContext, patient: Patient) -> bool:
             snap.prescriptions[0] if snap.prescriptions else None
         )
         refills.request_by_patient(
-            t.session, patient.id, prescription_source_id=rx.source_id if rx else "",
+            t.session, patient.id, clinic_id=patient.clinic_id,
+            prescription_source_id=rx.source_id if rx else "",
             due_date=snap.next_refill_date, channel=t.inbound.channel, now=t.now,
         )  # fmt: skip
         t.say("refill_requested")

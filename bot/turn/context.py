@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy.orm import Session
 
 from bot import context, handoffs, outbox
+from bot.clinic import ClinicProfile
 from bot.conversations import Conversation
 from bot.handoffs import Handoff, Reason
 from bot.hours import ResponseEstimate, estimate
@@ -62,6 +63,7 @@ class Reply:
 @dataclass
 class TurnContext:
     engine: Engine
+    clinic: ClinicProfile  # the clinic written to: its settings and wording
     session: Session
     conv: Conversation
     inbound: Inbound
@@ -96,9 +98,22 @@ class TurnContext:
         return {"kind": "caregiver", "name": carer.name, "relation": carer.relation,
                 "channel": carer.channel, "address": carer.address}  # fmt: skip
 
+    def note_writer(self, handoff: Handoff) -> None:
+        """An open hand-off says who wrote last (a caregiver writing into the patient's hand-off,
+        or the patient after their caregiver) and everyone who has written into it."""
+        writer = self.writer()
+        packet = dict(handoff.context or {})
+        before = packet.get("writer")
+        if before == writer:
+            return
+        writers = list(packet.get("writers") or ([before] if before else []))
+        if writer not in writers:
+            writers.append(writer)
+        handoff.context = {**packet, "writer": writer, "writers": writers}  # a new dict: saved
+
     @property
     def settings(self) -> Settings:
-        return self.engine.settings
+        return self.clinic.settings
 
     def say(self, template: str, **ctx: Any) -> None:
         """Add a rendered message to this turn's reply."""
@@ -109,10 +124,10 @@ class TurnContext:
         ctx.setdefault("tz", self.patient.timezone if self.patient else None)
         carer = self.caregiver
         ctx.setdefault("caregiver", carer.name if carer else None)
-        return self.engine.render(name, self.lang, self.inbound.channel, **ctx)
+        return self.clinic.renderer.render(name, self.lang, self.inbound.channel, **ctx)
 
     def buttons(self, name: str) -> list:
-        return self.engine.renderer.buttons(name, self.lang)
+        return self.clinic.renderer.buttons(name, self.lang)
 
     def eta(self) -> ResponseEstimate:
         tz = self.patient.timezone if self.patient else None
@@ -128,6 +143,7 @@ class TurnContext:
             summary = f"caregiver {writer['name']} ({writer['relation']}): {summary}"
         handoff, created = handoffs.open_or_add(
             self.session,
+            clinic_id=self.clinic.id,
             reason=reason,
             now=self.now,
             patient_id=patient.id if patient else None,
@@ -141,6 +157,8 @@ class TurnContext:
         )
         self.msg.handoff_id = handoff.id
         self.turn.handoff = handoff
+        if not created:
+            self.note_writer(handoff)
         if patient is not None:
             timeline.record(
                 self.session, patient.id, kind=timeline.EntryKind.HANDOFF,
@@ -161,6 +179,7 @@ class TurnContext:
             body = f"{self.render('caregiver_prefix')} {body}"  # "Update for Sofia: ..."
         message = outbox.enqueue(
             self.session,
+            clinic_id=self.clinic.id,
             channel=self.inbound.channel,
             address=self.inbound.address,
             body=body,

@@ -14,8 +14,10 @@ CRISIS_RULES = {"self_harm", "overdose"}  # emergency rules whose answer is 988 
 def emergency(t: TurnContext) -> bool:
     if "emergency" not in t.intents:
         return False
-    crisis = emergency_rule(normalize(t.text)) in CRISIS_RULES
-    t.say("emergency", crisis=crisis)
+    rule = emergency_rule(normalize(t.text))
+    # No rule: the learned model read an emergency the rules have no wording for (most often
+    # self-harm said indirectly); the answer names both 911 and 988.
+    t.say("emergency", crisis=rule in CRISIS_RULES, unclear=rule is None)
     t.reply.urgent = True
     t.handoff(Reason.EMERGENCY, t.kept)
     return True

@@ -45,8 +45,9 @@ def offer_details(t: TurnContext, patient: Patient) -> None:
         return
     carer = t.caregiver
     if links.issued_since(
-        t.session, patient.id, t.now - OFFER_EVERY, caregiver_id=carer.id if carer else None
-    ):
+        t.session, patient.clinic_id, patient.id, t.now - OFFER_EVERY,
+        caregiver_id=carer.id if carer else None,
+    ):  # fmt: skip
         return
     url = make(t, patient)
     if url is not None:

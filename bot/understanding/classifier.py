@@ -4,7 +4,8 @@ Pipeline for one message (see docs/nlu.md):
 
 1. normalise (case, accents, emoji, shorthand and misspellings, spelling correction);
 2. carrier keywords, exact (STOP, START, HELP...): the answer, confidence 1;
-3. emergency rules over the whole message: emergency is then always the primary intent;
+3. emergency rules over the whole message: emergency is then always the primary intent
+   (`intent`), and takes its written place in `intents`;
 4. split into clauses on punctuation and conjunctions ("and", "also", "y", "tambien"...);
 5. per clause: plain-language consent requests ("stop texting me") are rules; otherwise every
    intent is scored from weighted keywords and patterns plus the nearest catalogue examples
@@ -78,6 +79,13 @@ _WORD = re.compile(r"[a-z]{5,}")
 
 
 @dataclass(frozen=True)
+class ClauseReading:
+    text: str  # the clause's normalised words
+    intent: str
+    confidence: float
+
+
+@dataclass(frozen=True)
 class Classification:
     intent: str
     intents: list[str] = field(default_factory=list)
@@ -85,6 +93,8 @@ class Classification:
     language: str = "en"
     risk: str = Risk.NONE
     risk_reason: str = ""  # the category and the words that fired, e.g. 'self_harm: "..."'
+    # how each clause read on its own, in written order (for the learned model's second look)
+    clauses: tuple[ClauseReading, ...] = field(default=(), compare=False, repr=False)
 
     def as_json(self, text: str) -> dict:
         return {
@@ -406,12 +416,22 @@ def classify(text: str) -> Classification:
     full_clause = Clause(tuple(full), tuple(cat.speller.correct(full)))
     emergency_found = _emergency_match(full_clause)
     emergency = emergency_found is not None
+    # Where the emergency is written (the first clause that is one on its own; else first).
+    flagged = [emergency and _is_emergency(clause) for clause in clauses]
+    emergency_at = flagged.index(True) if True in flagged else 0
     results = [
         classify_clause(cat, clause)
-        for clause in clauses
-        if not (emergency and _is_emergency(clause))
+        for clause, is_emergency in zip(clauses, flagged, strict=True)
+        if not is_emergency
     ]
     results = _dampen_backstory(results)
+    readings = iter(results)
+    clause_readings = tuple(
+        ClauseReading(" ".join(clause.raw), str(Intent.EMERGENCY), 1.0)
+        if is_emergency
+        else _reading(clause, next(readings))
+        for clause, is_emergency in zip(clauses, flagged, strict=True)
+    )
     found = [r for r in results if r.intent is not Intent.UNKNOWN and r.confidence >= THRESHOLD]
     if not found and len(clauses) > 1 and not emergency:
         result = classify_clause(cat, whole)
@@ -433,15 +453,32 @@ def classify(text: str) -> Classification:
             intents.append(str(result.intent))
 
     if emergency:
-        intents = [str(Intent.EMERGENCY)] + [i for i in intents if i != Intent.EMERGENCY]
+        # The primary intent is the emergency; `intents` keep the order written.
+        before = sum(1 for r in results[:emergency_at] if str(r.intent) in intents)
+        intents = [i for i in intents if i != Intent.EMERGENCY]
+        intents.insert(min(before, len(intents)), str(Intent.EMERGENCY))
         reason = str(RiskReason(*emergency_found)) if emergency_found else ""
-        return Classification(str(Intent.EMERGENCY), intents, 1.0, language, Risk.EMERGENCY, reason)
+        return Classification(
+            str(Intent.EMERGENCY), intents, 1.0, language, Risk.EMERGENCY, reason, clause_readings
+        )
     possible = _possible_match(full_clause)
     risk = Risk.POSSIBLE if possible else Risk.NONE
     reason = str(RiskReason(*possible)) if possible else ""
     if not intents:
         best = max((r.confidence for r in results), default=0.0)
         return Classification(
-            str(Intent.UNKNOWN), [str(Intent.UNKNOWN)], 1.0 - best, language, risk, reason
+            str(Intent.UNKNOWN),
+            [str(Intent.UNKNOWN)],
+            1.0 - best,
+            language,
+            risk,
+            reason,
+            clause_readings,
         )
-    return Classification(intents[0], intents, chosen[0].confidence, language, risk, reason)
+    return Classification(
+        intents[0], intents, chosen[0].confidence, language, risk, reason, clause_readings
+    )
+
+
+def _reading(clause: Clause, result: ClauseResult) -> ClauseReading:
+    return ClauseReading(" ".join(clause.raw), str(result.intent), result.confidence)

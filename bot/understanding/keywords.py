@@ -53,11 +53,25 @@ def _consent_patterns() -> dict[Intent, re.Pattern[str]]:
     }
 
 
+# A request is not one when denied just before it ("not trying to opt out of texts, i just
+# want to cancel my plan", "no quiero darme de baja").
+NEGATIONS = frozenset({"not", "dont", "never", "no", "nunca", "wont", "didnt", "isnt", "nor"})
+NEGATION_REACH = 4  # words before the request
+
+
+def _asked(pattern: re.Pattern[str], text: str) -> bool:
+    for match in pattern.finditer(text):
+        before = text[: match.start()].split()[-NEGATION_REACH:]
+        if not NEGATIONS.intersection(before):
+            return True
+    return False
+
+
 def consent_request(normalized_clause: str) -> Intent | None:
     """opt_out / opt_in for a plain-language request about texts, else None."""
     patterns = _consent_patterns()
-    if patterns[Intent.OPT_OUT].search(normalized_clause):
+    if _asked(patterns[Intent.OPT_OUT], normalized_clause):
         return Intent.OPT_OUT
-    if patterns[Intent.OPT_IN].search(normalized_clause):
+    if _asked(patterns[Intent.OPT_IN], normalized_clause):
         return Intent.OPT_IN
     return None

@@ -13,7 +13,9 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import re
 import tempfile
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -31,6 +33,7 @@ from bot.understanding.normalize import default_normalizer
 
 log = logging.getLogger("patient_status.nlu")
 
+_KEY_HELD = re.compile(r"\b(\w)\1{2,}\b")
 ARTIFACT_DIR = Path(__file__).parent / "artifacts"  # gitignored; NLU_MODEL_DIR overrides
 FORMAT = 4  # bump when the features or the stored object change
 
@@ -178,7 +181,10 @@ class Models:
         Gibberish ("blorp flurb zzz") is read by character n-grams alone, where a probability
         says more about spelling than meaning."""
         analyze, vocabulary, _, _ = self._tables[0]
-        words = [token for token in analyze(prepare(text)) if " " not in token]
+        # A key held down ("zzzz qqq") is no word, even where the shorthand table would make
+        # one of it ("q" -> que).
+        typed = _KEY_HELD.sub(" ", text)
+        words = [token for token in analyze(prepare(typed)) if " " not in token]
         if not words:
             return 0.0
         return sum(1 for word in words if word in vocabulary) / len(words)
@@ -201,8 +207,9 @@ class Models:
         )
 
 
-def train() -> Models:
-    rows = training.build_corpus()
+def train(rows: Sequence[training.Row] | None = None) -> Models:
+    """Fit both models on the corpus (or on `rows`, for cross-validation in `tune.py`)."""
+    rows = training.build_corpus() if rows is None else rows
     features = _features()
     x = features.fit_transform([prepare(r.text) for r in rows])
     intent = _classifier().fit(x, [r.intent for r in rows])

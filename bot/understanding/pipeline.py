@@ -1,36 +1,76 @@
 """Rules and the learned model combined: what `classify` answers (see docs/nlu.md).
 
-- Carrier keywords and the emergency rules always win: the model never overrides them, and
-  never produces opt_out/opt_in (a false opt-out silences a patient).
+- Carrier keywords always win, and the model never produces opt_out (a false opt-out silences
+  a patient); it may read a plain request to start texts again, or a question about what
+  this number does, where the rules read nothing.
 - The rules' risk layer (`risk_rules.py`) grades what is not a clear emergency.
 - The model fills in where the rules have nothing clear: `unknown`, or a low confidence.
-- On risk, disagreement goes to the safe side: a model fairly sure of an emergency (or of a
-  possible risk) raises the grade to at least `possible`, never lowers what the rules say.
+- On risk the two are read together, and disagreement goes to the safe side: a model fairly
+  sure of an emergency where the rules' risk layer saw a possible risk ("gave away my cat and
+  my guitar this week. i think im finally done") makes it an emergency, as does a model
+  all but certain where the rules saw nothing; a model fairly sure of danger raises the grade
+  to `possible`. When the rules' emergency wording sits in a message the model reads,
+  with near certainty, as an ordinary request ("suffocating under these charges, is there a
+  payment plan"), the grade is lowered one step only, to `possible`: a warm check-in and an
+  urgent staff review, never silence. A lone dark-mood message is never lowered (out of fold,
+  the model could not tell "i feel like a burden" from "nadie me va a extrañar cuando me
+  mate"), nor are explicit calls for help ("call the paramedics").
+
+The thresholds (`Thresholds`) are chosen by `tune.py` on the training corpus, out of fold.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import replace
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
 
-from bot.intents import Intent
+from bot.intents import SOCIAL_INTENTS, Intent
 from bot.understanding import model
 from bot.understanding.classifier import Classification
 from bot.understanding.classifier import classify as classify_rules
+from bot.understanding.model import Prediction
 from bot.understanding.risk import Risk, RiskReason
 
-# Tuned on the training corpus and the older sets in tests/data (docs/nlu.md).
-RULES_CLEAR = 0.55  # rules at or above this confidence are not second-guessed
-MODEL_SURE = 0.55  # the model's intent is taken only at or above this probability
-# P(emergency) from which the model raises risk to possible: lower when the rules found
-# nothing clear, higher when they understood an ordinary request.
-MODEL_EMERGENCY = 0.70
-MODEL_EMERGENCY_OVER_CLEAR_RULES = 0.90
-MODEL_POSSIBLE = 0.65  # P(possible), likewise
-MODEL_POSSIBLE_OVER_CLEAR_RULES = 0.85
-# The model raises risk only on a message it mostly has words for (not on gibberish).
-MODEL_KNOWN_WORDS = 0.5
 NEVER_FROM_MODEL = frozenset({Intent.OPT_OUT, Intent.OPT_IN, Intent.EMERGENCY, Intent.HELP})
+# Rules whose words are a call for help in themselves ("call the paramedics", "911"): never
+# lowered, whatever the model reads.
+NEVER_LOWERED = ("emergency_words",)
+
+
+@dataclass(frozen=True)
+class Thresholds:
+    rules_clear: float = 0.65  # rules at or above this confidence are not second-guessed
+    model_sure: float = 0.4  # the model's intent is taken only at or above this probability
+    # the model's intent over a clear rules answer, when the model is surer still
+    model_overrides: float = 0.7
+    # P(emergency) from which the model makes an emergency of what the rules did not call one:
+    # lower when the rules' risk layer saw a possible risk (two readings agree), higher when
+    # they saw none, higher still when they understood an ordinary request clearly
+    emergency_with_possible: float = 0.5
+    emergency_unread: float = 0.93  # the rules read no request at all
+    emergency: float = 0.95
+    emergency_over_clear_rules: float = 1.01
+    # P(emergency) or P(possible) from which the model raises risk to possible
+    possible_from_emergency: float = 0.50
+    possible: float = 0.65
+    possible_over_clear_rules: float = 0.85
+    # a rules emergency is lowered to possible when P(emergency) is below this and the model
+    # is at least `lower_intent` sure of an ordinary request in the message
+    lower_below: float = 0.12
+    lower_intent: float = 0.6
+    lower_intent_alone: float = 0.9  # ...when the rules did not read that request themselves
+    # the model is heard only on a message it mostly has words for (not on gibberish)
+    known_words: float = 0.5
+    # opt_in and help from the model, only where the rules read nothing
+    model_opt_in: float = 0.5
+    model_help: float = 0.5
+    # a second request in its own clause: the rules' reading of the clause at or above
+    # `clause_rules`, else the model's reading of the clause alone at or above `clause_model`
+    clause_rules: float = 0.6
+    clause_model: float = 0.6
+
+
+DEFAULT = Thresholds()
 
 
 def classify_model(text: str) -> Classification:
@@ -39,39 +79,157 @@ def classify_model(text: str) -> Classification:
     rules = classify_rules(text)  # only for the language guess
     risk = p.risk
     reason = str(RiskReason("model", f"p={p.risk_probability:.2f}")) if risk != Risk.NONE else ""
-    return Classification(p.intent, [p.intent], p.intent_probability, rules.language, risk, reason)
+    intent = str(Intent.EMERGENCY) if risk == Risk.EMERGENCY else p.intent
+    return Classification(intent, [intent], p.intent_probability, rules.language, risk, reason)
 
 
-def combine(rules: Classification, text: str) -> Classification:
-    if rules.confidence >= 1.0 and rules.intent in (Intent.OPT_OUT, Intent.OPT_IN, Intent.HELP):
-        return rules  # a carrier keyword
-    if rules.risk == Risk.EMERGENCY:
+def _keyword(rules: Classification) -> bool:
+    return rules.confidence >= 1.0 and rules.intent in (Intent.OPT_OUT, Intent.OPT_IN, Intent.HELP)
+
+
+def decide(
+    rules: Classification,
+    p: Prediction,
+    t: Thresholds = DEFAULT,
+    clauses: Sequence[Prediction] = (),
+) -> Classification:
+    """The combined answer for one message, from the rules' and the model's readings (of the
+    whole message, `p`, and of each clause alone, `clauses`)."""
+    if _keyword(rules):
         return rules
-    p = model.models().predict(text)
+    return _second_request(_whole(rules, p, t), rules, clauses, t)
+
+
+def _second_request(
+    result: Classification, rules: Classification, clauses: Sequence[Prediction], t: Thresholds
+) -> Classification:
+    """Two requests in two clauses, where the whole-message reading kept only one; never more
+    than two (the contract's "a message can carry two intents")."""
+    asked: list[str] = []
+    for reading, q in zip(rules.clauses, clauses, strict=False):
+        clear = reading.intent != Intent.UNKNOWN and reading.confidence >= t.clause_rules
+        if clear or reading.intent == Intent.EMERGENCY:
+            intent = reading.intent
+        elif q.intent_probability >= t.clause_model and q.intent not in NEVER_FROM_MODEL:
+            intent = q.intent
+        else:
+            continue
+        if intent not in asked and intent not in SOCIAL_INTENTS and intent != Intent.UNKNOWN:
+            asked.append(intent)
+    have = [i for i in result.intents if i not in SOCIAL_INTENTS and i != Intent.UNKNOWN]
+    if len(have) > 2:  # at most two requests: the primary one and the first other, as written
+        other = next(i for i in have if i != result.intent)
+        kept = [i for i in have if i in (result.intent, other)]
+        return replace(result, intents=kept)
+    if len(asked) < 2 or len(have) >= 2 or result.intent not in asked:
+        return result
+    first = asked[0]
+    intents = [first] if first == result.intent else [first, result.intent]
+    if len(intents) < 2:
+        intents.append(next(i for i in asked if i != first))
+    return replace(result, intents=[str(i) for i in intents])
+
+
+def _whole(rules: Classification, p: Prediction, t: Thresholds) -> Classification:
+    knows = p.known_words >= t.known_words
+    if rules.risk == Risk.EMERGENCY:
+        ordinary = [i for i in rules.intents if i != Intent.EMERGENCY]
+        if (
+            knows
+            and p.emergency_probability < t.lower_below
+            and p.intent_probability >= t.lower_intent
+            and (p.intent in ordinary or p.intent_probability >= t.lower_intent_alone)
+            and p.intent not in NEVER_FROM_MODEL
+            and p.intent not in SOCIAL_INTENTS
+            and p.intent != Intent.UNKNOWN
+            and not rules.risk_reason.startswith(NEVER_LOWERED)
+        ):
+            intents = [p.intent] + [i for i in ordinary if i != p.intent][:1]
+            reason = RiskReason(
+                "lowered", f"{rules.risk_reason}; model p={p.emergency_probability:.2f}"
+            )
+            return replace(
+                rules,
+                intent=p.intent,
+                intents=intents,
+                confidence=p.intent_probability,
+                risk=Risk.POSSIBLE,
+                risk_reason=str(reason),
+            )
+        return rules
+
     result = rules
-    if (
-        (rules.intent == Intent.UNKNOWN or rules.confidence < RULES_CLEAR)
-        and p.intent_probability >= MODEL_SURE
+    clear = rules.intent != Intent.UNKNOWN and rules.confidence >= t.rules_clear
+    takes_model = (
+        knows
         and p.intent not in NEVER_FROM_MODEL
         and p.intent != rules.intent
         and Intent.OPT_OUT not in rules.intents
-    ):
+        and p.intent_probability >= (t.model_overrides if clear else t.model_sure)
+    )
+    # Where the rules read nothing, the model may read a plain-language request to start texts
+    # again or a question about what this number does; never an opt-out (a false one silences
+    # a patient: those stay with the rules).
+    asks_service = (
+        knows
+        and rules.intent == Intent.UNKNOWN
+        and Intent.OPT_OUT not in rules.intents
+        and (
+            (p.intent == Intent.OPT_IN and p.intent_probability >= t.model_opt_in)
+            or (p.intent == Intent.HELP and p.intent_probability >= t.model_help)
+        )
+    )
+    if asks_service:
+        result = replace(
+            result, intent=p.intent, intents=[p.intent], confidence=p.intent_probability
+        )
+    elif takes_model:
         if rules.intent == Intent.UNKNOWN:
             intents = [p.intent]
+        elif len(rules.intents) > 1 and p.intent in rules.intents:
+            intents = list(rules.intents)  # the model's reading is already one of them
         else:
             intents = [p.intent] + [i for i in rules.intents if i != p.intent][:1]
-        result = replace(result, intent=p.intent, intents=intents, confidence=p.intent_probability)
-    clear = rules.intent != Intent.UNKNOWN and rules.confidence >= RULES_CLEAR
-    emergency_bar = MODEL_EMERGENCY_OVER_CLEAR_RULES if clear else MODEL_EMERGENCY
-    possible_bar = MODEL_POSSIBLE_OVER_CLEAR_RULES if clear else MODEL_POSSIBLE
-    if result.risk == Risk.NONE and p.known_words >= MODEL_KNOWN_WORDS:
-        if p.emergency_probability >= emergency_bar:
+        result = replace(
+            result, intent=intents[0], intents=intents, confidence=p.intent_probability
+        )
+
+    if not knows:
+        return result
+    if rules.risk == Risk.POSSIBLE:
+        emergency_bar = t.emergency_with_possible
+    elif rules.intent == Intent.UNKNOWN:
+        emergency_bar = t.emergency_unread
+    else:
+        emergency_bar = t.emergency_over_clear_rules if clear else t.emergency
+    if p.emergency_probability >= emergency_bar:
+        reason = RiskReason("model.emergency", f"p={p.emergency_probability:.2f}")
+        ordinary = [i for i in result.intents if i != Intent.UNKNOWN]
+        return replace(
+            result,
+            intent=str(Intent.EMERGENCY),
+            intents=[str(Intent.EMERGENCY), *ordinary][:2],
+            confidence=p.emergency_probability,
+            risk=Risk.EMERGENCY,
+            risk_reason=str(reason),
+        )
+    if result.risk == Risk.NONE:
+        possible_bar = t.possible_over_clear_rules if clear else t.possible
+        if p.emergency_probability >= t.possible_from_emergency:
             reason = RiskReason("model.emergency", f"p={p.emergency_probability:.2f}")
             result = replace(result, risk=Risk.POSSIBLE, risk_reason=str(reason))
         elif p.possible_probability >= possible_bar:
             reason = RiskReason("model.possible", f"p={p.possible_probability:.2f}")
             result = replace(result, risk=Risk.POSSIBLE, risk_reason=str(reason))
     return result
+
+
+def combine(rules: Classification, text: str) -> Classification:
+    if _keyword(rules):
+        return rules
+    models = model.models()
+    clauses = [models.predict(c.text) for c in rules.clauses] if len(rules.clauses) > 1 else []
+    return decide(rules, models.predict(text), DEFAULT, clauses)
 
 
 def classify(text: str) -> Classification:

@@ -11,8 +11,11 @@ people really text: greetings and sign-offs, a line of backstory before the ques
 no punctuation or capitals, voice-to-text run-ons, and two requests in one message. The same
 corpus comes out on every machine, so the trained model is reproducible.
 
-`corpus/labelled.tsv` adds the project's older labelled sets (written by hand, by the team and
-by helpers who had not read the rules: `text<TAB>intent[,intent]`), a few noisy copies each.
+The `corpus/*.tsv` files add messages written by hand, a few noisy copies each: `labelled.tsv`
+(the project's older labelled sets, by the team and by helpers who had not read the rules),
+`written_en.tsv` / `written_es.tsv` (written for training by helpers who had read neither the
+rules nor any evaluation set) and `retired_eval.tsv` (blind sets A and B after their one run).
+Columns `text<TAB>intents[<TAB>risk]`; intents comma-separated in written order.
 
 All text is invented for training: no real patient data.
 """
@@ -183,18 +186,43 @@ def catalogue_examples(language: str) -> dict[str, list[str]]:
     }
 
 
-def labelled_rows(rng: random.Random) -> list[Row]:
-    rows: list[Row] = []
-    with open(CORPUS_DIR / "labelled.tsv", encoding="utf-8") as f:
-        lines = f.read().splitlines()[1:]
-    for line in lines:
-        text, _, label = line.rpartition("\t")
-        intents = tuple(str(Intent(i)) for i in label.split(","))
-        risk = Risk.EMERGENCY if intents[0] == Intent.EMERGENCY else Risk.NONE
-        rows.append(Row(text, intents, risk, "", text))
-        for _ in range(PER_EXAMPLE):
-            rows.append(Row(_texting(text, rng), intents, risk, "", text))
+def read_tsv(path: Path) -> list[tuple[str, tuple[str, ...], str]]:
+    """(text, intents, risk) of a labelled file: lines starting with # are comments, then a
+    header naming the columns: `text`, `intent` or `intents` (comma-separated, in written
+    order), and optionally `risk` (none / possible / emergency; else taken from the intent)."""
+    lines = [
+        line
+        for line in path.read_text(encoding="utf-8").splitlines()
+        if line.strip() and not line.startswith("#")
+    ]
+    columns = lines[0].split("\t")
+    label_column = "intents" if "intents" in columns else "intent"
+    rows = []
+    for number, line in enumerate(lines[1:], start=2):
+        fields = dict(zip(columns, line.split("\t"), strict=False))
+        try:
+            intents = tuple(str(Intent(i.strip())) for i in fields[label_column].split(","))
+            default = Risk.EMERGENCY if intents[0] == Intent.EMERGENCY else Risk.NONE
+            risk = str(Risk(fields.get("risk", default).strip()))
+        except (KeyError, ValueError) as e:
+            raise ValueError(f"{path.name}, line {number}: {e}") from None
+        rows.append((fields["text"], intents, risk))
     return rows
+
+
+def labelled_rows(rng: random.Random) -> list[Row]:
+    """The hand-written labelled files (`corpus/*.tsv`), each row and a few noisy copies."""
+    rows: list[Row] = []
+    for path in labelled_files():
+        for text, intents, risk in read_tsv(path):
+            rows.append(Row(text, intents, risk, "", text))
+            for _ in range(PER_EXAMPLE):
+                rows.append(Row(_texting(text, rng), intents, risk, "", text))
+    return rows
+
+
+def labelled_files() -> list[Path]:
+    return sorted(CORPUS_DIR.glob("*.tsv"))
 
 
 @lru_cache(maxsize=1)
@@ -211,6 +239,6 @@ def build_corpus() -> tuple[Row, ...]:
 def corpus_files() -> list[Path]:
     return (
         sorted(CORPUS_DIR.glob("*.yaml"))
-        + [CORPUS_DIR / "labelled.tsv"]
+        + labelled_files()
         + [CATALOGUE_DIR / f"{lang}.yaml" for lang in LANGUAGES]
     )

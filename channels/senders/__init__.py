@@ -9,14 +9,13 @@ from status.settings import Settings
 
 
 def senders_from_settings(settings: Settings, *, echo: bool = False) -> dict[str, Sender]:
-    """`{"sms": ..., "telegram": ...}` for what is configured; SMS falls back to log mode and
-    Telegram is left out without a token."""
-    senders: dict[str, Sender] = {
-        "sms": TwilioSmsSender(settings) if settings.sms_enabled else LogSmsSender(echo=echo)
+    """`{"sms": ..., "telegram": ...}`; SMS falls back to log mode without Twilio credentials.
+    Telegram sends as each clinic's own bot: a clinic without one has its messages refused
+    ("channel_not_configured") by the dispatcher."""
+    return {
+        "sms": TwilioSmsSender(settings) if settings.sms_enabled else LogSmsSender(echo=echo),
+        "telegram": TelegramSender(settings),
     }
-    if settings.telegram_enabled:
-        senders["telegram"] = TelegramSender(settings)
-    return senders
 
 
 __all__ = [

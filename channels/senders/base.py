@@ -32,6 +32,27 @@ class SendResult:
         return cls(ok=False, error_code=NETWORK, error_message=detail, retryable=True)
 
 
+@dataclass(frozen=True)
+class Origin:
+    """Who a message is sent as: its clinic's SMS number or messaging service, its bot."""
+
+    sms_from: str | None = None
+    messaging_service_sid: str | None = None
+    telegram_token: str | None = None
+
+    def configured(self, channel: str) -> bool:
+        if channel == "sms":
+            return bool(self.sms_from or self.messaging_service_sid)
+        if channel == "telegram":
+            return bool(self.telegram_token)
+        return True
+
+    @property
+    def sms_key(self) -> str:
+        """What Twilio paces: the sending number (or the service, which spreads its own)."""
+        return self.messaging_service_sid or self.sms_from or "*"
+
+
 class Sender(Protocol):
     channel: str  # "sms" | "telegram"
 
@@ -42,6 +63,7 @@ class Sender(Protocol):
         *,
         buttons: list[list[dict]] | None = None,
         status_callback: str | None = None,
+        origin: Origin | None = None,
     ) -> SendResult: ...
 
     async def close(self) -> None: ...

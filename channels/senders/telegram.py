@@ -28,7 +28,7 @@ from aiogram.types import (
     ReplyKeyboardMarkup,
 )
 
-from channels.senders.base import BLOCKED, CHAT_NOT_FOUND, SendResult
+from channels.senders.base import BLOCKED, CHAT_NOT_FOUND, Origin, SendResult
 from status.settings import Settings
 
 WEBHOOK_PATH = "/webhooks/telegram"
@@ -40,16 +40,20 @@ _SECRET_TOKEN = re.compile(r"[A-Za-z0-9_-]{1,256}")
 Markup = InlineKeyboardMarkup | ReplyKeyboardMarkup
 
 
-def build_bot(settings: Settings, *, timeout: float | None = None) -> Bot:
-    """An aiogram Bot for `settings` (HTML parse mode); the caller closes `bot.session`."""
-    if not settings.telegram_bot_token:
+def build_bot(
+    settings: Settings, *, timeout: float | None = None, token: str | None = None
+) -> Bot:
+    """An aiogram Bot for `settings` (or a clinic's own `token`; HTML parse mode); the caller
+    closes `bot.session`."""
+    token = token or settings.telegram_bot_token
+    if not token:
         raise ValueError("TELEGRAM_BOT_TOKEN is not set")
     api = TelegramAPIServer.from_base(settings.telegram_api_base)
     session = (
         AiohttpSession(api=api) if timeout is None else AiohttpSession(api=api, timeout=timeout)
     )
     return Bot(
-        settings.telegram_bot_token,
+        token,
         session=session,
         default=DefaultBotProperties(parse_mode=ParseMode.HTML),
     )
@@ -96,12 +100,28 @@ def _chat_id(address: str) -> int | str:
 
 
 class TelegramSender:
-    """Sends with the Bot API; never raises for a provider or network error."""
+    """Sends with the Bot API, as the clinic's own bot; never raises for a provider or network
+    error."""
 
     channel = "telegram"
 
     def __init__(self, settings: Settings, *, timeout: float = DEFAULT_TIMEOUT) -> None:
-        self.bot = build_bot(settings, timeout=timeout)
+        self._settings = settings
+        self._timeout = timeout
+        self._bots: dict[str, Bot] = {}
+
+    @property
+    def bot(self) -> Bot:
+        """The environment's (the default clinic's) bot."""
+        return self.bot_for(self._settings.telegram_bot_token)
+
+    def bot_for(self, token: str | None) -> Bot:
+        token = token or self._settings.telegram_bot_token
+        if not token:
+            raise ValueError("TELEGRAM_BOT_TOKEN is not set")
+        if token not in self._bots:
+            self._bots[token] = build_bot(self._settings, timeout=self._timeout, token=token)
+        return self._bots[token]
 
     async def send(
         self,
@@ -110,11 +130,13 @@ class TelegramSender:
         *,
         buttons: list[list[dict]] | None = None,
         status_callback: str | None = None,
+        origin: Origin | None = None,
     ) -> SendResult:
         """`body` is HTML already escaped by the caller; `status_callback` does not apply."""
         markup = build_reply_markup(buttons)
+        bot = self.bot_for(origin.telegram_token if origin is not None else None)
         try:
-            message = await self.bot.send_message(_chat_id(address), body, reply_markup=markup)
+            message = await bot.send_message(_chat_id(address), body, reply_markup=markup)
         except TelegramAPIError as exc:
             return telegram_error_result(exc)
         except ClientDecodeError as exc:  # a proxy's HTML error page, say
@@ -124,7 +146,9 @@ class TelegramSender:
         return SendResult(ok=True, provider_message_id=str(message.message_id), status="sent")
 
     async def close(self) -> None:
-        await self.bot.session.close()
+        for bot in self._bots.values():
+            await bot.session.close()
+        self._bots.clear()
 
 
 def telegram_error_result(exc: TelegramAPIError) -> SendResult:
@@ -157,8 +181,9 @@ def telegram_error_result(exc: TelegramAPIError) -> SendResult:
     return SendResult(ok=False, error_code=code, error_message=description)
 
 
-async def set_webhook(settings: Settings) -> str:
-    """Register `{PUBLIC_BASE_URL}/webhooks/telegram` with the secret token; return the URL."""
+async def set_webhook(settings: Settings, path: str = WEBHOOK_PATH) -> str:
+    """Register `{PUBLIC_BASE_URL}{path}` with the secret token; return the URL. A clinic's own
+    bot (its settings, `clinics.settings_for`) registers `/webhooks/telegram/{slug}`."""
     missing = [
         name
         for name, value in (
@@ -175,7 +200,7 @@ async def set_webhook(settings: Settings) -> str:
         raise ValueError(
             "TELEGRAM_WEBHOOK_SECRET must be 1-256 characters of A-Z, a-z, 0-9, _ and -"
         )
-    url = f"{(settings.public_base_url or '').rstrip('/')}{WEBHOOK_PATH}"
+    url = f"{(settings.public_base_url or '').rstrip('/')}{path}"
     if not url.startswith("https://"):
         raise ValueError(f"Telegram only calls HTTPS webhooks; PUBLIC_BASE_URL gives {url}")
     bot = build_bot(settings)

@@ -18,7 +18,7 @@ from twilio.http.response import Response
 from twilio.rest import Client
 
 from bot.sms_text import sms_segments
-from channels.senders.base import INVALID_ADDRESS, OPTED_OUT, SendResult, mask_address
+from channels.senders.base import INVALID_ADDRESS, OPTED_OUT, Origin, SendResult, mask_address
 from status.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -113,7 +113,12 @@ class TwilioSmsSender:
             )
         return self._client
 
-    def _sender_params(self) -> dict[str, Any]:
+    def _sender_params(self, origin: Origin | None) -> dict[str, Any]:
+        """The clinic's sender (`origin`), else the environment's (the default clinic's)."""
+        if origin is not None and origin.configured("sms"):
+            if origin.messaging_service_sid:
+                return {"messaging_service_sid": origin.messaging_service_sid}
+            return {"from_": origin.sms_from}
         if self._settings.twilio_messaging_service_sid:
             return {"messaging_service_sid": self._settings.twilio_messaging_service_sid}
         return {"from_": self._settings.twilio_from_number}
@@ -125,6 +130,7 @@ class TwilioSmsSender:
         *,
         buttons: list[list[dict]] | None = None,
         status_callback: str | None = None,
+        origin: Origin | None = None,
     ) -> SendResult:
         client = self._get_client()
         _response_headers.set(None)
@@ -133,7 +139,7 @@ class TwilioSmsSender:
                 to=address,
                 body=body,
                 status_callback=status_callback,
-                **self._sender_params(),
+                **self._sender_params(origin),
             )
         except TwilioRestException as exc:
             return twilio_error_result(exc.status, exc.code, exc.msg, _retry_after())
@@ -208,6 +214,7 @@ class LogSmsSender:
         *,
         buttons: list[list[dict]] | None = None,
         status_callback: str | None = None,
+        origin: Origin | None = None,
     ) -> SendResult:
         encoding, segments = sms_segments(body)
         logger.info(

@@ -6,9 +6,10 @@ from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 from sqlalchemy.orm import Session
 
-from channels.staff.models import Role, StaffUser, by_email
+from channels.staff.models import Role, StaffUser, by_email, join
 from channels.staff.security import end_sessions
-from status import limits
+from status import clinics, limits
+from status.clinics import Clinic
 from status.db import utcnow
 
 _hasher = PasswordHasher()
@@ -30,7 +31,17 @@ def check_password(user: StaffUser, password: str) -> bool:
         return False
 
 
-def add_staff(session: Session, email: str, name: str, role: str, password: str) -> StaffUser:
+def add_staff(
+    session: Session,
+    email: str,
+    name: str,
+    role: str,
+    password: str,
+    *,
+    clinic: Clinic | None = None,
+    platform_admin: bool | None = None,
+) -> StaffUser:
+    """Create (or reset) a login, a member of `clinic` (the default one) with `role` there."""
     email = email.strip().lower()
     if "@" not in email or len(email) > limits.EMAIL or limits.unstorable(email):
         raise StaffError(f"{email!r} is not an email address")
@@ -52,5 +63,9 @@ def add_staff(session: Session, email: str, name: str, role: str, password: str)
             True,
         )
         end_sessions(session, user.id, utcnow())
+    if platform_admin is not None:
+        user.platform_admin = platform_admin
+    session.flush()
+    join(session, user, clinic or clinics.default(session), role)
     session.flush()
     return user

@@ -1,6 +1,6 @@
-"""`/staff/patients/{id}/…`: make a status-page link to send the patient, and add or remove a
-caregiver. The link's address is shown once, on the page the POST returns (only its hash is
-kept)."""
+"""`/staff/patients/{id}/…`: make or revoke a status-page link, and add or remove a caregiver,
+for a patient of the clinic the console shows. The link's address is shown once, on the page
+the POST returns (only its hash is kept)."""
 
 from __future__ import annotations
 
@@ -29,7 +29,7 @@ def make_status_link(
     settings = request.app.state.settings
     new_link = None
     with request.app.state.db.session() as session:
-        patient = patients.by_source_id(session, patient_id)
+        patient = patients.by_source_id(session, staff.clinic_id, patient_id)
         if patient is not None:
             issued = links.issue(
                 session, patient, hours=settings.status_link_hours, now=utcnow(),
@@ -37,9 +37,33 @@ def make_status_link(
             )  # fmt: skip
             new_link = {"url": links.url(_base(request), issued.token),
                         "expires_at": issued.link.expires_at}  # fmt: skip
-            audit(session, "status link made", staff_id=staff.id, patient_id=patient.id,
-                  detail=f"status link #{issued.link.id}")  # fmt: skip
+            audit(session, "status link made", clinic_id=patient.clinic_id, staff_id=staff.id,
+                  patient_id=patient.id, detail=f"status link #{issued.link.id}")  # fmt: skip
     return patient_view(request, staff, patient_id, 201 if new_link else 404, new_link=new_link)
+
+
+@router.post(
+    "/patients/{patient_id}/status-links/{link_id}/revoke", dependencies=[Depends(csrf_protected)]
+)
+def revoke_status_link(
+    patient_id: str,
+    request: Request,
+    link_id: int = Path(ge=1, le=2**31 - 1),
+    staff: Staff = Depends(current_staff),
+) -> Response:
+    """The link stops opening at once (a lost phone, sent to the wrong person)."""
+    with request.app.state.db.session() as session:
+        patient = patients.by_source_id(session, staff.clinic_id, patient_id)
+        link = links.by_id(session, staff.clinic_id, link_id)
+        if patient is None or link is None or link.patient_id != patient.id:
+            problem = f"There is no status link #{link_id} for this patient."
+            return patient_view(request, staff, patient_id, 404, problem=problem)
+        if link.revoked_at is None:
+            links.revoke(link, utcnow())
+            audit(session, "status link revoked", clinic_id=patient.clinic_id, staff_id=staff.id,
+                  patient_id=patient.id, detail=f"status link #{link.id}")  # fmt: skip
+    flash(request, f"Status link #{link_id} revoked: it no longer opens.")
+    return redirect(f"/staff/patients/{patient_id}#status-page")
 
 
 @router.post("/patients/{patient_id}/caregivers", dependencies=[Depends(csrf_protected)])
@@ -55,7 +79,7 @@ def add_caregiver(
     may_ask: str = Form(""),
 ) -> Response:
     with request.app.state.db.session() as session:
-        patient = patients.by_source_id(session, patient_id)
+        patient = patients.by_source_id(session, staff.clinic_id, patient_id)
         if patient is None:
             return patient_view(request, staff, patient_id)
         try:
@@ -68,7 +92,8 @@ def add_caregiver(
             problem = f"Caregiver not added: {exc.message}."
         else:
             problem = None
-            audit(session, "caregiver added", staff_id=staff.id, patient_id=patient.id,
+            audit(session, "caregiver added", clinic_id=patient.clinic_id, staff_id=staff.id,
+                  patient_id=patient.id,
                   detail=f"caregiver #{carer.id} ({carer.relation})")  # fmt: skip
     if problem:
         return patient_view(request, staff, patient_id, 422, problem=problem)
@@ -87,11 +112,11 @@ def remove_caregiver(
     staff: Staff = Depends(current_staff),
 ) -> Response:
     with request.app.state.db.session() as session:
-        patient = patients.by_source_id(session, patient_id)
-        carer = caregivers.by_id(session, caregiver_id)
+        patient = patients.by_source_id(session, staff.clinic_id, patient_id)
+        carer = caregivers.by_id(session, staff.clinic_id, caregiver_id)
         if patient is not None and carer is not None and carer.patient_id == patient.id:
             caregivers.remove(carer, utcnow())
-            audit(session, "caregiver removed", staff_id=staff.id, patient_id=patient.id,
-                  detail=f"caregiver #{carer.id}")  # fmt: skip
+            audit(session, "caregiver removed", clinic_id=patient.clinic_id, staff_id=staff.id,
+                  patient_id=patient.id, detail=f"caregiver #{carer.id}")  # fmt: skip
             flash(request, "Caregiver removed: they get no more updates.")
     return redirect(f"/staff/patients/{patient_id}#caregivers")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import html
 import re
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -346,8 +347,11 @@ class Detail:
         return {e["at"] for e in entries if datetime.fromisoformat(e["at"]) > opened}
 
 
-def load(session: Session, handoff_id: int, now: datetime) -> Detail | None:
-    handoff = handoffs.by_id(session, handoff_id)
+def load(
+    session: Session, clinic_ids: Collection[int], handoff_id: int, now: datetime
+) -> Detail | None:
+    """The hand-off and its context, if it belongs to one of these clinics."""
+    handoff = handoffs.by_id(session, clinic_ids, handoff_id)
     if handoff is None:
         return None
     patient = session.get(Patient, handoff.patient_id) if handoff.patient_id else None

@@ -116,19 +116,25 @@ class States:
     stuck: list[StuckItem]  # longest over its threshold first
 
 
-def states(session: Session, now: datetime, thresholds: dict[str, timedelta]) -> States:
+def states(
+    session: Session, clinic_id: int, now: datetime, thresholds: dict[str, timedelta]
+) -> States:
+    """The clinic's items by kind and status, and what is stuck."""
     rows: dict[str, list[StateRow]] = {}
     stuck: list[StuckItem] = []
-    people = dict(session.execute(select(Patient.id, Patient.source_id)).all())
+    mine = Patient.clinic_id == clinic_id
+    people = dict(session.execute(select(Patient.id, Patient.source_id).where(mine)).all())
     names = {
         pid: f"{first} {last}"
         for pid, first, last in session.execute(
-            select(Patient.id, Patient.first_name, Patient.last_name)
+            select(Patient.id, Patient.first_name, Patient.last_name).where(mine)
         )
     }
     for kind in KINDS:
         model = kind.model
-        query = select(model.status, model.status_since, model.source_id, model.patient_id)
+        query = select(
+            model.status, model.status_since, model.source_id, model.patient_id
+        ).where(model.clinic_id == clinic_id)
         ages: dict[str, list[float]] = defaultdict(list)
         for status, since, source_id, patient_id in session.execute(query):
             status = status.value if isinstance(status, StrEnum) else str(status)
@@ -181,7 +187,7 @@ class Churn:
     active: int
 
 
-def churn(session: Session, now: datetime, days: int) -> Churn:
+def churn(session: Session, clinic_id: int, now: datetime, days: int) -> Churn:
     Sub, Pay = subscriptions.Subscription, payments.Payment
     SubStatus, PayStatus = subscriptions.SubscriptionStatus, payments.PaymentStatus
 
@@ -189,7 +195,7 @@ def churn(session: Session, now: datetime, days: int) -> Churn:
         query = (
             select(model, Patient.source_id, Patient.first_name, Patient.last_name)
             .join(Patient, Patient.id == model.patient_id)
-            .where(model.status == status)
+            .where(model.clinic_id == clinic_id, model.status == status)
             .order_by(model.status_since)
         )
         return list(session.execute(query))
@@ -212,10 +218,16 @@ def churn(session: Session, now: datetime, days: int) -> Churn:
     recovered = session.scalar(
         select(func.count())
         .select_from(Pay)
-        .where(Pay.ever_failed.is_(True), Pay.status == PayStatus.SUCCEEDED)
+        .where(
+            Pay.clinic_id == clinic_id,
+            Pay.ever_failed.is_(True),
+            Pay.status == PayStatus.SUCCEEDED,
+        )
     )
     active = session.scalar(
-        select(func.count()).select_from(Sub).where(Sub.status == SubStatus.ACTIVE)
+        select(func.count())
+        .select_from(Sub)
+        .where(Sub.clinic_id == clinic_id, Sub.status == SubStatus.ACTIVE)
     )
     return Churn(
         past_due=past_due,
@@ -247,17 +259,22 @@ class Assistant:
         return self.without_staff / self.conversations if self.conversations else None
 
 
-def assistant(session: Session, now: datetime, days: int) -> Assistant:
+def assistant(session: Session, clinic_id: int, now: datetime, days: int) -> Assistant:
     since = now - timedelta(days=days)
     talked = set(
         session.scalars(
             select(Message.conversation_id)
+            .where(Message.clinic_id == clinic_id)
             .where(Message.direction == Direction.IN, Message.created_at >= since)
             .where(Message.conversation_id.is_not(None))
             .distinct()
         )
     )
-    recent = list(session.scalars(select(Handoff).where(Handoff.created_at >= since)))
+    recent = list(
+        session.scalars(
+            select(Handoff).where(Handoff.clinic_id == clinic_id, Handoff.created_at >= since)
+        )
+    )
     staffed = {h.conversation_id for h in recent if h.owns_conversation and h.conversation_id}
     reasons = Counter(h.reason for h in recent)
     waits = [
@@ -268,7 +285,11 @@ def assistant(session: Session, now: datetime, days: int) -> Assistant:
     waiting = session.scalar(
         select(func.count())
         .select_from(Handoff)
-        .where(Handoff.status == "open", Handoff.first_response_at.is_(None))
+        .where(
+            Handoff.clinic_id == clinic_id,
+            Handoff.status == "open",
+            Handoff.first_response_at.is_(None),
+        )
     )
     return Assistant(
         days=days,
@@ -285,11 +306,14 @@ def assistant(session: Session, now: datetime, days: int) -> Assistant:
 FAILED_STATUSES = (OutStatus.FAILED, OutStatus.UNDELIVERED)
 
 
-def failed_messages(session: Session, limit: int = 50) -> list[tuple[Message, str | None]]:
+def failed_messages(
+    session: Session, clinic_id: int, limit: int = 50
+) -> list[tuple[Message, str | None]]:
     """Outbound messages that did not reach the patient, newest first, with the patient's id."""
     query = (
         select(Message, Patient.source_id)
         .outerjoin(Patient, Patient.id == Message.patient_id)
+        .where(Message.clinic_id == clinic_id)
         .where(Message.direction == Direction.OUT, Message.status.in_(FAILED_STATUSES))
         .order_by(Message.id.desc())
         .limit(limit)
@@ -297,9 +321,10 @@ def failed_messages(session: Session, limit: int = 50) -> list[tuple[Message, st
     return [(m, pid) for m, pid in session.execute(query)]
 
 
-def failure_codes(session: Session) -> list[tuple[str, int]]:
+def failure_codes(session: Session, clinic_id: int) -> list[tuple[str, int]]:
     query = (
         select(Message.error_code, func.count())
+        .where(Message.clinic_id == clinic_id)
         .where(Message.direction == Direction.OUT, Message.status.in_(FAILED_STATUSES))
         .group_by(Message.error_code)
         .order_by(func.count().desc())
@@ -314,7 +339,9 @@ def failure_codes(session: Session) -> list[tuple[str, int]]:
 NOT_UNDERSTOOD_REPLIES = ("unknown", "unknown_handoff", "unknown_number", "verify_format")
 
 
-def unknown_messages(session: Session, limit: int = 50) -> list[tuple[Message, str | None]]:
+def unknown_messages(
+    session: Session, clinic_id: int, limit: int = 50
+) -> list[tuple[Message, str | None]]:
     """What patients wrote that the assistant did not understand, newest first: catalogue input.
 
     A message with the intent `unknown` counts when the bot's reply to it (the first reply in the
@@ -364,6 +391,7 @@ def unknown_messages(session: Session, limit: int = 50) -> list[tuple[Message, s
         select(Message, Patient.source_id)
         .outerjoin(Patient, Patient.id == Message.patient_id)
         .where(
+            Message.clinic_id == clinic_id,
             Message.direction == Direction.IN,
             Message.intent == "unknown",
             Message.body != "",

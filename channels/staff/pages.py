@@ -81,22 +81,20 @@ def render(
     **context,  # noqa: ANN001
 ) -> HTMLResponse:
     settings = request.app.state.settings
-    html = (
-        environment()
-        .get_template(f"staff/{name}")
-        .render(
-            request_path=request.url.path,
-            staff=staff,
-            csrf=security.csrf_token(request),
-            csrf_field=security.CSRF_FIELD,
-            flashes=security.take_flashes(request),
-            clinic=settings.clinic_name,
-            clock=Clock(settings.clinic_timezone),
-            reason_words=words.reason_words,
-            timeline_words=words.timeline_words,
-            **context,
-        )
-    )
+    shown = getattr(staff, "clinic", None)  # the clinic the console shows
+    values = {
+        "request_path": request.url.path,
+        "staff": staff,
+        "csrf": security.csrf_token(request),
+        "csrf_field": security.CSRF_FIELD,
+        "flashes": security.take_flashes(request),
+        "clinic": shown.name if shown is not None else settings.clinic_name,
+        "clock": Clock(settings.clinic_timezone),
+        "reason_words": words.reason_words,
+        "timeline_words": words.timeline_words,
+    }
+    values.update(context)
+    html = environment().get_template(f"staff/{name}").render(**values)
     return HTMLResponse(html, status_code=status_code, headers=HEADERS)
 
 

@@ -118,14 +118,16 @@ def _rows(session: Session, handoffs: list[Handoff], now: datetime) -> list[Row]
 
 def open_queue(
     session: Session,
+    clinic_id: int,
     *,
     now: datetime,
     staff_id: int,
     queue: str = "",
     assignee: str = "",
 ) -> list[Row]:
-    """Open hand-offs, most urgent first, then oldest first, filtered by queue and assignee."""
-    handoffs = list_handoffs(session, HandoffStatus.OPEN, limit=OPEN_LIMIT)
+    """The clinic's open hand-offs, most urgent first, then oldest first, filtered by queue and
+    assignee."""
+    handoffs = list_handoffs(session, [clinic_id], HandoffStatus.OPEN, limit=OPEN_LIMIT)
     if queue:
         handoffs = [h for h in handoffs if h.queue == queue]
     if assignee == "mine":
@@ -136,18 +138,20 @@ def open_queue(
     return _rows(session, handoffs, now)
 
 
-def open_counts(session: Session) -> dict[str, int]:
-    """Open hand-offs per queue (every queue present, zeros included)."""
+def open_counts(session: Session, clinic_id: int) -> dict[str, int]:
+    """The clinic's open hand-offs per queue (every queue present, zeros included)."""
     counts = dict.fromkeys(QUEUES, 0)
-    for h in list_handoffs(session, HandoffStatus.OPEN, limit=OPEN_LIMIT):
+    for h in list_handoffs(session, [clinic_id], HandoffStatus.OPEN, limit=OPEN_LIMIT):
         counts[h.queue] = counts.get(h.queue, 0) + 1
     return counts
 
 
-def recently_resolved(session: Session, *, now: datetime, limit: int = 50) -> list[Row]:
+def recently_resolved(
+    session: Session, clinic_id: int, *, now: datetime, limit: int = 50
+) -> list[Row]:
     query = (
         select(Handoff)
-        .where(Handoff.status == HandoffStatus.RESOLVED)
+        .where(Handoff.clinic_id == clinic_id, Handoff.status == HandoffStatus.RESOLVED)
         .order_by(Handoff.resolved_at.desc(), Handoff.id.desc())
         .limit(limit)
     )

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from dataclasses import replace
 from datetime import datetime
 from functools import cache
 from pathlib import Path
@@ -15,14 +16,17 @@ from fastapi import APIRouter, Depends, Form, Query, Request
 from fastapi.responses import FileResponse, JSONResponse, Response
 
 from bot import context, conversations, handoffs, messages
-from bot.handoffs import HandoffClosed, HandoffStatus
+from bot.handoffs import HandoffClosed, HandoffError, HandoffNotFound
 from bot.render import TEMPLATES_DIR
+from channels import handoff_actions
+from channels.handoff_actions import MAX_TEXT, Actor
 from channels.staff import canned, handoff_view, ops, queue, throttle
 from channels.staff.auth import check_password, hash_password
 from channels.staff.models import (
     StaffUser,
     audit,
     by_email,
+    memberships,
     names,
     patient_source_ids,
     recent_audit,
@@ -31,6 +35,7 @@ from channels.staff.pages import Clock, StaffRoute, fragment, redirect, render
 from channels.staff.security import (
     CSRF_FIELD,
     Staff,
+    choose_clinic,
     csrf_protected,
     csrf_token,
     current_staff,
@@ -43,13 +48,15 @@ from channels.staff.security import (
     safe_next,
 )
 from status import caregivers, limits, patients
+from status import links as status_links
 from status.alerts import Topic
+from status.clinics import DEFAULT_ID
 from status.db import utcnow
+from status.settings import Settings
 
 router = APIRouter(prefix="/staff", route_class=StaffRoute, include_in_schema=False)
 STATIC_DIR = TEMPLATES_DIR / "staff" / "static"
 STATIC_FILES = {"staff.css": "text/css", "staff.js": "text/javascript"}
-MAX_TEXT = 1600  # ten SMS segments: longer than any reply a patient should get by text
 
 
 @cache
@@ -96,7 +103,9 @@ def login(
         ok = check_password(user or _nobody(), password) and user is not None and user.active
         if ok:
             user.last_login_at = at
-            audit(session, "login", staff_id=user.id)
+            home = memberships(session, user)
+            audit(session, "login", clinic_id=home[0][0].id if home else DEFAULT_ID,
+                  staff_id=user.id)  # fmt: skip
             throttle.record_success(session, login_keys)
             log_in(request, session, user, at)
         else:
@@ -104,6 +113,7 @@ def login(
             audit(
                 session,
                 "login_failed",
+                clinic_id=DEFAULT_ID,
                 staff_id=user.id if user is not None else None,
                 actor="anonymous",
                 detail=f"email {email[:100]!r} from {address or 'unknown address'}",
@@ -152,16 +162,50 @@ def logout(request: Request, staff: Staff = Depends(current_staff)) -> Response:
 # --- the queue --------------------------------------------------------------------------------
 
 
+def _clinic_settings(request: Request, staff: Staff) -> Settings:
+    """The settings of the clinic the console shows (its name, time zone, SLA)."""
+    profiles = request.app.state.runtime.engine.profiles
+    with _db(request).read_session() as session:
+        if staff.clinic_id not in staff.clinic_ids:
+            return request.app.state.settings
+        return profiles.get(session, staff.clinic_id).settings
+
+
+def _clock(request: Request, staff: Staff) -> Clock:
+    return Clock(_clinic_settings(request, staff).clinic_timezone)
+
+
+def _actor(staff: Staff) -> Actor:
+    return Actor(staff.clinic_ids, staff.id, staff.actor)
+
+
+@router.post("/clinic", dependencies=[Depends(csrf_protected)])
+def switch_clinic(
+    request: Request,
+    staff: Staff = Depends(current_staff),
+    clinic: str = Form(""),
+    back_to: str = Form("/staff"),
+) -> Response:
+    """One click: the console shows another of the staff member's clinics."""
+    chosen = next((c for c in staff.clinics if c.slug == clinic), None)
+    if chosen is None or not choose_clinic(request, staff, chosen.id):
+        return _not_found(request, staff, f"You do not work for a clinic {clinic[:40]!r}.")
+    flash(request, f"Now showing {chosen.name}.")
+    return redirect(safe_next(back_to) if back_to.startswith("/staff/ops") else "/staff")
+
+
 def _queue_rows(request: Request, staff: Staff, queue_name: str, assignee: str, status: str):  # noqa: ANN202
     now = utcnow()
+    clinic_id = staff.clinic_id
     with _db(request).read_session() as session:
         if status == "resolved":
-            rows = queue.recently_resolved(session, now=now)
+            rows = queue.recently_resolved(session, clinic_id, now=now)
         else:
             rows = queue.open_queue(
-                session, now=now, staff_id=staff.id, queue=queue_name, assignee=assignee
-            )
-        counts = queue.open_counts(session)
+                session, clinic_id, now=now, staff_id=staff.id, queue=queue_name,
+                assignee=assignee,
+            )  # fmt: skip
+        counts = queue.open_counts(session, clinic_id)
     return rows, counts
 
 
@@ -186,6 +230,7 @@ def queue_page(
         request,
         "queue.html",
         staff=staff,
+        clock=_clock(request, staff),
         rows=rows,
         counts=counts,
         queues=queue.QUEUES,
@@ -194,7 +239,7 @@ def queue_page(
         status=status,
         assignee_filters=queue.ASSIGNEE_FILTERS,
         back_to=_queue_url(queue_name, assignee, status),
-        targets=queue.sla_targets(request.app.state.settings),
+        targets=queue.sla_targets(_clinic_settings(request, staff)),
     )
 
 
@@ -224,7 +269,7 @@ def queue_live(
         csrf=csrf_token(request),
         csrf_field=CSRF_FIELD,
         back_to=_queue_url(queue_name, assignee, status),
-        clock=Clock(request.app.state.settings.clinic_timezone),
+        clock=_clock(request, staff),
     )
     return JSONResponse({"html": html, "counts": counts}, headers={"Cache-Control": "no-store"})
 
@@ -233,7 +278,7 @@ def queue_live(
 
 
 def _detail_context(request: Request, staff: Staff, detail: handoff_view.Detail) -> dict:
-    settings = request.app.state.settings
+    settings = _clinic_settings(request, staff)
     return {
         "d": detail,
         "h": detail.handoff,
@@ -253,33 +298,31 @@ def handoff_page(
     handoff_id: int, request: Request, staff: Staff = Depends(current_staff)
 ) -> Response:
     with _db(request).session() as session:
-        detail = handoff_view.load(session, handoff_id, utcnow())
-        if detail is None:
+        try:
+            detail = handoff_actions.view(
+                session, _actor(staff), handoff_id, utcnow(), "hand-off page"
+            )
+        except HandoffNotFound:
             return _not_found(request, staff, f"There is no hand-off #{handoff_id}.")
-        audit(
-            session,
-            "viewed",
-            staff_id=staff.id,
-            patient_id=detail.handoff.patient_id,
-            handoff_id=handoff_id,
-            detail="hand-off page",
-        )
+    if detail.handoff.clinic_id != staff.clinic_id:  # another of theirs: show that clinic
+        choose_clinic(request, staff, detail.handoff.clinic_id)
+        staff = replace(staff, clinic_id=detail.handoff.clinic_id)
     thread = detail.thread
     frozen = detail.frozen
     return render(
         request,
         "handoff.html",
         staff=staff,
+        clock=_clock(request, staff),
         thread=thread,
-        stamp=_stamp(_thread_html(request, thread)),
+        stamp=_stamp(_thread_html(request, staff, thread)),
         frozen_json=json.dumps(frozen, indent=2, ensure_ascii=False) if frozen else "",
         **_detail_context(request, staff, detail),
     )
 
 
-def _thread_html(request: Request, items: list) -> str:
-    clock = Clock(request.app.state.settings.clinic_timezone)
-    return fragment("_thread.html", thread=items, clock=clock)
+def _thread_html(request: Request, staff: Staff, items: list) -> str:
+    return fragment("_thread.html", thread=items, clock=_clock(request, staff))
 
 
 def _stamp(html: str) -> str:
@@ -292,14 +335,14 @@ def handoff_live(
 ) -> JSONResponse:
     """The conversation, re-rendered when it changed: new messages, delivery statuses, notes."""
     with _db(request).read_session() as session:
-        handoff = handoffs.by_id(session, handoff_id)
+        handoff = handoffs.by_id(session, staff.clinic_ids, handoff_id)
         if handoff is None:
             return JSONResponse({"detail": f"no hand-off #{handoff_id}"}, status_code=404)
         entries = handoffs.entries(session, handoff_id)
         msgs = handoff_view.messages_for(session, handoff)
         ids = {e.staff_id for e in entries} | {m.staff_id for m in msgs}
         items = handoff_view.thread(msgs, entries, names(session, ids))
-        html = _thread_html(request, items)
+    html = _thread_html(request, staff, items)
     new = _stamp(html)
     body = {"stamp": new, "status": handoff.status, "changed": new != stamp}
     if new != stamp:
@@ -319,23 +362,19 @@ def take(
     back_to: str = Form(""),
 ) -> Response:
     with _db(request).session() as session:
-        handoff = handoffs.by_id(session, handoff_id)
-        if handoff is None:
+        try:
+            took = handoff_actions.take(session, _actor(staff), handoff_id, utcnow())
+        except HandoffNotFound:
             return _not_found(request, staff, f"There is no hand-off #{handoff_id}.")
-        if handoff.status != HandoffStatus.OPEN:
+        except HandoffClosed:
             flash(request, f"Hand-off #{handoff_id} is already resolved.", "error")
-        elif handoff.assignee_id == staff.id:
-            flash(request, f"Hand-off #{handoff_id} is already yours.")
         else:
-            handoffs.take(session, handoff, staff_id=staff.id, now=utcnow())
-            audit(
-                session,
-                "took",
-                staff_id=staff.id,
-                patient_id=handoff.patient_id,
-                handoff_id=handoff_id,
+            flash(
+                request,
+                f"You took hand-off #{handoff_id}."
+                if took
+                else f"Hand-off #{handoff_id} is already yours.",
             )
-            flash(request, f"You took hand-off #{handoff_id}.")
     return redirect(safe_next(back_to)) if back_to else _back(handoff_id)
 
 
@@ -349,36 +388,18 @@ def reply(
     text = limits.scrub(text)
     sent = False
     with _db(request).session() as session:
-        handoff = handoffs.by_id(session, handoff_id)
-        if handoff is None:
+        try:
+            handoff_actions.reply(session, _actor(staff), handoff_id, text, utcnow())
+        except HandoffNotFound:
             return _not_found(request, staff, f"There is no hand-off #{handoff_id}.")
-        if handoff.status != HandoffStatus.OPEN:
+        except HandoffClosed:
             flash(
                 request, "This hand-off is resolved: the bot has the conversation again.", "error"
             )
-        elif len(text) > MAX_TEXT:
-            flash(
-                request,
-                f"The reply is too long ({len(text)} characters, at most {MAX_TEXT}).",
-                "error",
-            )
+        except HandoffError as exc:
+            flash(request, f"Not sent: {exc.message}.", "error")
         else:
-            try:
-                message = handoffs.staff_reply(
-                    session, handoff, staff_id=staff.id, text=text, now=utcnow()
-                )
-            except ValueError as exc:
-                flash(request, f"Not sent: {exc}.", "error")
-            else:
-                audit(
-                    session,
-                    "replied",
-                    staff_id=staff.id,
-                    patient_id=handoff.patient_id,
-                    handoff_id=handoff_id,
-                    detail=f"message {message.id}: {text.strip()[:500]}",
-                )
-                sent = True
+            sent = True
     if sent:
         request.app.state.runtime.notify()
         flash(request, "Reply queued for the patient's channel.")
@@ -394,22 +415,13 @@ def note(
 ) -> Response:
     text = limits.scrub(text)
     with _db(request).session() as session:
-        handoff = handoffs.by_id(session, handoff_id)
-        if handoff is None:
-            return _not_found(request, staff, f"There is no hand-off #{handoff_id}.")
         try:
-            handoffs.add_note(session, handoff, staff_id=staff.id, text=text, now=utcnow())
-        except ValueError as exc:
-            flash(request, f"Not saved: {exc}.", "error")
+            handoff_actions.note(session, _actor(staff), handoff_id, text, utcnow())
+        except HandoffNotFound:
+            return _not_found(request, staff, f"There is no hand-off #{handoff_id}.")
+        except HandoffError as exc:
+            flash(request, f"Not saved: {exc.message}.", "error")
         else:
-            audit(
-                session,
-                "noted",
-                staff_id=staff.id,
-                patient_id=handoff.patient_id,
-                handoff_id=handoff_id,
-                detail=text.strip()[:500],
-            )
             flash(request, "Note saved (staff only; the patient does not see it).")
     return _back(handoff_id, "#thread")
 
@@ -423,24 +435,13 @@ def resolve(
 ) -> Response:
     note = limits.scrub(note)
     with _db(request).session() as session:
-        handoff = handoffs.by_id(session, handoff_id)
-        if handoff is None:
-            return _not_found(request, staff, f"There is no hand-off #{handoff_id}.")
         try:
-            handoffs.resolve_and_return(
-                session, handoff, staff_id=staff.id, note=note.strip() or None, now=utcnow()
-            )
+            handoff_actions.resolve(session, _actor(staff), handoff_id, note, utcnow())
+        except HandoffNotFound:
+            return _not_found(request, staff, f"There is no hand-off #{handoff_id}.")
         except HandoffClosed:
             flash(request, f"Hand-off #{handoff_id} was already resolved.", "error")
         else:
-            audit(
-                session,
-                "resolved",
-                staff_id=staff.id,
-                patient_id=handoff.patient_id,
-                handoff_id=handoff_id,
-                detail=note.strip()[:500],
-            )
             flash(request, f"Hand-off #{handoff_id} resolved: the bot answers this patient again.")
     return _back(handoff_id)
 
@@ -461,24 +462,28 @@ def patient_view(
     """The patient page; `extra` adds what an action just made (a new status link)."""
     now = utcnow()
     with _db(request).session() as session:
-        patient = patients.by_source_id(session, patient_id)
+        patient = patients.by_source_id(session, staff.clinic_id, patient_id)
         if patient is None:
             return _not_found(request, staff, f"There is no patient {patient_id!r}.")
-        carers = caregivers.for_patient(session, patient.id)
+        carers = caregivers.for_patient(session, patient.clinic_id, patient.id)
+        page_links = status_links.working(session, patient.clinic_id, patient.id, now)
         conv = next(iter(conversations.for_patient(session, patient.id)), None)
         live = context.build(session, patient, conv, now)
         msgs = messages.for_patient(session, patient.id, limit=100)
         staff_names = names(session, {m.staff_id for m in msgs})
         rows = queue.for_patient(session, patient.id, now=now)
-        audit(session, "viewed", staff_id=staff.id, patient_id=patient.id, detail="patient page")
+        audit(session, "viewed", clinic_id=patient.clinic_id, staff_id=staff.id,
+              patient_id=patient.id, detail="patient page")  # fmt: skip
     alerts = live.get("alerts") or []
     return render(
         request,
         "patient.html",
         status,
         staff=staff,
+        clock=_clock(request, staff),
         patient=patient,
         caregivers=carers,
+        page_links=page_links,
         topics=[t.value for t in Topic],
         new_link=extra.get("new_link"),
         problem=extra.get("problem"),
@@ -498,18 +503,20 @@ def patient_view(
 def ops_page(request: Request, staff: Staff = Depends(current_staff), days: int = 30) -> Response:
     days = min(max(days, 1), 365)
     now = utcnow()
-    settings = request.app.state.settings
+    settings = _clinic_settings(request, staff)
+    clinic_id = staff.clinic_id  # the clinic shown: another's figures never mix in
     with _db(request).read_session() as session:
-        states = ops.states(session, now, ops.stuck_thresholds(settings))
-        churn = ops.churn(session, now, days)
-        figures = ops.assistant(session, now, days)
-        failed = ops.failed_messages(session)
-        codes = ops.failure_codes(session)
-        unknown = ops.unknown_messages(session)
+        states = ops.states(session, clinic_id, now, ops.stuck_thresholds(settings))
+        churn = ops.churn(session, clinic_id, now, days)
+        figures = ops.assistant(session, clinic_id, now, days)
+        failed = ops.failed_messages(session, clinic_id)
+        codes = ops.failure_codes(session, clinic_id)
+        unknown = ops.unknown_messages(session, clinic_id)
     return render(
         request,
         "ops.html",
         staff=staff,
+        clock=_clock(request, staff),
         kinds=ops.KINDS,
         states=states,
         churn=churn,
@@ -524,7 +531,7 @@ def ops_page(request: Request, staff: Staff = Depends(current_staff), days: int 
 @router.get("/audit")
 def audit_page(request: Request, staff: Staff = Depends(require_admin)) -> Response:
     with _db(request).read_session() as session:
-        entries = recent_audit(session, limit=300)
+        entries = recent_audit(session, staff.clinic_ids, limit=300)
         who = names(session, {e.staff_id for e in entries})
         patient_ids = patient_source_ids(session, {e.patient_id for e in entries})
     return render(

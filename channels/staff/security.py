@@ -22,7 +22,8 @@ from fastapi import Request
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from channels.staff.models import Role, StaffSession, StaffUser, by_id
+from channels.staff.models import Role, StaffSession, StaffUser, by_id, memberships
+from status.clinics import DEFAULT_ID
 from status.db import utcnow
 from status.settings import Settings
 
@@ -79,17 +80,39 @@ class CsrfRefused(Forbidden):
 
 
 @dataclass(frozen=True)
+class ClinicChoice:
+    id: int
+    slug: str
+    name: str
+    role: str
+
+
+@dataclass(frozen=True)
 class Staff:
-    """The logged-in staff member, as the pages need them (detached from any DB session)."""
+    """The logged-in staff member, as the pages need them (detached from any DB session).
+
+    `clinics` are the ones they may see (every clinic for a platform admin); `clinic_id` is the
+    one the console shows now, and `role` their role there."""
 
     id: int
     name: str
     email: str
     role: str
+    clinic_id: int = DEFAULT_ID
+    clinics: tuple[ClinicChoice, ...] = ()
+    platform_admin: bool = False
+
+    @property
+    def clinic_ids(self) -> frozenset[int]:
+        return frozenset(c.id for c in self.clinics)
+
+    @property
+    def clinic(self) -> ClinicChoice | None:
+        return next((c for c in self.clinics if c.id == self.clinic_id), None)
 
     @property
     def is_admin(self) -> bool:
-        return self.role == Role.ADMIN
+        return self.platform_admin or self.role == Role.ADMIN
 
     @property
     def actor(self) -> str:
@@ -185,7 +208,28 @@ def _signed_in(request: Request) -> Staff | None:
             session.execute(
                 update(StaffSession).where(StaffSession.id == row.id).values(last_seen_at=at)
             )
-    return Staff(user.id, user.name, user.email, user.role)
+    with db.read_session() as session:
+        choices = tuple(
+            ClinicChoice(
+                clinic.id, clinic.slug, clinic.name or request.app.state.settings.clinic_name, role
+            )
+            for clinic, role in memberships(session, user)
+        )
+    chosen = request.session.get("clinic")
+    current = next((c for c in choices if c.id == chosen), choices[0] if choices else None)
+    return Staff(
+        user.id, user.name, user.email, current.role if current else user.role,
+        clinic_id=current.id if current else -1, clinics=choices,
+        platform_admin=user.platform_admin,
+    )  # fmt: skip
+
+
+def choose_clinic(request: Request, staff: Staff, clinic_id: int) -> bool:
+    """Show this clinic from now on (one of theirs); False if it is not."""
+    if clinic_id not in staff.clinic_ids:
+        return False
+    request.session["clinic"] = clinic_id
+    return True
 
 
 def is_signed_in(request: Request) -> bool:

@@ -17,8 +17,9 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import flag_modified
 
-from status import metrics, read_model, timeline
+from status import clinics, metrics, read_model, timeline
 from status.appointments import Appointment
+from status.clinics import DEFAULT_ID
 from status.db import Base, Database, utcnow
 from status.events import store
 from status.events.schemas import _Envelope, _event_adapter
@@ -108,6 +109,7 @@ class Change:
     entity: str  # "patient", "prescription", ...
     source_id: str
     patient_id: int
+    clinic_id: int
     old_status: str | None  # None: the item is new
     new_status: str | None
     changed: dict[str, list[Any]]
@@ -175,8 +177,11 @@ class EventApplier:
     rows of the patients the batch changed (`read_model.refresh`).
     """
 
-    def __init__(self, session: Session, now: datetime | None = None) -> None:
+    def __init__(
+        self, session: Session, now: datetime | None = None, *, clinic_id: int = DEFAULT_ID
+    ) -> None:
         self.session = session
+        self.clinic_id = clinic_id  # every id in the batch is this clinic's
         self.now = now or utcnow()
         self.result = ApplyResult()
         self._reset()
@@ -196,14 +201,15 @@ class EventApplier:
 
     def apply(self, events: Iterable[_Envelope]) -> ApplyResult:
         result = self._apply(list(events))
+        slug = clinics.slug_of(self.session, self.clinic_id)
         for outcome, count in result.counts().items():
             if count:
-                metrics.EVENTS.labels(outcome).inc(count)
+                metrics.EVENTS.labels(outcome, slug).inc(count)
         return result
 
     def _apply(self, events: list[_Envelope]) -> ApplyResult:
         self._reset()
-        seen = store.known_ids(self.session, [event.id for event in events])
+        seen = store.known_ids(self.session, self.clinic_id, [event.id for event in events])
         fresh = []
         # Within one batch, apply in time order so every transition is kept, not marked stale.
         for event in sorted(events, key=lambda e: e.occurred_at):
@@ -223,11 +229,14 @@ class EventApplier:
     def _load(self, events: list[_Envelope]) -> None:
         """Everything the batch reads, with one query per table and 500 ids."""
         session = self.session
-        self._patients = _by_source_id(session, Patient, {e.data.patient_id for e in events})
+        clinic_id = self.clinic_id
+        self._patients = _by_source_id(
+            session, clinic_id, Patient, {e.data.patient_id for e in events}
+        )
         arriving = {e.data.patient_id for e in events if e.type == "patient.updated"}
         arriving -= self._patients.keys()
         waiting = []
-        for stored in store.pending_for_many(session, sorted(arriving)):
+        for stored in store.pending_for_many(session, clinic_id, sorted(arriving)):
             event = _event_adapter.validate_python(stored.payload)
             key = (stored.occurred_at, 0, stored.id)  # pending_for's order: occurred_at, id
             self._pending.setdefault(stored.patient_source_id, []).append((key, event, stored))
@@ -237,7 +246,9 @@ class EventApplier:
             if event.type != "patient.updated":
                 spec = SPECS[event.type]
                 wanted.setdefault(spec.model, set()).add(getattr(event.data, spec.id_field))
-        self._items = {model: _by_source_id(session, model, ids) for model, ids in wanted.items()}
+        self._items = {
+            model: _by_source_id(session, clinic_id, model, ids) for model, ids in wanted.items()
+        }
 
     def _write(self) -> None:
         """The batch's rows: patients first, as items and timeline entries need their ids.
@@ -282,7 +293,8 @@ class EventApplier:
             1 for r in self._records if r["event_id"] in self._counts_pending
         )
         self.result.changes.extend(
-            Change(patient_id=patient.id, **values) for patient, values in self._changes
+            Change(patient_id=patient.id, clinic_id=patient.clinic_id, **values)
+            for patient, values in self._changes
         )
         # The read model, once per patient the batch changed, in the batch's transaction.
         read_model.refresh(session, touched, self.now)
@@ -291,6 +303,7 @@ class EventApplier:
         self, event: _Envelope, patient_source_id: str, entity_id: str, outcome: str
     ) -> dict[str, Any]:
         record = {
+            "clinic_id": self.clinic_id,
             "event_id": event.id,
             "type": event.type,
             "occurred_at": event.occurred_at,
@@ -354,7 +367,12 @@ class EventApplier:
         old_status = None if item is None else item.status
         old_renewal = getattr(item, "renews_at", None)
         if item is None:
-            item = _new_item(spec.model, source_id=source_id, status_since=event.occurred_at)
+            item = _new_item(
+                spec.model,
+                clinic_id=self.clinic_id,
+                source_id=source_id,
+                status_since=event.occurred_at,
+            )
             items[source_id] = item
             self._new_items.append(item)
         elif item.status != columns["status"]:
@@ -422,7 +440,12 @@ class EventApplier:
         is_new = patient is None
         changed = _diff(patient, columns)
         if is_new:
-            patient = Patient(source_id=data.patient_id, last_event_at=event.occurred_at, **columns)
+            patient = Patient(
+                clinic_id=self.clinic_id,
+                source_id=data.patient_id,
+                last_event_at=event.occurred_at,
+                **columns,
+            )
             self._patients[data.patient_id] = patient
             self._new_patients.append(patient)
         else:
@@ -473,12 +496,16 @@ class EventApplier:
                 row.applied_at = self.now
 
 
-def _by_source_id(session: Session, model: type[Base], source_ids: set[str]) -> dict[str, Any]:
-    """source_id -> row of `model`, with one `IN` query per 500 ids."""
+def _by_source_id(
+    session: Session, clinic_id: int, model: Any, source_ids: set[str]
+) -> dict[str, Any]:
+    """source_id -> the clinic's row of `model`, with one `IN` query per 500 ids."""
     ids = sorted(source_ids)
     found: dict[str, Any] = {}
     for start in range(0, len(ids), _CHUNK):
-        query = select(model).where(model.source_id.in_(ids[start : start + _CHUNK]))
+        query = select(model).where(
+            model.clinic_id == clinic_id, model.source_id.in_(ids[start : start + _CHUNK])
+        )
         found.update((row.source_id, row) for row in session.scalars(query))
     return found
 
@@ -561,9 +588,14 @@ def _insert_new(session: Session, table: Any, key: str, rows: list[dict[str, Any
 
 
 def apply_events(
-    session: Session, events: Iterable[_Envelope], now: datetime | None = None
+    session: Session,
+    events: Iterable[_Envelope],
+    now: datetime | None = None,
+    *,
+    clinic_id: int = DEFAULT_ID,
 ) -> ApplyResult:
-    return EventApplier(session, now).apply(events)
+    """Apply a batch for one clinic (the API key's; `default` for `ingest` and the demo)."""
+    return EventApplier(session, now, clinic_id=clinic_id).apply(events)
 
 
 def apply_in_transaction(
@@ -571,6 +603,8 @@ def apply_in_transaction(
     events: list[_Envelope],
     on_changes: Iterable[Callable[[Session, list[Change]], None]] = (),
     now: datetime | None = None,
+    *,
+    clinic_id: int = DEFAULT_ID,
 ) -> ApplyResult:
     """Apply a batch in its own transaction, with the hooks that react to its changes.
 
@@ -582,7 +616,7 @@ def apply_in_transaction(
     for attempt in range(1, ATTEMPTS + 1):
         try:
             with db.session() as session:
-                result = apply_events(session, events, now)
+                result = apply_events(session, events, now, clinic_id=clinic_id)
                 for hook in hooks:
                     hook(session, result.changes)
             return result

@@ -10,6 +10,7 @@ from status.db import Base, make_engine
 
 # Every module that declares tables, so autogenerate sees the whole schema.
 MODEL_MODULES = [
+    "status.clinics",
     "status.patients",
     "status.prescriptions",
     "status.shipments",
@@ -62,6 +63,11 @@ def run_online() -> None:
         return
     engine = make_engine(_url())
     with engine.connect() as connection:
+        if connection.dialect.name == "sqlite":
+            # SQLite alters a table by copying it and dropping the old one; with foreign keys
+            # on, that drop would cascade to every row pointing at it (a patient's orders).
+            # The pragma only works outside a transaction, so it goes to the driver directly.
+            connection.connection.driver_connection.execute("PRAGMA foreign_keys=OFF")
         _run(connection)
     engine.dispose()
 

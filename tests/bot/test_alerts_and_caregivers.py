@@ -12,6 +12,7 @@ from bot.messages import Direction, Message
 from bot.proactive.policy import Policy
 from bot.proactive.rules import Notice
 from status import alerts, caregivers, patients
+from status.clinics import DEFAULT_ID
 from status.events.apply import apply_events
 from status.events.schemas import parse_events
 from tests.builders import payment_event
@@ -31,15 +32,15 @@ def one(database, model, *where):
 
 def muted(database, phone: str) -> tuple[set[str], bool]:
     with database.session() as session:
-        [patient] = patients.by_phone(session, phone)
-        topics, only_urgent = alerts.muted_topics(session, patient.id)
+        [patient] = patients.by_phone(session, DEFAULT_ID, phone)
+        topics, only_urgent = alerts.muted_topics(session, DEFAULT_ID, patient.id)
         return {t.value for t in topics}, only_urgent
 
 
 def notice(database, phone: str, template: str, entity: str = "prescription", **kw):
     """What the proactive policy writes for this news now: the outbox rows, by address."""
     with database.session() as session:
-        [patient] = [p for p in patients.by_phone(session, phone) if p.first_name != "Diego"]
+        [patient] = [p for p in patients.by_phone(session, DEFAULT_ID, phone) if p.first_name != "Diego"]
         source = kw.pop("source_id", "rx-x")
         policy = Policy(_settings(database))
         policy.notify(session, Notice(patient.id, f"{entity}:{source}", template, entity, source,
@@ -129,7 +130,8 @@ def test_alerts_by_topic_in_spanish(phone, clinic):
 
 def add_ana(clinic, topics=("shipping",), may_ask=True):  # noqa: ANN001, ANN201
     with clinic.session() as session:
-        [sofia] = [p for p in patients.by_phone(session, FAMILY) if p.first_name == "Sofia"]
+        family = patients.by_phone(session, DEFAULT_ID, FAMILY)
+        [sofia] = [p for p in family if p.first_name == "Sofia"]
         carer = caregivers.add(
             session, sofia, name="Ana", relation="sister", channel="sms", address=ANA,
             topics=list(topics), may_ask=may_ask, now=NOW, created_by="test",

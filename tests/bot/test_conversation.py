@@ -11,6 +11,7 @@ from bot.conversations import Conversation
 from bot.engine import Engine
 from bot.handoffs import Handoff
 from bot.messages import Direction, Message
+from status.clinics import DEFAULT_ID
 from status.refills import Refill
 from status.timeline import TimelineEntry
 from tests.conftest import on_both_databases
@@ -199,7 +200,7 @@ def test_clinical_question_goes_to_clinical_staff(phone, clinic):
 def test_telegram_may_name_the_medication(clinic, engine, session):
     from status import patients
 
-    maria = patients.by_source_id(session, "demo-maria")
+    maria = patients.by_source_id(session, DEFAULT_ID, "demo-maria")
     maria.telegram_chat_id = "777"
     session.commit()
     chat = Patient(clinic, engine, "777", channel="telegram")

@@ -13,6 +13,7 @@ from bot.messages import Message
 from channels.app import create_app
 from channels.runtime import Runtime
 from status import patients
+from status.clinics import DEFAULT_ID
 from status.refills import Refill
 from status.timeline import TimelineEntry
 from tests.builders import patient_event, payment_event, prescription_event, shipment_event
@@ -174,7 +175,7 @@ def test_over_the_daily_cap_messages_merge_into_a_digest(app, clock, fake_twilio
 
 def test_telegram_blocked_falls_back_to_sms(app, clock, fake_twilio, fake_telegram, database):
     with database.session() as session:
-        maria = patients.by_source_id(session, "p-1")
+        maria = patients.by_source_id(session, DEFAULT_ID, "p-1")
         maria.telegram_chat_id, maria.preferred_channel = "777", "telegram"
     fake_telegram.fail_for_chat(777, 403)
     app.events(shipment_event("in_transit", occurred_at=at(clock)))

@@ -10,6 +10,8 @@ from bot.handoffs import Handoff
 from bot.messages import Message
 from bot.understanding import classify
 from bot.understanding.classifier import classify as classify_rules
+from bot.understanding.model import Prediction
+from bot.understanding.pipeline import decide
 from tests.conftest import on_both_databases
 
 MARIA, LUIS = "+15550100001", "+15550100004"
@@ -213,3 +215,56 @@ def test_stop_two_is_one_answer_everywhere(phone, clinic):
 
     assert compliance.keyword("stop 2") == classify("stop 2").intent == "opt_out"
     assert "unsubscribed" in phone(MARIA).say("stop 2")
+
+
+# ------------------------------------------------------------------ rules and model together
+
+
+def prediction(intent="unknown", p=0.5, emergency=0.0, possible=0.0, known=1.0) -> Prediction:
+    risk = "emergency" if emergency >= 0.5 else "possible" if possible >= 0.5 else "none"
+    return Prediction(intent, p, risk, max(emergency, possible), emergency, possible, known)
+
+
+def test_a_sure_model_makes_an_emergency_of_what_the_rules_saw_as_possible():
+    rules = classify_rules("gave away my cat and my guitar this week. i think im finally done")
+    assert rules.risk == "possible"
+    result = decide(rules, prediction(emergency=0.9))
+    assert (result.intent, result.risk) == ("emergency", "emergency")
+    assert result.risk_reason.startswith("model.emergency")
+    # the same model reading beside a rules reading of nothing gives the check-in, not 911
+    calm = classify_rules("i think im finally done with this app")
+    assert calm.risk == "none"
+    assert decide(calm, prediction(emergency=0.9)).risk == "possible"
+
+
+def test_a_rules_emergency_beside_a_request_the_model_reads_as_safe_is_lowered_one_step():
+    text = "suffocating under these charges. is there any payment plan for my balance?"
+    rules = classify_rules(text)
+    assert rules.intent == "emergency" and "billing" in rules.intents
+    result = decide(rules, prediction("billing", 0.97, emergency=0.001))
+    assert (result.intent, result.risk) == ("billing", "possible")  # never silence
+    assert result.risk_reason.startswith("lowered")
+    # an explicit call for help is never lowered, whatever the model reads
+    alone = classify_rules("call the paramedics")
+    assert decide(alone, prediction("human", 0.91, emergency=0.007)).intent == "emergency"
+
+
+def test_a_second_request_the_rules_read_faintly_is_confirmed_by_the_model_on_its_clause():
+    rules = classify_rules("where is my package? also I want to cancel after this one")
+    assert rules.intents == ["shipment_tracking"]
+    clauses = [prediction("shipment_tracking", 0.9), prediction("cancel_subscription", 0.9)]
+    result = decide(rules, prediction("shipment_tracking", 0.8), clauses=clauses)
+    assert result.intents == ["shipment_tracking", "cancel_subscription"]
+    unsure = [prediction("shipment_tracking", 0.9), prediction("cancel_subscription", 0.3)]
+    assert decide(rules, prediction("shipment_tracking", 0.8), clauses=unsure).intents == [
+        "shipment_tracking"
+    ]
+
+
+def test_an_emergency_only_the_model_read_names_both_911_and_988(phone, clinic):
+    text = "gave away my cat and my guitar this week. i think im finally done"
+    assert classify(text).risk_reason.startswith("model.emergency")
+    reply = phone(MARIA).say(text)
+    assert "911" in reply and "988" in reply
+    handoff = rows(clinic, Handoff)[0]
+    assert (handoff.reason, handoff.priority) == ("emergency", "urgent")

@@ -318,10 +318,10 @@ def test_red_flag_index_gives_the_answer_trying_every_term_and_rule_gives():
     assert [flags.first_rule(t.split()) for t in texts] == [every_rule(t.split()) for t in texts]
 
 
-def test_emergency_comes_first_even_when_written_after_another_request():
+def test_emergency_is_the_primary_intent_even_when_written_after_another_request():
     result = classify("where is my refill? also my chest hurts really bad")
     assert result.intent == "emergency"
-    assert result.intents == ["emergency", "refill"]
+    assert result.intents == ["refill", "emergency"]  # in the order written
 
 
 @pytest.mark.parametrize(

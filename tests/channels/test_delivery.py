@@ -11,6 +11,7 @@ from bot import outbox
 from bot.handoffs import Handoff
 from bot.messages import Kind, Message
 from channels.dispatcher import Dispatcher
+from status.clinics import DEFAULT_ID
 from status.db import utcnow
 from tests.conftest import on_both_databases
 
@@ -104,7 +105,8 @@ def test_an_appointment_reminder_is_cancelled_rather_than_sent_after_the_visit(a
     now = utcnow()
     with app.db.session() as session:
         outbox.enqueue(
-            session, channel="sms", address=MARIA, body="Reminder: your visit is at 3:00 PM.",
+            session, clinic_id=DEFAULT_ID,
+            channel="sms", address=MARIA, body="Reminder: your visit is at 3:00 PM.",
             kind=Kind.PROACTIVE, template="remind_appointment",
             expires_at=now + timedelta(minutes=30), now=now,
         )  # fmt: skip
@@ -123,13 +125,14 @@ def test_an_update_superseded_while_it_waited_is_cancelled(app, fake_twilio):
     fake_twilio.outage(503)
     with app.db.session() as session:
         outbox.enqueue(
-            session, channel="sms", address=MARIA, body="Your order shipped.",
+            session, clinic_id=DEFAULT_ID, channel="sms", address=MARIA, body="Your order shipped.",
             kind=Kind.PROACTIVE, template="notify_shipped", coalesce_key="1:shipment:s1", now=now,
         )  # fmt: skip
     app.drain()  # tried once, failed, waiting to retry
     with app.db.session() as session:
         outbox.enqueue(
-            session, channel="sms", address=MARIA, body="Your order was delivered.",
+            session, clinic_id=DEFAULT_ID,
+            channel="sms", address=MARIA, body="Your order was delivered.",
             kind=Kind.PROACTIVE, template="notify_delivered", coalesce_key="1:shipment:s1",
             now=now,
         )  # fmt: skip
@@ -144,7 +147,8 @@ def test_an_update_superseded_while_it_waited_is_cancelled(app, fake_twilio):
 def write(app, kind, body, *, urgent=False, template=None):
     with app.db.session() as session:
         outbox.enqueue(
-            session, channel="sms", address=MARIA, body=body, kind=kind, urgent=urgent,
+            session, clinic_id=DEFAULT_ID,
+            channel="sms", address=MARIA, body=body, kind=kind, urgent=urgent,
             template=template,
         )  # fmt: skip
 

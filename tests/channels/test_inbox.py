@@ -4,14 +4,17 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from sqlalchemy import text
+import psycopg
+import pytest
+from sqlalchemy import make_url, text
 
 from bot import inbox
 from bot.handoffs import Handoff, HandoffEntry
 from bot.inbox import InboxMessage
 from bot.messages import Message
 from channels.turns import MAX_TRIES
-from status import patients
+from status import clinics, patients
+from status.clinics import DEFAULT_ID
 from tests.conftest import on_both_databases
 from tests.fakes.telegram_server import text_update
 
@@ -22,7 +25,7 @@ JAMES = "+15550100002"
 def break_timezone(app, source_id: str = "demo-maria") -> None:
     """Stored data the turn cannot render: a time zone that does not exist."""
     with app.db.session() as session:
-        patients.by_source_id(session, source_id).timezone = "Mars/Olympus_Mons"
+        patients.by_source_id(session, DEFAULT_ID, source_id).timezone = "Mars/Olympus_Mons"
 
 
 def sealed_column(app) -> list[str]:
@@ -163,3 +166,32 @@ def test_a_telegram_update_that_cannot_be_handled_is_held_for_staff(app, fake_te
     assert row.error_id in handoff.summary
     # Telegram redelivering it changes nothing.
     assert app.telegram(text_update(4242, "boom", update_id=90)).json()["outcome"] == "duplicate"
+
+
+@pytest.mark.parametrize(
+    "database", [pytest.param("postgres", marks=pytest.mark.postgres)], indirect=True
+)
+def test_a_stored_message_wakes_workers_in_other_processes_once(database):
+    listener = psycopg.connect(
+        make_url(database.url).set(drivername="postgresql").render_as_string(hide_password=False),
+        autocommit=True,
+    )
+    listener.execute(f"LISTEN {inbox.NOTIFY_CHANNEL}")
+    delivery = {
+        "clinic": clinics.SmsRecipient(to="+15550001111"), "source": "twilio_sms",
+        "provider_id": "SM-wake", "action": inbox.Action.SMS, "channel": "sms", "address": MARIA,
+        "payload": {"text": "where is my order"},
+    }  # fmt: skip
+    try:
+        assert inbox.store_now(database, "test-secret", **delivery) is True
+        assert inbox.store_now(database, "test-secret", **delivery) is False  # redelivered
+        heard = list(listener.notifies(timeout=1.0, stop_after=2))
+    finally:
+        listener.close()
+    assert [n.channel for n in heard] == [inbox.NOTIFY_CHANNEL]
+    with database.session() as session:
+        row = session.query(InboxMessage).one()
+    # a number no clinic claims is the default clinic's
+    assert (row.clinic_id, row.address) == (DEFAULT_ID, MARIA)
+    assert (row.state, row.attempts) == ("pending", 0)
+    assert inbox.unseal("test-secret", row.sealed) == {"text": "where is my order"}

@@ -14,6 +14,7 @@ from bot.handoffs import Handoff
 from bot.inbox import InboxMessage
 from bot.messages import Direction, Message
 from status import alerts, clock, links, patients
+from status.clinics import DEFAULT_ID
 from status.db import utcnow
 from status.links import StatusLink
 from status.refills import Refill
@@ -50,7 +51,7 @@ def verify(site, token: str, dob: str = "03/14/1985"):  # noqa: ANN001, ANN201
 
 def maria_id(site) -> int:  # noqa: ANN001
     with site.db.session() as session:
-        return patients.by_source_id(session, "demo-maria").id
+        return patients.by_source_id(session, DEFAULT_ID, "demo-maria").id
 
 
 @on_both_databases
@@ -209,7 +210,7 @@ def test_alert_choices_on_the_page(app):  # noqa: F811
             "topics": ["shipping", "appointments"], "only_urgent": "1"}  # fmt: skip
     app.client.post(f"/s/{token}/alerts", data=data)
     with app.db.session() as session:
-        topics, only_urgent = alerts.muted_topics(session, maria_id(app))
+        topics, only_urgent = alerts.muted_topics(session, DEFAULT_ID, maria_id(app))
     assert {t.value for t in topics} == {"billing", "refills", "delays"} and only_urgent
 
 

@@ -7,6 +7,7 @@ from bot.messages import Message
 from bot.receipts import Receipt
 from channels import telegram_links
 from status import patients
+from status.clinics import DEFAULT_ID
 from status.db import utcnow
 from tests.fakes.telegram_server import callback_update, contact_update, text_update
 
@@ -15,7 +16,7 @@ CHAT = 424242
 
 def link_maria(app) -> str:
     with app.db.session() as session:
-        maria = patients.by_source_id(session, "demo-maria")
+        maria = patients.by_source_id(session, DEFAULT_ID, "demo-maria")
         return telegram_links.create_token(session, app.settings.secret_key, maria, utcnow())
 
 
@@ -48,7 +49,7 @@ def test_deep_link_connects_the_chat_then_verifies_before_facts(app, fake_telegr
     answer = sent_texts(fake_telegram)[-1]
     assert "verified" in answer
     with app.db.session() as session:
-        maria = patients.by_source_id(session, "demo-maria")
+        maria = patients.by_source_id(session, DEFAULT_ID, "demo-maria")
         assert (maria.telegram_chat_id, maria.preferred_channel) == (str(CHAT), "telegram")
 
 
@@ -78,7 +79,7 @@ def test_shared_contact_of_the_sender_links_the_chat(app, fake_telegram):
     assert "Share my phone number" in first
     assert "You're connected, Aisha" in second
     with app.db.session() as session:
-        assert patients.by_telegram_chat(session, str(CHAT))[0].first_name == "Aisha"
+        assert patients.by_telegram_chat(session, DEFAULT_ID, str(CHAT))[0].first_name == "Aisha"
 
 
 def test_someone_elses_contact_is_not_accepted(app, fake_telegram):
@@ -88,7 +89,7 @@ def test_someone_elses_contact_is_not_accepted(app, fake_telegram):
     app.drain()
     assert "your own number" in sent_texts(fake_telegram)[0]
     with app.db.session() as session:
-        assert patients.by_telegram_chat(session, str(CHAT)) == []
+        assert patients.by_telegram_chat(session, DEFAULT_ID, str(CHAT)) == []
 
 
 def test_duplicate_update_id_gets_one_reply(app, fake_telegram):
@@ -121,7 +122,7 @@ def test_greeting_offers_buttons_for_common_questions(app, fake_telegram):
 
 def test_patient_names_in_html_are_escaped_for_telegram(app, fake_telegram):
     with app.db.session() as session:
-        maria = patients.by_source_id(session, "demo-maria")
+        maria = patients.by_source_id(session, DEFAULT_ID, "demo-maria")
         maria.first_name = "Ma<b>ria"
     token = link_maria(app)
     app.telegram(text_update(CHAT, f"/start {token}", update_id=95))

@@ -13,6 +13,7 @@ import pytest
 
 from bot import outbox
 from bot.messages import Message
+from status.clinics import DEFAULT_ID
 from tests.channels.conftest import TWILIO_NUMBER
 
 on_postgres = pytest.mark.parametrize(
@@ -39,7 +40,13 @@ def worker_env(database, fake_twilio) -> dict[str, str]:
 def test_two_dispatcher_processes_send_1000_messages_exactly_once(database, fake_twilio):
     with database.session() as session:
         for n in range(1000):
-            outbox.enqueue(session, channel="sms", address=f"+1555020{n:04d}", body=f"message {n}")
+            outbox.enqueue(
+                session,
+                clinic_id=DEFAULT_ID,
+                channel="sms",
+                address=f"+1555020{n:04d}",
+                body=f"message {n}",
+            )
     workers = [
         subprocess.Popen(
             [sys.executable, "-m", "channels.cli", "worker"],

@@ -153,6 +153,7 @@ class FakeTelegram(FakeProvider):
     def __init__(self, token: str = BOT_TOKEN, *, max_poll_seconds: float = 0.5) -> None:
         self.token = token
         self.bot_id = int(token.split(":", 1)[0])
+        self.other_bots: set[str] = set()  # more bots' tokens (other clinics' own bots)
         self.max_poll_seconds = max_poll_seconds
         self._lock = threading.Condition()
         self._calls: list[TelegramCall] = []
@@ -181,6 +182,7 @@ class FakeTelegram(FakeProvider):
             self._updates.clear()
             self._webhook = {}
             self._next_message_id = 1
+            self.other_bots.clear()
 
     # programming ---------------------------------------------------------------------------
 
@@ -320,7 +322,7 @@ class FakeTelegram(FakeProvider):
         await asyncio.sleep(seconds)
 
     def _check(self, token: str, method: str, params: dict[str, Any]) -> tuple[int, dict]:
-        if token != self.token:
+        if token != self.token and token not in self.other_bots:
             return 401, TelegramError.build(401).payload()
         with self._lock:
             for index, error in enumerate(self._scripted):

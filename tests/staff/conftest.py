@@ -13,6 +13,7 @@ from bot.handoffs import Handoff
 from channels.app import create_app
 from channels.staff.auth import add_staff
 from status import demo, patients
+from status.clinics import DEFAULT_ID
 from tests.channels.conftest import TELEGRAM_SECRET, TWILIO_NUMBER, App
 
 API_HEADERS = {"Authorization": "Bearer test-api-key"}
@@ -76,7 +77,7 @@ def open_handoff(app: App, phone: str = MARIA, text: str = "can I talk to a pers
     """The patient asks for a person by SMS; the hand-off it opened."""
     assert app.sms(text, sender=phone).status_code == 200
     with app.db.session() as session:
-        [patient] = patients.by_phone(session, phone)
+        [patient] = patients.by_phone(session, DEFAULT_ID, phone)
         handoff = handoffs.open_for_patient(session, patient.id)
     assert handoff is not None, f"{text!r} opened no hand-off"
     return handoff

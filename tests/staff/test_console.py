@@ -13,6 +13,7 @@ from bot.handoffs import Handoff, HandoffEntry, Reason
 from bot.messages import Message
 from channels.staff.models import AuditEntry, StaffUser
 from channels.staff.queue import sla
+from status.clinics import DEFAULT_ID
 from status.db import utcnow
 from tests.staff.conftest import AGENT, AISHA, JAMES, MARIA, NURSE, csrf_of, log_in, open_handoff
 
@@ -239,9 +240,10 @@ def test_patient_page_shows_live_state_and_is_audited(app):
 
 def test_staff_chat_alert_says_the_reason_in_the_consoles_words(session, settings):
     with_chat = settings.model_copy(update={"telegram_staff_chat_id": "-1001234"})
-    conv = conversations.get_or_create(session, "sms", "+15550100077")
+    conv = conversations.get_or_create(session, DEFAULT_ID, "sms", "+15550100077")
     handoff, _ = handoffs.open_or_add(
-        session, reason=Reason.BLOCKED, now=utcnow(), patient_id=None, conversation_id=conv.id,
+        session, clinic_id=DEFAULT_ID,
+        reason=Reason.BLOCKED, now=utcnow(), patient_id=None, conversation_id=conv.id,
         settings=with_chat,
     )  # fmt: skip
     [alert] = session.scalars(select(Message).where(Message.kind == "staff_alert")).all()

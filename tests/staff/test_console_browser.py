@@ -26,6 +26,7 @@ from bot.inbound import Inbound
 from bot.messages import Message
 from channels.app import create_app
 from status import demo, patients
+from status.clinics import DEFAULT_ID
 from status.db import Database, utcnow
 from status.events.apply import apply_events
 from status.events.schemas import parse_events
@@ -67,7 +68,7 @@ class Console:
             turn = self.engine.handle(
                 session, Inbound("sms", phone, text, received_at=utcnow() - ago)
             )
-            people = patients.by_phone(session, phone)
+            people = patients.by_phone(session, DEFAULT_ID, phone)
             patient_id = people[0].id if len(people) == 1 else None
             return handoffs.find_open(session, patient_id, turn.inbound.conversation_id)
 
@@ -324,6 +325,7 @@ def test_operations_view_renders_every_section(page, console, shots):
     with console.db.session() as session:
         conv = session.query(Conversation).filter_by(address=JAMES).one()
         session.add(Message(
+            clinic_id=DEFAULT_ID,
             conversation_id=conv.id, direction="out", kind="reply", channel="sms", address=JAMES,
             body="Your prescription update", status="failed", error_code="21610",
             error_message="Attempt to send to unsubscribed recipient",
@@ -470,4 +472,44 @@ def test_operations_tables_are_never_cut_off_on_a_laptop_or_a_phone(browser, con
             }
             assert len(tops) == 1  # side by side: two tables across on a laptop
         page.screenshot(path=shots / shot, full_page=True)
+        page.context.close()
+
+
+def test_staff_of_another_clinic_get_404_and_a_member_of_two_switches_in_one_click(
+    browser, console
+):
+    """Isolation in the browser: Glow's agent cannot open the default clinic's hand-off or
+    patient; a platform admin sees both clinics and switches with one click."""
+    from channels.staff.auth import add_staff
+    from status import clinics
+
+    handoff = console.say(EMILY, "can I speak to a person please")
+    assert handoff is not None
+    glow_agent = ("gia@glow.example", "Gia Glow", "agent", "glow-password")
+    boss = ("boss@platform.example", "Pat Platform", "admin", "platform-password")
+    with console.db.session() as session:
+        glow = clinics.by_slug(session, "glow") or clinics.add(session, "glow", "Glow Skin")
+        add_staff(session, *glow_agent, clinic=glow)
+        add_staff(session, *boss, platform_admin=True)
+    page = new_page(browser, console)
+    try:
+        log_in(page, glow_agent)
+        response = page.goto(f"/staff/handoffs/{handoff.id}")
+        assert response.status == 404
+        assert f"There is no hand-off #{handoff.id}." in page.inner_text("main")
+        assert page.goto("/staff/patients/demo-emily").status == 404
+        page.goto("/staff")
+        assert page.locator(f'a[href="/staff/handoffs/{handoff.id}"]').count() == 0
+    finally:
+        page.context.close()
+    page = new_page(browser, console)
+    try:
+        log_in(page, boss)
+        assert page.locator(f'a[href="/staff/handoffs/{handoff.id}"]').count() >= 1
+        page.click("button.clinic-choice[value=glow]")
+        page.wait_for_url("**/staff")
+        assert "Now showing Glow Skin." in page.inner_text("body")
+        assert page.locator(f'a[href="/staff/handoffs/{handoff.id}"]').count() == 0
+        assert page.goto("/staff/patients/demo-emily").status == 404
+    finally:
         page.context.close()

@@ -8,6 +8,7 @@ import pytest
 from bot.handoffs import Handoff
 from bot.messages import Message
 from channels.staff.models import AuditEntry
+from status.clinics import DEFAULT_ID
 from tests.conftest import on_both_databases
 from tests.fakes.telegram_server import text_update
 from tests.staff.conftest import API_HEADERS, JAMES, MARIA, log_in, open_handoff
@@ -80,7 +81,7 @@ def test_staff_reply_to_a_telegram_conversation_leaves_through_telegram(app, fak
     from status.db import utcnow
 
     with app.db.session() as session:
-        maria = patients.by_source_id(session, "demo-maria")
+        maria = patients.by_source_id(session, DEFAULT_ID, "demo-maria")
         token = telegram_links.create_token(session, app.settings.secret_key, maria, utcnow())
     app.telegram(text_update(5151, f"/start {token}", update_id=1))
     app.telegram(text_update(5151, "I want to talk to a real person", update_id=2))

@@ -14,6 +14,7 @@ from bot.messages import Message
 from bot.proactive.scheduler import Scheduler
 from channels.staff import ops
 from status import demo
+from status.clinics import DEFAULT_ID
 from status.events.apply import apply_events
 from status.events.schemas import parse_events
 from tests.builders import T0, at, event, patient_event, payment_event, prescription_event
@@ -55,8 +56,9 @@ def seed(session) -> None:  # noqa: ANN001
 
 
 def say(session, address: str, text: str, intent: str, minutes: float):  # noqa: ANN001, ANN201
-    conv = conversations.get_or_create(session, "sms", address)
+    conv = conversations.get_or_create(session, DEFAULT_ID, "sms", address)
     message = Message(
+        clinic_id=DEFAULT_ID,
         conversation_id=conv.id, direction="in", kind="reply", channel="sms", address=address,
         body=text, intent=intent, intents=[intent], confidence=0.2,
         created_at=T0 + timedelta(minutes=minutes),
@@ -68,7 +70,7 @@ def say(session, address: str, text: str, intent: str, minutes: float):  # noqa:
 
 def test_states_count_ages_owners_and_flag_stuck_items(session, settings):
     seed(session)
-    states = ops.states(session, NOW, ops.stuck_thresholds(settings))
+    states = ops.states(session, DEFAULT_ID, NOW, ops.stuck_thresholds(settings))
     [awaiting] = states.rows["prescription"][:1]
     assert (awaiting.status, awaiting.owner, awaiting.count) == ("awaiting_provider", "clinic", 1)
     assert awaiting.oldest_seconds == 30 * 3600 and awaiting.stuck == 1
@@ -91,7 +93,7 @@ def test_owners_name_every_status_of_every_kind():
 
 def test_failed_payments_are_kept_apart_from_cancellations(session):
     seed(session)
-    churn = ops.churn(session, NOW, days=30)
+    churn = ops.churn(session, DEFAULT_ID, NOW, days=30)
     assert [c.source_id for c in churn.past_due] == ["sub-1"]
     assert [c.source_id for c in churn.failed_payments] == ["pay-1"]
     assert churn.failed_amounts == {"USD": 29900}
@@ -105,16 +107,17 @@ def test_assistant_figures_share_handoffs_and_median_first_reply(session):
     say(session, "+15550100109", "blorp the flurb", "unknown", 5)
     for conv, minutes in [(talked[0], 10), (talked[1], 30)]:
         handoff, _ = handoffs.open_or_add(
-            session, reason=Reason.HUMAN, now=T0, patient_id=None, conversation_id=conv.id
+            session, clinic_id=DEFAULT_ID,
+            reason=Reason.HUMAN, now=T0, patient_id=None, conversation_id=conv.id
         )
         handoffs.staff_reply(
             session, handoff, staff_id=None, text="hello", now=T0 + timedelta(minutes=minutes)
         )
     handoffs.open_or_add(
-        session, reason=Reason.CLINICAL_QUESTION, now=T0, patient_id=None,
+        session, clinic_id=DEFAULT_ID, reason=Reason.CLINICAL_QUESTION, now=T0, patient_id=None,
         conversation_id=talked[2].id,
     )  # fmt: skip
-    figures = ops.assistant(session, NOW, days=30)
+    figures = ops.assistant(session, DEFAULT_ID, NOW, days=30)
     assert (figures.conversations, figures.without_staff, figures.handoffs) == (5, 2, 3)
     assert figures.share_without_staff == 2 / 5
     assert figures.by_reason == [("human", 2), ("clinical_question", 1)]
@@ -153,7 +156,7 @@ def test_did_not_understand_lists_real_misses_not_answers_to_the_bots_questions(
             m.body: m.intent
             for m in session.scalars(select(Message).where(Message.direction == "in"))
         }
-        missed = [m.body for m, _ in ops.unknown_messages(session)]
+        missed = [m.body for m, _ in ops.unknown_messages(session, DEFAULT_ID)]
     answers = ["[date of birth]", "2", "si", "C", "my birthday is [date of birth] if you need it"]
     assert [stored[a] for a in answers] == ["unknown"] * 5  # no intent of their own
     assert missed == ["mmhm grr", "zzkx qwv", "blorp the flurb"]
@@ -166,6 +169,7 @@ def test_ops_page_shows_failed_messages_with_codes_and_unknown_texts(app):
         conv = session.scalars(select(Conversation).where(Conversation.address == MARIA)).one()
         session.add(
             Message(
+                clinic_id=DEFAULT_ID,
                 conversation_id=conv.id, direction="out", kind="reply", channel="sms",
                 address="+15550100001", body="Your order shipped", status="undelivered",
                 error_code="30006", error_message="Landline or unreachable carrier",

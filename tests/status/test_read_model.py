@@ -11,12 +11,13 @@ from click.testing import CliRunner
 from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import delete, func, select, text, update
 
 from channels import cli
 from channels.app import create_app
 from status import patients, snapshot
 from status.appointments import AppointmentStatus
+from status.clinics import DEFAULT_ID
 from status.db import Base, Database
 from status.events.apply import apply_events
 from status.events.schemas import parse_events
@@ -177,7 +178,8 @@ def _wipe(database) -> None:  # noqa: ANN001
     PostgreSQL's TRUNCATE of every table)."""
     with database.session() as session:
         for table in reversed(Base.metadata.sorted_tables):
-            session.execute(delete(table))
+            if table.name != "clinics":  # the default clinic stays, as in a fresh database
+                session.execute(delete(table))
 
 
 def _assert_read_model_agrees(database, read_at: list = READ_AT) -> int:  # noqa: ANN001
@@ -253,7 +255,7 @@ def test_batch_refreshes_each_patient_once_and_moves_items_between_patients(data
             parse_events([prescription_event("shipped", patient_id="p-2", occurred_at=at(9))]),
         )
     with database.read_session() as session:
-        p1, p2 = (patients.by_source_id(session, pid) for pid in ("p-1", "p-2"))
+        p1, p2 = (patients.by_source_id(session, DEFAULT_ID, pid) for pid in ("p-1", "p-2"))
         assert snapshot.build(session, p1, T0).prescriptions == []
         assert [rx.status for rx in snapshot.build(session, p2, T0).prescriptions] == ["shipped"]
     _assert_read_model_agrees(database)
@@ -285,6 +287,28 @@ def test_status_api_answers_from_the_row_and_as_a_fresh_build(database, settings
         for item in [*body["prescriptions"], *body["shipments"]]:
             item.pop("seconds_in_status")  # the clock moved between the two requests
     assert again == answer
+
+
+@pytest.mark.parametrize(
+    "database", [pytest.param("postgres", marks=pytest.mark.postgres)], indirect=True
+)
+def test_status_api_answers_after_the_database_dropped_its_connections(database, settings):
+    with database.session() as session:
+        apply_events(session, parse_events([patient_event(), prescription_event("shipped")]))
+    auth = {"Authorization": f"Bearer {API_KEY}"}
+    with TestClient(create_app(settings, database)) as client:
+        assert client.get("/api/patients/p-1/status", headers=auth).status_code == 200
+        with database.engine.connect() as conn:  # a restart or failover, as the API sees it
+            conn.execute(
+                text(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                    "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+                )
+            )
+            conn.commit()
+        answer = client.get("/api/patients/p-1/status", headers=auth)
+    assert answer.status_code == 200
+    assert answer.json()["prescriptions"][0]["status"] == "shipped"
 
 
 def _invoke(database, *args: str):  # noqa: ANN001, ANN202
@@ -320,7 +344,7 @@ def test_rebuild_command_restores_rows_from_the_stored_state(database):
     with database.session() as session:
         # Drift as a buggy writer would leave it: p-1's row lost, p-2's table row changed behind
         # the read model's back.
-        p1 = patients.by_source_id(session, "p-1")
+        p1 = patients.by_source_id(session, DEFAULT_ID, "p-1")
         session.execute(delete(PatientSnapshot).where(PatientSnapshot.patient_id == p1.id))
         session.execute(
             update(Prescription).where(Prescription.source_id == "rx-2").values(status="blocked")
@@ -331,7 +355,7 @@ def test_rebuild_command_restores_rows_from_the_stored_state(database):
     assert _rebuild(database) == {"patients": 3, "created": 1, "updated": 0, "unchanged": 2}
     _assert_read_model_agrees(database)
     with database.read_session() as session:
-        p2 = patients.by_source_id(session, "p-2")
+        p2 = patients.by_source_id(session, DEFAULT_ID, "p-2")
         assert snapshot.materialised(session, p2, T0).next_step.kind == "blocked"
 
 
@@ -362,7 +386,7 @@ def test_migration_backfills_patients_already_stored(tmp_path):
         )
     upgrade(url)
     with database.read_session() as session:
-        patient = patients.by_source_id(session, "p-1")
+        patient = patients.by_source_id(session, DEFAULT_ID, "p-1")
         stored = snapshot.materialised(session, patient, T0)
         assert [rx.source_id for rx in stored.prescriptions] == ["rx-1"]
         assert stored.next_step.kind == "await_pharmacy"

@@ -7,6 +7,7 @@ from datetime import timedelta
 import pytest
 
 from status import demo, patients, snapshot
+from status.clinics import DEFAULT_ID
 from status.db import utcnow
 from tests.conftest import on_both_databases
 
@@ -22,7 +23,7 @@ def seeded(database):
 
 def snap_of(database, patient_id: str) -> dict:
     with database.session() as session:
-        patient = patients.by_source_id(session, patient_id)
+        patient = patients.by_source_id(session, DEFAULT_ID, patient_id)
         return snapshot.build(session, patient, now=NOW).to_dict()
 
 
@@ -87,7 +88,7 @@ def test_appointment_tomorrow_is_upcoming_with_its_prep_task(seeded):
 @on_both_databases
 def test_shared_family_phone_maps_to_both_patients(seeded):
     with seeded.session() as session:
-        family = patients.by_phone(session, "+15550100006")
+        family = patients.by_phone(session, DEFAULT_ID, "+15550100006")
         assert [p.first_name for p in family] == ["Sofia", "Diego"]
     assert snap_of(seeded, "demo-sofia")["next_step"]["kind"] == "await_provider"
     assert snap_of(seeded, "demo-diego")["next_step"]["kind"] == "pick_up"
@@ -112,7 +113,7 @@ def test_paid_but_not_sent_after_48_hours_is_flagged(database):
     ]
     with database.session() as session:
         apply_events(session, parse_events(events))
-        patient = patients.by_source_id(session, "p-1")
+        patient = patients.by_source_id(session, DEFAULT_ID, "p-1")
         from tests.builders import T0
 
         alerts = snapshot.build(session, patient, now=T0).alerts

@@ -1,0 +1,158 @@
+"""Choose the combination thresholds (`pipeline.Thresholds`) on the training corpus, out of fold.
+
+The hand-written files of the corpus (`corpus/*.tsv`) are split into folds by message; for each
+fold the model is trained on the whole corpus without that fold's messages (and without their
+noisy copies) and reads the held-out messages, as it would read messages it has never seen. The
+rules read every message once. Thresholds are then chosen by coordinate search to maximise
+
+    accuracy + RECALL_WEIGHT * emergency recall + two-intent exact share
+    - FALSE_WEIGHT * max(0, false-emergency rate - FALSE_BUDGET)
+
+Never run on an evaluation set: they are not in the corpus, and this reads only the corpus.
+`patient-status nlu tune` prints the figures at the chosen thresholds beside the defaults.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Iterator
+from dataclasses import dataclass, fields, replace
+
+from bot.intents import Intent
+from bot.understanding import model, training
+from bot.understanding.classifier import Classification
+from bot.understanding.classifier import classify as classify_rules
+from bot.understanding.model import Prediction
+from bot.understanding.pipeline import DEFAULT, Thresholds, decide
+
+FOLDS = 4
+RECALL_WEIGHT = 4.0
+FALSE_BUDGET = 0.008
+FALSE_WEIGHT = 20.0
+GRID = {
+    "rules_clear": [0.45, 0.5, 0.55, 0.6, 0.65, 0.7, 0.8],
+    "model_sure": [0.35, 0.4, 0.45, 0.5, 0.55, 0.6, 0.7],
+    "model_overrides": [0.7, 0.75, 0.8, 0.85, 0.9, 0.95, 1.01],
+    "emergency_with_possible": [0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.01],
+    "emergency_unread": [0.4, 0.45, 0.5, 0.55, 0.6, 0.65, 0.7, 0.75, 0.8, 0.9, 1.01],
+    "emergency": [0.5, 0.6, 0.7, 0.75, 0.8, 0.85, 0.9, 0.95, 0.97, 0.99, 1.01],
+    "emergency_over_clear_rules": [0.9, 0.95, 0.98, 0.99, 1.01],
+    "lower_below": [0.0, 0.01, 0.02, 0.03, 0.05, 0.08, 0.12],
+    "lower_intent": [0.6, 0.7, 0.8, 0.85, 0.9, 0.95],
+    "lower_intent_alone": [0.8, 0.85, 0.9, 0.95, 1.01],
+    "clause_rules": [0.4, 0.45, 0.5, 0.55, 0.6],
+    "model_opt_in": [0.5, 0.6, 0.7, 0.8, 0.9, 1.01],
+    "model_help": [0.5, 0.6, 0.7, 0.8, 0.9, 1.01],
+    "clause_model": [0.5, 0.6, 0.7, 0.8, 0.9, 1.01],
+}
+
+
+@dataclass(frozen=True)
+class Case:
+    text: str
+    intents: tuple[str, ...]
+    rules: Classification
+    prediction: Prediction
+    clauses: tuple[Prediction, ...]
+
+
+@dataclass(frozen=True)
+class Figures:
+    accuracy: float
+    emergency_recall: float
+    false_emergencies: float
+    two_intent: float
+    false_opt_outs: int
+
+    def score(self) -> float:
+        excess = max(0.0, self.false_emergencies - FALSE_BUDGET)
+        return (
+            self.accuracy
+            + RECALL_WEIGHT * self.emergency_recall
+            + self.two_intent
+            - FALSE_WEIGHT * excess
+        )
+
+    def __str__(self) -> str:
+        return (
+            f"accuracy {self.accuracy:.3f}, emergency recall {self.emergency_recall:.3f}, "
+            f"false emergencies {self.false_emergencies:.3f}, two-intent {self.two_intent:.3f}, "
+            f"false opt-outs {self.false_opt_outs}"
+        )
+
+
+def held_out_cases(folds: int = FOLDS, log=print) -> list[Case]:
+    written = [row for path in training.labelled_files() for row in training.read_tsv(path)]
+    texts = sorted({text for text, _, _ in written})
+    random.Random(training.SEED).shuffle(texts)
+    fold_of = {text: i % folds for i, text in enumerate(texts)}
+    corpus = training.build_corpus()
+    cases: list[Case] = []
+    for fold in range(folds):
+        held = [(t, i) for t, i, _ in written if fold_of[t] == fold]
+        log(f"fold {fold + 1}/{folds}: training without {len(held)} messages")
+        models = model.train([r for r in corpus if fold_of.get(r.source, -1) != fold])
+        for text, intents in held:
+            rules = classify_rules(text)
+            clauses = tuple(models.predict(c.text) for c in rules.clauses)
+            if len(clauses) < 2:
+                clauses = ()
+            cases.append(Case(text, intents, rules, models.predict(text), clauses))
+    return cases
+
+
+def figures(cases: list[Case], t: Thresholds) -> Figures:
+    correct = emergencies = found = ordinary = false = multi = multi_ok = opt_outs = 0
+    for case in cases:
+        c = decide(case.rules, case.prediction, t, case.clauses)
+        gold = case.intents[0]
+        correct += c.intent == gold
+        if len(case.intents) > 1:
+            multi += 1
+            multi_ok += tuple(c.intents) == case.intents
+        if Intent.EMERGENCY in case.intents:
+            emergencies += 1
+            found += Intent.EMERGENCY in c.intents
+        else:
+            ordinary += 1
+            false += Intent.EMERGENCY in c.intents
+        opt_outs += gold != Intent.OPT_OUT and c.intent == Intent.OPT_OUT
+    return Figures(
+        correct / len(cases),
+        found / max(emergencies, 1),
+        false / max(ordinary, 1),
+        multi_ok / max(multi, 1),
+        opt_outs,
+    )
+
+
+def search(cases: list[Case], start: Thresholds = DEFAULT, rounds: int = 3) -> Thresholds:
+    best, best_score = start, figures(cases, start).score()
+    for _ in range(rounds):
+        improved = False
+        for name, values in GRID.items():
+            for value in values:
+                candidate = replace(best, **{name: value})
+                score = figures(cases, candidate).score()
+                if score > best_score + 1e-9:
+                    best, best_score, improved = candidate, score, True
+        if not improved:
+            break
+    return best
+
+
+def changes(t: Thresholds) -> Iterator[str]:
+    for f in fields(Thresholds):
+        if getattr(t, f.name) != getattr(DEFAULT, f.name):
+            yield f"{f.name} = {getattr(t, f.name)} (was {getattr(DEFAULT, f.name)})"
+
+
+def run(log=print) -> Thresholds:
+    cases = held_out_cases(log=log)
+    log(f"held-out messages: {len(cases)}")
+    log(f"default thresholds: {figures(cases, DEFAULT)}")
+    chosen = search(cases)
+    log(f"chosen thresholds:  {figures(cases, chosen)}")
+    for line in changes(chosen):
+        log(f"  {line}")
+    return chosen
