@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import pytest
 from sqlalchemy import select
 
@@ -11,11 +13,11 @@ from bot.handoffs import Handoff
 from bot.messages import Direction, Message
 from bot.proactive.policy import Policy
 from bot.proactive.rules import Notice
-from status import alerts, caregivers, patients
+from status import alerts, caregivers, clinics, patients
 from status.clinics import DEFAULT_ID
 from status.events.apply import apply_events
 from status.events.schemas import parse_events
-from tests.builders import payment_event
+from tests.builders import appointment_event, payment_event
 from tests.conftest import on_both_databases
 from tests.harness import NOW
 
@@ -40,7 +42,8 @@ def muted(database, phone: str) -> tuple[set[str], bool]:
 def notice(database, phone: str, template: str, entity: str = "prescription", **kw):
     """What the proactive policy writes for this news now: the outbox rows, by address."""
     with database.session() as session:
-        [patient] = [p for p in patients.by_phone(session, DEFAULT_ID, phone) if p.first_name != "Diego"]
+        found = patients.by_phone(session, DEFAULT_ID, phone)
+        [patient] = [p for p in found if p.first_name != "Diego"]
         source = kw.pop("source_id", "rx-x")
         policy = Policy(_settings(database))
         policy.notify(session, Notice(patient.id, f"{entity}:{source}", template, entity, source,
@@ -195,6 +198,44 @@ def test_handoff_from_a_caregiver_says_who_wrote(phone, clinic):
     phone(MARIA).say("can I talk to a person")
     maria_handoff = [h for h in _all(clinic, Handoff) if h.id != handoff.id][0]
     assert maria_handoff.context["writer"] == {"kind": "patient"}
+
+
+def test_a_caregiver_writing_into_the_patients_open_handoff_is_shown_as_who_wrote(phone, clinic):
+    with clinic.session() as session:
+        [maria] = patients.by_phone(session, DEFAULT_ID, MARIA)
+        caregivers.add(
+            session, maria, name="Ana", relation="sister", channel="sms", address=ANA,
+            topics=["shipping"], may_ask=True, now=NOW, created_by="test",
+        )  # fmt: skip
+    phone(MARIA).say("can I talk to a person")
+    assert one(clinic, Handoff).context["writer"] == {"kind": "patient"}
+    reply = phone(ANA).say("any news? my sister is worried")
+    assert "Got it, this is with our team." in reply
+    handoff = one(clinic, Handoff)  # the same hand-off: Ana's text was filed into it
+    ana = {"kind": "caregiver", "name": "Ana", "relation": "sister", "channel": "sms",
+           "address": ANA}  # fmt: skip
+    assert handoff.context["writer"] == ana
+    assert handoff.context["writers"] == [{"kind": "patient"}, ana]
+    assert one(clinic, Message, Message.address == ANA, Message.direction == Direction.IN)\
+        .handoff_id == handoff.id  # fmt: skip
+
+
+def test_caregivers_texts_keep_to_the_clinics_daily_cap_and_wait_in_one_digest(phone, clinic):
+    add_ana(clinic, topics=("shipping", "appointments"))
+    with clinic.session() as session:
+        clinics.update(session, clinics.default(session), daily_message_cap=1)
+        visit = appointment_event(appointment_id="a-1", patient_id="demo-sofia")
+        apply_events(session, parse_events([visit]))
+    first = notice(clinic, FAMILY, "notify_rx_approved", source_id="rx-sofia-1")
+    assert first[(ANA, "notify_rx_approved")].startswith("Harbor Health: Update for Sofia:")
+    later = notice(clinic, FAMILY, "notify_appointment_booked", "appointment", source_id="a-1")
+    assert (ANA, "notify_appointment_booked") not in later
+    digest = later[(ANA, "notify_caregiver_digest")]
+    assert digest.startswith("Harbor Health: Updates for Sofia:\n1) ")
+    row = one(clinic, Message, Message.address == ANA,
+              Message.template == "notify_caregiver_digest")  # fmt: skip
+    assert row.not_before > NOW + timedelta(hours=12)  # tomorrow, not today
+    assert (FAMILY, "notify_digest") in later  # Sofia's own cap, counted apart
 
 
 def _all(database, model):

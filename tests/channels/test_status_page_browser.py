@@ -26,6 +26,7 @@ from bot.handoffs import Handoff
 from bot.inbound import Inbound
 from channels.app import create_app
 from status import demo, links, patients
+from status.clinics import DEFAULT_ID
 from status.db import Database, utcnow
 from status.events.apply import apply_events
 from status.events.schemas import parse_events
@@ -211,6 +212,17 @@ def test_from_the_sms_link_to_the_page_and_its_actions(page, site: Site):
     page.screenshot(path=str(SHOTS / f"status-page-{width}.png"), full_page=True)
 
 
+def console(browser, site: Site):  # noqa: ANN001, ANN201
+    """The nurse, logged in to the console on a desktop."""
+    desk = new_page(browser, site, 1280, 860)
+    desk.goto("/staff/login")
+    desk.fill("#email", NURSE[0])
+    desk.fill("#password", NURSE[3])
+    desk.click("button[type=submit]")
+    desk.wait_for_url("**/staff")
+    return desk
+
+
 def test_a_message_from_the_page_reaches_staff_in_the_console(browser, site: Site):
     from playwright.sync_api import expect
 
@@ -223,18 +235,36 @@ def test_a_message_from_the_page_reaches_staff_in_the_console(browser, site: Sit
     phone.context.close()
     site.run_turns()
 
-    desk = new_page(browser, site, 1280, 860)
-    desk.goto("/staff/login")
-    desk.fill("#email", NURSE[0])
-    desk.fill("#password", NURSE[3])
-    desk.click("button[type=submit]")
-    desk.wait_for_url("**/staff")
+    desk = console(browser, site)
     row = desk.locator("#queue-rows tr", has_text="Maria Lopez")
     expect(row).to_contain_text("wrote to the clinic on the status page", timeout=15_000)
     row.locator("a.who").click()
     expect(desk.locator("#thread")).to_contain_text("Can I take it with food? (from the page)")
     expect(desk.locator("#writer")).to_contain_text("the patient")
     desk.context.close()
+
+
+def test_staff_revoke_a_link_in_the_console_and_the_page_no_longer_opens(browser, site: Site):
+    from playwright.sync_api import expect
+
+    url = site.link_by_api()
+    with site.db.session() as session:
+        link_id = links.find(session, url.rsplit("/s/", 1)[1]).id
+    phone = new_page(browser, site, 375, 740)
+    phone.goto(url)
+    verify(phone)
+    expect(phone.locator("h1")).not_to_have_text("This link was turned off")
+
+    desk = console(browser, site)
+    desk.goto("/staff/patients/demo-maria")
+    desk.get_by_role("button", name=f"Revoke link #{link_id}").click()
+    expect(desk.locator("body")).to_contain_text(f"Status link #{link_id} revoked")
+    expect(desk.get_by_role("button", name=f"Revoke link #{link_id}")).to_have_count(0)
+    desk.context.close()
+
+    phone.reload()
+    expect(phone.locator("h1")).to_have_text("This link was turned off")
+    phone.context.close()
 
 
 def test_expired_revoked_and_tampered_links_show_what_to_do(page, site: Site):
@@ -249,7 +279,7 @@ def test_expired_revoked_and_tampered_links_show_what_to_do(page, site: Site):
     page.goto(url)
     expect(page.locator("h1")).to_have_text("This link was turned off")
     with site.db.session() as session:
-        [maria] = patients.by_phone(session, MARIA)
+        [maria] = patients.by_phone(session, DEFAULT_ID, MARIA)
         issued = links.issue(session, maria, hours=1, now=utcnow() - timedelta(hours=2),
                              created_by="test")  # fmt: skip
     page.goto(f"/s/{issued.token}")
