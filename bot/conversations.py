@@ -14,6 +14,7 @@ from sqlalchemy import ForeignKey, Integer, String, UniqueConstraint, select
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from status.db import Base, insert_ignore, utcnow
+from status.patients import Patient
 
 AWAIT_TTL = timedelta(minutes=30)
 
@@ -136,3 +137,10 @@ def at_addresses(
 def for_patient(session: Session, patient_id: int) -> list[Conversation]:
     query = select(Conversation).where(Conversation.patient_id == patient_id)
     return list(session.scalars(query.order_by(Conversation.last_inbound_at.desc())))
+
+
+def patient_address(patient: Patient) -> tuple[str, str]:
+    """(channel, address) where the patient talks to us: Telegram when linked and preferred."""
+    if patient.preferred_channel == "telegram" and patient.telegram_chat_id:
+        return "telegram", patient.telegram_chat_id
+    return "sms", patient.phone
