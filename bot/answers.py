@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from status.classification import StatusClass
+from status.payments import Payment
 from status.prescriptions import PrescriptionStatus
 from status.snapshot import REFILL_SOON, Snapshot
 
@@ -86,19 +87,26 @@ def billing(snap: Snapshot) -> Answer:
             **_base(snap),
             "failed": failed,
             "retry": min(retries) if retries else None,
+            "pay_link": _pay_link(failed),
             "pending": pending,
             "sub": snap.subscription,
         },
     )
 
 
+def _pay_link(failed: list[Payment]) -> str | None:
+    """The failed payment's own secure link (a hosted invoice page), if its source gave one."""
+    return next((p.payment_url for p in failed if p.payment_url), None)
+
+
 def update_payment_method(snap: Snapshot | None) -> Answer:
-    retry = None
+    retry = pay_link = None
     if snap is not None:
         retries = [p.next_retry_at for p in snap.failed_payments if p.next_retry_at]
         retry = min(retries) if retries else None
+        pay_link = _pay_link(snap.failed_payments)
     tz = snap.patient.timezone if snap else None
-    return Answer("update_payment_method", {"retry": retry, "tz": tz})
+    return Answer("update_payment_method", {"retry": retry, "pay_link": pay_link, "tz": tz})
 
 
 def appointment(snap: Snapshot) -> Answer:

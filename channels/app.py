@@ -17,6 +17,7 @@ from channels import (
     api,
     care_api,
     handoff_api,
+    integrations,
     openapi,
     simulator,
     status_page,
@@ -180,6 +181,7 @@ def create_app(
     app.include_router(api.router)
     # the hot read first, as a plain Starlette route (its FastAPI twin stays for the docs)
     app.router.routes.insert(0, api.STATUS_ROUTE)
+    app.include_router(integrations.router)
     app.include_router(care_api.router)
     app.include_router(twilio_sms.router)
     app.include_router(telegram.router)

@@ -181,6 +181,77 @@ def ingest(file: str, clinic_slug: str) -> None:
     click.echo(json.dumps({"accepted": len(events), **result.counts()}))
 
 
+def _since(value: str | None):  # noqa: ANN202 - datetime | None
+    if value is None:
+        return None
+    from datetime import UTC, datetime
+
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        raise click.BadParameter(f"{value!r} is not an ISO date or timestamp") from None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+@main.group("import", help="First load from the systems the clinic runs (FHIR, Stripe).")
+def import_group() -> None:
+    pass
+
+
+def _run_import(load, clinic_slug: str) -> None:  # noqa: ANN001 - (db, config, hooks) -> totals
+    from bot.proactive.notifier import Notifier
+    from channels.importers import ImportFailed
+    from status.integrations.config import integration_settings
+    from status.integrations.fhir import MalformedFhir
+    from status.integrations.stripe_events import MalformedStripeEvent
+
+    settings = _settings()
+    database = _database(settings, migrate=settings.database_url.startswith("sqlite"))
+    try:
+        with database.read_session() as session:
+            config = integration_settings(session, settings, _clinic(session, clinic_slug).slug)
+        totals = load(database, config, [Notifier(settings).on_changes])
+    except (ImportFailed, MalformedFhir, MalformedStripeEvent) as exc:
+        raise click.ClickException(f"{exc} (pages before this one were applied)") from None
+    finally:
+        database.dispose()
+    click.echo(json.dumps(totals.body()))
+
+
+@import_group.command("fhir", help="Page a FHIR server's searches (Patient first) and apply them.")
+@click.option(
+    "--base", required=True, help="The FHIR base URL, e.g. https://api.medplum.com/fhir/R4"
+)
+@click.option("--since", default=None, help="Only resources changed since (ISO date or time).")
+@click.option("--token", envvar="FHIR_IMPORT_TOKEN", default=None,
+              help="Bearer token for the FHIR server (or FHIR_IMPORT_TOKEN).")  # fmt: skip
+@click.option("--clinic", "clinic_slug", default="default", show_default=True,
+              help="The clinic whose FHIR server this is (its patient id system).")  # fmt: skip
+def import_fhir(base: str, since: str | None, token: str | None, clinic_slug: str) -> None:
+    from channels import importers
+
+    start = _since(since)
+    _run_import(
+        lambda db, config, hooks: importers.import_fhir(db, config, base, start, hooks, token),
+        clinic_slug,
+    )
+
+
+@import_group.command(
+    "stripe", help="Read Stripe's events list (the clinic's Stripe API key) and apply it."
+)
+@click.option("--since", default=None, help="Only events created since (ISO date or time).")
+@click.option("--clinic", "clinic_slug", default="default", show_default=True,
+              help="The clinic whose Stripe account this is (its --stripe-api-key).")  # fmt: skip
+def import_stripe(since: str | None, clinic_slug: str) -> None:
+    from channels import importers
+
+    start = _since(since)
+    _run_import(
+        lambda db, config, hooks: importers.import_stripe(db, config, start, hooks), clinic_slug
+    )
+
+
 @main.group(help="The materialised patient snapshots (the read model).")
 def snapshot() -> None:
     pass
@@ -589,6 +660,20 @@ def _clinic_options(command):  # noqa: ANN001, ANN201
         click.option("--brand-color", default=None, help="Branding: e.g. #0b5cad."),
         click.option("--accent-color", default=None),
         click.option("--logo-url", default=None),
+        click.option("--stripe-webhook-secret", default=None,
+                     help="Its Stripe endpoint's signing secret (whsec_...): "
+                          "/integrations/stripe/SLUG."),
+        click.option("--stripe-api-key", default=None,
+                     help="Its Stripe API key (customer look-ups, `import stripe`)."),
+        click.option("--stripe-patient-match", default=None,
+                     help="How a Stripe customer is matched, e.g. metadata,email,phone."),
+        click.option("--fhir-webhook-secret", default=None,
+                     help="Its FHIR subscription's HMAC secret (X-Signature): "
+                          "/integrations/fhir/SLUG."),
+        click.option("--fhir-bearer-token", default=None,
+                     help="Or a bearer token its FHIR server sends."),
+        click.option("--fhir-patient-id-system", default=None,
+                     help="The FHIR identifier system whose value is its patient_id."),
         click.option("--template", "templates", multiple=True, type=(str, click.Path(
             exists=True, dir_okay=False)), help="Reword a message: LANG/NAME FILE, e.g. "
             "en/help_keyword help.j2 (repeat; a template not given stays ours)."),
@@ -622,6 +707,12 @@ def _clinic_values(options: dict) -> dict:
         "brand_color": options["brand_color"],
         "accent_color": options["accent_color"],
         "logo_url": options["logo_url"],
+        "stripe_webhook_secret": options["stripe_webhook_secret"],
+        "stripe_api_key": options["stripe_api_key"],
+        "stripe_patient_match": options["stripe_patient_match"],
+        "fhir_webhook_secret": options["fhir_webhook_secret"],
+        "fhir_bearer_token": options["fhir_bearer_token"],
+        "fhir_patient_id_system": options["fhir_patient_id_system"],
         "templates": templates or None,
     }
 

@@ -25,7 +25,7 @@ from sqlalchemy.orm import Mapped, Session, mapped_column
 
 import templates as templates_package
 from status.db import Base, Prepared, RawCursor, insert_ignore, utcnow
-from status.settings import Settings, parse_quiet_hours
+from status.settings import Settings, parse_matches, parse_quiet_hours
 
 DEFAULT_SLUG = "default"
 DEFAULT_ID = 1  # the migration and `ensure_default` give the default clinic this id
@@ -59,6 +59,13 @@ class Clinic(Base):
     telegram_webhook_secret: Mapped[str | None] = mapped_column(String(256))
     telegram_bot_username: Mapped[str | None] = mapped_column(String(64))
     telegram_staff_chat_id: Mapped[str | None] = mapped_column(String(32))
+    # integrations (docs/integrations.md): /integrations/{stripe|fhir}/{slug} check these
+    stripe_webhook_secret: Mapped[str | None] = mapped_column(String(256))
+    stripe_api_key: Mapped[str | None] = mapped_column(String(256))
+    stripe_patient_match: Mapped[str | None] = mapped_column(String(64))
+    fhir_webhook_secret: Mapped[str | None] = mapped_column(String(256))
+    fhir_bearer_token: Mapped[str | None] = mapped_column(String(256))
+    fhir_patient_id_system: Mapped[str | None] = mapped_column(String(500))
     # branding of patient-facing pages and messages
     display_name: Mapped[str | None] = mapped_column(String(100))
     brand_color: Mapped[str | None] = mapped_column(String(16))
@@ -254,7 +261,9 @@ EDITABLE = (
     "daily_message_cap", "weekly_message_cap", "payment_update_url", "language",
     "twilio_from_numbers", "twilio_messaging_service_sid", "telegram_bot_token",
     "telegram_webhook_secret", "telegram_bot_username", "telegram_staff_chat_id", "display_name",
-    "brand_color", "accent_color", "logo_url", "templates",
+    "brand_color", "accent_color", "logo_url", "templates", "stripe_webhook_secret",
+    "stripe_api_key", "stripe_patient_match", "fhir_webhook_secret", "fhir_bearer_token",
+    "fhir_patient_id_system",
 )  # fmt: skip
 
 
@@ -285,6 +294,11 @@ def _check(field: str, value: Any) -> Any:
             except InvalidPhone as exc:
                 raise InvalidClinic("twilio_from", f"{raw!r} is not a phone number") from exc
         return numbers
+    elif field == "stripe_patient_match":
+        try:
+            return ",".join(parse_matches(value))
+        except ValueError as exc:
+            raise InvalidClinic("stripe_patient_match", str(exc)) from exc
     elif field in ("brand_color", "accent_color") and not COLOUR.fullmatch(value):
         raise InvalidClinic(field, f"{value!r} must be a #rrggbb colour, e.g. #0b5cab")
     elif field == "logo_url" and not LOGO_URL.fullmatch(value):
@@ -385,6 +399,7 @@ _OWN_OR_DEPLOYMENT = {
     "daily_message_cap": "daily_message_cap",
     "weekly_message_cap": "weekly_message_cap",
     "payment_update_url": "payment_update_url",
+    "stripe_patient_match": "stripe_patient_match",
 }
 # settings a clinic other than `default` never takes from the environment
 _CHANNELS = {
@@ -393,6 +408,12 @@ _CHANNELS = {
     "telegram_webhook_secret": "telegram_webhook_secret",
     "telegram_bot_username": "telegram_bot_username",
     "telegram_staff_chat_id": "telegram_staff_chat_id",
+    # a clinic's Stripe account and FHIR server are its own: never another's secrets
+    "stripe_webhook_secret": "stripe_webhook_secret",
+    "stripe_api_key": "stripe_api_key",
+    "fhir_webhook_secret": "fhir_webhook_secret",
+    "fhir_bearer_token": "fhir_bearer_token",
+    "fhir_patient_id_system": "fhir_patient_id_system",
 }
 
 

@@ -6,7 +6,7 @@ from collections.abc import Collection
 from datetime import date, datetime
 
 import phonenumbers
-from sqlalchemy import Boolean, Date, ForeignKey, Index, String, UniqueConstraint, select
+from sqlalchemy import Boolean, Date, ForeignKey, Index, String, UniqueConstraint, func, select
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from status import limits
@@ -78,6 +78,14 @@ def in_clinics(session: Session, clinic_ids: Collection[int], patient_id: int) -
 def by_phone(session: Session, clinic_id: int, phone: str) -> list[Patient]:
     """Everyone at this clinic who shares this number (a family phone), oldest record first."""
     query = select(Patient).where(Patient.clinic_id == clinic_id, Patient.phone == phone)
+    return list(session.scalars(query.order_by(Patient.id)))
+
+
+def by_email(session: Session, clinic_id: int, email: str) -> list[Patient]:
+    """Everyone at this clinic with this email (case-insensitive), oldest record first."""
+    query = select(Patient).where(
+        Patient.clinic_id == clinic_id, func.lower(Patient.email) == email.strip().lower()
+    )
     return list(session.scalars(query.order_by(Patient.id)))
 
 

@@ -49,6 +49,9 @@ class Payment(TrackedItem, Base):
     description: Mapped[str] = mapped_column(String(limits.DESCRIPTION))
     failure_reason: Mapped[str | None] = mapped_column(Text)
     next_retry_at: Mapped[datetime | None]
+    # The patient's own secure link to pay or update the card (Stripe's hosted invoice page);
+    # None: the clinic's PAYMENT_UPDATE_URL.
+    payment_url: Mapped[str | None] = mapped_column(String(limits.URL))
     # True once this payment has failed at least once: a later success is a "recovery".
     ever_failed: Mapped[bool] = mapped_column(default=False)
 

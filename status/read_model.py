@@ -47,7 +47,7 @@ from status.shipments import Shipment
 from status.subscriptions import Subscription
 from status.tasks import Task
 
-LAYOUT = 1  # bump when the stored JSON changes shape; rows of another layout are rebuilt
+LAYOUT = 2  # bump when the stored JSON changes shape; rows of another layout are rebuilt
 _CHUNK = 500  # patients per IN query
 
 

@@ -82,6 +82,16 @@ class Settings(BaseSettings):
     status_link_hours: float = 72  # life of a status-page link
     status_session_minutes: float = 30  # a device verified on the status page stays so this long
 
+    # Integrations (docs/integrations.md): Stripe and a FHIR server feed the same events.
+    stripe_webhook_secret: str | None = None  # whsec_...: none, /integrations/stripe refuses
+    stripe_api_key: str | None = None  # for `import stripe` and looking up a customer
+    stripe_api_base: str = "https://api.stripe.com"
+    stripe_patient_match: str = "metadata,email,phone"  # how a customer is matched, in order
+    fhir_webhook_secret: str | None = None  # HMAC-SHA256 key of X-Signature (Medplum)
+    fhir_bearer_token: str | None = None  # or/also: `Authorization: Bearer <token>`
+    fhir_patient_id_system: str | None = None  # none: FHIR Patient.id is our patient_id
+    fhir_sms_consent: bool = True  # a patient first seen through FHIR may get proactive SMS
+
     metrics_token: str | None = None  # bearer token for /metrics; none: open (bind privately)
     docs: bool = False  # DOCS=on serves /docs, /redoc and /openapi.json
     # Staff logins: after this many failures in a row (per account, and per client address)
@@ -137,6 +147,12 @@ class Settings(BaseSettings):
         value = value.strip().lower()
         if value not in {"twilio", "app"}:
             raise ValueError("SMS_KEYWORD_REPLIES must be 'twilio' or 'app'")
+        return value
+
+    @field_validator("stripe_patient_match")
+    @classmethod
+    def _stripe_match(cls, value: str) -> str:
+        parse_matches(value)
         return value
 
     @field_validator("clinic_timezone")
@@ -196,6 +212,22 @@ def parse_quiet_hours(value: str) -> tuple[time, time] | None:
     except ValueError as exc:
         raise ValueError(f"QUIET_HOURS {value!r} must look like 21:00-08:00 or be 'off'") from exc
     return start, end
+
+
+STRIPE_MATCHES = ("metadata", "email", "phone")
+
+
+def parse_matches(value: str) -> tuple[str, ...]:
+    """`"metadata,email,phone"` -> ("metadata", "email", "phone"): how a Stripe customer is
+    matched to a patient, in order; unknown words refused."""
+    words = tuple(word.strip().lower() for word in value.split(",") if word.strip())
+    unknown = [word for word in words if word not in STRIPE_MATCHES]
+    if unknown or not words:
+        raise ValueError(
+            f"STRIPE_PATIENT_MATCH must list some of {', '.join(STRIPE_MATCHES)} "
+            f"(comma-separated); got {value!r}"
+        )
+    return words
 
 
 @lru_cache

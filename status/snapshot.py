@@ -270,6 +270,7 @@ def _payment(payment: Payment, now: datetime) -> dict[str, Any]:
         "description": payment.description,
         "failure_reason": payment.failure_reason,
         "next_retry_at": _iso(payment.next_retry_at),
+        "payment_url": payment.payment_url,
     }
 
 
@@ -388,7 +389,8 @@ def next_step(snap: Snapshot) -> NextStep:
         payment = snap.failed_payments[0]
         return NextStep(
             "update_payment", "patient", "Patient must update their payment method",
-            "payment", payment.source_id, get_settings().payment_update_url, payment.next_retry_at,
+            "payment", payment.source_id, payment.payment_url or get_settings().payment_update_url,
+            payment.next_retry_at,
         )  # fmt: skip
     if snap.subscription is not None and snap.subscription.status == SubscriptionStatus.PAST_DUE:
         sub = snap.subscription

@@ -159,7 +159,12 @@ def _whole(rules: Classification, p: Prediction, t: Thresholds) -> Classificatio
         return rules
 
     result = rules
-    clear = rules.intent != Intent.UNKNOWN and rules.confidence >= t.rules_clear
+    # a plain-language consent request is no reason to doubt the model on risk ("no me
+    # escriban más" may end a goodbye)
+    clear = (
+        rules.intent not in (Intent.UNKNOWN, Intent.OPT_OUT, Intent.OPT_IN)
+        and rules.confidence >= t.rules_clear
+    )
     takes_model = (
         knows
         and p.intent not in NEVER_FROM_MODEL

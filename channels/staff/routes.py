@@ -52,6 +52,7 @@ from status import links as status_links
 from status.alerts import Topic
 from status.clinics import DEFAULT_ID
 from status.db import utcnow
+from status.integrations import receipts
 from status.settings import Settings
 
 router = APIRouter(prefix="/staff", route_class=StaffRoute, include_in_schema=False)
@@ -512,6 +513,7 @@ def ops_page(request: Request, staff: Staff = Depends(current_staff), days: int 
         failed = ops.failed_messages(session, clinic_id)
         codes = ops.failure_codes(session, clinic_id)
         unknown = ops.unknown_messages(session, clinic_id)
+        unmapped = receipts.unmapped(session, clinic_id)
     return render(
         request,
         "ops.html",
@@ -524,6 +526,7 @@ def ops_page(request: Request, staff: Staff = Depends(current_staff), days: int 
         failed=failed,
         codes=codes,
         unknown=unknown,
+        unmapped=unmapped,
         days=days,
     )
 

@@ -86,7 +86,7 @@ SPECS: dict[str, ItemSpec] = {
     "payment.updated": ItemSpec(
         "payment", Payment, "payment_id",
         _copy("amount_cents", "currency", "status", "description", "failure_reason",
-              "next_retry_at"),
+              "next_retry_at", "payment_url"),
     ),
     "subscription.updated": ItemSpec(
         "subscription", Subscription, "subscription_id",

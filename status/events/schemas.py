@@ -181,6 +181,7 @@ class PaymentData(_Data):
     description: _text(limits.DESCRIPTION)
     failure_reason: _optional(limits.REASON) | None = None
     next_retry_at: Timestamp | None = None
+    payment_url: Url | None = None
 
 
 class SubscriptionData(_Data):

@@ -22,6 +22,7 @@ MODEL_MODULES = [
     "status.read_model",
     "status.timeline",
     "status.events.store",
+    "status.integrations.receipts",
     "bot.conversations",
     "bot.messages",
     "bot.receipts",

@@ -268,3 +268,21 @@ def test_an_emergency_only_the_model_read_names_both_911_and_988(phone, clinic):
     assert "911" in reply and "988" in reply
     handoff = rows(clinic, Handoff)[0]
     assert (handoff.reason, handoff.priority) == ("emergency", "urgent")
+
+
+def test_a_goodbye_that_also_asks_for_no_more_texts_gets_the_crisis_line_and_the_opt_out(
+    phone, clinic
+):
+    reply = phone(LUIS).say("che, ya está, me tiro del balcón. no me escriban más")
+    assert "988" in reply and "911" in reply
+    handoff = rows(clinic, Handoff)[0]
+    assert (handoff.reason, handoff.priority) == ("emergency", "urgent")
+    assert classify("che, ya está, me tiro del balcón. no me escriban más").intents == [
+        "emergency",
+        "opt_out",
+    ]
+
+
+@pytest.mark.parametrize("text", ["cancel cancel cancel", "end end"])
+def test_repeated_cancel_is_not_an_opt_out(text):
+    assert "opt_out" not in classify(text).intents

@@ -15,7 +15,7 @@ from sqlalchemy import delete, func, select, text, update
 
 from channels import cli
 from channels.app import create_app
-from status import patients, snapshot
+from status import patients, read_model, snapshot
 from status.appointments import AppointmentStatus
 from status.clinics import DEFAULT_ID
 from status.db import Base, Database
@@ -391,6 +391,39 @@ def test_migration_backfills_patients_already_stored(tmp_path):
         assert [rx.source_id for rx in stored.prescriptions] == ["rx-1"]
         assert stored.next_step.kind == "await_pharmacy"
     assert _assert_read_model_agrees(database) == len(READ_AT)
+    database.dispose()
+
+
+def test_the_last_migration_rewrites_rows_of_an_older_layout(tmp_path):
+    """A database at 0005_clinics holds layout-1 rows (no payment links); 0006 rewrites them."""
+    url = f"sqlite:///{tmp_path / 'clinics.db'}"
+    upgrade(url, "0005_clinics")
+    database = Database(url)
+    stamp = "'2026-11-20 14:00:00.000000'"
+    with database.engine.begin() as conn:
+        conn.exec_driver_sql(
+            "INSERT INTO patients (clinic_id, source_id, first_name, last_name, date_of_birth,"
+            " phone, language, timezone, sms_consent, preferred_channel, last_event_at,"
+            " created_at, updated_at) VALUES (1, 'p-1', 'Maria', 'Lopez', '1985-03-14',"
+            f" '+15550100001', 'en', 'America/New_York', 1, 'sms', {stamp}, {stamp}, {stamp})"
+        )
+        conn.exec_driver_sql(
+            "INSERT INTO payments (clinic_id, source_id, patient_id, amount_cents, currency,"
+            " status, description, ever_failed, status_since, last_event_at, created_at,"
+            f" updated_at) VALUES (1, 'pay-1', 1, 29900, 'usd', 'failed', 'Monthly plan', 1,"
+            f" {stamp}, {stamp}, {stamp}, {stamp})"
+        )
+        conn.exec_driver_sql(
+            "INSERT INTO patient_snapshots (patient_id, state, version, updated_at)"
+            f" VALUES (1, '{{\"layout\": 1}}', 1, {stamp})"
+        )
+    upgrade(url)
+    with database.read_session() as session:
+        state = read_model.stored_state(session, 1)  # None: a row of another layout
+        assert state is not None
+        patient = patients.by_source_id(session, DEFAULT_ID, "p-1")
+        [payment] = snapshot.materialised(session, patient, T0).failed_payments
+        assert (payment.source_id, payment.payment_url) == ("pay-1", None)
     database.dispose()
 
 

@@ -5,7 +5,7 @@ Revises: 0001
 Create Date: 2026-11-26 14:10:00
 
 The backfill runs the product's own `read_model.refresh`, so it lives in the newest migration
-(today 0005_clinics), where the schema is the one the code reads: an upgraded database answers
+(today 0006_integrations), where the schema is the one the code reads: an upgraded database answers
 from the read model at once (no manual `snapshot rebuild`).
 """
 

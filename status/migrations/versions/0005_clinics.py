@@ -9,13 +9,12 @@ meaning. Every row that belongs to a clinic gets `clinic_id` 1; ids that were un
 deployment (a patient id, a prescription id, an event id, a conversation's address) become
 unique per clinic. Staff logins become members of the default clinic with the role they had.
 
-The read-model backfill (formerly in 0002) runs here, at the end, where the schema is the one
-the code reads: patients without a snapshot row get one.
+The read-model backfill (formerly in 0002) moved on to 0006_integrations, the newest
+migration, where the schema is the one the code reads (payments gained a column there).
 """
 
 import sqlalchemy as sa
 from alembic import op
-from sqlalchemy.orm import Session
 
 revision = "0005_clinics"
 down_revision = "0004_inbox"
@@ -140,22 +139,6 @@ def upgrade() -> None:
             "SELECT id, 1, role, :now FROM staff_users"
         ).bindparams(sa.bindparam("now", now, type_=sa.DateTime(timezone=True)))
     )
-
-    # the read model of every patient stored before it existed (see the docstring)
-    from status import read_model
-
-    session = Session(bind=bind)
-    missing = list(
-        session.scalars(
-            sa.text(
-                "SELECT id FROM patients WHERE id NOT IN (SELECT patient_id FROM patient_snapshots)"
-                " ORDER BY id"
-            )
-        )
-    )
-    for start in range(0, len(missing), 500):
-        read_model.refresh(session, missing[start : start + 500], now)
-    session.flush()
 
 
 def downgrade() -> None:

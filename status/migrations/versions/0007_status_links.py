@@ -1,7 +1,7 @@
 """status-page links and their actions, alerts by topic, caregivers (each row names its clinic)
 
 Revision ID: 0007_status_links
-Revises: 0005_clinics
+Revises: 0006_integrations
 
 The tables are new, so no row needs a clinic filled in: like the tables 0005_clinics scoped,
 `clinic_id` has no default, and an insert that forgets its clinic fails.
@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0007_status_links"
-down_revision = "0005_clinics"
+down_revision = "0006_integrations"
 branch_labels = None
 depends_on = None
 
