@@ -15,6 +15,7 @@ from sqlalchemy import JSON, ForeignKey, Integer, Select, String, UniqueConstrai
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from status.db import Base, insert_ignore, utcnow
+from status.patients import Patient
 
 AWAIT_TTL = timedelta(minutes=30)
 
@@ -137,3 +138,10 @@ def at_addresses(
 def for_patient(session: Session, patient_id: int) -> list[Conversation]:
     query = select(Conversation).where(Conversation.patient_id == patient_id)
     return list(session.scalars(query.order_by(Conversation.last_inbound_at.desc())))
+
+
+def patient_address(patient: Patient) -> tuple[str, str]:
+    """(channel, address) where the patient talks to us: Telegram when linked and preferred."""
+    if patient.preferred_channel == "telegram" and patient.telegram_chat_id:
+        return "telegram", patient.telegram_chat_id
+    return "sms", patient.phone

@@ -27,7 +27,7 @@ from bot.turn.context import Turn, TurnContext
 from bot.turn.steps import run
 from bot.understanding import Classification, classify
 from bot.understanding.redact import redact_card_numbers, redact_dates_of_birth
-from status import metrics
+from status import caregivers, metrics
 from status import patients as patient_queries
 from status.db import utcnow
 from status.patients import Patient
@@ -73,8 +73,12 @@ class Engine:
             )  # fmt: skip
         else:
             cls = classify(text) if text.strip() else NOTHING_SAID
-        people = self._people(session, inbound)
+        own_people = self._people(session, inbound)
+        carers = caregivers.by_address(session, inbound.clinic_id, inbound.channel, inbound.address)
+        people = own_people + self._cared_for(session, carers, own_people)
         patient = self._current_patient(conv, people, now)
+        if inbound.about_patient_id is not None:  # written on a patient's status page
+            patient = next((p for p in people if p.id == inbound.about_patient_id), patient)
         msg = Message(
             clinic_id=inbound.clinic_id,
             conversation_id=conv.id,
@@ -102,7 +106,8 @@ class Engine:
             TurnContext(
                 engine=self, clinic=clinic, session=session, conv=conv, inbound=inbound, msg=msg,
                 cls=cls, people=people, patient=patient, lang=lang, now=now, turn=turn, text=text,
-                kept=kept, had_card=had_card, intents=list(cls.intents),
+                kept=kept, had_card=had_card, intents=list(cls.intents), carers=carers,
+                own_people=own_people,
             )
         )  # fmt: skip
         log.info(
@@ -123,6 +128,21 @@ class Engine:
     def _people(self, session: Session, inbound: Inbound) -> list[Patient]:
         channel = "telegram" if inbound.channel == "telegram" else "sms"
         return patient_queries.by_address(session, inbound.clinic_id, channel, inbound.address)
+
+    @staticmethod
+    def _cared_for(
+        session: Session, carers: list[caregivers.Caregiver], own: list[Patient]
+    ) -> list[Patient]:
+        """The patients the caregivers at this address look after (beyond its own)."""
+        known = {p.id for p in own}
+        found = []
+        for carer in carers:
+            if carer.patient_id not in known:
+                person = session.get(Patient, carer.patient_id)
+                if person is not None:
+                    known.add(person.id)
+                    found.append(person)
+        return found
 
     @staticmethod
     def _current_patient(

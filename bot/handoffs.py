@@ -60,6 +60,7 @@ class Reason(StrEnum):
     DELIVERY_PROBLEM = "delivery_problem"
     CHANGE_REQUEST = "change_request"
     TURN_FAILED = "turn_failed"  # the bot could not answer a message; the patient was told
+    PAGE_MESSAGE = "page_message"  # written with "message the clinic" on the status page
 
 
 # What each reason means, in the words staff read: the console's queue, hand-off and operations
@@ -81,6 +82,7 @@ REASON_WORDS: dict[Reason, str] = {
     Reason.DELIVERY_PROBLEM: "problem with a delivery",
     Reason.CHANGE_REQUEST: "asked to change the pharmacy or order",
     Reason.TURN_FAILED: "the bot could not answer; the patient was told we will follow up",
+    Reason.PAGE_MESSAGE: "wrote to the clinic on the status page",
 }
 
 
@@ -114,6 +116,7 @@ ROUTING: dict[Reason, tuple[Priority, Queue]] = {
     Reason.DELIVERY_PROBLEM: (Priority.NORMAL, Queue.FULFILMENT),
     Reason.CHANGE_REQUEST: (Priority.NORMAL, Queue.FULFILMENT),
     Reason.TURN_FAILED: (Priority.HIGH, Queue.GENERAL),
+    Reason.PAGE_MESSAGE: (Priority.NORMAL, Queue.GENERAL),
 }
 
 

@@ -21,6 +21,9 @@ class Inbound:
     # The clinic written to (the SMS's To number, the bot's webhook path); `default` when the
     # channel has one clinic only (the terminal, tests).
     clinic_id: int = DEFAULT_ID
+    # "page": written on the status page ("message the clinic") about `about_patient_id`
+    origin: str = "channel"
+    about_patient_id: int | None = None
 
 
 @dataclass

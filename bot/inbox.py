@@ -67,6 +67,7 @@ class Outcome(StrEnum):
 class Action(StrEnum):
     SMS = "sms"  # a text message from Twilio
     TELEGRAM = "telegram"  # a Telegram update, parsed by aiogram when its turn runs
+    PAGE = "page"  # "message the clinic" on the status page, into the patient's conversation
 
 
 class InboxMessage(Base):

@@ -63,12 +63,15 @@ class Lane(IntEnum):
     DIGEST = 4  # digests and reminders
 
 
+DIGESTS = ("notify_digest", "notify_caregiver_digest")
+
+
 def lane_of(kind: str, urgent: bool, template: str | None) -> Lane:
     if kind in (Kind.REPLY, Kind.SYSTEM):
         return Lane.EMERGENCY if urgent else Lane.REPLY
     if kind in (Kind.STAFF, Kind.STAFF_ALERT):
         return Lane.STAFF
-    if not urgent and template and (template == "notify_digest" or template.startswith("remind_")):
+    if not urgent and template and (template in DIGESTS or template.startswith("remind_")):
         return Lane.DIGEST
     return Lane.UPDATE
 
@@ -181,9 +184,16 @@ COUNTED = (OutStatus.PENDING, OutStatus.SENDING, OutStatus.SENT, OutStatus.DELIV
            OutStatus.LOGGED)  # fmt: skip
 
 
-def _counted_proactive(patient_id: int) -> Select[datetime | None]:
+def _counted_proactive(
+    patient_id: int | None, conversation_id: int | None
+) -> Select[datetime | None]:
+    to = (
+        Message.patient_id == patient_id
+        if conversation_id is None
+        else Message.conversation_id == conversation_id
+    )
     return select(Message.not_before).where(
-        Message.patient_id == patient_id,
+        to,
         Message.direction == Direction.OUT,
         Message.kind == Kind.PROACTIVE,
         Message.urgent.is_(False),
@@ -192,18 +202,31 @@ def _counted_proactive(patient_id: int) -> Select[datetime | None]:
 
 
 def proactive_count_between(
-    session: Session, patient_id: int, start: datetime, end: datetime
+    session: Session,
+    patient_id: int | None,
+    start: datetime,
+    end: datetime,
+    *,
+    conversation_id: int | None = None,
 ) -> int:
-    """Capped proactive messages to the patient due in [start, end)."""
-    query = _counted_proactive(patient_id).where(
+    """Capped proactive messages to the patient due in [start, end); with `conversation_id`,
+    those to that conversation instead (a caregiver's: their own cap, whoever the news is of)."""
+    query = _counted_proactive(patient_id, conversation_id).where(
         Message.not_before >= start, Message.not_before < end
     )
     return session.scalar(select(func.count()).select_from(query.subquery())) or 0
 
 
-def proactive_times_since(session: Session, patient_id: int, since: datetime) -> list[datetime]:
-    """When the capped proactive messages to the patient since `since` are due, in order."""
-    query = _counted_proactive(patient_id).where(Message.not_before > since)
+def proactive_times_since(
+    session: Session,
+    patient_id: int | None,
+    since: datetime,
+    *,
+    conversation_id: int | None = None,
+) -> list[datetime]:
+    """When the capped proactive messages to the patient (or to `conversation_id`) since
+    `since` are due, in order."""
+    query = _counted_proactive(patient_id, conversation_id).where(Message.not_before > since)
     return sorted(session.scalars(query))
 
 

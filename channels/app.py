@@ -13,9 +13,20 @@ from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from starlette.middleware.sessions import SessionMiddleware
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from channels import api, handoff_api, integrations, openapi, simulator, telegram, twilio_sms
+from channels import (
+    api,
+    care_api,
+    handoff_api,
+    integrations,
+    openapi,
+    simulator,
+    status_page,
+    telegram,
+    twilio_sms,
+)
 from channels.deps import require_metrics_token
 from channels.runtime import Runtime
+from channels.staff import care as staff_care
 from channels.staff import routes as staff_routes
 from channels.staff import security as staff_security
 from status import limits, metrics
@@ -64,7 +75,9 @@ class AccessLog:
             template = getattr(scope.get("route"), "path", "unmatched")
             if template.startswith(("/webhooks", "/events", "/api")):
                 metrics.WEBHOOK_SECONDS.labels(template).observe(elapsed)
-            if not template.startswith(("/healthz", "/metrics", "/simulator/api", "/staff/static")):
+            if not template.startswith(
+                ("/healthz", "/metrics", "/simulator/api", "/staff/static", "/s/static")
+            ):
                 # the route template, never the path or query: they can carry ids and phones
                 access.info(
                     "request",
@@ -169,11 +182,14 @@ def create_app(
     # the hot read first, as a plain Starlette route (its FastAPI twin stays for the docs)
     app.router.routes.insert(0, api.STATUS_ROUTE)
     app.include_router(integrations.router)
+    app.include_router(care_api.router)
     app.include_router(twilio_sms.router)
     app.include_router(telegram.router)
     app.include_router(simulator.router)
+    app.include_router(status_page.router)
     # --- staff console and hand-off API (channels/staff, channels/handoff_api) ---
     app.add_middleware(SessionMiddleware, **staff_security.session_options(settings))
     app.include_router(staff_routes.router)
+    app.include_router(staff_care.router)
     app.include_router(handoff_api.router)
     return app

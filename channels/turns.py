@@ -169,6 +169,8 @@ class TurnRunner:
                     claimed.channel, claimed.address, payload.get("text") or "",
                     claimed.provider_id, claimed.received_at, tuple(payload.get("media") or ()),
                     clinic_id=claimed.clinic_id,
+                    origin="page" if claimed.action == Action.PAGE else "channel",
+                    about_patient_id=payload.get("patient_id"),
                 )  # fmt: skip
                 turn = self.runtime.engine.handle(session, inbound)
                 outcome = outcome_of(turn)
@@ -359,7 +361,7 @@ def _received_at(action, received_at: datetime):  # noqa: ANN001, ANN202
 
 def text_of(action: str, payload: dict) -> str:
     """What the patient wrote, for staff when the turn could not run."""
-    if action == Action.SMS:
+    if action in (Action.SMS, Action.PAGE):
         return payload.get("text") or ""
     update = payload.get("update") or {}
     message = update.get("message") or {}

@@ -31,6 +31,8 @@ DEFAULT_SLUG = "default"
 DEFAULT_ID = 1  # the migration and `ensure_default` give the default clinic this id
 SLUG = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,38}[a-z0-9])?")
 KEY_PREFIX = "ps_"
+COLOUR = re.compile(r"#[0-9a-fA-F]{6}")  # brand and accent colours
+LOGO_URL = re.compile(r"https://[^\s\"'<>]+")
 MESSAGES = Path(templates_package.__file__).parent / "messages"
 
 
@@ -297,6 +299,10 @@ def _check(field: str, value: Any) -> Any:
             return ",".join(parse_matches(value))
         except ValueError as exc:
             raise InvalidClinic("stripe_patient_match", str(exc)) from exc
+    elif field in ("brand_color", "accent_color") and not COLOUR.fullmatch(value):
+        raise InvalidClinic(field, f"{value!r} must be a #rrggbb colour, e.g. #0b5cab")
+    elif field == "logo_url" and not LOGO_URL.fullmatch(value):
+        raise InvalidClinic("logo_url", f"{value!r} must be an https:// address")
     elif field == "language" and value not in ("en", "es"):
         raise InvalidClinic("language", "must be 'en' or 'es'")
     elif field == "templates":

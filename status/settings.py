@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import time
 from functools import lru_cache
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -76,6 +77,10 @@ class Settings(BaseSettings):
     clinic_timezone: str = "America/New_York"
     clinic_hours: str = "Mon-Fri 08:00-18:00"
     payment_update_url: str = "https://pay.example/update"
+    clinic_brand_color: str = "#0b5cab"  # the status page's accent (a #rrggbb colour)
+
+    status_link_hours: float = 72  # life of a status-page link
+    status_session_minutes: float = 30  # a device verified on the status page stays so this long
 
     # Integrations (docs/integrations.md): Stripe and a FHIR server feed the same events.
     stripe_webhook_secret: str | None = None  # whsec_...: none, /integrations/stripe refuses
@@ -157,6 +162,21 @@ class Settings(BaseSettings):
             ZoneInfo(value)
         except (ZoneInfoNotFoundError, ValueError) as exc:
             raise ValueError(f"CLINIC_TIMEZONE {value!r} is not an IANA time zone") from exc
+        return value
+
+    @field_validator("clinic_brand_color")
+    @classmethod
+    def _brand_color(cls, value: str) -> str:
+        value = value.strip()
+        if not re.fullmatch(r"#[0-9a-fA-F]{6}", value):
+            raise ValueError("CLINIC_BRAND_COLOR must be a #rrggbb colour, e.g. #0b5cab")
+        return value
+
+    @field_validator("status_link_hours")
+    @classmethod
+    def _link_hours(cls, value: float) -> float:
+        if not 0 < value <= 24 * 90:
+            raise ValueError("STATUS_LINK_HOURS must be more than 0 and at most 2160 (90 days)")
         return value
 
     @field_validator("quiet_hours")

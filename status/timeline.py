@@ -19,6 +19,7 @@ class EntryKind(StrEnum):
     REFILL_REQUESTED = "refill_requested"  # the patient asked for a refill through the bot
     HANDOFF = "handoff"  # a hand-off opened, replied to or resolved
     STUCK = "stuck"  # an item over its expected time in state
+    PATIENT_ACTION = "patient_action"  # something done on the status page (changes["action"])
 
 
 class TimelineEntry(Base):
@@ -75,3 +76,17 @@ def for_patient(session: Session, patient_id: int, limit: int = 50) -> list[Time
         .limit(limit)
     )
     return list(session.scalars(query))
+
+
+def actions_on(session: Session, patient_id: int, action: str, entity_type: str) -> set[str]:
+    """Source ids of the items a patient acted on this way (`PATIENT_ACTION` entries)."""
+    query = select(TimelineEntry).where(
+        TimelineEntry.patient_id == patient_id,
+        TimelineEntry.kind == EntryKind.PATIENT_ACTION,
+        TimelineEntry.entity_type == entity_type,
+    )
+    return {
+        e.entity_source_id
+        for e in session.scalars(query)
+        if e.entity_source_id and (e.changes or {}).get("action") == action
+    }

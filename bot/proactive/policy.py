@@ -25,7 +25,7 @@ from bot.conversations import Conversation
 from bot.messages import Kind, Message, OutStatus
 from bot.proactive.rules import Notice
 from bot.render import Renderer
-from status import items, shipments, snapshot, tasks
+from status import alerts, caregivers, items, links, shipments, snapshot, tasks
 from status.events.apply import SPECS
 from status.patients import Patient
 from status.prescriptions import PrescriptionStatus
@@ -34,6 +34,10 @@ from status.snapshot import blocking_task
 
 log = logging.getLogger("patient_status.proactive")
 
+# Proactive SMS that leave out what the patient needs to act (the medicine, the charge): they
+# carry the status-page link, at most once a day.
+DETAILS_TEMPLATES = {"notify_rx_blocked", "notify_payment_failed", "notify_subscription_past_due"}
+DETAILS_EVERY = timedelta(hours=24)
 ENTITY_MODELS = {spec.entity: spec.model for spec in SPECS.values()}
 
 
@@ -135,17 +139,22 @@ class Policy:
         return datetime.combine(day, morning, tzinfo=zone)
 
     # --- caps ----------------------------------------------------------------------------------
-    def cap_slot(self, session: Session, patient: Patient, at: datetime) -> datetime | None:
+    def cap_slot(
+        self, session: Session, patient: Patient, at: datetime, conversation_id: int | None = None
+    ) -> datetime | None:
         """None when a message at `at` is within the clinic's caps, else the earliest time it
-        would be."""
+        would be. Counted for the patient, or for `conversation_id` (a caregiver's) when given;
+        days are the patient's."""
         settings = self.clinic(session, patient).settings
         zone = ZoneInfo(patient.timezone)
         local_day: date = at.astimezone(zone).date()
         day_start = datetime.combine(local_day, time(0), tzinfo=zone)
         day_end = day_start + timedelta(days=1)
-        today = message_queries.proactive_count_between(session, patient.id, day_start, day_end)
+        today = message_queries.proactive_count_between(
+            session, patient.id, day_start, day_end, conversation_id=conversation_id
+        )
         week_times = message_queries.proactive_times_since(
-            session, patient.id, at - timedelta(days=7)
+            session, patient.id, at - timedelta(days=7), conversation_id=conversation_id
         )
         slot = None
         if today >= settings.daily_message_cap:
@@ -253,6 +262,13 @@ class Policy:
         patient = session.get(Patient, notice.patient_id)
         if patient is None:
             return None
+        if exclude is None:
+            self.tell_caregivers(session, patient, notice, now, item)
+        if alerts.suppressed(
+            session, patient.clinic_id, patient.id, notice.template, notice.urgent
+        ):
+            log.info("not told: topic turned off", extra={"patient_id": patient.id})
+            return None
         route = self.route(session, patient, exclude=exclude)
         if route is None:
             log.info("not told: no channel with consent", extra={"patient_id": patient.id})
@@ -284,6 +300,8 @@ class Policy:
                     self.after_quiet_hours(patient, slot, settings), now,
                 )  # fmt: skip
         body = self.render(session, patient, spec, route.channel, now, item)
+        if route.channel == "sms" and notice.template in DETAILS_TEMPLATES:
+            body = self._with_details(session, patient, body, now)
         return outbox.enqueue(
             session, clinic_id=patient.clinic_id, channel=route.channel, address=route.address,
             body=body, kind=Kind.PROACTIVE, conversation_id=route.conversation.id,
@@ -291,6 +309,124 @@ class Policy:
             urgent=notice.urgent,
             coalesce_key=_coalesce_key(patient.id, notice.key), not_before=not_before,
             data=spec, expires_at=notice.expires_at, now=now,
+        )  # fmt: skip
+
+    def _with_details(self, session: Session, patient: Patient, body: str, now: datetime) -> str:
+        """News the patient must act on, by SMS, carries the status-page link (once a day)."""
+        profile = self.clinic(session, patient)
+        base = profile.settings.public_base_url
+        if not base or links.issued_since(
+            session, patient.clinic_id, patient.id, now - DETAILS_EVERY
+        ):
+            return body
+        issued = links.issue(session, patient, hours=profile.settings.status_link_hours, now=now,
+                             created_by="proactive")  # fmt: skip
+        line = profile.renderer.render("details_link", patient.language, "sms",
+                                       url=links.url(base, issued.token))  # fmt: skip
+        return f"{body}\n{line}"
+
+    def tell_caregivers(
+        self, session: Session, patient: Patient, notice: Notice, now: datetime, item: Any = None
+    ) -> list[Message]:
+        """The same news for each caregiver who receives its topic and has not said STOP (to
+        this clinic), told whose update it is, from the clinic's own number or bot and in its
+        wording. Quiet hours and the clinic's caps hold for each caregiver as for a patient,
+        counted on the caregiver's own conversation: news over a cap waits in one digest."""
+        topic = alerts.topic_of(notice.template)
+        settings = self.clinic(session, patient).settings
+        sent = []
+        for carer in caregivers.for_patient(session, patient.clinic_id, patient.id):
+            if not carer.receives(topic):
+                continue
+            conv = conversations.get_or_create(
+                session, patient.clinic_id, carer.channel, carer.address
+            )
+            if conv.opted_out or conv.bad_address:
+                continue
+            if carer.channel == "telegram" and not settings.telegram_enabled:
+                continue
+            sent.append(self._tell_caregiver(session, patient, carer, conv, notice, now, item))
+        return sent
+
+    def _tell_caregiver(
+        self,
+        session: Session,
+        patient: Patient,
+        carer: caregivers.Caregiver,
+        conv: Conversation,
+        notice: Notice,
+        now: datetime,
+        item: Any = None,
+    ) -> Message:
+        settings = self.clinic(session, patient).settings
+        key = f"cg{carer.id}:{notice.key}"
+        self.cancel_pending(session, patient.id, key, now)
+        spec: dict[str, Any] = {
+            "key": notice.key, "template": notice.template, "entity": notice.entity,
+            "source_id": notice.source_id, "extra": dict(notice.extra),
+            "caregiver_id": carer.id, "patient_id": patient.id,
+        }  # fmt: skip
+        delay = 0 if notice.urgent else settings.notify_delay_seconds
+        not_before = now + timedelta(seconds=delay)
+        if not notice.urgent:
+            not_before = self.after_quiet_hours(patient, not_before, settings)
+            slot = self.cap_slot(session, patient, not_before, conversation_id=conv.id)
+            if slot is not None:
+                return self._add_to_caregiver_digest(
+                    session, patient, carer, conv, spec,
+                    self.after_quiet_hours(patient, slot, settings), now,
+                )  # fmt: skip
+        renderer = self.clinic(session, patient).renderer
+        ctx = self.context(session, patient, spec, now, item)
+        text = Markup(renderer.render(spec["template"], patient.language, carer.channel, **ctx))
+        body = renderer.render(
+            "notify_caregiver", patient.language, carer.channel, text=text,
+            first_name=patient.first_name,
+        )  # fmt: skip
+        return outbox.enqueue(
+            session, clinic_id=patient.clinic_id, channel=carer.channel, address=carer.address,
+            body=body, kind=Kind.PROACTIVE, conversation_id=conv.id, patient_id=None,
+            template=notice.template, language=patient.language, urgent=notice.urgent,
+            coalesce_key=_coalesce_key(patient.id, key), not_before=not_before, data=spec,
+            expires_at=notice.expires_at, now=now,
+        )  # fmt: skip
+
+    def _add_to_caregiver_digest(
+        self,
+        session: Session,
+        patient: Patient,
+        carer: caregivers.Caregiver,
+        conv: Conversation,
+        spec: dict[str, Any],
+        slot: datetime,
+        now: datetime,
+    ) -> Message:
+        """Over the caregiver's cap: the news joins their one pending digest about the patient."""
+        key = f"cg{carer.id}:digest"
+        existing = self.cancel_pending(session, patient.id, key, now)
+        gathered = [
+            i for m in existing for i in (m.data or {}).get("items", []) if i["key"] != spec["key"]
+        ]
+        gathered.append(spec)
+        not_before = min([m.not_before for m in existing if m.not_before] + [slot])
+        renderer = self.clinic(session, patient).renderer
+        texts = [
+            Markup(renderer.render(i["template"], patient.language, carer.channel,
+                                   **self.context(session, patient, i, now)))
+            for i in gathered
+        ]  # fmt: skip
+        body = renderer.render(
+            "notify_caregiver_digest", patient.language, carer.channel, texts=texts,
+            first_name=patient.first_name,
+        )  # fmt: skip
+        return outbox.enqueue(
+            session, clinic_id=patient.clinic_id, channel=carer.channel, address=carer.address,
+            body=body, kind=Kind.PROACTIVE, conversation_id=conv.id, patient_id=None,
+            template="notify_caregiver_digest", language=patient.language,
+            coalesce_key=_coalesce_key(patient.id, key), not_before=not_before,
+            data={"key": key, "template": "notify_caregiver_digest", "items": gathered,
+                  "caregiver_id": carer.id, "patient_id": patient.id},
+            now=now,
         )  # fmt: skip
 
     def _add_to_digest(

@@ -5,10 +5,11 @@ from __future__ import annotations
 from bot import answers
 from bot.conversations import Awaiting
 from bot.handoffs import Reason
-from bot.turn import verification
+from bot.turn import status_link, verification
 from bot.turn.context import TurnContext
 from bot.understanding import problems
 from status import snapshot
+from status.alerts import Topic
 from status.patients import Patient
 from status.snapshot import Snapshot
 
@@ -25,6 +26,18 @@ PROBLEM_READS_AS = {"prescription_status", "shipment_tracking", "refill", "next_
 # Asking about these while a prescription is blocked brings in fulfilment staff.
 BLOCKED_ASKS = {"prescription_status", "shipment_tracking", "next_steps"}
 COURTESY = {"greeting", "thanks"}
+# SMS leaves details out of these answers (the medicine's name, what a charge was for): they
+# end with the status-page link, at most once a day.
+DETAILS_ON_PAGE = {"prescription_status", "billing"}
+# What each fact question is about, for a caregiver who receives only some topics.
+INTENT_TOPIC = {
+    "prescription_status": {Topic.SHIPPING, Topic.REFILLS},
+    "shipment_tracking": {Topic.SHIPPING},
+    "refill": {Topic.REFILLS, Topic.SHIPPING},
+    "billing": {Topic.BILLING},
+    "update_payment_method": {Topic.BILLING},
+    "appointment": {Topic.APPOINTMENTS},
+}
 
 
 def answer(t: TurnContext, patient: Patient) -> bool:
@@ -32,6 +45,10 @@ def answer(t: TurnContext, patient: Patient) -> bool:
     problem = problems.detect(t.kept)
     if problem and any(i in PROBLEM_READS_AS for i in intents):
         intents = [problem, *(i for i in intents if i not in PROBLEM_READS_AS)]
+    if t.caregiver is not None:
+        intents = _for_caregiver(t, intents)
+        if not intents:
+            return True
     asks_facts = any(i in answers.FACT_INTENTS for i in intents)
     if t.conv.locked_at is not None and asks_facts:
         t.say("verify_locked")
@@ -59,7 +76,26 @@ def answer(t: TurnContext, patient: Patient) -> bool:
         if intent in answers.FACT_ANSWERS or intent == "update_payment_method":
             snap = snap or snapshot.build(t.session, patient, t.now)
         _answer_one(t, patient, intent, snap)
+    if any(i in DETAILS_ON_PAGE for i in substantive):
+        status_link.offer_details(t, patient)
     return True
+
+
+def _for_caregiver(t: TurnContext, intents: list[str]) -> list[str]:
+    """A caregiver asks within their topics; a caregiver who may not ask is told so once."""
+    carer = t.caregiver
+    assert carer is not None  # `answer` asks only for a caregiver's turn
+    facts = [i for i in intents if i in answers.FACT_INTENTS]
+    if not facts:
+        return intents
+    if not carer.may_ask:
+        t.say("caregiver_updates_only")
+        return [i for i in intents if i not in answers.FACT_INTENTS and i != "unknown"]
+    allowed = {Topic(x) for x in carer.topics}
+    refused = [i for i in facts if i in INTENT_TOPIC and not INTENT_TOPIC[i] & allowed]
+    if refused:
+        t.say("caregiver_not_shared")
+    return [i for i in intents if i not in refused]
 
 
 def _not_understood(t: TurnContext) -> None:

@@ -4,11 +4,16 @@ from __future__ import annotations
 
 from bot import compliance
 from bot.turn.context import TurnContext
+from bot.understanding import alert_requests
 
 
 def keywords(t: TurnContext) -> bool:
     """True when the message was a compliance request and is fully handled."""
+    if t.inbound.origin == "page":
+        return False  # written on the status page: not a carrier keyword
     keyword = compliance.keyword(t.text) if not t.inbound.intent_hint else None
+    if keyword is None and alert_requests.read(t.text) is not None:
+        return False  # "stop reminders" is an alert choice (a later step), not an opt-out
     if t.conv.opted_out and compliance.is_resubscribe_yes(t.text):
         keyword = "opt_in"  # carriers treat YES as START for an opted-out number
     wants = keyword or (t.intents[0] if t.intents[0] in ("opt_out", "opt_in") else None)

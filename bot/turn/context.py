@@ -19,6 +19,7 @@ from bot.inbound import Inbound
 from bot.messages import Buttons, Kind, Message
 from bot.understanding import Classification
 from status import timeline
+from status.caregivers import Caregiver
 from status.patients import Patient
 from status.settings import Settings
 
@@ -28,6 +29,11 @@ if TYPE_CHECKING:
 # Sent even to an address that opted out: compliance confirmations, emergency instructions and
 # the possible-risk check-in.
 SYSTEM_TEMPLATES = {"opt_out", "opt_in", "help_keyword", "emergency", "risk_checkin"}
+# Said to a caregiver without "Update for Sofia:" (nothing of Sofia's in them).
+NOT_AN_UPDATE = SYSTEM_TEMPLATES | {
+    "verify_ask", "verify_retry", "verify_format", "verify_locked", "caregiver_updates_only",
+    "caregiver_not_shared", "alerts_updated", "alerts_status", "handoff_ack",
+}  # fmt: skip
 
 
 @dataclass
@@ -73,6 +79,37 @@ class TurnContext:
     had_card: bool
     intents: list[str] = field(default_factory=list)
     reply: Reply = field(default_factory=Reply)
+    carers: list[Caregiver] = field(default_factory=list)  # caregivers writing from this address
+    own_people: list[Patient] = field(default_factory=list)  # patients whose own address it is
+
+    @property
+    def caregiver(self) -> Caregiver | None:
+        """The caregiver writing, when this address looks after the patient in question (and
+        is not that patient's own address)."""
+        if self.patient is None or any(p.id == self.patient.id for p in self.own_people):
+            return None
+        return next((c for c in self.carers if c.patient_id == self.patient.id), None)
+
+    def writer(self) -> dict[str, Any]:
+        """Who wrote, for staff: the patient, or which caregiver."""
+        carer = self.caregiver
+        if carer is None:
+            return {"kind": "patient"}
+        return {"kind": "caregiver", "name": carer.name, "relation": carer.relation,
+                "channel": carer.channel, "address": carer.address}  # fmt: skip
+
+    def note_writer(self, handoff: Handoff) -> None:
+        """An open hand-off says who wrote last (a caregiver writing into the patient's hand-off,
+        or the patient after their caregiver) and everyone who has written into it."""
+        writer = self.writer()
+        packet = dict(handoff.context or {})
+        before = packet.get("writer")
+        if before == writer:
+            return
+        writers = list(packet.get("writers") or ([before] if before else []))
+        if writer not in writers:
+            writers.append(writer)
+        handoff.context = {**packet, "writer": writer, "writers": writers}  # a new dict: saved
 
     @property
     def settings(self) -> Settings:
@@ -85,6 +122,8 @@ class TurnContext:
     def render(self, name: str, **ctx: Any) -> str:
         ctx.setdefault("first_name", self.patient.first_name if self.patient else None)
         ctx.setdefault("tz", self.patient.timezone if self.patient else None)
+        carer = self.caregiver
+        ctx.setdefault("caregiver", carer.name if carer else None)
         return self.clinic.renderer.render(name, self.lang, self.inbound.channel, **ctx)
 
     def buttons(self, name: str) -> Buttons:
@@ -99,6 +138,9 @@ class TurnContext:
 
     def handoff(self, reason: Reason, summary: str) -> Handoff:
         patient = self.patient
+        writer = self.writer()
+        if writer["kind"] == "caregiver":
+            summary = f"caregiver {writer['name']} ({writer['relation']}): {summary}"
         handoff, created = handoffs.open_or_add(
             self.session,
             clinic_id=self.clinic.id,
@@ -107,11 +149,16 @@ class TurnContext:
             patient_id=patient.id if patient else None,
             conversation_id=self.conv.id,
             summary=summary[:300],
-            context=lambda: context.build(self.session, patient, self.conv, self.now),
+            context=lambda: {
+                **context.build(self.session, patient, self.conv, self.now),
+                "writer": writer,
+            },
             settings=self.settings,
         )
         self.msg.handoff_id = handoff.id
         self.turn.handoff = handoff
+        if not created:
+            self.note_writer(handoff)
         if patient is not None:
             timeline.record(
                 self.session, patient.id, kind=timeline.EntryKind.HANDOFF,
@@ -127,12 +174,15 @@ class TurnContext:
         if not self.reply.parts:
             return
         separator = "\n\n" if self.inbound.channel == "telegram" else "\n"
+        body = separator.join(self.reply.parts)
+        if self.caregiver is not None and not set(self.reply.templates) <= NOT_AN_UPDATE:
+            body = f"{self.render('caregiver_prefix')} {body}"  # "Update for Sofia: ..."
         message = outbox.enqueue(
             self.session,
             clinic_id=self.clinic.id,
             channel=self.inbound.channel,
             address=self.inbound.address,
-            body=separator.join(self.reply.parts),
+            body=body,
             kind=Kind.SYSTEM if self.reply.templates[0] in SYSTEM_TEMPLATES else Kind.REPLY,
             conversation_id=self.conv.id,
             patient_id=self.patient.id if self.patient else None,

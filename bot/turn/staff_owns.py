@@ -35,5 +35,6 @@ def _file_into_open_handoff(t: TurnContext) -> bool:
     t.msg.handoff_id = handoff.id
     handoff.last_patient_message_at = t.now
     handoffs.add_entry(t.session, handoff, "message", message_id=t.msg.id, now=t.now)
+    t.note_writer(handoff)
     t.turn.handoff = handoff
     return True

@@ -47,7 +47,9 @@ from channels.staff.security import (
     require_admin,
     safe_next,
 )
-from status import limits, patients
+from status import caregivers, limits, patients
+from status import links as status_links
+from status.alerts import Topic
 from status.clinics import DEFAULT_ID
 from status.db import utcnow
 from status.integrations import receipts
@@ -452,11 +454,20 @@ def resolve(
 def patient_page(
     patient_id: str, request: Request, staff: Staff = Depends(current_staff)
 ) -> Response:
+    return patient_view(request, staff, patient_id)
+
+
+def patient_view(
+    request: Request, staff: Staff, patient_id: str, status: int = 200, **extra
+) -> Response:
+    """The patient page; `extra` adds what an action just made (a new status link)."""
     now = utcnow()
     with _db(request).session() as session:
         patient = patients.by_source_id(session, staff.clinic_id, patient_id)
         if patient is None:
             return _not_found(request, staff, f"There is no patient {patient_id!r}.")
+        carers = caregivers.for_patient(session, patient.clinic_id, patient.id)
+        page_links = status_links.working(session, patient.clinic_id, patient.id, now)
         conv = next(iter(conversations.for_patient(session, patient.id)), None)
         live = context.build(session, patient, conv, now)
         msgs = messages.for_patient(session, patient.id, limit=100)
@@ -468,9 +479,15 @@ def patient_page(
     return render(
         request,
         "patient.html",
+        status,
         staff=staff,
         clock=_clock(request, staff),
         patient=patient,
+        caregivers=carers,
+        page_links=page_links,
+        topics=[t.value for t in Topic],
+        new_link=extra.get("new_link"),
+        problem=extra.get("problem"),
         live=live,
         rows=rows,
         items=handoff_view.compare_items({}, live.get("snapshot") or {}),

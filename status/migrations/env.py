@@ -32,6 +32,9 @@ MODEL_MODULES = [
     "bot.jobs",
     "channels.staff.models",
     "channels.telegram_links",
+    "status.links",
+    "status.alerts",
+    "status.caregivers",
 ]
 for name in MODEL_MODULES:
     import_module(name)

@@ -1,0 +1,233 @@
+"""The status page over HTTP (the app on a real database): the link, the date of birth, the
+page, its actions once per tap, and what nobody sees before verification."""
+
+from __future__ import annotations
+
+import logging
+import re
+from datetime import timedelta
+
+import pytest
+from sqlalchemy import select
+
+from bot.handoffs import Handoff
+from bot.inbox import InboxMessage
+from bot.messages import Direction, Message
+from status import alerts, clock, links, patients
+from status.clinics import DEFAULT_ID
+from status.db import utcnow
+from status.links import StatusLink
+from status.refills import Refill
+from status.timeline import TimelineEntry
+from tests.builders import appointment_event
+from tests.conftest import on_both_databases
+from tests.staff.conftest import API_HEADERS, MARIA, app, log_in, staff_settings  # noqa: F401
+
+# What must not appear before verification: Maria's name, medicine, pharmacy, tracking, DOB.
+PHI = ["Maria", "Lopez", "Semaglutide", "Harbor Mail", "1Z999AA", "1985", "03/14", "+15550100001"]
+
+
+def make_link(site) -> tuple[str, str]:  # noqa: ANN001
+    """(url, token) from the API, as the clinic's systems would ask."""
+    response = site.client.post("/api/patients/demo-maria/status-link", headers=API_HEADERS)
+    assert response.status_code == 201, response.text
+    url = response.json()["url"]
+    return url, url.rsplit("/s/", 1)[1]
+
+
+def field(html: str, name: str) -> str:
+    match = re.search(rf'name="{name}" value="([^"]+)"', html)
+    assert match, f"no {name} in the page"
+    return match.group(1)
+
+
+def verify(site, token: str, dob: str = "03/14/1985"):  # noqa: ANN001, ANN201
+    form = site.client.get(f"/s/{token}")
+    return site.client.post(
+        f"/s/{token}", data={"date_of_birth": dob, "csrf_token": field(form.text, "csrf_token")},
+        follow_redirects=False,
+    )  # fmt: skip
+
+
+def maria_id(site) -> int:  # noqa: ANN001
+    with site.db.session() as session:
+        return patients.by_source_id(session, DEFAULT_ID, "demo-maria").id
+
+
+@on_both_databases
+def test_link_then_date_of_birth_then_the_whole_picture(app, caplog):  # noqa: F811
+    caplog.set_level(logging.DEBUG)
+    url, token = make_link(app)
+    assert url.startswith("https://clinic.example/s/") and len(token) == 22
+    assert not any(word.lower() in url.lower() for word in [*PHI, "demo-maria"])
+    before = app.client.get(f"/s/{token}")
+    assert before.status_code == 200
+    assert 'name="date_of_birth"' in before.text and f'action="/s/{token}"' in before.text
+    assert not [word for word in PHI if word in before.text]
+    headers = before.headers
+    assert headers["cache-control"] == "no-store"
+    assert headers["x-robots-tag"] == "noindex, nofollow"
+    assert headers["referrer-policy"] == "no-referrer"
+    assert "default-src 'none'" in headers["content-security-policy"]
+    assert "frame-ancestors 'none'" in headers["content-security-policy"]
+    assert '<meta name="robots" content="noindex, nofollow">' in before.text
+    assert "http" not in re.sub(r'https://clinic\.example|href="tel:[^"]*"', "", before.text)
+
+    response = verify(app, token)
+    assert response.status_code == 303
+    cookie = response.headers["set-cookie"]
+    assert "ps_session=" in cookie and "HttpOnly" in cookie and "Secure" in cookie
+    assert "SameSite=strict" in cookie and f"Path=/s/{token}" in cookie
+    page = app.client.get(f"/s/{token}")
+    assert page.status_code == 200
+    for fact in ["Semaglutide 0.5 mg", "Harbor Mail Pharmacy", "Shipped", "UPS 1Z999AA10123456784",
+                 "https://www.ups.com/track?tracknum=1Z999AA10123456784", "Refills left: 2",
+                 "Next refill", "all paid up", "Next renewal", "auto-renew is on",
+                 "With the carrier", "On its way to you."]:  # fmt: skip
+        assert fact in page.text, fact
+    # What the product logs (the test client's own request log is not the product's).
+    logged = "\n".join(r.getMessage() + str(r.__dict__) for r in caplog.records
+                       if not r.name.startswith("httpx"))  # fmt: skip
+    assert "/s/{token}" in logged  # the route is logged as its template
+    assert token not in logged and "Maria" not in logged and "1985" not in logged
+
+
+def test_three_wrong_dates_of_birth_lock_the_link_and_tell_staff(app):  # noqa: F811
+    _url, token = make_link(app)
+    assert "Tries left: 2" in verify(app, token, "01/01/1990").text
+    assert "Tries left: 1" in verify(app, token, "1990-02-02").text
+    locked = verify(app, token, "March 3 1970")
+    assert locked.status_code == 423
+    assert "This link is locked" in locked.text and "Maria" not in locked.text
+    with app.db.session() as session:
+        handoff = session.scalars(select(Handoff)).one()
+        assert handoff.reason == "verification_locked"
+        assert handoff.summary == "three wrong dates of birth on the status page"
+    reopened = app.client.get(f"/s/{token}")  # no form any more, and no way in
+    assert reopened.status_code == 423 and 'name="date_of_birth"' not in reopened.text
+    # A date it cannot read is not a wrong try.
+    _url, other = make_link(app)
+    assert "couldn&#39;t read that date" in verify(app, other, "soon").text
+    with app.db.session() as session:
+        assert links.find(session, other).failed_tries == 0
+
+
+@pytest.mark.clock
+def test_expired_revoked_and_tampered_links_get_a_plain_page(app):  # noqa: F811
+    _url, token = make_link(app)
+    start = utcnow()
+    with clock.use(lambda: start + timedelta(hours=72, minutes=1)):
+        expired = app.client.get(f"/s/{token}")
+    assert expired.status_code == 410 and "This link has expired" in expired.text
+    _url, token2 = make_link(app)
+    with app.db.session() as session:
+        links.revoke(links.find(session, token2), utcnow())
+    revoked = app.client.get(f"/s/{token2}")
+    assert revoked.status_code == 410 and "turned this link off" in revoked.text
+    tampered = app.client.get(f"/s/{token[:-1]}{'A' if token[-1] != 'A' else 'B'}")
+    assert tampered.status_code == 404 and "link doesn&#39;t work" in tampered.text
+    for response in (expired, revoked, tampered):
+        assert not [word for word in PHI if word in response.text]
+        assert 'name="date_of_birth"' not in response.text
+        assert response.headers["cache-control"] == "no-store"
+
+
+@on_both_databases
+def test_a_double_tap_requests_one_refill_and_it_is_on_the_timeline(app):  # noqa: F811
+    _url, token = make_link(app)
+    verify(app, token)
+    page = app.client.get(f"/s/{token}").text
+    form = page.split('id="refill-form"')[1]
+    data = {"csrf_token": field(form, "csrf_token"), "nonce": field(form, "nonce")}
+    first = app.client.post(f"/s/{token}/refill", data=data, follow_redirects=False)
+    again = app.client.post(f"/s/{token}/refill", data=data, follow_redirects=False)
+    assert first.headers["location"] == f"/s/{token}?done=refill"
+    assert again.headers["location"] == f"/s/{token}?done=again"
+    assert "Refill requested" in app.client.get(first.headers["location"]).text
+    refills = app.rows(Refill, Refill.origin == "patient")
+    assert len(refills) == 1 and refills[0].status == "requested"
+    entries = app.rows(TimelineEntry, TimelineEntry.patient_id == maria_id(app))
+    summaries = [e.summary for e in entries]
+    assert "patient asked for a refill by the status page" in summaries
+
+
+def test_posts_without_the_csrf_token_or_session_change_nothing(app):  # noqa: F811
+    _url, token = make_link(app)
+    refused = app.client.post(f"/s/{token}/refill", data={"nonce": "n" * 16},
+                              follow_redirects=False)  # fmt: skip
+    assert refused.status_code == 303 and refused.headers["location"] == f"/s/{token}"
+    verify(app, token)
+    forged = app.client.post(f"/s/{token}/refill", data={"nonce": "n" * 16, "csrf_token": "x"})
+    assert forged.status_code == 403 and "reload the page" in forged.text
+    assert app.rows(Refill, Refill.origin == "patient") == []
+    dob = app.client.post(f"/s/{token}", data={"date_of_birth": "03/14/1985"})
+    assert dob.status_code == 403
+
+
+@on_both_databases
+def test_confirm_an_appointment_and_message_the_clinic_into_the_same_thread(app):  # noqa: F811
+    app.events(appointment_event(patient_id="demo-maria", appointment_id="appt-m",
+                                 starts_at=(utcnow() + timedelta(days=3)).isoformat(),
+                                 occurred_at=utcnow().isoformat(),
+                                 join_url="https://visit.example/j/maria"))  # fmt: skip
+    _url, token = make_link(app)
+    verify(app, token)
+    page = app.client.get(f"/s/{token}").text
+    assert "https://visit.example/j/maria" in page and "Dr. Chen" in page
+    form = page.split('id="appt-1"')[1]
+    data = {"csrf_token": field(form, "csrf_token"), "nonce": field(form, "nonce"),
+            "appointment_id": "appt-m", "choice": "confirm"}  # fmt: skip
+    assert app.client.post(f"/s/{token}/appointment", data=data).status_code == 200
+    app.client.post(f"/s/{token}/appointment", data=data)
+    after = app.client.get(f"/s/{token}").text
+    assert "Confirmed" in after and 'value="confirm"' not in after
+    confirmed = app.rows(TimelineEntry, TimelineEntry.kind == "patient_action",
+                         TimelineEntry.entity_source_id == "appt-m")  # fmt: skip
+    assert len(confirmed) == 1
+
+    form = after.split('id="message-form"')[1]
+    data = {"csrf_token": field(form, "csrf_token"), "nonce": field(form, "nonce"),
+            "text": "Can I take it with food?"}  # fmt: skip
+    sent = app.client.post(f"/s/{token}/message", data=data, follow_redirects=False)
+    app.client.post(f"/s/{token}/message", data=data)
+    assert sent.headers["location"] == f"/s/{token}?done=message"
+    assert app.count(InboxMessage) == 1
+    app.turns()
+    [stored] = app.rows(Message, Message.direction == Direction.IN)
+    assert (stored.body, stored.channel, stored.address) == ("Can I take it with food?", "sms",
+                                                            MARIA)  # fmt: skip
+    [handoff] = app.rows(Handoff)
+    assert handoff.reason == "page_message" and stored.handoff_id == handoff.id
+    replies = app.rows(Message, Message.direction == Direction.OUT, Message.kind == "reply")
+    assert replies == []  # the page said "sent"; a person answers in the thread
+
+
+def test_alert_choices_on_the_page(app):  # noqa: F811
+    _url, token = make_link(app)
+    verify(app, token)
+    form = app.client.get(f"/s/{token}").text.split('id="alerts-form"')[1]
+    data = {"csrf_token": field(form, "csrf_token"), "nonce": field(form, "nonce"),
+            "topics": ["shipping", "appointments"], "only_urgent": "1"}  # fmt: skip
+    app.client.post(f"/s/{token}/alerts", data=data)
+    with app.db.session() as session:
+        topics, only_urgent = alerts.muted_topics(session, DEFAULT_ID, maria_id(app))
+    assert {t.value for t in topics} == {"billing", "refills", "delays"} and only_urgent
+
+
+def test_staff_make_a_link_in_the_console(app):  # noqa: F811
+    csrf = log_in(app.client)
+    maria = maria_id(app)
+    made = app.client.post("/staff/patients/demo-maria/status-link", data={"csrf_token": csrf})
+    assert made.status_code == 201
+    url = re.search(r"<code>(https://[^<]+/s/[^<]+)</code>", made.text).group(1)
+    token = url.rsplit("/s/", 1)[1]
+    with app.db.session() as session:
+        link = links.find(session, token)
+        assert link.created_by.startswith("staff:") and link.patient_id == maria
+        assert session.scalars(select(StatusLink.token_hash)).all() == [links.token_hash(token)]
+
+
+def test_unknown_patient_gets_404_for_a_link(app):  # noqa: F811
+    response = app.client.post("/api/patients/nobody/status-link", headers=API_HEADERS)
+    assert response.status_code == 404 and "nobody" in response.json()["detail"]
+    assert app.client.post("/api/patients/demo-maria/status-link").status_code == 401
