@@ -80,6 +80,10 @@ def app(integration_settings, database, clock):
 def fhir(name: str, at: datetime, version: str = "1", **changes) -> dict:
     body = json.loads((DATA / "fhir" / f"{name}.json").read_text())
     body["meta"] = {"versionId": version, "lastUpdated": at.isoformat()}
+    validity = body.get("dispenseRequest", {}).get("validityPeriod")
+    if validity:  # valid around the test's clock, whatever the date (CI runs a year ahead)
+        validity["start"] = (at - timedelta(days=6)).date().isoformat()
+        validity["end"] = (at + timedelta(days=365)).date().isoformat()
     body.update(changes)
     return body
 
