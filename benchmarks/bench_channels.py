@@ -476,7 +476,7 @@ class TimedFakeTwilio(FakeTwilio):
         super().__init__()
         self.arrivals: list[float] = []  # index-aligned with `requests`
 
-    async def _create_message(self, request):  # noqa: ANN001, ANN202
+    async def _create_message(self, request):
         response = await super()._create_message(request)
         # No await between the parent's append and this one: the lists stay aligned.
         with self._lock:

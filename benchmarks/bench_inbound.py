@@ -39,8 +39,8 @@ from urllib.parse import urlencode
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import spy  # noqa: E402
-from bench_channels import (  # noqa: E402
+import spy
+from bench_channels import (
     ACCOUNT_SID,
     AUTH_TOKEN,
     PUBLIC_BASE_URL,
@@ -57,9 +57,9 @@ from bench_channels import (  # noqa: E402
     seed_verified_patients,
     serve_child,
 )
-from bench_status import database, log, machine, percentile, postgres_problem  # noqa: E402
-from sqlalchemy import func, select  # noqa: E402
-from twilio.request_validator import RequestValidator  # noqa: E402
+from bench_status import database, log, machine, percentile, postgres_problem
+from sqlalchemy import func, select
+from twilio.request_validator import RequestValidator
 
 RESULTS = Path(__file__).resolve().parent / "results" / "inbound.json"
 PATIENTS = 1000

@@ -47,7 +47,7 @@ def catalogue_phrases() -> tuple[list[str], list[str]]:
     return keywords, examples
 
 
-def time_each(texts: list[str], work) -> list[float]:  # noqa: ANN001
+def time_each(texts: list[str], work) -> list[float]:
     out = []
     for text in texts:
         start = time.perf_counter_ns()

@@ -38,8 +38,8 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import httpx  # noqa: E402
-from bench_channels import (  # noqa: E402
+import httpx
+from bench_channels import (
     ACCOUNT_SID,
     AUTH_TOKEN,
     ROOT,
@@ -51,8 +51,8 @@ from bench_channels import (  # noqa: E402
     latency_ms,
     load_avg,
 )
-from bench_status import PG_SERVER, database, log, machine, postgres_problem  # noqa: E402
-from sqlalchemy import func, select  # noqa: E402
+from bench_status import PG_SERVER, database, log, machine, postgres_problem
+from sqlalchemy import func, select
 
 RESULTS = Path(__file__).resolve().parent / "results" / "proactive.json"
 API_KEY = "bench-api-key"

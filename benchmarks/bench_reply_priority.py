@@ -25,8 +25,8 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import httpx  # noqa: E402
-from bench_channels import (  # noqa: E402
+import httpx
+from bench_channels import (
     WEBHOOK,
     Server,
     TimedFakeTwilio,
@@ -37,8 +37,8 @@ from bench_channels import (  # noqa: E402
     seed_verified_patients,
     serve_child,
 )
-from bench_inbound import Workers  # noqa: E402
-from bench_status import database, log, machine, percentile  # noqa: E402
+from bench_inbound import Workers
+from bench_status import database, log, machine, percentile
 
 RESULTS = Path(__file__).resolve().parent / "results" / "reply_priority.json"
 PROACTIVE_BASE = "+1555700"

@@ -17,14 +17,14 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bench_channels import phone, seed_verified_patients  # noqa: E402
-from pyinstrument import Profiler  # noqa: E402
+from bench_channels import phone, seed_verified_patients
+from pyinstrument import Profiler
 
-from bot.engine import Engine  # noqa: E402
-from bot.inbound import Inbound  # noqa: E402
-from status.db import Database, utcnow  # noqa: E402
-from status.migrate import upgrade  # noqa: E402
-from status.settings import Settings  # noqa: E402
+from bot.engine import Engine
+from bot.inbound import Inbound
+from status.db import Database, utcnow
+from status.migrate import upgrade
+from status.settings import Settings
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -41,7 +41,7 @@ async def post_events(request: Request, clinic_id: int = Depends(require_api_key
     return JSONResponse(counts, status_code=202)
 
 
-def _apply_body(state, raw: bytes, clinic_id: int) -> dict:  # noqa: ANN001
+def _apply_body(state, raw: bytes, clinic_id: int) -> dict:
     try:
         body = limits.load_json(raw, max_bytes=limits.MAX_EVENTS_BODY)
     except limits.LimitExceeded as exc:

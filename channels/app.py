@@ -90,7 +90,7 @@ def snapshot_extensions() -> list:
     """What the API snapshot adds to the status store's: what the patient was already told."""
     from bot.context import read_last_told
 
-    def told(reader, snap) -> None:  # noqa: ANN001 - a RawCursor (Database.raw_autocommit)
+    def told(reader, snap) -> None:
         snap.extra["last_told"] = read_last_told(reader, snap.patient.id)
 
     return [told]
@@ -115,7 +115,7 @@ def create_app(
         run_workers = os.environ.get("PATIENT_STATUS_RUN_WORKERS", "0") == "1"
 
     @asynccontextmanager
-    async def lifespan(app: FastAPI):  # noqa: ANN202
+    async def lifespan(app: FastAPI):
         await runtime.start(workers=run_workers)
         try:
             yield

@@ -31,7 +31,7 @@ def _logging(settings: Settings, fmt: str | None = None) -> None:
     configure(fmt or settings.log_format, settings.log_level)
 
 
-def _database(settings: Settings, migrate: bool, must_exist: bool = False):  # noqa: ANN202
+def _database(settings: Settings, migrate: bool, must_exist: bool = False):
     """The database, reachable, or a one-line reason why not (never a traceback)."""
     from status.db import Database, DatabaseUnavailable, cause_of
     from status.migrate import upgrade
@@ -52,13 +52,13 @@ def _database(settings: Settings, migrate: bool, must_exist: bool = False):  # n
     except DatabaseUnavailable as exc:
         database.dispose()
         raise click.ClickException(str(exc)) from None
-    except Exception as exc:  # noqa: BLE001 - a migration that can't run: say why, in one line
+    except Exception as exc:
         database.dispose()
         raise click.ClickException(str(DatabaseUnavailable(url, cause_of(exc)))) from None
     return database
 
 
-def _clinic(session, slug: str):  # noqa: ANN001, ANN202
+def _clinic(session, slug: str):
     """The clinic with this slug, or a one-line reason naming the clinics there are."""
     from status import clinics
 
@@ -181,7 +181,7 @@ def ingest(file: str, clinic_slug: str) -> None:
     click.echo(json.dumps({"accepted": len(events), **result.counts()}))
 
 
-def _since(value: str | None):  # noqa: ANN202 - datetime | None
+def _since(value: str | None):
     if value is None:
         return None
     from datetime import UTC, datetime
@@ -198,7 +198,7 @@ def import_group() -> None:
     pass
 
 
-def _run_import(load, clinic_slug: str) -> None:  # noqa: ANN001 - (db, config, hooks) -> totals
+def _run_import(load, clinic_slug: str) -> None:
     from bot.proactive.notifier import Notifier
     from channels.importers import ImportFailed
     from status.integrations.config import integration_settings
@@ -637,7 +637,7 @@ if __name__ == "__main__":
 # --- clinics ----------------------------------------------------------------------------------
 
 
-def _clinic_options(command):  # noqa: ANN001, ANN201
+def _clinic_options(command):
     """The options `clinic add` and `clinic update` share (DESIGN.md: Command line)."""
     options = [
         click.option("--name", default=None, help="What patients read: 'Hi, it's NAME'."),
@@ -717,7 +717,7 @@ def _clinic_values(options: dict) -> dict:
     }
 
 
-def _clinic_line(clinic, settings: Settings) -> str:  # noqa: ANN001
+def _clinic_line(clinic, settings: Settings) -> str:
     from status import clinics
 
     own = clinics.settings_for(settings, clinic)
@@ -739,7 +739,7 @@ def clinic() -> None:
     pass
 
 
-def _clinic_change(action):  # noqa: ANN001, ANN202
+def _clinic_change(action):
     from status import clinics
 
     settings = _settings()
@@ -758,7 +758,7 @@ def _clinic_change(action):  # noqa: ANN001, ANN202
 @clinic.command("add", help="Create a clinic: its name, numbers, bot, zone.")
 @click.argument("slug")
 @_clinic_options
-def clinic_add(slug: str, **options) -> None:  # noqa: ANN003
+def clinic_add(slug: str, **options) -> None:
     from status import clinics
 
     if not options["name"]:
@@ -771,7 +771,7 @@ def clinic_add(slug: str, **options) -> None:  # noqa: ANN003
 @clinic.command("update", help="Change a clinic's settings (options not given stay as they are).")
 @click.argument("slug")
 @_clinic_options
-def clinic_update(slug: str, **options) -> None:  # noqa: ANN003
+def clinic_update(slug: str, **options) -> None:
     from status import clinics
 
     values = _clinic_values({**options, "_updating": True})

@@ -326,7 +326,7 @@ class Dispatcher:
         due = max(message.created_at, message.not_before or message.created_at)
         return due + timedelta(hours=self.settings.send_retry_hours)
 
-    def _permanent(self, session: Session, message: Message, result: SendResult, now) -> None:  # noqa: ANN001
+    def _permanent(self, session: Session, message: Message, result: SendResult, now) -> None:
         settings = self.profiles.get(session, message.clinic_id).settings
         delivery_failed(session, message, result.permanent_reason, result.error_code, now, settings)
         for hook in self.failure_hooks:
@@ -347,13 +347,13 @@ class Dispatcher:
         try:
             sids = await sender.find_sent(claimed.address, claimed.body, since)
             return await self._db(self.record_found, claimed, sids)
-        except Exception:  # noqa: BLE001 - provider or database unreachable: look again later
+        except Exception:
             log.warning("could not reconcile a send in doubt", extra={"message_id": claimed.id})
             with contextlib.suppress(Exception):
                 await self._db(self.defer, claimed, BACKOFF_BASE * 5)
             return "deferred"
 
-    async def _db(self, fn, *args):  # noqa: ANN001, ANN002, ANN202
+    async def _db(self, fn, *args):
         """Recording on threads of its own: never queued behind turns, webhooks or sends."""
         if self._recorders is None:
             self._recorders = ThreadPoolExecutor(4, thread_name_prefix="record")
@@ -377,7 +377,7 @@ class Dispatcher:
                     status_callback=self._status_callback(claimed),
                     origin=claimed.origin,
                 )
-            except Exception as exc:  # noqa: BLE001 - a sender bug must not lose the message
+            except Exception as exc:
                 log.exception("sender raised", extra={"message_id": claimed.id})
                 result = SendResult(
                     ok=False,
@@ -408,7 +408,7 @@ class Dispatcher:
         while True:
             try:
                 return await self._db(self.record, claimed, result)
-            except Exception:  # noqa: BLE001 - a busy or briefly unreachable database
+            except Exception:
                 if time.monotonic() + delay > deadline:
                     log.exception("could not record a send", extra={"message_id": claimed.id})
                     return "unrecorded"

@@ -21,7 +21,7 @@ async def run_rounds(
     while not stop.is_set():
         try:
             handled = await run_once()
-        except Exception:  # noqa: BLE001 - keep going; the next round retries
+        except Exception:
             log.exception("%s round failed", what)
             handled = 0
         if handled:

@@ -315,7 +315,7 @@ def _caregiver(session: Session, link: StatusLink) -> caregivers.Caregiver | Non
     return caregivers.by_id(session, link.clinic_id, link.caregiver_id)
 
 
-def _conversation(session: Session, link: StatusLink, patient: Patient):  # noqa: ANN202
+def _conversation(session: Session, link: StatusLink, patient: Patient):
     """The conversation the page writes into (at the patient's clinic): the caregiver's own,
     else the patient's."""
     carer = _caregiver(session, link)
@@ -333,7 +333,7 @@ def _hand_off_locked(
               "three wrong dates of birth on the status page", now)  # fmt: skip
 
 
-def _hand_off(session, request, patient, conv, reason: Reason, summary: str, now) -> None:  # noqa: ANN001
+def _hand_off(session, request, patient, conv, reason: Reason, summary: str, now) -> None:
     handoff, created = handoffs.open_or_add(
         session, clinic_id=patient.clinic_id, reason=reason, now=now, patient_id=patient.id,
         conversation_id=conv.id, summary=summary,
@@ -357,7 +357,7 @@ class _Refused(Exception):
         self.response = response
 
 
-def _act(request: Request, session: Session, token: str, csrf: str, nonce: str, kind: str, now):  # noqa: ANN001, ANN202
+def _act(request: Request, session: Session, token: str, csrf: str, nonce: str, kind: str, now):
     """The link, its patient, and whether this form was already done; refusals raise."""
     link, state = _open(session, token, now)
     if link is None or state != LinkState.OK:
@@ -379,7 +379,7 @@ def _back(token: str, done: str) -> Response:
 
 def _record(
     session: Session, patient: Patient, now, action: str, summary: str, entity=None, source_id=None
-) -> None:  # noqa: ANN001
+) -> None:
     timeline.record(
         session, patient.id, kind=timeline.EntryKind.PATIENT_ACTION, occurred_at=now,
         summary=summary, entity_type=entity, entity_source_id=source_id,

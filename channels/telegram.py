@@ -129,7 +129,7 @@ def build_dispatcher() -> Dispatcher:
 
 # --- running an action --------------------------------------------------------------------------
 class TelegramChannel:
-    def __init__(self, runtime) -> None:  # noqa: ANN001
+    def __init__(self, runtime) -> None:
         self.runtime = runtime
         self.settings = runtime.settings
         self.db = runtime.db
@@ -170,13 +170,13 @@ class TelegramChannel:
         )  # fmt: skip
         return "queued" if stored else "duplicate"
 
-    async def parse(self, raw: dict, token: str | None = None):  # noqa: ANN201
+    async def parse(self, raw: dict, token: str | None = None):
         """The action an update asks for (None: nothing we act on, e.g. an edited message)."""
         bot = self.bot_for(token)
         update = Update.model_validate(raw, context={"bot": bot})
         return await self.dispatcher.feed_update(bot, update)
 
-    def perform(self, session: Session, action, update_id: int, clinic_id: int = DEFAULT_ID):  # noqa: ANN001, ANN201
+    def perform(self, session: Session, action, update_id: int, clinic_id: int = DEFAULT_ID):
         """Run an action for the clinic whose bot received it, in the caller's transaction: the
         engine's Turn, or None when the channel answered itself (linking a chat)."""
         if isinstance(action, Say):
@@ -189,20 +189,20 @@ class TelegramChannel:
             return self._contact(session, action, clinic_id)
         return None
 
-    async def answer_pressed(self, action, token: str | None = None) -> None:  # noqa: ANN001
+    async def answer_pressed(self, action, token: str | None = None) -> None:
         """Stop the button's spinner (after the turn ran; a stale spinner is not worth failing)."""
         if not isinstance(action, Pressed):
             return
         try:
             await self.bot_for(token).answer_callback_query(action.query_id)
-        except Exception:  # noqa: BLE001
+        except Exception:
             log.warning("answerCallbackQuery failed")
 
     # --- linking a chat to a patient ------------------------------------------------------------
     def _reply(
         self, session: Session, clinic_id: int, chat_id: str, name: str, lang: str,
         buttons=None, **ctx,
-    ) -> None:  # noqa: ANN001
+    ) -> None:
         renderer = self.runtime.engine.profiles.get(session, clinic_id).renderer
         body = renderer.render(name, lang, CHANNEL, **ctx)
         conv = conversations.get_or_create(session, clinic_id, CHANNEL, chat_id)
@@ -216,7 +216,7 @@ class TelegramChannel:
     def _share_phone_button(self, lang: str) -> list:
         return [[{"text": SHARE_PHONE[lang], "request_contact": True}]]
 
-    def _start(self, session: Session, action: Start, update_id: int, clinic_id: int):  # noqa: ANN202
+    def _start(self, session: Session, action: Start, update_id: int, clinic_id: int):
         now = utcnow()
         if action.token:
             try:
@@ -241,7 +241,7 @@ class TelegramChannel:
         self._reply(session, clinic_id, action.chat_id, "telegram_start", action.lang,
                     self._share_phone_button(action.lang))  # fmt: skip
 
-    def _contact(self, session: Session, action: SharedContact, clinic_id: int):  # noqa: ANN202
+    def _contact(self, session: Session, action: SharedContact, clinic_id: int):
         now = utcnow()
         if not action.own:
             self._reply(session, clinic_id, action.chat_id, "telegram_contact_not_own",
@@ -270,7 +270,7 @@ class TelegramChannel:
             return self.runtime.engine.handle(session, inbound)
         return None
 
-    def _linked(self, session: Session, clinic_id: int, chat_id: str, patient, now) -> None:  # noqa: ANN001
+    def _linked(self, session: Session, clinic_id: int, chat_id: str, patient, now) -> None:
         conv = conversations.get_or_create(session, clinic_id, CHANNEL, chat_id)
         conv.patient_id = patient.id
         conv.bad_address = False
@@ -281,7 +281,7 @@ class TelegramChannel:
             first_name=patient.first_name,
         )  # fmt: skip
 
-    def _pressed(self, session: Session, action: Pressed, update_id: int, clinic_id: int):  # noqa: ANN202
+    def _pressed(self, session: Session, action: Pressed, update_id: int, clinic_id: int):
         now = utcnow()
         provider_id = f"cb:{update_id}"
         if action.data.startswith("ask:"):
@@ -357,7 +357,7 @@ def channel_of(request: Request) -> TelegramChannel:
     return request.app.state.runtime.telegram
 
 
-def _clinic_settings(state, slug: str):  # noqa: ANN001, ANN202
+def _clinic_settings(state, slug: str):
     """(clinic id, its settings) for a webhook path's slug; None: no such clinic."""
     with state.db.read_session() as session:
         clinic = clinics.by_slug(session, slug)
@@ -406,7 +406,7 @@ async def clinic_telegram_webhook(clinic_slug: str, request: Request) -> JSONRes
     return JSONResponse({"ok": True, "outcome": outcome})
 
 
-async def poll(runtime, stop: asyncio.Event, timeout: int = 25) -> None:  # noqa: ANN001
+async def poll(runtime, stop: asyncio.Event, timeout: int = 25) -> None:
     """Long-polling for local development: the same processing as the webhook."""
     channel = runtime.telegram
     await channel.bot.delete_webhook(drop_pending_updates=False)

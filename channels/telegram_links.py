@@ -49,7 +49,7 @@ def _sign(secret: str, nonce: str) -> str:
     return _b64(digest[:_SIG_BYTES])
 
 
-def create_token(session: Session, secret: str, patient: Patient, now) -> str:  # noqa: ANN001
+def create_token(session: Session, secret: str, patient: Patient, now) -> str:
     nonce = _b64(secrets.token_bytes(_NONCE_BYTES))
     session.add(TelegramLinkToken(nonce=nonce, patient_id=patient.id, expires_at=now + LINK_TTL))
     session.flush()
@@ -60,7 +60,7 @@ def deep_link(bot_username: str, token: str) -> str:
     return f"https://t.me/{bot_username}?start={token}"
 
 
-def redeem(session: Session, secret: str, token: str, chat_id: str, now) -> Patient:  # noqa: ANN001
+def redeem(session: Session, secret: str, token: str, chat_id: str, now) -> Patient:
     """Single use: links `chat_id` to the token's patient, or raises LinkError."""
     nonce, signature = token[:16], token[16:]
     if len(token) != 36 or not hmac.compare_digest(signature, _sign(secret, nonce)):

@@ -75,7 +75,7 @@ def outcome_of(turn: Turn | None) -> Outcome:
 class TurnRunner:
     def __init__(
         self,
-        runtime,  # noqa: ANN001 - channels.runtime.Runtime (engine, settings, telegram)
+        runtime,
         *,
         worker_id: str | None = None,
         clock: Callable[[], datetime] = utcnow,
@@ -151,7 +151,7 @@ class TurnRunner:
     def payload(self, claimed: Claimed) -> dict:
         return unseal(self.settings.secret_key, claimed.sealed) if claimed.sealed else {}
 
-    def run_turn(self, claimed: Claimed, payload: dict, action=None) -> str:  # noqa: ANN001
+    def run_turn(self, claimed: Claimed, payload: dict, action=None) -> str:
         """One turn and its row's outcome, in one transaction; 'lost' if the row is not ours."""
         with self.db.session() as session:
             row = self._own(session, claimed)
@@ -234,7 +234,7 @@ class TurnRunner:
         try:  # the packet is a courtesy: the data that broke the turn may break it too
             with session.begin_nested():
                 packet = context.build(session, patient, conv, now)
-        except Exception:  # noqa: BLE001
+        except Exception:
             packet = {}
         handoff, created = handoffs.open_or_add(
             session,
@@ -264,7 +264,7 @@ class TurnRunner:
         self._finish(row, Outcome.HELD)
 
     # --- the loop (async) ----------------------------------------------------------------------
-    async def _in_thread(self, fn, *args):  # noqa: ANN001, ANN002, ANN202
+    async def _in_thread(self, fn, *args):
         if self._executor is None:  # turns have threads of their own, not the shared pool
             self._executor = ThreadPoolExecutor(self.concurrency, thread_name_prefix="turn")
         return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
@@ -281,7 +281,7 @@ class TurnRunner:
                 action = await self.runtime.telegram.parse(payload["update"], token)
                 action = _received_at(action, claimed.received_at)
             outcome = await self._in_thread(self.run_turn, claimed, payload, action)
-        except Exception as exc:  # noqa: BLE001 - recorded; retried, then held for staff
+        except Exception as exc:
             error_id = uuid.uuid4().hex[:12]
             log.error(
                 "turn failed",
@@ -291,11 +291,11 @@ class TurnRunner:
             )  # fmt: skip
             try:
                 payload = self.payload(claimed)
-            except Exception:  # noqa: BLE001 - unreadable: staff still get the hand-off
+            except Exception:
                 payload = {}
             try:
                 return await self._in_thread(self.fail, claimed, payload, exc, error_id)
-            except Exception:  # noqa: BLE001 - the lease runs out and another try follows
+            except Exception:
                 log.exception("could not record a failed turn", extra={"inbox_id": claimed.id})
                 return "unrecorded"
         await self.runtime.telegram.answer_pressed(action, token)
@@ -340,7 +340,7 @@ class TurnRunner:
                         for _ in conn.notifies(timeout=1.0, stop_after=1):
                             with contextlib.suppress(RuntimeError):  # the loop closed
                                 loop.call_soon_threadsafe(self.wake.set)
-            except Exception:  # noqa: BLE001 - the poll covers the gap; reconnect
+            except Exception:
                 self._listening.clear()
                 log.warning("inbox LISTEN connection lost; reconnecting")
                 time.sleep(1.0)
@@ -351,7 +351,7 @@ class TurnRunner:
             self._executor = None
 
 
-def _received_at(action, received_at: datetime):  # noqa: ANN001, ANN202
+def _received_at(action, received_at: datetime):
     """A Telegram text turn happens at the time the message arrived, as an SMS turn does."""
     inbound = getattr(action, "inbound", None)
     if isinstance(inbound, Inbound):

@@ -161,7 +161,7 @@ def parse_status(form: dict[str, str]) -> tuple[str, str, str | None]:
     return sid, status, error_code
 
 
-def _record_status(state, sid: str, status: str, error_code: str | None, outbox_id) -> None:  # noqa: ANN001
+def _record_status(state, sid: str, status: str, error_code: str | None, outbox_id) -> None:
     with state.db.session() as session:
         if not receipts.record(session, "twilio_status", f"{sid}:{status}"):
             return
@@ -194,7 +194,7 @@ def apply_status(
     message: Message,
     status: str,
     error_code: str | None,
-    settings=None,  # noqa: ANN001
+    settings=None,
 ) -> None:
     now = utcnow()
     if message.status in FINAL:  # a late or repeated callback never moves a final state

@@ -206,7 +206,7 @@ class Database:
         try:
             with self.engine.connect() as conn:
                 conn.exec_driver_sql("SELECT 1")
-        except Exception as exc:  # noqa: BLE001 - any failure: the database is not usable
+        except Exception as exc:
             raise DatabaseUnavailable(self.url, cause_of(exc)) from exc
 
     def dispose(self) -> None:

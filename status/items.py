@@ -32,7 +32,7 @@ class TrackedItem:
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 
     @declared_attr.directive
-    def __table_args__(cls) -> tuple[UniqueConstraint]:  # noqa: N805
+    def __table_args__(cls) -> tuple[UniqueConstraint]:
         # a source id is the clinic system's own: two clinics may both have an `rx-1`
         return (UniqueConstraint("clinic_id", "source_id"),)
 

@@ -74,7 +74,7 @@ class Scheduler:
         while not stop.is_set():
             try:
                 await asyncio.to_thread(self.run_once)
-            except Exception:  # noqa: BLE001 - the next round tries again
+            except Exception:
                 log.exception("scheduler round failed")
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(
@@ -110,7 +110,7 @@ class Scheduler:
             try:
                 with self.db.session() as session:
                     count += bool(handle(session, candidate, now))
-            except Exception:  # noqa: BLE001 - one bad item must not stop the others
+            except Exception:
                 log.exception("scheduled job failed", extra={"job": handle.__name__})
         return count
 

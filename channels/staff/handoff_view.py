@@ -197,7 +197,7 @@ def _items(snapshot: dict) -> list[dict]:
     """Every tracked item of a snapshot dict, flattened to kind, id, label, status and date."""
     rows: list[dict] = []
 
-    def add(  # noqa: ANN202
+    def add(
         kind: str,
         item: dict | None,
         id_name: str,

@@ -191,7 +191,7 @@ def churn(session: Session, clinic_id: int, now: datetime, days: int) -> Churn:
     Sub, Pay = subscriptions.Subscription, payments.Payment
     SubStatus, PayStatus = subscriptions.SubscriptionStatus, payments.PaymentStatus
 
-    def people(model, status):  # noqa: ANN001, ANN202
+    def people(model, status):
         query = (
             select(model, Patient.source_id, Patient.first_name, Patient.last_name)
             .join(Patient, Patient.id == model.patient_id)

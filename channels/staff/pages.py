@@ -78,7 +78,7 @@ def render(
     status_code: int = 200,
     *,
     staff=None,
-    **context,  # noqa: ANN001
+    **context,
 ) -> HTMLResponse:
     settings = request.app.state.settings
     shown = getattr(staff, "clinic", None)  # the clinic the console shows

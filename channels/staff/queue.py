@@ -59,7 +59,7 @@ def sla(handoff: Handoff, now: datetime) -> Sla:
     return Sla(f"due in {duration(left.total_seconds())}", level)
 
 
-def sla_targets(settings) -> str:  # noqa: ANN001
+def sla_targets(settings) -> str:
     """`urgent 5 min, high 30 min, normal 4 h` (SLA_MINUTES, else the hand-off defaults)."""
     minutes = getattr(settings, "sla_minutes", None) or DEFAULT_SLA_MINUTES
     return ", ".join(f"{p.value} {duration(60 * minutes[p])}" for p in Priority if p in minutes)

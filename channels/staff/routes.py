@@ -66,7 +66,7 @@ def _nobody() -> StaffUser:
     return StaffUser(password_hash=hash_password("not-anyone's-password"))
 
 
-def _db(request: Request):  # noqa: ANN202
+def _db(request: Request):
     return request.app.state.db
 
 
@@ -195,7 +195,7 @@ def switch_clinic(
     return redirect(safe_next(back_to) if back_to.startswith("/staff/ops") else "/staff")
 
 
-def _queue_rows(request: Request, staff: Staff, queue_name: str, assignee: str, status: str):  # noqa: ANN202
+def _queue_rows(request: Request, staff: Staff, queue_name: str, assignee: str, status: str):
     now = utcnow()
     clinic_id = staff.clinic_id
     with _db(request).read_session() as session:

@@ -271,7 +271,7 @@ class FhirMapper:
             f"{self.config.fhir_patient_id_system} on record yet: send that Patient first"
         )
 
-    def _Patient(self, patient: Any, local_id: str, n: Notification) -> str | None:  # noqa: N802
+    def _Patient(self, patient: Any, local_id: str, n: Notification) -> str | None:
         system = self.config.fhir_patient_id_system
         patient_id = local_id
         if system:
@@ -335,7 +335,7 @@ class FhirMapper:
             return {"prescription_id": rx_id, "patient_id": patient_id}
         return current
 
-    def _MedicationRequest(self, mr: Any, local_id: str, n: Notification) -> str | None:  # noqa: N802
+    def _MedicationRequest(self, mr: Any, local_id: str, n: Notification) -> str | None:
         if mr.intent in ("proposal", "plan", "option"):
             return f"MedicationRequest intent {mr.intent!r} is not a prescription yet"
         patient_id = self._patient_id(mr.subject)
@@ -379,7 +379,7 @@ class FhirMapper:
         n.add("prescription", data)
         return None
 
-    def _MedicationDispense(self, md: Any, local_id: str, n: Notification) -> str | None:  # noqa: N802
+    def _MedicationDispense(self, md: Any, local_id: str, n: Notification) -> str | None:
         patient_id = self._patient_id(md.subject)
         if patient_id is None:
             return self._no_patient(md.subject, "MedicationDispense.subject")
@@ -453,7 +453,7 @@ class FhirMapper:
     _OPEN = {"requested", "received", "accepted", "ready", "in-progress", "on-hold"}
     _DONE = {"completed", "cancelled", "rejected", "failed", "entered-in-error"}
 
-    def _Task(self, task: Any, local_id: str, n: Notification) -> str | None:  # noqa: N802
+    def _Task(self, task: Any, local_id: str, n: Notification) -> str | None:
         if task.status == "draft":
             return "Task is a draft: not yet asked of the patient"
         patient_id = self._patient_id(task.for_fhir)
@@ -513,7 +513,7 @@ class FhirMapper:
         "noshow": "no_show",
     }  # fmt: skip
 
-    def _Appointment(self, appt: Any, local_id: str, n: Notification) -> str | None:  # noqa: N802
+    def _Appointment(self, appt: Any, local_id: str, n: Notification) -> str | None:
         patient_ref = next(
             (p.actor for p in appt.participant or [] if _ref_id(p.actor, "Patient")), None
         )
@@ -562,7 +562,7 @@ class FhirMapper:
     _INVOICE = {"issued": "pending", "balanced": "succeeded", "cancelled": "refunded",
                 "entered-in-error": "refunded"}  # fmt: skip
 
-    def _Invoice(self, invoice: Any, local_id: str, n: Notification) -> str | None:  # noqa: N802
+    def _Invoice(self, invoice: Any, local_id: str, n: Notification) -> str | None:
         status = self._INVOICE.get(invoice.status)
         if status is None:
             return f"Invoice status {invoice.status!r} is not owed yet"
@@ -600,7 +600,7 @@ class FhirMapper:
         )
         return None
 
-    def _PaymentReconciliation(self, rec: Any, local_id: str, n: Notification) -> str | None:  # noqa: N802
+    def _PaymentReconciliation(self, rec: Any, local_id: str, n: Notification) -> str | None:
         if rec.status in ("cancelled", "entered-in-error", "draft"):
             return f"PaymentReconciliation status {rec.status!r} settles nothing"
         status = {"complete": "succeeded", "error": "failed"}.get(rec.outcome, "pending")

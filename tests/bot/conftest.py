@@ -29,10 +29,10 @@ def phone(clinic, engine):
     """A phone per address; the product's clock is as far as any phone in the test has got."""
     phones: list[Patient] = []
 
-    def latest():  # noqa: ANN202
+    def latest():
         return max((p.clock for p in phones), default=NOW)
 
-    def new(address, channel="sms"):  # noqa: ANN001, ANN202
+    def new(address, channel="sms"):
         phones.append(Patient(clinic, engine, address, channel))
         return phones[-1]
 

@@ -131,7 +131,7 @@ def test_alerts_by_topic_in_spanish(phone, clinic):
     assert muted(clinic, LUIS) == (set(), False)
 
 
-def add_ana(clinic, topics=("shipping",), may_ask=True):  # noqa: ANN001, ANN201
+def add_ana(clinic, topics=("shipping",), may_ask=True):
     with clinic.session() as session:
         family = patients.by_phone(session, DEFAULT_ID, FAMILY)
         [sofia] = [p for p in family if p.first_name == "Sofia"]

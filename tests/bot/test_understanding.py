@@ -289,7 +289,7 @@ def test_red_flag_index_gives_the_answer_trying_every_term_and_rule_gives():
                         found.setdefault(g, []).append((i, end))
         return found
 
-    def satisfied(rule, found: dict, words: list[str]) -> bool:  # noqa: ANN001
+    def satisfied(rule, found: dict, words: list[str]) -> bool:
         for combo in itertools.product(*(found[g] for g in rule.groups)):
             starts = [s for s, _ in combo]
             if len(set(combo)) < len(combo):
@@ -741,14 +741,14 @@ def test_catalogues_name_only_known_intents_and_repeat_no_keyword():
     class StrictLoader(yaml.SafeLoader):
         pass
 
-    def no_duplicates(loader, node, deep=False):  # noqa: ANN001
+    def no_duplicates(loader, node, deep=False):
         keys = [loader.construct_object(k, deep=deep) for k, _ in node.value]
         assert len(keys) == len(set(keys)), f"duplicate key near {node.start_mark}"
         return yaml.SafeLoader.construct_mapping(loader, node, deep)
 
     StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, no_duplicates)
     for path in sorted(CATALOGUE_DIR.glob("*.yaml")):
-        data = yaml.load(path.read_text(encoding="utf-8"), Loader=StrictLoader)  # noqa: S506
+        data = yaml.load(path.read_text(encoding="utf-8"), Loader=StrictLoader)
         for name in (data.get("intents") or {}) if isinstance(data, dict) else ():
             assert name in {str(i) for i in Intent}
     assert len(catalogue().examples) > 400

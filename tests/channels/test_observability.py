@@ -76,7 +76,7 @@ def test_a_whole_conversation_logs_no_phi(app, fake_twilio):
     assert "4111" not in logs
 
 
-def _captured(action) -> str:  # noqa: ANN001
+def _captured(action) -> str:
     stream = io.StringIO()
     root = logging.getLogger()
     saved = (list(root.handlers), root.level)

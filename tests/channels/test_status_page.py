@@ -27,7 +27,7 @@ from tests.staff.conftest import API_HEADERS, MARIA, app, log_in, staff_settings
 PHI = ["Maria", "Lopez", "Semaglutide", "Harbor Mail", "1Z999AA", "1985", "03/14", "+15550100001"]
 
 
-def make_link(site) -> tuple[str, str]:  # noqa: ANN001
+def make_link(site) -> tuple[str, str]:
     """(url, token) from the API, as the clinic's systems would ask."""
     response = site.client.post("/api/patients/demo-maria/status-link", headers=API_HEADERS)
     assert response.status_code == 201, response.text
@@ -41,7 +41,7 @@ def field(html: str, name: str) -> str:
     return match.group(1)
 
 
-def verify(site, token: str, dob: str = "03/14/1985"):  # noqa: ANN001, ANN201
+def verify(site, token: str, dob: str = "03/14/1985"):
     form = site.client.get(f"/s/{token}")
     return site.client.post(
         f"/s/{token}", data={"date_of_birth": dob, "csrf_token": field(form.text, "csrf_token")},
@@ -49,7 +49,7 @@ def verify(site, token: str, dob: str = "03/14/1985"):  # noqa: ANN001, ANN201
     )  # fmt: skip
 
 
-def maria_id(site) -> int:  # noqa: ANN001
+def maria_id(site) -> int:
     with site.db.session() as session:
         return patients.by_source_id(session, DEFAULT_ID, "demo-maria").id
 

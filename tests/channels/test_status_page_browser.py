@@ -81,7 +81,7 @@ class Site:
         assert response.status_code == 201, response.text
         return response.json()["url"]
 
-    def rows(self, model, *where) -> list:  # noqa: ANN001
+    def rows(self, model, *where) -> list:
         with self.db.session() as session:
             return list(session.scalars(select(model).where(*where).order_by(model.id)))
 
@@ -130,7 +130,7 @@ def browser() -> Iterator:
         chromium.close()
 
 
-def new_page(browser, site: Site, width: int, height: int):  # noqa: ANN001, ANN201
+def new_page(browser, site: Site, width: int, height: int):
     context = browser.new_context(
         base_url=site.base_url, viewport={"width": width, "height": height}
     )
@@ -140,13 +140,13 @@ def new_page(browser, site: Site, width: int, height: int):  # noqa: ANN001, ANN
 
 
 @pytest.fixture(params=[(375, 740), (1280, 860)], ids=["phone", "desktop"])
-def page(request, browser, site: Site) -> Iterator:  # noqa: ANN001
+def page(request, browser, site: Site) -> Iterator:
     page = new_page(browser, site, *request.param)
     yield page
     page.context.close()
 
 
-def serious_violations(page) -> list[str]:  # noqa: ANN001
+def serious_violations(page) -> list[str]:
     """axe-core run in the page: the serious and critical violations, by rule and target."""
     from axe_playwright_python.sync_playwright import Axe
 
@@ -160,7 +160,7 @@ def serious_violations(page) -> list[str]:  # noqa: ANN001
     ]
 
 
-def verify(page, dob: str = "03/14/1985") -> None:  # noqa: ANN001
+def verify(page, dob: str = "03/14/1985") -> None:
     page.fill("#date_of_birth", dob)
     page.click("button[type=submit]")
 
@@ -212,7 +212,7 @@ def test_from_the_sms_link_to_the_page_and_its_actions(page, site: Site):
     page.screenshot(path=str(SHOTS / f"status-page-{width}.png"), full_page=True)
 
 
-def console(browser, site: Site):  # noqa: ANN001, ANN201
+def console(browser, site: Site):
     """The nurse, logged in to the console on a desktop."""
     desk = new_page(browser, site, 1280, 860)
     desk.goto("/staff/login")

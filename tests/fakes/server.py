@@ -102,7 +102,7 @@ class FakeProvider:
 
     _server: BackgroundServer
 
-    def start(self):  # noqa: ANN201 - returns the fake itself
+    def start(self):
         self._server.start()
         return self
 

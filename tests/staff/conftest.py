@@ -22,13 +22,13 @@ AGENT = ("agent@demo.clinic", "Alex Agent", "agent", "agent-password")
 MARIA, JAMES, AISHA = "+15550100001", "+15550100002", "+15550100003"
 
 
-def make_staff(session, staff: tuple[str, str, str, str]):  # noqa: ANN001, ANN201
+def make_staff(session, staff: tuple[str, str, str, str]):
     email, name, role, password = staff
     return add_staff(session, email, name, role, password)
 
 
 @pytest.fixture
-def staff_settings(settings, fake_twilio, fake_telegram):  # noqa: ANN001, ANN201
+def staff_settings(settings, fake_twilio, fake_telegram):
     return settings.model_copy(
         update={
             **fake_twilio.settings_overrides(),
@@ -42,7 +42,7 @@ def staff_settings(settings, fake_twilio, fake_telegram):  # noqa: ANN001, ANN20
 
 
 @pytest.fixture
-def app(staff_settings, database):  # noqa: ANN001, ANN201
+def app(staff_settings, database):
     """Demo clinic, an admin and an agent; the client speaks https like the public URL."""
     with database.session() as session:
         demo.seed(session)

@@ -72,7 +72,7 @@ class Console:
             patient_id = people[0].id if len(people) == 1 else None
             return handoffs.find_open(session, patient_id, turn.inbound.conversation_id)
 
-    def rows(self, model, *where) -> list:  # noqa: ANN001
+    def rows(self, model, *where) -> list:
         from sqlalchemy import select
 
         with self.db.session() as session:
@@ -136,7 +136,7 @@ def shots(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("screenshots")
 
 
-def new_page(browser, console: Console, width: int = 1280, height: int = 860):  # noqa: ANN001, ANN201
+def new_page(browser, console: Console, width: int = 1280, height: int = 860):
     context = browser.new_context(
         base_url=console.base_url, viewport={"width": width, "height": height}
     )
@@ -159,7 +159,7 @@ def phone(browser, console: Console) -> Iterator:
     page.context.close()
 
 
-def log_in(page, staff: tuple[str, str, str, str] = NURSE) -> None:  # noqa: ANN001
+def log_in(page, staff: tuple[str, str, str, str] = NURSE) -> None:
     page.goto("/staff/login")
     page.fill("#email", staff[0])
     page.fill("#password", staff[3])
@@ -364,7 +364,7 @@ def test_operations_view_renders_every_section(page, console, shots):
 # --- what a nurse reads: times, lateness, reasons, what the bot understood, the ops layout ------
 
 
-def open_details(page) -> str:  # noqa: ANN001
+def open_details(page) -> str:
     """The page's text as a person reads it, folded sections opened."""
     page.eval_on_selector_all("details", "els => els.forEach(e => e.open = true)")
     return page.inner_text("body")
@@ -375,7 +375,7 @@ def local_clock(moment: datetime, zone: ZoneInfo) -> str:
     return f"{local.hour % 12 or 12}:{local.minute:02d} {'AM' if local.hour < 12 else 'PM'}"
 
 
-def assert_times_in_words(page, where: str) -> None:  # noqa: ANN001
+def assert_times_in_words(page, where: str) -> None:
     text = open_details(page)
     raw = RAW_TIME.search(text)
     assert raw is None, f"{where}: raw time {text[max(raw.start() - 60, 0) : raw.end() + 30]!r}"

@@ -14,7 +14,7 @@ from tests.fakes.telegram_server import text_update
 from tests.staff.conftest import API_HEADERS, JAMES, MARIA, log_in, open_handoff
 
 
-def outbound(app, *where):  # noqa: ANN001, ANN201
+def outbound(app, *where):
     return app.rows(Message, Message.direction == "out", *where)
 
 

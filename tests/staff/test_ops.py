@@ -36,7 +36,7 @@ def subscription_event(status: str, sid: str, patient_id: str, minutes: float = 
     )  # fmt: skip
 
 
-def seed(session) -> None:  # noqa: ANN001
+def seed(session) -> None:
     apply_events(
         session,
         parse_events([
@@ -55,7 +55,7 @@ def seed(session) -> None:  # noqa: ANN001
     session.flush()
 
 
-def say(session, address: str, text: str, intent: str, minutes: float):  # noqa: ANN001, ANN201
+def say(session, address: str, text: str, intent: str, minutes: float):
     conv = conversations.get_or_create(session, DEFAULT_ID, "sms", address)
     message = Message(
         clinic_id=DEFAULT_ID,

@@ -185,7 +185,7 @@ def _race(database, body: dict, deliveries: int = 16) -> list:
         start.wait()
         try:
             results.append(apply_in_transaction(database, events).counts())
-        except Exception as exc:  # noqa: BLE001 - the assertion below shows it
+        except Exception as exc:
             errors.append(repr(exc))
 
     threads = [threading.Thread(target=deliver) for _ in range(deliveries)]
@@ -244,7 +244,7 @@ NASTY = st.one_of(
 )
 
 
-def _mutated(draw_from, base: dict, data) -> dict:  # noqa: ANN001
+def _mutated(draw_from, base: dict, data) -> dict:
     event = json.loads(json.dumps(base))
     for _ in range(data.draw(st.integers(min_value=1, max_value=4))):
         inner = event.get("data")
@@ -255,7 +255,7 @@ def _mutated(draw_from, base: dict, data) -> dict:  # noqa: ANN001
     return event
 
 
-def _strings(value):  # noqa: ANN001, ANN202
+def _strings(value):
     if isinstance(value, str):
         yield value
     elif isinstance(value, dict):

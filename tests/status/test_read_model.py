@@ -173,7 +173,7 @@ def deliveries(draw: st.DrawFn) -> list[list[dict]]:
     return batches
 
 
-def _wipe(database) -> None:  # noqa: ANN001
+def _wipe(database) -> None:
     """An empty database for the next example (DELETE: on these few rows, far quicker than
     PostgreSQL's TRUNCATE of every table)."""
     with database.session() as session:
@@ -182,7 +182,7 @@ def _wipe(database) -> None:  # noqa: ANN001
                 session.execute(delete(table))
 
 
-def _assert_read_model_agrees(database, read_at: list = READ_AT) -> int:  # noqa: ANN001
+def _assert_read_model_agrees(database, read_at: list = READ_AT) -> int:
     checked = 0
     with database.read_session() as session:
         for patient in session.scalars(select(patients.Patient)):
@@ -311,7 +311,7 @@ def test_status_api_answers_after_the_database_dropped_its_connections(database,
     assert answer.json()["prescriptions"][0]["status"] == "shipped"
 
 
-def _invoke(database, *args: str):  # noqa: ANN001, ANN202
+def _invoke(database, *args: str):
     get_settings.cache_clear()
     try:
         return CliRunner().invoke(cli.main, list(args), env={"DATABASE_URL": database.url})
@@ -319,7 +319,7 @@ def _invoke(database, *args: str):  # noqa: ANN001, ANN202
         get_settings.cache_clear()
 
 
-def _rebuild(database, *args: str) -> dict:  # noqa: ANN001
+def _rebuild(database, *args: str) -> dict:
     result = _invoke(database, "snapshot", "rebuild", *args)
     assert result.exit_code == 0, result.output
     return json.loads(result.output.strip().splitlines()[-1])
