@@ -21,6 +21,12 @@ pytest_plugins = ["tests.fakes.fixtures"]
 
 PG_SERVER = os.environ.get("TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
+# The browser tests drive Debian's Chromium (a browser download does not work here).
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+]  # fmt: skip
 API_KEY = "test-api-key"
 # Generated requests per database and status class ("postgresql 2xx"), printed after the run.
 FUZZ_COUNTS: Counter[str] = Counter()
@@ -125,3 +131,21 @@ def settings(database: Database) -> Settings:
 def session(database: Database):
     with database.session() as session:
         yield session
+
+
+# Debian's Chromium for the browser tests (staff console, status page); CI must run them.
+@pytest.fixture(scope="module")
+def browser() -> Iterator:
+    if not CHROMIUM.exists():
+        message = f"{CHROMIUM} not found: install Debian's chromium to run the browser tests"
+        if IN_CI:
+            pytest.fail(message + " (CI=true: browser tests must run)")
+        pytest.skip(message)
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(
+            executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True
+        )
+        yield chromium
+        chromium.close()

@@ -33,17 +33,12 @@ from status.events.schemas import parse_events
 from status.refills import Refill
 from status.settings import Settings
 from tests.builders import appointment_event
-from tests.conftest import API_KEY, IN_CI
+from tests.conftest import API_KEY
 from tests.fakes.server import BackgroundServer
 from tests.staff.conftest import MARIA, NURSE, make_staff
 
 pytestmark = pytest.mark.browser
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
-]  # fmt: skip
 PHI = ["Maria", "Lopez", "Semaglutide", "Harbor Mail", "1Z999AA", "1985", "03/14"]
 SHOTS = Path(os.environ.get("SCREENSHOTS_DIR", "/tmp"))
 LINK = re.compile(r"https?://\S+/s/[A-Za-z0-9_-]{22}")
@@ -111,23 +106,6 @@ def site(sqlite_template: Path, tmp_path_factory: pytest.TempPathFactory) -> Ite
     yield Site(server.base_url, db, Engine(settings), app.state.runtime)
     server.stop()
     db.dispose()
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator:
-    if not CHROMIUM.exists():
-        message = f"{CHROMIUM} not found: install Debian's chromium to run the browser tests"
-        if IN_CI:
-            pytest.fail(message + " (CI=true: browser tests must run)")
-        pytest.skip(message)
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(
-            executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True
-        )
-        yield chromium
-        chromium.close()
 
 
 def new_page(browser, site: Site, width: int, height: int):

@@ -32,17 +32,12 @@ from status.events.apply import apply_events
 from status.events.schemas import parse_events
 from status.settings import Settings
 from tests.builders import event
-from tests.conftest import API_KEY, IN_CI
+from tests.conftest import API_KEY
 from tests.fakes.server import BackgroundServer
 from tests.staff.conftest import AGENT, AISHA, JAMES, MARIA, NURSE, make_staff
 
 pytestmark = pytest.mark.browser
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
-]  # fmt: skip
 LUIS, EMILY, FAMILY = "+15550100004", "+15550100005", "+15550100006"
 # Our own timestamps as code writes them: none may reach a page's text.
 RAW_TIME = re.compile(r"\d{4}-\d{2}-\d{2}(T|\b)")
@@ -108,23 +103,6 @@ def console(sqlite_template: Path, tmp_path_factory: pytest.TempPathFactory) -> 
     yield console
     server.stop()
     db.dispose()
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator:
-    if not CHROMIUM.exists():
-        message = f"{CHROMIUM} not found: install Debian's chromium to run the browser tests"
-        if IN_CI:
-            pytest.fail(message + " (CI=true: browser tests must run)")
-        pytest.skip(message)
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(
-            executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True
-        )
-        yield chromium
-        chromium.close()
 
 
 @pytest.fixture(scope="module")
