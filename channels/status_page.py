@@ -400,9 +400,7 @@ def request_refill(
         if not first:
             return _back(token, "again")
         snap = snapshot.build(session, patient, now)
-        rx = snap.next_refill_prescription or (
-            snap.prescriptions[0] if snap.prescriptions else None
-        )
+        rx = snap.refill_request_for
         refills.request_by_patient(
             session, patient.id, clinic_id=patient.clinic_id,
             prescription_source_id=rx.source_id if rx else "", due_date=snap.next_refill_date,

@@ -129,6 +129,13 @@ class Snapshot:
         return min(candidates, key=lambda p: p.next_refill_date or date.max) if candidates else None
 
     @property
+    def refill_request_for(self) -> Prescription | None:
+        """The prescription a patient's own refill request is for: the next one due, else
+        the first current one."""
+        first = self.prescriptions[0] if self.prescriptions else None
+        return self.next_refill_prescription or first
+
+    @property
     def next_appointment(self) -> Appointment | None:
         return self.appointments[0] if self.appointments else None
 

@@ -29,9 +29,7 @@ def refill_confirm(t: TurnContext, patient: Patient) -> bool:
         # No date of birth needed: asking for a refill discloses nothing, and the provider
         # reviews every request.
         snap = snapshot.build(t.session, patient, t.now)
-        rx = snap.next_refill_prescription or (
-            snap.prescriptions[0] if snap.prescriptions else None
-        )
+        rx = snap.refill_request_for
         refills.request_by_patient(
             t.session, patient.id, clinic_id=patient.clinic_id,
             prescription_source_id=rx.source_id if rx else "",
