@@ -32,6 +32,7 @@ from bot.understanding.model import Prediction
 from bot.understanding.risk import Risk, RiskReason
 
 NEVER_FROM_MODEL = frozenset({Intent.OPT_OUT, Intent.OPT_IN, Intent.EMERGENCY, Intent.HELP})
+NO_REQUEST = SOCIAL_INTENTS | {Intent.UNKNOWN}  # intents that ask for nothing
 # Rules whose words are a call for help in themselves ("call the paramedics", "911"): never
 # lowered, whatever the model reads.
 NEVER_LOWERED = ("emergency_words",)
@@ -114,9 +115,9 @@ def _second_request(
             intent = q.intent
         else:
             continue
-        if intent not in asked and intent not in SOCIAL_INTENTS and intent != Intent.UNKNOWN:
+        if intent not in asked and intent not in NO_REQUEST:
             asked.append(intent)
-    have = [i for i in result.intents if i not in SOCIAL_INTENTS and i != Intent.UNKNOWN]
+    have = [i for i in result.intents if i not in NO_REQUEST]
     if len(have) > 2:  # at most two requests: the primary one and the first other, as written
         other = next(i for i in have if i != result.intent)
         kept = [i for i in have if i in (result.intent, other)]
@@ -139,9 +140,7 @@ def _whole(rules: Classification, p: Prediction, t: Thresholds) -> Classificatio
             and p.emergency_probability < t.lower_below
             and p.intent_probability >= t.lower_intent
             and (p.intent in ordinary or p.intent_probability >= t.lower_intent_alone)
-            and p.intent not in NEVER_FROM_MODEL
-            and p.intent not in SOCIAL_INTENTS
-            and p.intent != Intent.UNKNOWN
+            and p.intent not in NEVER_FROM_MODEL | NO_REQUEST
             and not rules.risk_reason.startswith(NEVER_LOWERED)
         ):
             intents = [p.intent] + [i for i in ordinary if i != p.intent][:1]
@@ -178,7 +177,6 @@ def _whole(rules: Classification, p: Prediction, t: Thresholds) -> Classificatio
     asks_service = (
         knows
         and rules.intent == Intent.UNKNOWN
-        and Intent.OPT_OUT not in rules.intents
         and (
             (p.intent == Intent.OPT_IN and p.intent_probability >= t.model_opt_in)
             or (p.intent == Intent.HELP and p.intent_probability >= t.model_help)
