@@ -40,26 +40,31 @@ NEVER_LOWERED = ("emergency_words",)
 
 @dataclass(frozen=True)
 class Thresholds:
-    rules_clear: float = 0.65  # rules at or above this confidence are not second-guessed
-    model_sure: float = 0.4  # the model's intent is taken only at or above this probability
+    rules_clear: float = 1.01  # rules at or above this confidence are not second-guessed
+    model_sure: float = 0.45  # the model's intent is taken only at or above this probability
     # the model's intent over a clear rules answer, when the model is surer still
     model_overrides: float = 0.7
     # P(emergency) from which the model makes an emergency of what the rules did not call one:
     # lower when the rules' risk layer saw a possible risk (two readings agree), higher when
     # they saw none, higher still when they understood an ordinary request clearly
     emergency_with_possible: float = 0.5
-    emergency_unread: float = 0.93  # the rules read no request at all
-    emergency: float = 0.95
+    emergency_unread: float = 0.75  # the rules read no request at all
+    emergency: float = 0.9
     emergency_over_clear_rules: float = 1.01
     # P(emergency) or P(possible) from which the model raises risk to possible
-    possible_from_emergency: float = 0.50
+    possible_from_emergency: float = 0.5
     possible: float = 0.65
     possible_over_clear_rules: float = 0.85
     # a rules emergency is lowered to possible when P(emergency) is below this and the model
     # is at least `lower_intent` sure of an ordinary request in the message
-    lower_below: float = 0.12
-    lower_intent: float = 0.6
+    lower_below: float = 0.3
+    lower_intent: float = 0.4
     lower_intent_alone: float = 0.9  # ...when the rules did not read that request themselves
+    # ...and to none, a figure of speech answered as what it is ("suffocating under these
+    # bills, what's my balance"), when the model reads the request the rules read too and
+    # gives both emergency and possible risk less than this (self-harm words: `_self_harm`)
+    figure_of_speech: float = 0.05
+    figure_of_speech_self_harm: float = 0.01
     # the model is heard only on a message it mostly has words for (not on gibberish)
     known_words: float = 0.5
     # opt_in and help from the model, only where the rules read nothing
@@ -68,7 +73,11 @@ class Thresholds:
     # a second request in its own clause: the rules' reading of the clause at or above
     # `clause_rules`, else the model's reading of the clause alone at or above `clause_model`
     clause_rules: float = 0.6
-    clause_model: float = 0.6
+    clause_model: float = 0.5
+    # a clause read alone may carry the danger the whole message hides ("my plan is the bridge
+    # on friday. just wanted to cancel my subscription first"): its P(emergency) counts,
+    # discounted by this factor (0 ignores clauses)
+    clause_risk: float = 0.0
 
 
 DEFAULT = Thresholds()
@@ -98,7 +107,22 @@ def decide(
     whole message, `p`, and of each clause alone, `clauses`)."""
     if _keyword(rules):
         return rules
-    return _second_request(_whole(rules, p, t), rules, clauses, t)
+    return _second_request(_whole(rules, _riskiest(p, clauses, t), t), rules, clauses, t)
+
+
+def _riskiest(p: Prediction, clauses: Sequence[Prediction], t: Thresholds) -> Prediction:
+    """The whole message's reading, with the risk of its most dangerous clause if that is
+    higher: a request in one clause must not dilute a plan or a goodbye in another."""
+    worst = p
+    for q in clauses:
+        if q.known_words < t.known_words:
+            continue
+        e, pos = q.emergency_probability * t.clause_risk, q.possible_probability * t.clause_risk
+        if e > worst.emergency_probability:
+            worst = replace(worst, emergency_probability=e)
+        if pos > worst.possible_probability:
+            worst = replace(worst, possible_probability=pos)
+    return worst
 
 
 def _second_request(
@@ -108,8 +132,11 @@ def _second_request(
     than two (the contract's "a message can carry two intents")."""
     asked: list[str] = []
     for reading, q in zip(rules.clauses, clauses, strict=False):
-        clear = reading.intent != Intent.UNKNOWN and reading.confidence >= t.clause_rules
-        if clear or reading.intent == Intent.EMERGENCY:
+        if reading.intent == Intent.EMERGENCY:
+            # risk is the whole message's decision (`_whole`): a clause's emergency words that
+            # were read as a figure of speech and lowered must not come back as a request
+            continue
+        if reading.intent != Intent.UNKNOWN and reading.confidence >= t.clause_rules:
             intent = reading.intent
         elif q.intent_probability >= t.clause_model and q.intent not in NEVER_FROM_MODEL:
             intent = q.intent
@@ -144,15 +171,26 @@ def _whole(rules: Classification, p: Prediction, t: Thresholds) -> Classificatio
             and not rules.risk_reason.startswith(NEVER_LOWERED)
         ):
             intents = [p.intent] + [i for i in ordinary if i != p.intent][:1]
+            bar = (
+                t.figure_of_speech_self_harm
+                if rules.risk_reason.startswith("self_harm")
+                else t.figure_of_speech
+            )
+            figurative = (
+                p.intent in ordinary
+                and p.emergency_probability < bar
+                and p.possible_probability < bar
+            )
             reason = RiskReason(
-                "lowered", f"{rules.risk_reason}; model p={p.emergency_probability:.2f}"
+                "figure_of_speech" if figurative else "lowered",
+                f"{rules.risk_reason}; model p={p.emergency_probability:.2f}",
             )
             return replace(
                 rules,
                 intent=p.intent,
                 intents=intents,
                 confidence=p.intent_probability,
-                risk=Risk.POSSIBLE,
+                risk=Risk.NONE if figurative else Risk.POSSIBLE,
                 risk_reason=str(reason),
             )
         return rules
@@ -164,10 +202,14 @@ def _whole(rules: Classification, p: Prediction, t: Thresholds) -> Classificatio
         rules.intent not in (Intent.UNKNOWN, Intent.OPT_OUT, Intent.OPT_IN)
         and rules.confidence >= t.rules_clear
     )
+    short = sum(len(c.text.split()) for c in rules.clauses) <= 3
     takes_model = (
         knows
         and p.intent not in NEVER_FROM_MODEL
         and p.intent != rules.intent
+        # "ok", "hi there", "thanks!": the model's "unknown" does not put a short courtesy out
+        # of place (a courtesy followed by more than that may be something else)
+        and (p.intent != Intent.UNKNOWN or rules.intent not in SOCIAL_INTENTS or not short)
         and Intent.OPT_OUT not in rules.intents
         and p.intent_probability >= (t.model_overrides if clear else t.model_sure)
     )

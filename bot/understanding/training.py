@@ -13,8 +13,8 @@ corpus comes out on every machine, so the trained model is reproducible.
 
 The `corpus/*.tsv` files add messages written by hand, a few noisy copies each: `labelled.tsv`
 (the project's older labelled sets, by the team and by helpers who had not read the rules),
-`written_en.tsv` / `written_es.tsv` (written for training by helpers who had read neither the
-rules nor any evaluation set) and `retired_eval.tsv` (blind sets A and B after their one run).
+`written_*.tsv` (written for training by helpers who had read neither the rules nor any
+evaluation set) and `retired_eval*.tsv` (blind sets A to D after their one run).
 Columns `text<TAB>intents[<TAB>risk]`; intents comma-separated in written order.
 
 All text is invented for training: no real patient data.
@@ -224,6 +224,13 @@ def labelled_rows(rng: random.Random) -> list[Row]:
 
 def labelled_files() -> list[Path]:
     return sorted(CORPUS_DIR.glob("*.tsv"))
+
+
+def blind_written_files() -> list[Path]:
+    """The labelled files written by people who had read neither the rules nor the catalogue
+    (`written_*`, and retired blind evaluation sets `retired_*`): what `nlu tune` measures
+    on. `labelled.tsv` (older sets the rules were tuned on) and `everyday.tsv` are not."""
+    return sorted([*CORPUS_DIR.glob("written_*.tsv"), *CORPUS_DIR.glob("retired_*.tsv")])
 
 
 @lru_cache(maxsize=1)

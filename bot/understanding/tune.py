@@ -1,6 +1,8 @@
 """Choose the combination thresholds (`pipeline.Thresholds`) on the training corpus, out of fold.
 
-The hand-written files of the corpus (`corpus/*.tsv`) are split into folds by message; for each
+The files of the corpus written blind (`training.blind_written_files()`: by people who had read
+neither the rules nor the catalogue, so the rules are not tuned on them) are split into folds
+by message; for each
 fold the model is trained on the whole corpus without that fold's messages (and without their
 noisy copies) and reads the held-out messages, as it would read messages it has never seen. The
 rules read every message once. Thresholds are then chosen by coordinate search to maximise
@@ -24,26 +26,34 @@ from bot.understanding.classifier import Classification
 from bot.understanding.classifier import classify as classify_rules
 from bot.understanding.model import Prediction
 from bot.understanding.pipeline import DEFAULT, Thresholds, decide
+from bot.understanding.risk import Risk
 
 FOLDS = 4
 RECALL_WEIGHT = 4.0
 FALSE_BUDGET = 0.008
 FALSE_WEIGHT = 20.0
+# A check-in (possible risk) where the writer saw none costs a little: the patient gets a warm
+# message and staff a review instead of the answer. A missed possible risk costs more.
+CHECK_IN_WEIGHT = 0.5
+POSSIBLE_WEIGHT = 1.0
 GRID = {
-    "rules_clear": [0.45, 0.5, 0.55, 0.6, 0.65, 0.7, 0.8],
-    "model_sure": [0.35, 0.4, 0.45, 0.5, 0.55, 0.6, 0.7],
-    "model_overrides": [0.7, 0.75, 0.8, 0.85, 0.9, 0.95, 1.01],
+    "rules_clear": [0.45, 0.5, 0.55, 0.6, 0.65, 0.7, 0.8, 0.9, 1.01],
+    "model_sure": [0.3, 0.35, 0.4, 0.45, 0.5, 0.55, 0.6, 0.7],
+    "model_overrides": [0.4, 0.5, 0.55, 0.6, 0.65, 0.7, 0.75, 0.8, 0.85, 0.9, 0.95, 1.01],
     "emergency_with_possible": [0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.01],
     "emergency_unread": [0.4, 0.45, 0.5, 0.55, 0.6, 0.65, 0.7, 0.75, 0.8, 0.9, 1.01],
     "emergency": [0.5, 0.6, 0.7, 0.75, 0.8, 0.85, 0.9, 0.95, 0.97, 0.99, 1.01],
-    "emergency_over_clear_rules": [0.9, 0.95, 0.98, 0.99, 1.01],
-    "lower_below": [0.0, 0.01, 0.02, 0.03, 0.05, 0.08, 0.12],
-    "lower_intent": [0.6, 0.7, 0.8, 0.85, 0.9, 0.95],
-    "lower_intent_alone": [0.8, 0.85, 0.9, 0.95, 1.01],
+    "emergency_over_clear_rules": [0.7, 0.8, 0.9, 0.95, 0.98, 0.99, 1.01],
+    "lower_below": [0.0, 0.01, 0.02, 0.03, 0.05, 0.08, 0.12, 0.2, 0.3],
+    "lower_intent": [0.4, 0.5, 0.6, 0.7, 0.8, 0.85, 0.9, 0.95],
+    "lower_intent_alone": [0.6, 0.7, 0.8, 0.85, 0.9, 0.95, 1.01],
     "clause_rules": [0.4, 0.45, 0.5, 0.55, 0.6],
     "model_opt_in": [0.5, 0.6, 0.7, 0.8, 0.9, 1.01],
     "model_help": [0.5, 0.6, 0.7, 0.8, 0.9, 1.01],
     "clause_model": [0.5, 0.6, 0.7, 0.8, 0.9, 1.01],
+    "clause_risk": [0.0, 0.5, 0.7, 0.8, 0.9, 1.0],
+    "figure_of_speech": [0.0, 0.01, 0.02, 0.03, 0.05, 0.08, 0.1],
+    "figure_of_speech_self_harm": [0.0, 0.01, 0.02, 0.03, 0.05],
 }
 
 
@@ -51,6 +61,7 @@ GRID = {
 class Case:
     text: str
     intents: tuple[str, ...]
+    risk: str  # the writer's grade
     rules: Classification
     prediction: Prediction
     clauses: tuple[Prediction, ...]
@@ -63,6 +74,8 @@ class Figures:
     false_emergencies: float
     two_intent: float
     false_opt_outs: int
+    false_check_ins: float = 0.0  # risk-none messages given a check-in or the emergency script
+    possible_recall: float = 0.0  # possible-risk messages flagged (possible or emergency)
 
     def score(self) -> float:
         excess = max(0.0, self.false_emergencies - FALSE_BUDGET)
@@ -71,58 +84,95 @@ class Figures:
             + RECALL_WEIGHT * self.emergency_recall
             + self.two_intent
             - FALSE_WEIGHT * excess
+            - CHECK_IN_WEIGHT * self.false_check_ins
+            + POSSIBLE_WEIGHT * self.possible_recall
         )
 
     def __str__(self) -> str:
         return (
             f"accuracy {self.accuracy:.3f}, emergency recall {self.emergency_recall:.3f}, "
             f"false emergencies {self.false_emergencies:.3f}, two-intent {self.two_intent:.3f}, "
-            f"false opt-outs {self.false_opt_outs}"
+            f"false opt-outs {self.false_opt_outs}, false check-ins "
+            f"{self.false_check_ins:.3f}, possible-risk recall {self.possible_recall:.3f}"
         )
 
 
 def held_out_cases(folds: int = FOLDS, log: Callable[[str], object] = print) -> list[Case]:
-    written = [row for path in training.labelled_files() for row in training.read_tsv(path)]
+    written = [row for path in training.blind_written_files() for row in training.read_tsv(path)]
     texts = sorted({text for text, _, _ in written})
     random.Random(training.SEED).shuffle(texts)
     fold_of = {text: i % folds for i, text in enumerate(texts)}
     corpus = training.build_corpus()
     cases: list[Case] = []
     for fold in range(folds):
-        held = [(t, i) for t, i, _ in written if fold_of[t] == fold]
+        held = [(t, i, r) for t, i, r in written if fold_of[t] == fold]
         log(f"fold {fold + 1}/{folds}: training without {len(held)} messages")
         models = model.train([r for r in corpus if fold_of.get(r.source, -1) != fold])
-        for text, intents in held:
+        for text, intents, risk in held:
             rules = classify_rules(text)
             clauses = tuple(models.predict(c.text) for c in rules.clauses)
             if len(clauses) < 2:
                 clauses = ()
-            cases.append(Case(text, intents, rules, models.predict(text), clauses))
+            cases.append(Case(text, intents, risk, rules, models.predict(text), clauses))
     return cases
 
 
-def figures(cases: list[Case], t: Thresholds) -> Figures:
-    correct = emergencies = found = ordinary = false = multi = multi_ok = opt_outs = 0
-    for case in cases:
+Answer = tuple[tuple[str, ...], str]  # intents as answered, risk grade
+
+
+def model_alone(case: Case) -> Answer:
+    """What the learned model alone answers (its risk grade decides an emergency)."""
+    p = case.prediction
+    intent = str(Intent.EMERGENCY) if p.risk == Risk.EMERGENCY else p.intent
+    return (intent,), p.risk
+
+
+def rules_alone(case: Case) -> Answer:
+    return tuple(case.rules.intents), case.rules.risk
+
+
+def figures(
+    cases: list[Case],
+    t: Thresholds,
+    answer: Callable[[Case], Answer] | None = None,
+) -> Figures:
+    """The tuning figures of the combination at `t` (or of another `answer`)."""
+
+    def combined(case: Case) -> Answer:
         c = decide(case.rules, case.prediction, t, case.clauses)
+        return tuple(c.intents), c.risk
+
+    answer = answer or combined
+    correct = emergencies = found = ordinary = false = multi = multi_ok = opt_outs = 0
+    calm = check_ins = possible = flagged = 0
+    for case in cases:
+        intents, risk = answer(case)
+        if case.risk == Risk.NONE:
+            calm += 1
+            check_ins += risk != Risk.NONE
+        elif case.risk == Risk.POSSIBLE:
+            possible += 1
+            flagged += risk != Risk.NONE
         gold = case.intents[0]
-        correct += c.intent == gold
+        correct += intents[0] == gold
         if len(case.intents) > 1:
             multi += 1
-            multi_ok += tuple(c.intents) == case.intents
+            multi_ok += intents == case.intents
         if Intent.EMERGENCY in case.intents:
             emergencies += 1
-            found += Intent.EMERGENCY in c.intents
+            found += Intent.EMERGENCY in intents
         else:
             ordinary += 1
-            false += Intent.EMERGENCY in c.intents
-        opt_outs += gold != Intent.OPT_OUT and c.intent == Intent.OPT_OUT
+            false += Intent.EMERGENCY in intents
+        opt_outs += gold != Intent.OPT_OUT and intents[0] == Intent.OPT_OUT
     return Figures(
         correct / len(cases),
         found / max(emergencies, 1),
         false / max(ordinary, 1),
         multi_ok / max(multi, 1),
         opt_outs,
+        check_ins / max(calm, 1),
+        flagged / max(possible, 1),
     )
 
 
@@ -150,6 +200,8 @@ def changes(t: Thresholds) -> Iterator[str]:
 def run(log: Callable[[str], object] = print) -> Thresholds:
     cases = held_out_cases(log=log)
     log(f"held-out messages: {len(cases)}")
+    log(f"rules alone:        {figures(cases, DEFAULT, rules_alone)}")
+    log(f"model alone:        {figures(cases, DEFAULT, model_alone)}")
     log(f"default thresholds: {figures(cases, DEFAULT)}")
     chosen = search(cases)
     log(f"chosen thresholds:  {figures(cases, chosen)}")

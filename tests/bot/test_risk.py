@@ -11,7 +11,7 @@ from bot.messages import Message
 from bot.understanding import classify
 from bot.understanding.classifier import classify as classify_rules
 from bot.understanding.model import Prediction
-from bot.understanding.pipeline import decide
+from bot.understanding.pipeline import DEFAULT, decide
 from tests.conftest import on_both_databases
 
 MARIA, LUIS = "+15550100001", "+15550100004"
@@ -59,6 +59,7 @@ def test_spanish_check_in_for_a_spanish_message_from_an_english_patient(phone):
         "this bill is killing me, why is it so high",
         "i almost had a heart attack when i saw the charge",
         "este cobro me va a matar, por qué tan caro",
+        "I'm suffocating under these bills. What's my balance?",
     ],
 )
 def test_figure_of_speech_about_a_bill_is_answered_as_billing(phone, clinic, text):
@@ -157,6 +158,12 @@ def test_denied_self_harm_is_not_an_emergency(text):
         ("ugh just kill me now", "possible.passive_wish"),
         ("i wrote a letter for my kids", "possible.preparatory"),
         ("no me siento segura esta noche", "possible.safety"),
+        # hopelessness, worthlessness, burden, tired of everything: low mood below the
+        # C-SSRS's first question (no wish to die, no plan): a check-in, not 911
+        ("no le encuentro sentido a nada", "possible.dark_mood"),
+        ("i feel hopeless lately", "possible.dark_mood"),
+        ("estoy cansada de todo", "possible.dark_mood"),
+        ("i feel like such a burden to my family", "possible.dark_mood"),
     ],
 )
 def test_possible_risk_says_which_category_and_words(text, category):
@@ -173,12 +180,15 @@ def test_possible_risk_says_which_category_and_words(text, category):
         ("i'm dying waiting for my package, where is it", "shipment_tracking"),
         ("the wait for this box is suffocating, any tracking", "shipment_tracking"),
         ("can ozempic cause chest pain", "clinical_question"),
+        ("I'm suffocating under these bills, what's my balance", "billing"),
+        ("me estoy muriendo con la espera. ya salió el envío?", "shipment_tracking"),
         ("is shortness of breath a side effect of this", "clinical_question"),
     ],
 )
 def test_figures_of_speech_and_questions_get_no_emergency(text, intent):
     result = classify(text)
     assert result.intent == intent and result.risk != "emergency", result
+    assert "emergency" not in result.intents, result  # the engine answers any emergency intent
 
 
 # ------------------------------------------------------------------ one definition of keywords
@@ -231,19 +241,29 @@ def test_a_sure_model_makes_an_emergency_of_what_the_rules_saw_as_possible():
     result = decide(rules, prediction(emergency=0.9))
     assert (result.intent, result.risk) == ("emergency", "emergency")
     assert result.risk_reason.startswith("model.emergency")
-    # the same model reading beside a rules reading of nothing gives the check-in, not 911
+    # a fair model reading beside a rules reading of nothing gives the check-in, not 911;
+    # only a model all but sure of it makes an emergency alone
     calm = classify_rules("i think im finally done with this app")
     assert calm.risk == "none"
-    assert decide(calm, prediction(emergency=0.9)).risk == "possible"
+    fair = DEFAULT.emergency_unread - 0.05
+    assert decide(calm, prediction(emergency=fair)).risk == "possible"
+    assert decide(calm, prediction(emergency=DEFAULT.emergency_unread)).risk == "emergency"
 
 
 def test_a_rules_emergency_beside_a_request_the_model_reads_as_safe_is_lowered_one_step():
     text = "suffocating under these charges. is there any payment plan for my balance?"
     rules = classify_rules(text)
     assert rules.intent == "emergency" and "billing" in rules.intents
-    result = decide(rules, prediction("billing", 0.97, emergency=0.001))
-    assert (result.intent, result.risk) == ("billing", "possible")  # never silence
+    # the model sees some risk, however small: lowered one step, a check-in (never silence)
+    result = decide(rules, prediction("billing", 0.97, emergency=0.001, possible=0.2))
+    assert (result.intent, result.risk) == ("billing", "possible")
     assert result.risk_reason.startswith("lowered")
+    assert result.intents == ["billing"]  # the emergency words do not come back as a request
+    # the model sees none, and reads the request the rules read too: a figure of speech,
+    # answered as what it is
+    result = decide(rules, prediction("billing", 0.97, emergency=0.001, possible=0.001))
+    assert (result.intent, result.risk) == ("billing", "none")
+    assert result.risk_reason.startswith("figure_of_speech")
     # an explicit call for help is never lowered, whatever the model reads
     alone = classify_rules("call the paramedics")
     assert decide(alone, prediction("human", 0.91, emergency=0.007)).intent == "emergency"

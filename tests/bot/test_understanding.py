@@ -232,7 +232,6 @@ def test_plain_opt_out_keeps_the_other_request_in_order():
         "quiero dormir y no despertar nunca",
         "ya no quiero existir",
         "me quiero ir de este mundo",
-        "no le encuentro sentido a nada",
         "mi papá tiene la boca chueca",
         "se me durmió la mitad de la cara",
         "no siento la pierna derecha",
