@@ -167,7 +167,10 @@ def _whole(rules: Classification, p: Prediction, t: Thresholds) -> Classificatio
             and p.emergency_probability < t.lower_below
             and p.intent_probability >= t.lower_intent
             and (p.intent in ordinary or p.intent_probability >= t.lower_intent_alone)
-            and p.intent not in NEVER_FROM_MODEL | NO_REQUEST
+            # an opt-out both readings agree on may be lowered too ("your app is suffocating
+            # me with notifications, stop texting me")
+            and (p.intent not in NEVER_FROM_MODEL | NO_REQUEST or p.intent == Intent.OPT_OUT)
+            and (p.intent != Intent.OPT_OUT or p.intent in ordinary)
             and not rules.risk_reason.startswith(NEVER_LOWERED)
         ):
             intents = [p.intent] + [i for i in ordinary if i != p.intent][:1]

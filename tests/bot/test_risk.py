@@ -306,3 +306,39 @@ def test_a_goodbye_that_also_asks_for_no_more_texts_gets_the_crisis_line_and_the
 @pytest.mark.parametrize("text", ["cancel cancel cancel", "end end"])
 def test_repeated_cancel_is_not_an_opt_out(text):
     assert "opt_out" not in classify(text).intents
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "the noose is tied, i just wanted to say it to someone",
+        "tengo la pistola cargada en la mesa",
+        "tonight im ending it, sorry",
+        "i wont be alive by christmas so cancel whatever",
+        "survived my attempt last month and i want to try again",
+        "whats a lethal dose of insulin",
+        "how many of my sleeping pills would it take to not wake up",
+        "mi niña estaba chupando mi parche de fentanilo",
+        "me tomé dos cajas enteras de ibuprofeno",
+    ],
+)
+def test_c_ssrs_means_timing_finality_attempt_and_lethality_are_emergencies(text):
+    result = classify(text)
+    assert result.intent == "emergency", result
+    assert result.risk_reason  # the category and the words, for the hand-off
+
+
+@pytest.mark.parametrize(
+    ("text", "intent"),
+    [
+        ("BAJA", "opt_out"),
+        ("parad de mandarme mensajes", "opt_out"),
+        ("unsub me please", "opt_out"),
+        ("COMENZAR", "opt_in"),
+        ("i hit STOP by accident, i do want the reminders", "opt_in"),
+        ("your reminders are suffocating me, stop texting me", "opt_out"),
+    ],
+)
+def test_plain_language_consent_in_both_languages(text, intent):
+    result = classify(text)
+    assert result.intent == intent and "emergency" not in result.intents, result
