@@ -21,6 +21,7 @@ The thresholds (`Thresholds`) are chosen by `tune.py` on the training corpus, ou
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 
@@ -36,20 +37,21 @@ NO_REQUEST = SOCIAL_INTENTS | {Intent.UNKNOWN}  # intents that ask for nothing
 # Rules whose words are a call for help in themselves ("call the paramedics", "911"): never
 # lowered, whatever the model reads.
 NEVER_LOWERED = ("emergency_words",)
+ACTS_ON_ONESELF = ("overdose", "self_harm", "accidental_dose", "child_poisoning")
 
 
 @dataclass(frozen=True)
 class Thresholds:
     rules_clear: float = 1.01  # rules at or above this confidence are not second-guessed
-    model_sure: float = 0.45  # the model's intent is taken only at or above this probability
+    model_sure: float = 0.4  # the model's intent is taken only at or above this probability
     # the model's intent over a clear rules answer, when the model is surer still
     model_overrides: float = 0.7
     # P(emergency) from which the model makes an emergency of what the rules did not call one:
     # lower when the rules' risk layer saw a possible risk (two readings agree), higher when
     # they saw none, higher still when they understood an ordinary request clearly
     emergency_with_possible: float = 0.5
-    emergency_unread: float = 0.75  # the rules read no request at all
-    emergency: float = 0.9
+    emergency_unread: float = 0.82  # the rules read no request at all
+    emergency: float = 0.8
     emergency_over_clear_rules: float = 1.01
     # P(emergency) or P(possible) from which the model raises risk to possible
     possible_from_emergency: float = 0.5
@@ -59,21 +61,31 @@ class Thresholds:
     # is at least `lower_intent` sure of an ordinary request in the message
     lower_below: float = 0.3
     lower_intent: float = 0.4
-    lower_intent_alone: float = 0.9  # ...when the rules did not read that request themselves
+    lower_intent_alone: float = 0.6  # ...when the rules did not read that request themselves
     # ...and to none, a figure of speech answered as what it is ("suffocating under these
     # bills, what's my balance"), when the model reads the request the rules read too and
     # gives both emergency and possible risk less than this (self-harm words: `_self_harm`)
-    figure_of_speech: float = 0.05
-    figure_of_speech_self_harm: float = 0.01
+    figure_of_speech: float = 0.1
+    figure_of_speech_self_harm: float = 0.05
     # the model is heard only on a message it mostly has words for (not on gibberish)
     known_words: float = 0.5
     # opt_in and help from the model, only where the rules read nothing
     model_opt_in: float = 0.5
     model_help: float = 0.5
+    # opt_out from the model only where the rules read nothing, the message is about the texts
+    # themselves and no plan or visit is named (1.01: never)
+    model_opt_out: float = 1.01
     # a second request in its own clause: the rules' reading of the clause at or above
     # `clause_rules`, else the model's reading of the clause alone at or above `clause_model`
-    clause_rules: float = 0.6
+    clause_rules: float = 0.4
     clause_model: float = 0.5
+    # the model's reading of a clause over the rules' when it is at least this sure (1.01:
+    # the rules' reading first)
+    clause_model_first: float = 0.6
+    # two clear clause readings replace a whole-message reading that holds two other requests
+    # (or one they do not contain) when both are at least this sure
+    clauses_over_pair: float = 0.6
+    clauses_over_whole: float = 0.6
     # a clause read alone may carry the danger the whole message hides ("my plan is the bridge
     # on friday. just wanted to cancel my subscription first"): its P(emergency) counts,
     # discounted by this factor (0 ignores clauses)
@@ -128,34 +140,57 @@ def _riskiest(p: Prediction, clauses: Sequence[Prediction], t: Thresholds) -> Pr
 def _second_request(
     result: Classification, rules: Classification, clauses: Sequence[Prediction], t: Thresholds
 ) -> Classification:
-    """Two requests in two clauses, where the whole-message reading kept only one; never more
-    than two (the contract's "a message can carry two intents")."""
-    asked: list[str] = []
+    """Two requests in two clauses, in the order written; never more than two (the contract's
+    "a message can carry two intents"). Each clause is read on its own: the model's reading
+    when it is sure of it, else the rules' when they are, else the model's when fairly sure."""
+    asked: list[tuple[str, float]] = []  # (intent, confidence) per clause, in written order
     for reading, q in zip(rules.clauses, clauses, strict=False):
         if reading.intent == Intent.EMERGENCY:
             # risk is the whole message's decision (`_whole`): a clause's emergency words that
             # were read as a figure of speech and lowered must not come back as a request
             continue
-        if reading.intent != Intent.UNKNOWN and reading.confidence >= t.clause_rules:
-            intent = reading.intent
-        elif q.intent_probability >= t.clause_model and q.intent not in NEVER_FROM_MODEL:
-            intent = q.intent
+        from_model = q.intent not in NEVER_FROM_MODEL and q.known_words >= t.known_words
+        if from_model and q.intent_probability >= t.clause_model_first:
+            intent, confidence = q.intent, q.intent_probability
+        elif reading.intent != Intent.UNKNOWN and reading.confidence >= t.clause_rules:
+            intent, confidence = reading.intent, reading.confidence
+        elif from_model and q.intent_probability >= t.clause_model:
+            intent, confidence = q.intent, q.intent_probability
         else:
             continue
-        if intent not in asked and intent not in NO_REQUEST:
-            asked.append(intent)
+        if intent not in NO_REQUEST and intent not in [i for i, _ in asked]:
+            asked.append((intent, confidence))
     have = [i for i in result.intents if i not in NO_REQUEST]
     if len(have) > 2:  # at most two requests: the primary one and the first other, as written
         other = next(i for i in have if i != result.intent)
-        kept = [i for i in have if i in (result.intent, other)]
-        return replace(result, intents=kept)
-    if len(asked) < 2 or len(have) >= 2 or result.intent not in asked:
+        have = [i for i in have if i in (result.intent, other)]
+        result = replace(result, intents=have)
+    if len(asked) < 2 or result.intent == Intent.EMERGENCY:
         return result
-    first = asked[0]
-    intents = [first] if first == result.intent else [first, result.intent]
-    if len(intents) < 2:
-        intents.append(next(i for i in asked if i != first))
-    return replace(result, intents=[str(i) for i in intents])
+    (first, c1), (second, c2) = asked[:2]
+    agrees = result.intent in (first, second)
+    if len(have) >= 2 and min(c1, c2) < t.clauses_over_pair:
+        return result  # the whole reading already holds two requests
+    if not agrees and min(c1, c2) < t.clauses_over_whole:
+        return result
+    return replace(result, intent=str(first), intents=[str(first), str(second)])
+
+
+# Words about the texts themselves: the model's opt_out is heard only beside one of them
+# ("stoo texting me", "i dont want these sms"), never on a message about a plan or a visit.
+_TEXTS = re.compile(
+    r"\b(stop|text|texts|texting|message|messages|sms|notifications?|reminders?|alerts?|"
+    r"mensajes?|textos?|sms|recordatorios?|notificaciones|alertas|avisos)\b"
+)
+_NOT_TEXTS = re.compile(
+    r"\b(plan|subscription|membership|order|appointment|visit|refill|suscripcion|membresia|"
+    r"pedido|cita)\b"
+)
+
+
+def _about_texts(rules: Classification) -> bool:
+    text = " ".join(c.text for c in rules.clauses)
+    return bool(_TEXTS.search(text)) and not _NOT_TEXTS.search(text)
 
 
 def _whole(rules: Classification, p: Prediction, t: Thresholds) -> Classification:
@@ -166,7 +201,15 @@ def _whole(rules: Classification, p: Prediction, t: Thresholds) -> Classificatio
             knows
             and p.emergency_probability < t.lower_below
             and p.intent_probability >= t.lower_intent
-            and (p.intent in ordinary or p.intent_probability >= t.lower_intent_alone)
+            and (
+                p.intent in ordinary
+                # a request only the model reads lowers no overdose or self-harm wording
+                # ("i OD'd on my meds" is no prescription question)
+                or (
+                    p.intent_probability >= t.lower_intent_alone
+                    and not rules.risk_reason.startswith(ACTS_ON_ONESELF)
+                )
+            )
             # an opt-out both readings agree on may be lowered too ("your app is suffocating
             # me with notifications, stop texting me")
             and (p.intent not in NEVER_FROM_MODEL | NO_REQUEST or p.intent == Intent.OPT_OUT)
@@ -225,6 +268,11 @@ def _whole(rules: Classification, p: Prediction, t: Thresholds) -> Classificatio
         and (
             (p.intent == Intent.OPT_IN and p.intent_probability >= t.model_opt_in)
             or (p.intent == Intent.HELP and p.intent_probability >= t.model_help)
+            or (
+                p.intent == Intent.OPT_OUT
+                and p.intent_probability >= t.model_opt_out
+                and _about_texts(rules)
+            )
         )
     )
     if asks_service:

@@ -36,6 +36,7 @@ FALSE_WEIGHT = 20.0
 # message and staff a review instead of the answer. A missed possible risk costs more.
 CHECK_IN_WEIGHT = 0.5
 POSSIBLE_WEIGHT = 1.0
+OPT_OUT_WEIGHT = 1.0  # per false opt-out: one silences a patient
 GRID = {
     "rules_clear": [0.45, 0.5, 0.55, 0.6, 0.65, 0.7, 0.8, 0.9, 1.01],
     "model_sure": [0.3, 0.35, 0.4, 0.45, 0.5, 0.55, 0.6, 0.7],
@@ -50,8 +51,12 @@ GRID = {
     "clause_rules": [0.4, 0.45, 0.5, 0.55, 0.6],
     "model_opt_in": [0.5, 0.6, 0.7, 0.8, 0.9, 1.01],
     "model_help": [0.5, 0.6, 0.7, 0.8, 0.9, 1.01],
+    "model_opt_out": [0.5, 0.6, 0.7, 0.8, 0.9, 1.01],
     "clause_model": [0.5, 0.6, 0.7, 0.8, 0.9, 1.01],
     "clause_risk": [0.0, 0.5, 0.7, 0.8, 0.9, 1.0],
+    "clause_model_first": [0.6, 0.7, 0.8, 0.85, 0.9, 0.95, 1.01],
+    "clauses_over_pair": [0.6, 0.7, 0.8, 0.9, 1.01],
+    "clauses_over_whole": [0.6, 0.7, 0.8, 0.9, 1.01],
     "figure_of_speech": [0.0, 0.01, 0.02, 0.03, 0.05, 0.08, 0.1],
     "figure_of_speech_self_harm": [0.0, 0.01, 0.02, 0.03, 0.05],
 }
@@ -86,6 +91,7 @@ class Figures:
             - FALSE_WEIGHT * excess
             - CHECK_IN_WEIGHT * self.false_check_ins
             + POSSIBLE_WEIGHT * self.possible_recall
+            - OPT_OUT_WEIGHT * self.false_opt_outs
         )
 
     def __str__(self) -> str:

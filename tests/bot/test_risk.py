@@ -3,6 +3,8 @@ about bills and waiting are answered as what they are; emergencies keep their sc
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 from sqlalchemy import select
 
@@ -272,13 +274,23 @@ def test_a_rules_emergency_beside_a_request_the_model_reads_as_safe_is_lowered_o
 def test_a_second_request_the_rules_read_faintly_is_confirmed_by_the_model_on_its_clause():
     rules = classify_rules("where is my package? also I want to cancel after this one")
     assert rules.intents == ["shipment_tracking"]
+    faint = rules.clauses[1].confidence  # the rules' reading of the second clause
+    t = replace(DEFAULT, clause_rules=faint + 0.01)  # ...under their own bar
     clauses = [prediction("shipment_tracking", 0.9), prediction("cancel_subscription", 0.9)]
-    result = decide(rules, prediction("shipment_tracking", 0.8), clauses=clauses)
+    result = decide(rules, prediction("shipment_tracking", 0.8), t, clauses)
     assert result.intents == ["shipment_tracking", "cancel_subscription"]
     unsure = [prediction("shipment_tracking", 0.9), prediction("cancel_subscription", 0.3)]
-    assert decide(rules, prediction("shipment_tracking", 0.8), clauses=unsure).intents == [
+    assert decide(rules, prediction("shipment_tracking", 0.8), t, unsure).intents == [
         "shipment_tracking"
     ]
+
+
+def test_a_clause_the_model_is_sure_of_outvotes_the_rules_reading_of_it():
+    rules = classify_rules("pause the plan, and also I need to pick a different appointment time")
+    assert rules.clauses[1].intent != "reschedule"  # the rules read "appointment" there
+    clauses = [prediction("cancel_subscription", 0.94), prediction("reschedule", 0.8)]
+    result = decide(rules, prediction("cancel_subscription", 0.9), clauses=clauses)
+    assert result.intents == ["cancel_subscription", "reschedule"]
 
 
 def test_an_emergency_only_the_model_read_names_both_911_and_988(phone, clinic):
