@@ -50,7 +50,7 @@ class Thresholds:
     # lower when the rules' risk layer saw a possible risk (two readings agree), higher when
     # they saw none, higher still when they understood an ordinary request clearly
     emergency_with_possible: float = 0.5
-    emergency_unread: float = 0.82  # the rules read no request at all
+    emergency_unread: float = 0.75  # the rules read no request at all
     emergency: float = 0.8
     emergency_over_clear_rules: float = 1.01
     # P(emergency) or P(possible) from which the model raises risk to possible
@@ -280,8 +280,8 @@ def _whole(rules: Classification, p: Prediction, t: Thresholds) -> Classificatio
             result, intent=p.intent, intents=[p.intent], confidence=p.intent_probability
         )
     elif takes_model:
-        if rules.intent == Intent.UNKNOWN:
-            intents = [p.intent]
+        if Intent.UNKNOWN in (rules.intent, p.intent):
+            intents = [p.intent]  # "unknown" beside a request would be no reading at all
         elif len(rules.intents) > 1 and p.intent in rules.intents:
             intents = list(rules.intents)  # the model's reading is already one of them
         else:

@@ -29,7 +29,8 @@ def rows(database, model, *where):
 
 @on_both_databases
 def test_possible_risk_gets_a_warm_check_in_and_an_urgent_review(phone, clinic):
-    reply = phone(MARIA).say("i dont feel safe with myself tonight")
+    # ("...tonight" adds a time: with the model's reading that is an emergency, 911/988)
+    reply = phone(MARIA).say("i dont feel safe with myself")
     assert "988" in reply and "care team" in reply
     assert "911" in reply  # if in danger now
     assert "date of birth" not in reply and "prescription" not in reply
