@@ -419,9 +419,10 @@ def wrk(
     env = {**os.environ, "BENCH_PATIENTS": str(patients)}
     if delay_ms is not None:
         env["BENCH_DELAY_MS"] = str(delay_ms)
-    cpu_before = _cpu(server.proc.pid)
+    cpu_before, db_before = _cpu(server.proc.pid), _postgres_cpu()
     out = subprocess.run(command, env=env, capture_output=True, text=True, check=True).stdout
     cpu = _cpu(server.proc.pid) - cpu_before
+    db_cpu = _postgres_cpu() - db_before
     line = next(line for line in out.splitlines() if line.startswith("WRK_JSON "))
     raw = json.loads(line.removeprefix("WRK_JSON "))
     rps = raw["requests"] / (raw["duration_us"] / 1e6)
@@ -435,6 +436,8 @@ def wrk(
         "p99_ms": raw["p99_us"] / 1000,
         "max_ms": raw["max_us"] / 1000,
         "server_cpu_ms_per_req": round(cpu * 1000 / max(1, raw["requests"]), 3),
+        # every PostgreSQL process's CPU (the server's, this and other sessions' on the host)
+        "postgres_cpu_ms_per_req": round(db_cpu * 1000 / max(1, raw["requests"]), 3),
         "load_avg": [round(x, 2) for x in os.getloadavg()],
     }
 
@@ -442,6 +445,21 @@ def wrk(
 def _cpu(pid: int) -> float:
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _postgres_cpu() -> float:
+    """CPU seconds of the processes named postgres on this host (exited backends not counted:
+    the app's keep their connections)."""
+    total = 0.0
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            text = stat.read_text()
+        except OSError:
+            continue
+        if "(postgres)" in text:
+            fields = text.rsplit(")", 1)[1].split()
+            total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return total
 
 
 def measure(

@@ -403,7 +403,7 @@ class AsyncReads:
             # a connection was discarded while we waited: its slot is ours, open one
         try:
             connection = await psycopg.AsyncConnection.connect(
-                self.conninfo, autocommit=True, prepare_threshold=None
+                self.conninfo, autocommit=True, prepare_threshold=0
             )
         except BaseException:
             self._open -= 1
