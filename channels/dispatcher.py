@@ -9,7 +9,9 @@ Each acceptance is recorded as soon as the provider returns, on threads of its o
 
 Order: by lane (emergency, replies to a patient who just wrote, staff, updates, digests and
 reminders), then age. SMS is claimed only as fast as the number's pacing lets it leave, so a
-reply written while thousands of updates drain is the next message that number sends.
+reply written while thousands of updates drain is the next message that number sends: an update
+already claimed and waiting for the number's next slot gives that slot to a reply written
+meanwhile (`Dispatcher.swap`, woken in-process by `written`) and goes back to the queue.
 
 Transient failures (network, 5xx, 429) are retried with capped backoff for SEND_RETRY_HOURS;
 only a permanent error (or the end of that budget) fails a message. A message that outlived its
@@ -51,8 +53,6 @@ RECORD_PATIENCE = 45.0  # seconds to keep trying to record a send: well inside t
 BACKOFF_BASE = 2.0  # seconds: 2, 4, 8, 16, 32 ... up to the cap, until SEND_RETRY_HOURS
 BACKOFF_CAP = 300.0
 SMS_HORIZON = 0.1  # seconds of paced SMS claimed at a time (at least one message)
-SMS_CLAIM_LEAD = 0.015  # seconds before the number's next slot that its next message is claimed
-SWAP_MARGIN = 0.003  # a more urgent message written later than this before the slot waits
 LOCAL_CHANNELS = {"terminal", "simulator"}  # delivered by being stored: the page reads them
 
 
@@ -97,9 +97,12 @@ class Pacer:
                     self._next[key] = start + interval
         return start
 
-    def until(self, key: str) -> float:
-        """Seconds until `key` may send again (0: now)."""
-        return max(0.0, self._next.get(key, 0.0) - time.monotonic())
+    def started(self, keys: list[tuple[str, float]], at: float) -> None:
+        """A send reserved earlier began only `at` (it waited for a more urgent message to be
+        claimed in its place): the next slot is one interval after that."""
+        for key, interval in keys:
+            if interval > 0:
+                self._next[key] = max(self._next.get(key, at), at + interval)
 
 
 def _outcome(result: SendResult) -> str:
@@ -141,7 +144,6 @@ class Dispatcher:
         self._written = 0  # how many times
         self._loop: asyncio.AbstractEventLoop | None = None
         self._recorders: ThreadPoolExecutor | None = None
-        self._sms_keys: set[str] = set()  # the numbers the last round claimed paced SMS for
 
     # --- database side (sync, run in a thread) -------------------------------------------------
     def claim(self, now: datetime | None = None) -> list[Claimed]:
@@ -413,8 +415,12 @@ class Dispatcher:
                 log.info("send in doubt", extra={"message_id": claimed.id, "status": found})
                 return found
         async with self.semaphore:
-            slot = await self.pacer.reserve(self._pace_keys(claimed))
+            keys = self._pace_keys(claimed)
+            slot = await self.pacer.reserve(keys)
+            held = claimed
             claimed = await self._hold(claimed, slot, seen)
+            if claimed is not held:  # the swap may have taken it past the slot's start
+                self.pacer.started(keys, time.monotonic())
             sender = self.senders[claimed.channel]
             started = time.perf_counter()
             try:
@@ -453,7 +459,7 @@ class Dispatcher:
         written since the claim (`seen`: the count of `written` calls before it), which then
         takes the slot instead of waiting for the next."""
         while claimed.channel == "sms" and claimed.priority > Lane.EMERGENCY:
-            remaining = slot - time.monotonic() - SWAP_MARGIN
+            remaining = slot - time.monotonic()
             if remaining <= 0 or claimed.reconcile:
                 break  # its slot is now (or it was in doubt: sent as reconciled)
             if self._written == seen:
@@ -461,8 +467,8 @@ class Dispatcher:
                     await asyncio.wait_for(self._more.wait(), remaining)
                 except TimeoutError:
                     break
-                if slot - time.monotonic() < SWAP_MARGIN:
-                    break  # written too late to look: it waits for the next slot
+            # Written before the slot opened: look, even if that takes us past its start (the
+            # send then starts later, and so does the number's next slot: `Pacer.started`).
             seen = self._written
             swapped = await self._db(self.swap, claimed)
             if swapped is not None:
@@ -509,19 +515,10 @@ class Dispatcher:
 
     async def run_once(self) -> int:
         """Claim one batch and send it; the number of messages handled."""
-        if self._sms_keys:
-            # A number is busy: claim its next message as its slot opens, not a slot ahead,
-            # so a reply written meanwhile is the one claimed (and sent next).
-            until = min(self.pacer.until(key) for key in self._sms_keys)
-            await asyncio.sleep(max(0.0, until - SMS_CLAIM_LEAD))
         if self._loop is not asyncio.get_running_loop():  # a new loop (an app started again)
             self._loop, self._more = asyncio.get_running_loop(), asyncio.Event()
         seen = self._written  # rows written from here on may be more urgent than the claimed
         claimed = await asyncio.to_thread(self.claim)
-        paced = self.settings.twilio_messages_per_second > 0
-        self._sms_keys = {
-            key for c in claimed if paced and c.channel == "sms" for key, _ in self._pace_keys(c)
-        }
         if claimed:
             await asyncio.gather(*(self._send_one(c, seen) for c in claimed))
         return len(claimed)
