@@ -369,6 +369,9 @@ class AsyncReads:
                     raise
                 await self._drop_idle()  # the server dropped them too
                 continue
+            except Exception:  # the caller's own (a 404): raised between statements
+                await self._release(connection, cursor, broken=False)
+                raise
             except BaseException:  # cancelled mid-statement: the connection's state is unknown
                 await self._release(connection, cursor, broken=True)
                 raise
