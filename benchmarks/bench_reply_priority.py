@@ -98,7 +98,8 @@ def run(backend: str, args: argparse.Namespace, workdir: Path) -> dict[str, Any]
         workers = None
         points = []
         try:
-            workers = Workers(url, fake, 1, workdir, TWILIO_MESSAGES_PER_SECOND=rate)
+            levels = {"LOG_LEVEL": "INFO"} if args.logs else {}  # each turn, swap and send
+            workers = Workers(url, fake, 1, workdir, TWILIO_MESSAGES_PER_SECOND=rate, **levels)
             while fake.count() < 5:  # the drain is under way
                 time.sleep(0.1)
             requests = prepare_requests(args.replies + 1, 0, args.replies + 1)
@@ -168,6 +169,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--replies", type=int, default=40)
     parser.add_argument("--gap", type=float, default=1.0)
     parser.add_argument("--json", type=Path, default=RESULTS)
+    parser.add_argument(
+        "--logs", type=Path, default=None, help="keep the server's and worker's logs here (INFO)"
+    )
     parser.add_argument("--serve-child", help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--run-workers", action="store_true", help=argparse.SUPPRESS)
@@ -176,7 +180,9 @@ def main(argv: list[str] | None = None) -> int:
         serve_child(args.serve_child, args.port, args.run_workers)
         return 0
     with tempfile.TemporaryDirectory(prefix="bench-priority-") as tmp:
-        result = run(args.backend, args, Path(tmp))
+        workdir = args.logs or Path(tmp)
+        workdir.mkdir(parents=True, exist_ok=True)
+        result = run(args.backend, args, workdir)
     result["machine"] = machine()
     args.json.parent.mkdir(exist_ok=True)
     args.json.write_text(json.dumps(result, indent=2) + "\n")

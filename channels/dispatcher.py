@@ -470,7 +470,11 @@ class Dispatcher:
             # Written before the slot opened: look, even if that takes us past its start (the
             # send then starts later, and so does the number's next slot: `Pacer.started`).
             seen = self._written
-            swapped = await self._db(self.swap, claimed)
+            try:
+                swapped = await self._db(self.swap, claimed)
+            except Exception:  # rolled back whole: the held message goes as claimed
+                log.exception("could not hand the slot over", extra={"message_id": claimed.id})
+                swapped = None
             if swapped is not None:
                 log.info(
                     "slot given to a more urgent message",
