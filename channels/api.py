@@ -176,7 +176,8 @@ def _fresh_status(db: Database, clinic_id: int, patient_id: str) -> bytes:
 
 
 def _json(content: dict) -> bytes:
-    """The bytes `JSONResponse(content)` sends (compact, UTF-8, no NaN), ~10x faster."""
+    """The bytes `JSONResponse(content)` sends (compact, UTF-8; a snapshot holds no floats,
+    where the two differ: orjson writes NaN as null), ~10x faster."""
     return orjson.dumps(content)
 
 
