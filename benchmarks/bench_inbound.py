@@ -231,7 +231,7 @@ class Workers:
     def __init__(
         self, url: str, fake: TimedFakeTwilio, count: int, workdir: Path, **extra: str
     ) -> None:
-        env = base_env(url, TWILIO_API_BASE=fake.base_url, LOG_LEVEL="WARNING", **extra)
+        env = base_env(url, TWILIO_API_BASE=fake.base_url, **{"LOG_LEVEL": "WARNING", **extra})
         self.logs = (workdir / "workers.log").open("ab")
         command = [sys.executable, "-m", "channels.cli", "worker"]
         self.procs = [

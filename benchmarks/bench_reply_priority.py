@@ -48,16 +48,19 @@ WALL = time.time() - time.monotonic()  # the fake notes monotonic times; rows, w
 def enqueue_proactive(url: str, count: int) -> None:
     from bot import outbox
     from bot.messages import Kind
+    from status.clinics import DEFAULT_ID
     from status.db import Database
 
     db = Database(url)
-    with db.session() as session:
-        for n in range(count):
-            outbox.enqueue(
-                session, channel="sms", address=f"{PROACTIVE_BASE}{n:04d}",
-                body=f"Update {n}: your order is on its way.", kind=Kind.PROACTIVE,
-                template="notify_shipped",
-            )  # fmt: skip
+    for first in range(0, count, 500):  # one session each: a session of 10,000 grows slow
+        with db.session() as session:
+            for n in range(first, min(count, first + 500)):
+                outbox.enqueue(
+                    session, clinic_id=DEFAULT_ID, channel="sms",
+                    address=f"{PROACTIVE_BASE}{n:04d}",
+                    body=f"Update {n}: your order is on its way.", kind=Kind.PROACTIVE,
+                    template="notify_shipped",
+                )  # fmt: skip
     db.dispose()
 
 
@@ -95,7 +98,8 @@ def run(backend: str, args: argparse.Namespace, workdir: Path) -> dict[str, Any]
         workers = None
         points = []
         try:
-            workers = Workers(url, fake, 1, workdir, TWILIO_MESSAGES_PER_SECOND=rate)
+            levels = {"LOG_LEVEL": "INFO"} if args.logs else {}  # each turn, swap and send
+            workers = Workers(url, fake, 1, workdir, TWILIO_MESSAGES_PER_SECOND=rate, **levels)
             while fake.count() < 5:  # the drain is under way
                 time.sleep(0.1)
             requests = prepare_requests(args.replies + 1, 0, args.replies + 1)
@@ -165,6 +169,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--replies", type=int, default=40)
     parser.add_argument("--gap", type=float, default=1.0)
     parser.add_argument("--json", type=Path, default=RESULTS)
+    parser.add_argument(
+        "--logs", type=Path, default=None, help="keep the server's and worker's logs here (INFO)"
+    )
     parser.add_argument("--serve-child", help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--run-workers", action="store_true", help=argparse.SUPPRESS)
@@ -173,7 +180,9 @@ def main(argv: list[str] | None = None) -> int:
         serve_child(args.serve_child, args.port, args.run_workers)
         return 0
     with tempfile.TemporaryDirectory(prefix="bench-priority-") as tmp:
-        result = run(args.backend, args, Path(tmp))
+        workdir = args.logs or Path(tmp)
+        workdir.mkdir(parents=True, exist_ok=True)
+        result = run(args.backend, args, workdir)
     result["machine"] = machine()
     args.json.parent.mkdir(exist_ok=True)
     args.json.write_text(json.dumps(result, indent=2) + "\n")

@@ -419,9 +419,10 @@ def wrk(
     env = {**os.environ, "BENCH_PATIENTS": str(patients)}
     if delay_ms is not None:
         env["BENCH_DELAY_MS"] = str(delay_ms)
-    cpu_before = _cpu(server.proc.pid)
+    cpu_before, db_before = _cpu(server.proc.pid), _postgres_cpu()
     out = subprocess.run(command, env=env, capture_output=True, text=True, check=True).stdout
     cpu = _cpu(server.proc.pid) - cpu_before
+    db_cpu = _postgres_cpu() - db_before
     line = next(line for line in out.splitlines() if line.startswith("WRK_JSON "))
     raw = json.loads(line.removeprefix("WRK_JSON "))
     rps = raw["requests"] / (raw["duration_us"] / 1e6)
@@ -435,6 +436,8 @@ def wrk(
         "p99_ms": raw["p99_us"] / 1000,
         "max_ms": raw["max_us"] / 1000,
         "server_cpu_ms_per_req": round(cpu * 1000 / max(1, raw["requests"]), 3),
+        # every PostgreSQL process's CPU (the server's, this and other sessions' on the host)
+        "postgres_cpu_ms_per_req": round(db_cpu * 1000 / max(1, raw["requests"]), 3),
         "load_avg": [round(x, 2) for x in os.getloadavg()],
     }
 
@@ -442,6 +445,21 @@ def wrk(
 def _cpu(pid: int) -> float:
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _postgres_cpu() -> float:
+    """CPU seconds of the processes named postgres on this host (exited backends not counted:
+    the app's keep their connections)."""
+    total = 0.0
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            text = stat.read_text()
+        except OSError:
+            continue
+        if "(postgres)" in text:
+            fields = text.rsplit(")", 1)[1].split()
+            total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return total
 
 
 def measure(
@@ -559,7 +577,7 @@ def sizes(args: argparse.Namespace) -> tuple[int, ...]:
 def markdown(results: dict[str, Any], args: argparse.Namespace) -> str:
     lines = [
         "| backend | patients | bare req/s | app req/s | app/bare | bare p50 / p99 ms "
-        "| app p50 / p99 ms | server CPU ms/req bare / app | non-2xx "
+        "| app p50 / p99 ms | server CPU ms/req bare / app (PostgreSQL's) | non-2xx "
         "| at ~200 req/s: bare p50 / p99, app p50 / p99 ms | load |",
         "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
@@ -567,11 +585,12 @@ def markdown(results: dict[str, Any], args: argparse.Namespace) -> str:
         for size in sizes(args):
             point = backend[str(size)]
             bare, app = point["bare"], point["app"]
-            cpu = [_cpu_ms(bare), _cpu_ms(app)]
+            cpu = [_cpu_ms(bare), _cpu_ms(app), _cpu_ms(app, "postgres_cpu_ms_per_req")]
             lines.append(
                 f"| {backend['backend']} | {size:,} | {bare['req_s']:,} | {app['req_s']:,} "
                 f"| {point['app_over_bare']:.2f} | {bare['p50_ms']:.2f} / {bare['p99_ms']:.2f} "
-                f"| {app['p50_ms']:.2f} / {app['p99_ms']:.2f} | {cpu[0]:.3f} / {cpu[1]:.3f} "
+                f"| {app['p50_ms']:.2f} / {app['p99_ms']:.2f} "
+                f"| {cpu[0]:.3f} / {cpu[1]:.3f} ({cpu[2]:.3f}) "
                 f"| {app['non_2xx']} | {point['bare_probe']['p50_ms']:.2f} / "
                 f"{point['bare_probe']['p99_ms']:.2f}, {point['app_probe']['p50_ms']:.2f} / "
                 f"{point['app_probe']['p99_ms']:.2f} | {app['runs'][0]['load_avg'][0]} |"
@@ -595,8 +614,8 @@ def markdown(results: dict[str, Any], args: argparse.Namespace) -> str:
     return "\n".join(lines)
 
 
-def _cpu_ms(point: dict[str, Any]) -> float:
-    return sum(r["server_cpu_ms_per_req"] for r in point["runs"]) / len(point["runs"])
+def _cpu_ms(point: dict[str, Any], key: str = "server_cpu_ms_per_req") -> float:
+    return sum(r.get(key, 0) for r in point["runs"]) / len(point["runs"])
 
 
 def main(argv: list[str] | None = None) -> int:

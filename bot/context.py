@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import bindparam, select
+from sqlalchemy import BigInteger, ColumnElement, ScalarSelect, bindparam, cast, func, select
+from sqlalchemy.dialects.postgresql import aggregate_order_by
 from sqlalchemy.orm import Session
 
 from bot import messages
@@ -16,24 +17,60 @@ from status.db import Prepared, RawCursor
 from status.patients import Patient
 
 # Built once: the status API runs it on every request.
+_TOLD = (  # which of the patient's messages count as told
+    Message.direction == Direction.OUT,
+    Message.kind == Kind.PROACTIVE,
+    # not `not_in`: an expanding IN can't be compiled once (`Prepared`)
+    *(Message.status != status for status in ("cancelled", "pending", "sending")),
+)
 _LAST_TOLD = (
     select(
         Message.template, Message.coalesce_key, Message.channel, Message.sent_at,
         Message.created_at, Message.status, Message.body,
     )
-    .where(
-        Message.patient_id == bindparam("patient_id"),
-        Message.direction == Direction.OUT,
-        Message.kind == Kind.PROACTIVE,
-        # not `not_in`: an expanding IN can't be compiled once (`Prepared`)
-        *(Message.status != status for status in ("cancelled", "pending", "sending")),
-    )
+    .where(Message.patient_id == bindparam("patient_id"), *_TOLD)
     .order_by(Message.id.desc())
     .limit(bindparam("limit"))
 )  # fmt: skip
 
 
 _LAST_TOLD_RAW = Prepared(_LAST_TOLD)
+_TOLD_COLUMNS = _LAST_TOLD.selected_columns
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def last_told_json(patient_id: ColumnElement[int], limit: int = 10) -> ScalarSelect[Any]:
+    """`last_told`'s rows as one JSON array, a column of the statement that reads the patient
+    (PostgreSQL; the status API's one statement): `[[template, coalesce_key, channel,
+    sent_at or created_at in microseconds since 1970, status, body], ...]`, newest first;
+    `told_from_json` makes them `last_told`'s dicts."""
+    template, coalesce_key, channel, sent_at, created_at, status, body = _TOLD_COLUMNS
+    micros = cast(func.extract("epoch", func.coalesce(sent_at, created_at)) * 1_000_000, BigInteger)
+    rows = (
+        select(template, coalesce_key, channel, micros.label("at"), status, body, Message.id)
+        .where(Message.patient_id == patient_id, *_TOLD)
+        .order_by(Message.id.desc())
+        .limit(limit)
+        .correlate_except(Message)
+        .subquery("told")
+    )
+    row = func.json_build_array(*(c for c in rows.c if c.key != "id"))
+    return select(func.json_agg(aggregate_order_by(row, rows.c.id.desc()))).scalar_subquery()
+
+
+def told_from_json(rows: list[list[Any]] | None) -> list[dict[str, Any]]:
+    """`last_told`'s dicts from `last_told_json`'s array (None: nothing told)."""
+    return [
+        {
+            "about": template,
+            "coalesce_key": coalesce_key,
+            "channel": channel,
+            "sent_at": (_EPOCH + timedelta(microseconds=micros)).isoformat(),
+            "status": status,
+            "body": body,
+        }
+        for template, coalesce_key, channel, micros, status, body in rows or ()
+    ]
 
 
 def last_told(session: Session, patient_id: int, limit: int = 10) -> list[dict[str, Any]]:

@@ -5,15 +5,17 @@ from __future__ import annotations
 import asyncio
 from concurrent.futures import ThreadPoolExecutor
 
+import orjson
 from fastapi import APIRouter, Depends, HTTPException, Request
 from fastapi.responses import JSONResponse, Response
 from sqlalchemy.orm import Session
 from starlette.routing import Route
 
+from bot import context
 from channels import openapi
 from channels.deps import api_key, get_session, read_body, require_api_key, wrong_api_key
 from status import clinics, limits, patients, read_model, snapshot
-from status.db import Database, RawCursor, utcnow
+from status.db import AsyncRawCursor, AsyncReads, Database, RawCursor, utcnow
 from status.events.apply import apply_in_transaction
 from status.events.schemas import EventProblem, InvalidEvents, json_schema, parse_body
 
@@ -92,25 +94,58 @@ STATUS_ROUTE = Route("/api/patients/{patient_id}/status", _serve_status, methods
 
 async def _status(request: Request, patient_id: str) -> Response:
     # The API key checked here, not as a dependency, and a clinic key's clinic looked up in the
-    # read itself; one hop to a thread of the route's own for the whole read (cheaper than
-    # Starlette's threadpool); the JSON rendered there (the bytes JSONResponse would send) and
-    # returned as is (no jsonable_encoder pass).
+    # read itself. PostgreSQL: one statement on the event loop (`AsyncReads`); SQLite: one hop
+    # to a thread of the route's own (cheaper than Starlette's threadpool) for the read. The
+    # JSON rendered once, the bytes JSONResponse would send (no jsonable_encoder pass).
     keyed = api_key(request)
     state = request.app.state
-    content = await asyncio.get_running_loop().run_in_executor(
-        _READS, _patient_status, state.db, state.snapshot_extensions, keyed, patient_id
-    )
+    reads: AsyncReads | None = state.status_reads
+    if reads is not None:
+        content = await _patient_status_on_loop(reads, state.db, keyed, patient_id)
+    else:
+        content = await asyncio.get_running_loop().run_in_executor(
+            _READS, _patient_status, state.db, keyed, patient_id
+        )
     if content is None:
         raise wrong_api_key(request)
     return Response(content, media_type="application/json")
 
 
-def _patient_status(
-    db: Database, extensions: list, keyed: clinics.KeyedClinic, patient_id: str
+# PostgreSQL's one statement: the key's clinic's patient, their read-model row and last_told
+_STATUS_READ = read_model.keyed_read(context.last_told_json(read_model.PATIENT_ID))
+
+
+async def _patient_status_on_loop(
+    reads: AsyncReads, db: Database, keyed: clinics.KeyedClinic, patient_id: str
 ) -> bytes | None:
+    """The snapshot's JSON from one prepared statement, awaited on the event loop. None: no
+    clinic has that key (checked only when no patient was found)."""
+
+    async def read(reader: AsyncRawCursor) -> dict | patients.Patient | None:
+        found = await read_model.read_keyed(reader, _STATUS_READ, keyed, patient_id)
+        if found is None:
+            if await clinics.read_clinic_of_key_async(reader, keyed) is None:
+                return None  # 401 rather than 404: the key is no clinic's (or was rotated)
+            raise _no_patient(patient_id)
+        patient, stored, (told,) = found
+        if stored is None:
+            return patient  # no usable row: built from the tables below
+        snap = snapshot.assemble(patient, stored, utcnow())
+        snap.extra["last_told"] = context.told_from_json(told)
+        return snap.to_dict()
+
+    content = await reads.run(read)
+    if isinstance(content, patients.Patient):
+        return await asyncio.get_running_loop().run_in_executor(
+            _READS, _fresh_status, db, content.clinic_id, patient_id
+        )
+    return None if content is None else _json(content)
+
+
+def _patient_status(db: Database, keyed: clinics.KeyedClinic, patient_id: str) -> bytes | None:
     """Two statements on a pooled autocommit connection, no ORM session: the key's clinic's
-    patient joined to their read-model row, then what each extension adds (`last_told`). None:
-    no clinic has that key (checked only when no patient was found)."""
+    patient joined to their read-model row, then `last_told`. None: no clinic has that key
+    (checked only when no patient was found)."""
 
     def read(reader: RawCursor) -> dict | patients.Patient | None:
         found = read_model.read_patient_and_state(reader, keyed, patient_id)
@@ -122,20 +157,28 @@ def _patient_status(
         if stored is None:
             return patient  # no usable row: built from the tables below
         snap = snapshot.assemble(patient, stored, utcnow())
-        for extend in extensions:
-            extend(reader, snap)
+        snap.extra["last_told"] = context.read_last_told(reader, patient.id)
         return snap.to_dict()
 
     content = db.raw_autocommit(read)
-    if content is None:
-        return None
     if isinstance(content, patients.Patient):
-        with db.read_session() as session:
-            patient = _patient(session, content.clinic_id, patient_id)
-            snap = snapshot.build_fresh(session, patient, utcnow())
-        db.raw_autocommit(lambda reader: [extend(reader, snap) for extend in extensions])
-        content = snap.to_dict()
-    return JSONResponse(content).body
+        return _fresh_status(db, content.clinic_id, patient_id)
+    return None if content is None else _json(content)
+
+
+def _fresh_status(db: Database, clinic_id: int, patient_id: str) -> bytes:
+    """A patient without a usable read-model row: the snapshot from the tables."""
+    with db.read_session() as session:
+        patient = _patient(session, clinic_id, patient_id)
+        snap = snapshot.build_fresh(session, patient, utcnow())
+        snap.extra["last_told"] = context.last_told(session, patient.id)
+    return _json(snap.to_dict())
+
+
+def _json(content: dict) -> bytes:
+    """The bytes `JSONResponse(content)` sends (compact, UTF-8; a snapshot holds no floats,
+    where the two differ: orjson writes NaN as null), ~10x faster."""
+    return orjson.dumps(content)
 
 
 @router.post(

@@ -30,7 +30,7 @@ from channels.staff import care as staff_care
 from channels.staff import routes as staff_routes
 from channels.staff import security as staff_security
 from status import limits, metrics
-from status.db import Database, DatabaseUnavailable
+from status.db import AsyncReads, Database, DatabaseUnavailable
 from status.settings import Settings, get_settings
 
 access = logging.getLogger("patient_status.http")
@@ -86,16 +86,6 @@ class AccessLog:
                 )  # fmt: skip
 
 
-def snapshot_extensions() -> list:
-    """What the API snapshot adds to the status store's: what the patient was already told."""
-    from bot.context import read_last_told
-
-    def told(reader, snap) -> None:
-        snap.extra["last_told"] = read_last_told(reader, snap.patient.id)
-
-    return [told]
-
-
 def create_app(
     settings: Settings | None = None,
     db: Database | None = None,
@@ -121,6 +111,8 @@ def create_app(
             yield
         finally:
             await runtime.stop()
+            if app.state.status_reads is not None:
+                await app.state.status_reads.close()
 
     app = FastAPI(
         title="Patient Status Assistant",
@@ -137,7 +129,8 @@ def create_app(
     app.state.db = db
     app.state.runtime = runtime
     app.state.on_changes = [runtime.notifier.on_changes]  # run in the /events transaction
-    app.state.snapshot_extensions = snapshot_extensions()
+    # the status API's read on PostgreSQL: async connections of the app's event loop
+    app.state.status_reads = None if db.is_sqlite else AsyncReads(db.url, db.engine.dialect)
 
     @app.exception_handler(RequestValidationError)
     async def _validation(_request: Request, exc: RequestValidationError) -> JSONResponse:

@@ -9,7 +9,9 @@ Each acceptance is recorded as soon as the provider returns, on threads of its o
 
 Order: by lane (emergency, replies to a patient who just wrote, staff, updates, digests and
 reminders), then age. SMS is claimed only as fast as the number's pacing lets it leave, so a
-reply written while thousands of updates drain is the next message that number sends.
+reply written while thousands of updates drain is the next message that number sends: an update
+already claimed and waiting for the number's next slot gives that slot to a reply written
+meanwhile (`Dispatcher.swap`, woken in-process by `written`) and goes back to the queue.
 
 Transient failures (network, 5xx, 429) are retried with capped backoff for SEND_RETRY_HOURS;
 only a permanent error (or the end of that budget) fails a message. A message that outlived its
@@ -37,7 +39,7 @@ from sqlalchemy.orm import Session, aliased
 from bot import conversations
 from bot.clinic import Profiles
 from bot.delivery import delivery_failed
-from bot.messages import Direction, Kind, Message, OutStatus
+from bot.messages import Direction, Kind, Lane, Message, OutStatus
 from channels.rounds import run_rounds
 from channels.senders.base import Origin, SendResult
 from channels.senders.twilio_sms import LogSmsSender
@@ -51,7 +53,6 @@ RECORD_PATIENCE = 45.0  # seconds to keep trying to record a send: well inside t
 BACKOFF_BASE = 2.0  # seconds: 2, 4, 8, 16, 32 ... up to the cap, until SEND_RETRY_HOURS
 BACKOFF_CAP = 300.0
 SMS_HORIZON = 0.1  # seconds of paced SMS claimed at a time (at least one message)
-SMS_CLAIM_LEAD = 0.01  # seconds before the number's next slot that its next message is claimed
 LOCAL_CHANNELS = {"terminal", "simulator"}  # delivered by being stored: the page reads them
 
 
@@ -69,6 +70,8 @@ class Claimed:
     reconcile: bool = False  # the lease ran out mid-send: the provider may have accepted it
     claimed_since: datetime | None = None  # when the earlier send may have happened
     origin: Origin | None = None  # the clinic's number or bot it is sent as
+    priority: int = Lane.UPDATE  # its lane
+    clinic_id: int | None = None
 
 
 class Pacer:
@@ -79,19 +82,27 @@ class Pacer:
         self._lock = asyncio.Lock()
 
     async def wait(self, keys: list[tuple[str, float]]) -> None:
+        delay = await self.reserve(keys) - time.monotonic()
+        if delay > 0:
+            await asyncio.sleep(delay)
+
+    async def reserve(self, keys: list[tuple[str, float]]) -> float:
+        """The start of the next slot free for every key (`time.monotonic()`), now taken: the
+        caller sends then (or a little later, inside it), never two sends in one slot."""
         async with self._lock:
             now = time.monotonic()
             start = max([now, *(self._next.get(key, now) for key, _ in keys)])
             for key, interval in keys:
                 if interval > 0:
                     self._next[key] = start + interval
-        delay = start - time.monotonic()
-        if delay > 0:
-            await asyncio.sleep(delay)
+        return start
 
-    def until(self, key: str) -> float:
-        """Seconds until `key` may send again (0: now)."""
-        return max(0.0, self._next.get(key, 0.0) - time.monotonic())
+    def started(self, keys: list[tuple[str, float]], at: float) -> None:
+        """A send reserved earlier began only `at` (it waited for a more urgent message to be
+        claimed in its place): the next slot is one interval after that."""
+        for key, interval in keys:
+            if interval > 0:
+                self._next[key] = max(self._next.get(key, at), at + interval)
 
 
 def _outcome(result: SendResult) -> str:
@@ -129,8 +140,10 @@ class Dispatcher:
         self.sent_hooks: list[Callable[[Session, Message], None]] = []
         self.lease = timedelta(seconds=settings.worker_lease_seconds)
         self.wake = asyncio.Event()
+        self._more = asyncio.Event()  # set (and replaced) when new rows are written
+        self._written = 0  # how many times
+        self._loop: asyncio.AbstractEventLoop | None = None
         self._recorders: ThreadPoolExecutor | None = None
-        self._sms_draining = False  # the last round claimed paced SMS
 
     # --- database side (sync, run in a thread) -------------------------------------------------
     def claim(self, now: datetime | None = None) -> list[Claimed]:
@@ -201,7 +214,44 @@ class Dispatcher:
             reconcile=in_doubt and hasattr(sender, "find_sent"),
             claimed_since=since,
             origin=origin,
+            priority=message.priority,
+            clinic_id=message.clinic_id,
         )
+
+    def swap(self, held: Claimed, now: datetime | None = None) -> Claimed | None:
+        """A more urgent SMS of the clinic (a reply) written after `held` was claimed for the
+        number's next slot: claim it and put `held` back in the queue as it was (pending, its
+        attempts untouched), in one transaction. None: there is none, or `held` is no longer
+        ours to give back (then it is sent as claimed)."""
+        now = now or self.clock()
+        query = (
+            select(Message)
+            .where(
+                Message.direction == Direction.OUT,
+                Message.status == OutStatus.PENDING,
+                or_(Message.next_attempt_at.is_(None), Message.next_attempt_at <= now),
+                Message.channel == "sms",
+                Message.clinic_id == held.clinic_id,
+                Message.priority < held.priority,
+            )
+            .order_by(Message.priority, Message.id)
+            .limit(1)
+        )
+        if not self.db.is_sqlite:
+            query = query.with_for_update(skip_locked=True)
+        with self.db.session() as session:
+            urgent = session.scalars(query).first()
+            if urgent is None:
+                return None
+            mine = session.get(Message, held.id, with_for_update=not self.db.is_sqlite)
+            if mine is None or mine.claimed_by != self.worker_id:
+                return None
+            taken = self._claim_one(session, urgent, now)
+            if taken is None:
+                return None  # cancelled or delivered locally: `held` keeps the slot
+            mine.status = OutStatus.PENDING
+            mine.claimed_by = mine.claimed_until = None
+            return taken
 
     def _cancel_if_not_allowed(
         self, session: Session, message: Message, now: datetime, origin: Origin
@@ -220,9 +270,7 @@ class Dispatcher:
         elif self._superseded(session, message):
             reason = "superseded"
         elif message.kind not in (Kind.SYSTEM, Kind.STAFF_ALERT):
-            conv = conversations.find(
-                session, message.clinic_id, message.channel, message.address
-            )
+            conv = conversations.find(session, message.clinic_id, message.channel, message.address)
             if conv is not None and conv.opted_out:
                 reason = "opted_out"
             elif conv is not None and conv.bad_address:
@@ -359,7 +407,7 @@ class Dispatcher:
             self._recorders = ThreadPoolExecutor(4, thread_name_prefix="record")
         return await asyncio.get_running_loop().run_in_executor(self._recorders, fn, *args)
 
-    async def _send_one(self, claimed: Claimed) -> str:
+    async def _send_one(self, claimed: Claimed, seen: int = 0) -> str:
         sender = self.senders[claimed.channel]
         if claimed.reconcile:
             found = await self._reconcile(claimed)
@@ -367,7 +415,13 @@ class Dispatcher:
                 log.info("send in doubt", extra={"message_id": claimed.id, "status": found})
                 return found
         async with self.semaphore:
-            await self.pacer.wait(self._pace_keys(claimed))
+            keys = self._pace_keys(claimed)
+            slot = await self.pacer.reserve(keys)
+            held = claimed
+            claimed = await self._hold(claimed, slot, seen)
+            if claimed is not held:  # the swap may have taken it past the slot's start
+                self.pacer.started(keys, time.monotonic())
+            sender = self.senders[claimed.channel]
             started = time.perf_counter()
             try:
                 result = await sender.send(
@@ -400,6 +454,45 @@ class Dispatcher:
         )
         return status
 
+    async def _hold(self, claimed: Claimed, slot: float, seen: int) -> Claimed:
+        """Wait for the slot; an SMS held for it gives way to a more urgent one (a reply)
+        written since the claim (`seen`: the count of `written` calls before it), which then
+        takes the slot instead of waiting for the next."""
+        while claimed.channel == "sms" and claimed.priority > Lane.EMERGENCY:
+            remaining = slot - time.monotonic()
+            if remaining <= 0 or claimed.reconcile:
+                break  # its slot is now (or it was in doubt: sent as reconciled)
+            if self._written == seen:
+                try:
+                    await asyncio.wait_for(self._more.wait(), remaining)
+                except TimeoutError:
+                    break
+            # Written before the slot opened: look, even if that takes us past its start (the
+            # send then starts later, and so does the number's next slot: `Pacer.started`).
+            seen = self._written
+            try:
+                swapped = await self._db(self.swap, claimed)
+            except Exception:  # rolled back whole: the held message goes as claimed
+                log.exception("could not hand the slot over", extra={"message_id": claimed.id})
+                swapped = None
+            if swapped is not None:
+                log.info(
+                    "slot given to a more urgent message",
+                    extra={"message_id": swapped.id, "returned_id": claimed.id},
+                )  # fmt: skip
+                claimed = swapped
+        delay = slot - time.monotonic()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        return claimed
+
+    def written(self) -> None:
+        """New outbox rows (on the loop's thread): wake the loop, and an update held."""
+        self.wake.set()
+        self._written += 1
+        more, self._more = self._more, asyncio.Event()
+        more.set()
+
     async def _record_patiently(self, claimed: Claimed, result: SendResult) -> str:
         """Record what the provider said, retrying while our lease holds: a send the provider
         accepted but we failed to record would be sent again once the lease ran out."""
@@ -426,16 +519,12 @@ class Dispatcher:
 
     async def run_once(self) -> int:
         """Claim one batch and send it; the number of messages handled."""
-        if self._sms_draining:
-            # The number is busy: claim its next message as its slot opens, not a slot ahead,
-            # so a reply written meanwhile is the one claimed (and sent next).
-            await asyncio.sleep(max(0.0, self.pacer.until("sms:*") - SMS_CLAIM_LEAD))
+        if self._loop is not asyncio.get_running_loop():  # a new loop (an app started again)
+            self._loop, self._more = asyncio.get_running_loop(), asyncio.Event()
+        seen = self._written  # rows written from here on may be more urgent than the claimed
         claimed = await asyncio.to_thread(self.claim)
-        self._sms_draining = self.settings.twilio_messages_per_second > 0 and any(
-            c.channel == "sms" for c in claimed
-        )
         if claimed:
-            await asyncio.gather(*(self._send_one(c) for c in claimed))
+            await asyncio.gather(*(self._send_one(c, seen) for c in claimed))
         return len(claimed)
 
     async def drain(self, timeout: float = 30.0) -> None:

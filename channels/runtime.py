@@ -62,14 +62,19 @@ class Runtime:
         self._loop: asyncio.AbstractEventLoop | None = None
 
     def notify(self) -> None:
-        """New outbox rows: wake the dispatcher now instead of at its next poll."""
-        self._wake(self.dispatcher.wake)
+        """New outbox rows: wake the dispatcher now instead of at its next poll (and an update
+        it holds for a number's next slot, which a reply takes instead)."""
+        self._call(self.dispatcher.written)
 
     def notify_inbox(self) -> None:
         """A message was stored: wake the turn runner now (other processes hear NOTIFY)."""
         self._wake(self.turns.wake)
 
     def _wake(self, event: asyncio.Event) -> None:
+        self._call(event.set)
+
+    def _call(self, fn: Callable[[], None]) -> None:
+        """`fn()` on the loop's thread, from any thread."""
         loop = self._loop
         if loop is None or loop.is_closed():
             return
@@ -78,9 +83,9 @@ class Runtime:
         except RuntimeError:
             running = None
         if running is loop:
-            event.set()
+            fn()
         else:
-            loop.call_soon_threadsafe(event.set)
+            loop.call_soon_threadsafe(fn)
 
     async def drain(self, timeout: float = 30.0) -> None:
         """Answer every stored message that is due, then send what is due (tests, the demo)."""

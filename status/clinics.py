@@ -24,7 +24,7 @@ from sqlalchemy import JSON, ColumnElement, Integer, String, Text, bindparam, fu
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 import templates as templates_package
-from status.db import Base, Prepared, RawCursor, insert_ignore, utcnow
+from status.db import AsyncRawCursor, Base, Prepared, RawCursor, insert_ignore, utcnow
 from status.settings import Settings, parse_matches, parse_quiet_hours
 
 DEFAULT_SLUG = "default"
@@ -232,6 +232,14 @@ def read_clinic_of_key(reader: RawCursor, keyed: KeyedClinic) -> int | None:
     if keyed.clinic_id is not None:
         return keyed.clinic_id
     found = reader.rows(_CLINIC_OF_KEY_HASH_RAW, key_hash=keyed.key_hash)
+    return found[0][0] if found else None
+
+
+async def read_clinic_of_key_async(reader: AsyncRawCursor, keyed: KeyedClinic) -> int | None:
+    """`read_clinic_of_key` on the event loop (`AsyncReads`)."""
+    if keyed.clinic_id is not None:
+        return keyed.clinic_id
+    found = await reader.rows(_CLINIC_OF_KEY_HASH_RAW, key_hash=keyed.key_hash)
     return found[0][0] if found else None
 
 

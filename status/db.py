@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping
+import asyncio
+from collections import deque
+from collections.abc import Awaitable, Callable, Iterator, Mapping
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from functools import cached_property
 from typing import Any, TypeVar, cast
 
+import psycopg
 from sqlalchemy import (
     JSON,
     DateTime,
@@ -276,23 +279,38 @@ class Prepared:
             self._by_dialect[dialect.name] = found
         return found
 
-    def rows(
-        self, cursor: Any, dialect: Dialect, params: Mapping[str, Any]
-    ) -> list[tuple[Any, ...]]:
-        """The statement's rows for `params`, each value converted as SQLAlchemy would."""
-        sql, constants, binds, order, processors = self._compiled(dialect)
+    def _arguments(self, dialect: Dialect, params: Mapping[str, Any]) -> tuple[str, Any]:
+        sql, constants, binds, order, _ = self._compiled(dialect)
         values = {**constants, **params}
         for name, processor in binds.items():
             values[name] = processor(values[name])
-        cursor.execute(sql, [values[name] for name in order] if order is not None else values)
+        return sql, [values[name] for name in order] if order is not None else values
+
+    def _converted(self, dialect: Dialect, rows: list[Any]) -> list[tuple[Any, ...]]:
+        processors = self._compiled(dialect)[4]
         if not any(processors):
-            return cast(list[tuple[Any, ...]], cursor.fetchall())  # a DB-API cursor's rows
+            return cast(list[tuple[Any, ...]], rows)  # a DB-API cursor's rows
         return [
             tuple(
                 value if p is None else p(value) for p, value in zip(processors, row, strict=True)
             )
-            for row in cursor.fetchall()
+            for row in rows
         ]
+
+    def rows(
+        self, cursor: Any, dialect: Dialect, params: Mapping[str, Any]
+    ) -> list[tuple[Any, ...]]:
+        """The statement's rows for `params`, each value converted as SQLAlchemy would."""
+        cursor.execute(*self._arguments(dialect, params))
+        return self._converted(dialect, cursor.fetchall())
+
+    async def rows_async(
+        self, cursor: Any, dialect: Dialect, params: Mapping[str, Any]
+    ) -> list[tuple[Any, ...]]:
+        """`rows` on a psycopg `AsyncCursor`, the statement prepared on the server at its first
+        execution on a connection (its plan kept for the connection's life)."""
+        await cursor.execute(*self._arguments(dialect, params), prepare=True)
+        return self._converted(dialect, await cursor.fetchall())
 
 
 class RawCursor:
@@ -304,3 +322,120 @@ class RawCursor:
 
     def rows(self, statement: Prepared, **params: Any) -> list[tuple[Any, ...]]:
         return statement.rows(self.cursor, self.dialect, params)
+
+
+class AsyncRawCursor:
+    """What `AsyncReads.run` hands its function: runs `Prepared` statements, awaiting them."""
+
+    def __init__(self, cursor: Any, dialect: Dialect) -> None:
+        self.cursor = cursor
+        self.dialect = dialect
+
+    async def rows(self, statement: Prepared, **params: Any) -> list[tuple[Any, ...]]:
+        return await statement.rows_async(self.cursor, self.dialect, params)
+
+
+class AsyncReads:
+    """A few async psycopg connections for a hot read on PostgreSQL (the status API's), used
+    on the event loop: no hop to a worker thread and back, no SQLAlchemy pool checkout and
+    reset, autocommit (no BEGIN/COMMIT round trips), each statement prepared on the server at
+    its first execution on a connection. At most `size` connections; a request that finds
+    none idle waits for one. A connection the server dropped fails its statement, and `run`
+    runs the read once more on a fresh one (the other idle ones are dropped with it).
+
+    The connections belong to the event loop that opened them (an app's); `close` them when
+    it stops. A read from another loop (a test client's next portal) starts afresh."""
+
+    def __init__(self, url: str, dialect: Dialect, size: int = 8) -> None:
+        self.conninfo = make_url(url).set(drivername="postgresql").render_as_string(False)
+        self.dialect = dialect
+        self.size = size
+        self._loop: Any = None
+        self._idle: list[tuple[Any, Any]] = []  # (connection, its cursor), last returned on top
+        self._open = 0
+        self._waiting: deque[Any] = deque()  # futures of reads waiting for a connection
+
+    async def run(self, fn: Callable[[AsyncRawCursor], Awaitable[T]]) -> T:
+        """`fn(cursor)`; once more on a fresh connection when the database dropped the one it
+        had (restart, pg_terminate_backend), so `fn` must be safe to repeat."""
+        for attempt in (1, 2):
+            connection, cursor = await self._acquire()
+            try:
+                result = await fn(AsyncRawCursor(cursor, self.dialect))
+            except psycopg.Error:
+                gone = connection.broken or connection.closed
+                await self._release(connection, cursor, broken=True)
+                if not gone or attempt == 2:
+                    raise
+                await self._drop_idle()  # the server dropped them too
+                continue
+            except Exception:  # the caller's own (a 404): raised between statements
+                await self._release(connection, cursor, broken=False)
+                raise
+            except BaseException:  # cancelled mid-statement: the connection's state is unknown
+                await self._release(connection, cursor, broken=True)
+                raise
+            await self._release(connection, cursor, broken=False)
+            return result
+        raise AssertionError("unreachable")
+
+    async def _acquire(self) -> tuple[Any, Any]:
+        loop = asyncio.get_running_loop()
+        if loop is not self._loop:
+            await self._drop_idle()
+            self._loop, self._open, self._waiting = loop, 0, deque()
+        if self._idle:
+            return self._idle.pop()
+        if self._open < self.size:
+            self._open += 1
+        else:
+            waiter = loop.create_future()
+            self._waiting.append(waiter)
+            try:
+                found: tuple[Any, Any] | None = await waiter
+            except asyncio.CancelledError:
+                if waiter.done() and not waiter.cancelled():  # handed one, then cancelled
+                    handed = waiter.result()
+                    if handed is None:
+                        self._open -= 1
+                    else:
+                        await self._release(*handed, broken=False)
+                raise
+            if found is not None:
+                return found
+            # a connection was discarded while we waited: its slot is ours, open one
+        try:
+            connection = await psycopg.AsyncConnection.connect(
+                self.conninfo, autocommit=True, prepare_threshold=0
+            )
+        except BaseException:
+            self._open -= 1
+            raise
+        return connection, connection.cursor()
+
+    async def _release(self, connection: Any, cursor: Any, *, broken: bool) -> None:
+        if broken:
+            self._open -= 1
+            found = None
+            await connection.close()
+        else:
+            found = (connection, cursor)
+        while self._waiting:
+            waiter = self._waiting.popleft()
+            if not waiter.done():
+                if found is None:
+                    self._open += 1  # the slot goes to the waiter, which opens a connection
+                waiter.set_result(found)
+                return
+        if found is not None:
+            self._idle.append(found)
+
+    async def _drop_idle(self) -> None:
+        idle, self._idle = self._idle, []
+        self._open -= len(idle)
+        for connection, _ in idle:
+            await connection.close()
+
+    async def close(self) -> None:
+        """Close the idle connections (those in use close as they come back, see `run`)."""
+        await self._drop_idle()

@@ -22,7 +22,9 @@ from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any
 
+import orjson
 from sqlalchemy import (
+    ColumnElement,
     ColumnExpressionArgument,
     Date,
     Enum,
@@ -49,7 +51,7 @@ from status import (
     tasks,
 )
 from status.appointments import Appointment
-from status.db import Base, Prepared, RawCursor, UTCDateTime
+from status.db import AsyncRawCursor, Base, Prepared, RawCursor, UTCDateTime
 from status.patients import Patient
 from status.payments import Payment
 from status.prescriptions import Prescription
@@ -198,7 +200,7 @@ def encode(state: dict[str, list[list[Any]]]) -> str:
 
 def decode(text: str) -> State | None:
     """The stored state, or None when the row is of another layout (it needs a rebuild)."""
-    stored = json.loads(text)
+    stored = orjson.loads(text)
     if stored.get("layout") != LAYOUT:
         return None
     state = State()
@@ -339,12 +341,13 @@ def stored_state(session: Session, patient_id: int) -> State | None:
 _PATIENTS = Patient.__table__
 _SNAPSHOTS = PatientSnapshot.__table__
 _PATIENT_COLUMNS = [column.key for column in _PATIENTS.columns]
+PATIENT_ID = _PATIENTS.c.id  # what a `keyed_read` column refers to for the patient read
 _new_patient = class_mapper(Patient).class_manager.new_instance
 
 
-def _patient_and_state_in(clinic_id: Any) -> Select[Any]:
+def _patient_and_state_in(clinic_id: Any, *extra: ColumnElement[Any]) -> Select[Any]:
     return (
-        select(*_PATIENTS.columns, _SNAPSHOTS.c.state)
+        select(*_PATIENTS.columns, _SNAPSHOTS.c.state, *extra)
         .select_from(_PATIENTS.outerjoin(_SNAPSHOTS, _SNAPSHOTS.c.patient_id == _PATIENTS.c.id))
         .where(_PATIENTS.c.clinic_id == clinic_id, _PATIENTS.c.source_id == bindparam("source_id"))
     )
@@ -387,6 +390,32 @@ def read_patient_and_state(
         source_id=source_id,
     )
     return _patient_and_state(found[0]) if found else None
+
+
+def keyed_read(*extra: ColumnElement[Any]) -> Prepared:
+    """The hot path's statement with more columns after the patient's and the state (each may
+    refer to `patients.id`): `read_keyed` runs it."""
+    return Prepared(_patient_and_state_in(clinics.KEYED_CLINIC_ID, *extra))
+
+
+async def read_keyed(
+    reader: AsyncRawCursor, statement: Prepared, keyed: clinics.KeyedClinic, source_id: str
+) -> tuple[Patient, State | None, tuple[Any, ...]] | None:
+    """`read_patient_and_state` on the event loop (`AsyncReads`), with `statement` from
+    `keyed_read`: the patient, their stored state and the extra columns' values."""
+    if len(source_id) > limits.SOURCE_ID or limits.unstorable(source_id):
+        return None
+    found = await reader.rows(
+        statement, clinic_id=keyed.clinic_id, key_hash=keyed.key_hash, source_id=source_id
+    )
+    if not found:
+        return None
+    row = found[0]
+    patient, state = _patient_and_state(row[: _STATE_AT + 1])
+    return patient, state, row[_STATE_AT + 1 :]
+
+
+_STATE_AT = len(_PATIENT_COLUMNS)  # the state's place in a row of the statements above
 
 
 def _patient_and_state(found: Row[Any] | tuple[Any, ...]) -> tuple[Patient, State | None]:

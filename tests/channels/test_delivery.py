@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections import Counter
 from datetime import timedelta
 
@@ -184,3 +185,30 @@ def test_a_reply_is_the_next_message_the_number_sends_while_updates_drain(
     app.sms("where is my prescription", sender=MARIA)  # the patient writes meanwhile
     app.client.portal.call(one_at_a_time.run_once)
     assert "date of birth" in fake_twilio.messages[sent_before].body
+
+
+@on_both_databases
+def test_a_reply_written_after_an_update_was_claimed_for_the_slot_takes_that_slot(
+    app, fake_twilio, one_at_a_time
+):
+    app.settings.twilio_messages_per_second = 1  # one slot a second
+    for n in range(3):
+        write(app, Kind.PROACTIVE, f"update {n}", template="notify_shipped")
+    dispatcher = one_at_a_time
+
+    async def reply_while_update_1_waits_for_its_slot():
+        await dispatcher.run_once()  # update 0 leaves now; the number's next slot is 1 s away
+        seen = dispatcher._written
+        [held] = await asyncio.to_thread(dispatcher.claim)  # update 1, for that slot
+        await asyncio.to_thread(write, app, Kind.REPLY, "reply")  # the patient's turn ends
+        dispatcher.written()  # as the turn runner's `Runtime.notify`
+        return held, await dispatcher._send_one(held, seen)
+
+    held, status = app.client.portal.call(reply_while_update_1_waits_for_its_slot)
+    assert status == "sent"
+    assert [m.body for m in fake_twilio.messages] == ["update 0", "reply"]
+    [update_1] = app.rows(Message, Message.id == held.id)
+    assert (update_1.status, update_1.attempts, update_1.claimed_by) == ("pending", 0, None)
+    app.client.portal.call(dispatcher.drain)
+    assert [m.body for m in fake_twilio.messages] == ["update 0", "reply", "update 1", "update 2"]
+    assert Counter(m.status for m in app.rows(Message)) == {"sent": 4}

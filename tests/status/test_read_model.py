@@ -8,14 +8,17 @@ from datetime import timedelta
 import pytest
 from alembic import command
 from click.testing import CliRunner
+from fastapi.responses import JSONResponse
 from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import delete, func, select, text, update
 
+from bot.context import last_told
+from bot.messages import Direction, Kind, Message
 from channels import cli
 from channels.app import create_app
-from status import patients, read_model, snapshot
+from status import clock, patients, read_model, snapshot
 from status.appointments import AppointmentStatus
 from status.clinics import DEFAULT_ID
 from status.db import Base, Database
@@ -443,3 +446,47 @@ def test_migration_backfills_on_postgres(postgres_url):
     with database.read_session() as session:
         assert session.scalar(select(func.count()).select_from(PatientSnapshot)) == 1
     database.dispose()
+
+
+@on_both_databases
+def test_status_api_sends_the_bytes_of_the_snapshot_and_what_the_patient_was_told(
+    database, settings
+):
+    # JSON byte for byte as `JSONResponse` renders a fresh build (non-ASCII, quotes, control
+    # characters in values), and `last_told` as the ORM reads it: newest first, a message not
+    # yet sent dated by its creation, microseconds kept, one not told (pending) left out.
+    named = patient_event(first_name='Zoë "Z"\t\u00e9\u4e2d', last_name="O'Brien\x01\u2028")
+    with database.session() as session:
+        apply_events(session, parse_events([named, prescription_event("shipped")]))
+        patient = patients.by_source_id(session, DEFAULT_ID, "p-1")
+        told = [  # (status, sent_at, minutes after T0 it was written)
+            ("sent", T0 + timedelta(minutes=5, microseconds=123_450), 4),
+            ("failed", None, 6),
+            ("pending", None, 7),
+            ("delivered", T0 + timedelta(minutes=9), 8),
+        ]
+        for status, sent_at, minutes in told:
+            session.add(
+                Message(
+                    clinic_id=DEFAULT_ID, patient_id=patient.id, direction=Direction.OUT,
+                    kind=Kind.PROACTIVE, channel="sms", address=patient.phone,
+                    body=f"Your order \u2014 {status} \u00e9", template=f"notify_{status}",
+                    coalesce_key=f"rx:rx-1:{status}", status=status, sent_at=sent_at,
+                    created_at=T0 + timedelta(minutes=minutes, microseconds=7),
+                )
+            )  # fmt: skip
+    now = T0 + timedelta(hours=1)
+    with clock.use(lambda: now), TestClient(create_app(settings, database)) as client:
+        answer = client.get(
+            "/api/patients/p-1/status", headers={"Authorization": f"Bearer {API_KEY}"}
+        )
+    with database.read_session() as session:
+        patient = patients.by_source_id(session, DEFAULT_ID, "p-1")
+        fresh = snapshot.build_fresh(session, patient, now)
+        fresh.extra["last_told"] = last_told(session, patient.id)
+    assert answer.content == JSONResponse(fresh.to_dict()).body
+    assert [(m["status"], m["sent_at"]) for m in answer.json()["last_told"]] == [
+        ("delivered", "2026-11-20T14:09:00+00:00"),
+        ("failed", "2026-11-20T14:06:00.000007+00:00"),
+        ("sent", "2026-11-20T14:05:00.123450+00:00"),
+    ]
