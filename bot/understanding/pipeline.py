@@ -21,7 +21,6 @@ The thresholds (`Thresholds`) are chosen by `tune.py` on the training corpus, ou
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 
@@ -72,9 +71,6 @@ class Thresholds:
     # opt_in and help from the model, only where the rules read nothing
     model_opt_in: float = 0.5
     model_help: float = 0.5
-    # opt_out from the model only where the rules read nothing, the message is about the texts
-    # themselves and no plan or visit is named (1.01: never)
-    model_opt_out: float = 1.01
     # a second request in its own clause: the rules' reading of the clause at or above
     # `clause_rules`, else the model's reading of the clause alone at or above `clause_model`
     clause_rules: float = 0.4
@@ -86,10 +82,6 @@ class Thresholds:
     # (or one they do not contain) when both are at least this sure
     clauses_over_pair: float = 0.6
     clauses_over_whole: float = 0.6
-    # a clause read alone may carry the danger the whole message hides ("my plan is the bridge
-    # on friday. just wanted to cancel my subscription first"): its P(emergency) counts,
-    # discounted by this factor (0 ignores clauses)
-    clause_risk: float = 0.0
 
 
 DEFAULT = Thresholds()
@@ -119,22 +111,7 @@ def decide(
     whole message, `p`, and of each clause alone, `clauses`)."""
     if _keyword(rules):
         return rules
-    return _second_request(_whole(rules, _riskiest(p, clauses, t), t), rules, clauses, t)
-
-
-def _riskiest(p: Prediction, clauses: Sequence[Prediction], t: Thresholds) -> Prediction:
-    """The whole message's reading, with the risk of its most dangerous clause if that is
-    higher: a request in one clause must not dilute a plan or a goodbye in another."""
-    worst = p
-    for q in clauses:
-        if q.known_words < t.known_words:
-            continue
-        e, pos = q.emergency_probability * t.clause_risk, q.possible_probability * t.clause_risk
-        if e > worst.emergency_probability:
-            worst = replace(worst, emergency_probability=e)
-        if pos > worst.possible_probability:
-            worst = replace(worst, possible_probability=pos)
-    return worst
+    return _second_request(_whole(rules, p, t), rules, clauses, t)
 
 
 def _second_request(
@@ -174,23 +151,6 @@ def _second_request(
     if not agrees and min(c1, c2) < t.clauses_over_whole:
         return result
     return replace(result, intent=str(first), intents=[str(first), str(second)])
-
-
-# Words about the texts themselves: the model's opt_out is heard only beside one of them
-# ("stoo texting me", "i dont want these sms"), never on a message about a plan or a visit.
-_TEXTS = re.compile(
-    r"\b(stop|text|texts|texting|message|messages|sms|notifications?|reminders?|alerts?|"
-    r"mensajes?|textos?|sms|recordatorios?|notificaciones|alertas|avisos)\b"
-)
-_NOT_TEXTS = re.compile(
-    r"\b(plan|subscription|membership|order|appointment|visit|refill|suscripcion|membresia|"
-    r"pedido|cita)\b"
-)
-
-
-def _about_texts(rules: Classification) -> bool:
-    text = " ".join(c.text for c in rules.clauses)
-    return bool(_TEXTS.search(text)) and not _NOT_TEXTS.search(text)
 
 
 def _whole(rules: Classification, p: Prediction, t: Thresholds) -> Classification:
@@ -268,11 +228,6 @@ def _whole(rules: Classification, p: Prediction, t: Thresholds) -> Classificatio
         and (
             (p.intent == Intent.OPT_IN and p.intent_probability >= t.model_opt_in)
             or (p.intent == Intent.HELP and p.intent_probability >= t.model_help)
-            or (
-                p.intent == Intent.OPT_OUT
-                and p.intent_probability >= t.model_opt_out
-                and _about_texts(rules)
-            )
         )
     )
     if asks_service:
