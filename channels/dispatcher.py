@@ -25,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import os
 import socket
 import time
@@ -50,6 +51,11 @@ from status.settings import Settings
 log = logging.getLogger("patient_status.dispatch")
 
 RECORD_PATIENCE = 45.0  # seconds to keep trying to record a send: well inside the lease
+# A send starts only while its claim holds with this margin (other hosts' clocks, the claim's
+# commit) and is cut off before the lease runs out: a dispatcher taking over an expired claim
+# reconciles with the provider, which is only sound if the first send has finished by then.
+LEASE_MARGIN = 0.5  # seconds
+MIN_SEND_WINDOW = 0.5  # seconds of lease left below which a claimed message is not sent
 BACKOFF_BASE = 2.0  # seconds: 2, 4, 8, 16, 32 ... up to the cap, until SEND_RETRY_HOURS
 BACKOFF_CAP = 300.0
 SMS_HORIZON = 0.1  # seconds of paced SMS claimed at a time (at least one message)
@@ -72,6 +78,7 @@ class Claimed:
     origin: Origin | None = None  # the clinic's number or bot it is sent as
     priority: int = Lane.UPDATE  # its lane
     clinic_id: int | None = None
+    deadline: float = math.inf  # `time.monotonic()` when the claim's lease runs out, at the latest
 
 
 class Pacer:
@@ -147,6 +154,7 @@ class Dispatcher:
 
     # --- database side (sync, run in a thread) -------------------------------------------------
     def claim(self, now: datetime | None = None) -> list[Claimed]:
+        deadline = time.monotonic() + self.lease.total_seconds()  # before the lease is written
         now = now or self.clock()
         due = or_(
             and_(
@@ -169,7 +177,7 @@ class Dispatcher:
                 if not self.db.is_sqlite:
                     query = query.with_for_update(skip_locked=True)
                 for message in session.scalars(query):
-                    one = self._claim_one(session, message, now)
+                    one = self._claim_one(session, message, now, deadline)
                     if one is not None:
                         claimed.append(one)
         return claimed
@@ -187,7 +195,9 @@ class Dispatcher:
             telegram_token=settings.telegram_bot_token,
         )
 
-    def _claim_one(self, session: Session, message: Message, now: datetime) -> Claimed | None:
+    def _claim_one(
+        self, session: Session, message: Message, now: datetime, deadline: float
+    ) -> Claimed | None:
         origin = self.origin(session, message.clinic_id)
         if self._cancel_if_not_allowed(session, message, now, origin):
             return None
@@ -216,6 +226,7 @@ class Dispatcher:
             origin=origin,
             priority=message.priority,
             clinic_id=message.clinic_id,
+            deadline=deadline,
         )
 
     def swap(self, held: Claimed, now: datetime | None = None) -> Claimed | None:
@@ -223,6 +234,7 @@ class Dispatcher:
         number's next slot: claim it and put `held` back in the queue as it was (pending, its
         attempts untouched), in one transaction. None: there is none, or `held` is no longer
         ours to give back (then it is sent as claimed)."""
+        deadline = time.monotonic() + self.lease.total_seconds()
         now = now or self.clock()
         query = (
             select(Message)
@@ -246,7 +258,7 @@ class Dispatcher:
             mine = session.get(Message, held.id, with_for_update=not self.db.is_sqlite)
             if mine is None or mine.claimed_by != self.worker_id:
                 return None
-            taken = self._claim_one(session, urgent, now)
+            taken = self._claim_one(session, urgent, now, deadline)
             if taken is None:
                 return None  # cancelled or delivered locally: `held` keeps the slot
             mine.status = OutStatus.PENDING
@@ -337,6 +349,21 @@ class Dispatcher:
                 message.claimed_by = None
                 message.claimed_until = now + timedelta(seconds=delay)
 
+    def release(self, claimed: Claimed, now: datetime | None = None) -> None:
+        """Claimed but not sent (its lease ran too short): back to the queue at once, as it was
+        (still in doubt if it was: the next claimer reconciles again)."""
+        now = now or self.clock()
+        with self.db.session() as session:
+            message = session.get(Message, claimed.id, with_for_update=not self.db.is_sqlite)
+            if message is None or message.claimed_by != self.worker_id:
+                return
+            message.claimed_by = None
+            if claimed.reconcile:
+                message.claimed_until = now
+            else:
+                message.status = OutStatus.PENDING
+                message.claimed_until = None
+
     def record(self, claimed: Claimed, result: SendResult, now: datetime | None = None) -> str:
         now = now or self.clock()
         with self.db.session() as session:
@@ -362,6 +389,11 @@ class Dispatcher:
             elif result.retryable and now < self._give_up_at(message):
                 backoff = min(BACKOFF_CAP, BACKOFF_BASE * 2 ** min(message.attempts - 1, 20))
                 delay = max(backoff, result.retry_after or 0)
+                sender = self.senders.get(claimed.channel)
+                if result.maybe_accepted and hasattr(sender, "find_sent"):
+                    # In doubt: stays `sending`, unclaimed, and is reconciled before any resend.
+                    message.claimed_until = now + timedelta(seconds=delay)
+                    return "in_doubt"
                 message.status = OutStatus.PENDING
                 message.next_attempt_at = now + timedelta(seconds=delay)
             else:
@@ -422,15 +454,24 @@ class Dispatcher:
             if claimed is not held:  # the swap may have taken it past the slot's start
                 self.pacer.started(keys, time.monotonic())
             sender = self.senders[claimed.channel]
+            window = claimed.deadline - time.monotonic() - LEASE_MARGIN
+            if window < MIN_SEND_WINDOW:
+                return await self._release(claimed)
             started = time.perf_counter()
             try:
-                result = await sender.send(
-                    claimed.address,
-                    claimed.body,
-                    buttons=claimed.buttons or None,
-                    status_callback=self._status_callback(claimed),
-                    origin=claimed.origin,
+                result = await asyncio.wait_for(
+                    sender.send(
+                        claimed.address,
+                        claimed.body,
+                        buttons=claimed.buttons or None,
+                        status_callback=self._status_callback(claimed),
+                        origin=claimed.origin,
+                    ),
+                    None if math.isinf(window) else window,
                 )
+            except TimeoutError as exc:  # cut off before the lease ran out: it may have arrived
+                log.warning("send cut off at the lease", extra={"message_id": claimed.id})
+                result = SendResult.network_error(exc)
             except Exception as exc:
                 log.exception("sender raised", extra={"message_id": claimed.id})
                 result = SendResult(
@@ -453,6 +494,12 @@ class Dispatcher:
             },
         )
         return status
+
+    async def _release(self, claimed: Claimed) -> str:
+        log.warning("lease nearly over: not sent", extra={"message_id": claimed.id})
+        with contextlib.suppress(Exception):  # else the lease runs out: reconciled, then sent
+            await self._db(self.release, claimed)
+        return "released"
 
     async def _hold(self, claimed: Claimed, slot: float, seen: int) -> Claimed:
         """Wait for the slot; an SMS held for it gives way to a more urgent one (a reply)

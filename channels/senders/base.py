@@ -25,11 +25,17 @@ class SendResult:
     retryable: bool = False  # network errors, 5xx, Twilio 20429/429, Telegram 429
     retry_after: float | None = None  # seconds, from Telegram retry_after or Retry-After
     permanent_reason: str | None = None  # OPTED_OUT, INVALID_ADDRESS, BLOCKED, CHAT_NOT_FOUND
+    # The request may have reached the provider (a timeout, a connection cut after sending):
+    # it may have been accepted, so it is looked up before it is sent again.
+    maybe_accepted: bool = False
 
     @classmethod
-    def network_error(cls, exc: BaseException) -> SendResult:
+    def network_error(cls, exc: BaseException, *, maybe_accepted: bool = True) -> SendResult:
         detail = str(exc) or type(exc).__name__
-        return cls(ok=False, error_code=NETWORK, error_message=detail, retryable=True)
+        return cls(
+            ok=False, error_code=NETWORK, error_message=detail, retryable=True,
+            maybe_accepted=maybe_accepted,
+        )  # fmt: skip
 
 
 @dataclass(frozen=True)

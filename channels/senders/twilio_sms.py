@@ -148,7 +148,10 @@ class TwilioSmsSender:
             return twilio_error_result(exc.status, exc.code, detail, _retry_after())
         except (aiohttp.ClientError, TimeoutError) as exc:
             logger.warning("twilio send to %s failed: %r", mask_address(address), exc)
-            return SendResult.network_error(exc)
+            # Never connected: Twilio cannot have it. Anything later (a timeout, a connection
+            # cut mid-request) may have been accepted.
+            unsent = isinstance(exc, aiohttp.ClientConnectorError)
+            return SendResult.network_error(exc, maybe_accepted=not unsent)
         return SendResult(ok=True, provider_message_id=message.sid, status=message.status)
 
     async def find_sent(self, address: str, body: str, since: datetime) -> list[str]:

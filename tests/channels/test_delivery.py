@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from collections import Counter
+from dataclasses import replace
 from datetime import timedelta
 
 import pytest
@@ -82,6 +84,47 @@ def test_the_status_callback_records_an_acceptance_the_sender_never_recorded(app
     assert (reply.status, reply.provider_id) == ("sent", sid)
     app.drain(later=lease(app))
     assert len(fake_twilio.messages) == 1
+
+
+@on_both_databases
+def test_a_claim_whose_lease_is_nearly_over_is_not_sent_and_goes_back_to_the_queue(
+    app, fake_twilio
+):
+    """A dispatcher slowed past its lease (a stalled claim, a busy host) must not send: another
+    may already have taken the message over, found nothing at Twilio and sent it."""
+    app.sms("hi", sender=MARIA)
+    dispatcher = app.runtime.dispatcher
+    [claimed] = dispatcher.claim()
+    late = replace(claimed, deadline=time.monotonic() + 0.2)
+    assert app.client.portal.call(dispatcher._send_one, late) == "released"
+    assert fake_twilio.messages == []
+    [row] = app.rows(Message, Message.id == claimed.id)
+    assert (row.status, row.claimed_by) == ("pending", None)
+    app.drain()  # no lease to wait for: it was given back
+    [sent] = fake_twilio.messages
+    [reply] = app.rows(Message, Message.direction == "out")
+    assert (reply.status, reply.provider_id) == ("sent", sent.sid)
+
+
+@on_both_databases
+def test_a_send_that_timed_out_after_twilio_accepted_it_is_reconciled_not_sent_again(
+    app, fake_twilio
+):
+    """A timeout is not a refusal: Twilio may have the message. It is looked up before any
+    resend (before, it went back to `pending` and the patient got it twice)."""
+    app.sms("hi", sender=MARIA)
+    dispatcher = app.runtime.dispatcher
+    [claimed] = dispatcher.claim()
+    fake_twilio.stall_next(1.5)  # answers after the send is cut off, but creates the message
+    short = replace(claimed, deadline=time.monotonic() + 1.2)  # 0.7 s to send in
+    assert app.client.portal.call(dispatcher._send_one, short) == "in_doubt"
+    fake_twilio.wait_for(1, timeout=5)
+    [row] = app.rows(Message, Message.id == claimed.id)
+    assert (row.status, row.claimed_by, row.provider_id) == ("sending", None, None)
+    app.drain(later=timedelta(minutes=1))  # past the backoff: reconciled, not sent again
+    assert len(fake_twilio.messages) == 1
+    [reply] = app.rows(Message, Message.direction == "out")
+    assert (reply.status, reply.provider_id) == ("sent", fake_twilio.messages[0].sid)
 
 
 @on_both_databases

@@ -181,6 +181,7 @@ async def test_twilio_connection_refused_is_a_retryable_network_error(refused_ba
 
     assert not result.ok and result.retryable
     assert result.error_code == "network"
+    assert not result.maybe_accepted  # never connected: sent again without a lookup
 
 
 @pytest.mark.anyio
@@ -194,6 +195,7 @@ async def test_twilio_timeout_is_a_retryable_network_error(fake_twilio):
         await sender.close()
 
     assert result.retryable and result.error_code == "network"
+    assert result.maybe_accepted  # Twilio may have it: looked up before any resend
 
 
 @pytest.mark.anyio

@@ -272,12 +272,12 @@ class FakeTwilio(FakeProvider):
     # the API -------------------------------------------------------------------------------
 
     async def _create_message(self, request: Request) -> JSONResponse:
+        form_data = await request.form()  # received, then slow: a timeout may still create it
         with self._lock:
             stall = self._stalls.popleft() if self._stalls else 0.0
         if stall:
             await asyncio.sleep(stall)
         account_sid = request.path_params["account_sid"]
-        form_data = await request.form()
         form = {key: str(value) for key, value in form_data.items()}
         auth = _basic_auth(request.headers.get("authorization"))
 
