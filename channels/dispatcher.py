@@ -450,7 +450,7 @@ class Dispatcher:
             keys = self._pace_keys(claimed)
             slot = await self.pacer.reserve(keys)
             held = claimed
-            claimed = await self._hold(claimed, slot, seen)
+            claimed = await self._hold(claimed, slot, seen, keys)
             if claimed is not held:  # the swap may have taken it past the slot's start
                 self.pacer.started(keys, time.monotonic())
             sender = self.senders[claimed.channel]
@@ -501,10 +501,19 @@ class Dispatcher:
             await self._db(self.release, claimed)
         return "released"
 
-    async def _hold(self, claimed: Claimed, slot: float, seen: int) -> Claimed:
+    async def _hold(
+        self, claimed: Claimed, slot: float, seen: int, keys: list[tuple[str, float]]
+    ) -> Claimed:
         """Wait for the slot; an SMS held for it gives way to a more urgent one (a reply)
         written since the claim (`seen`: the count of `written` calls before it), which then
-        takes the slot instead of waiting for the next."""
+        takes the slot instead of waiting for the next.
+
+        A reply (or emergency) handed the slot may use it at once rather than at its start:
+        the number's pace is a bucket two sends deep, refilled one send per interval. Updates
+        go only when it is full; a reply may take the one send of headroom, which the next
+        update pays back (it still leaves one interval after the given-up slot). So the number
+        never sends more than two messages within one interval, nor more than its rate over
+        time, and a reply reaches the provider ahead of the next update, not a slot later."""
         while claimed.channel == "sms" and claimed.priority > Lane.EMERGENCY:
             remaining = slot - time.monotonic()
             if remaining <= 0 or claimed.reconcile:
@@ -527,6 +536,8 @@ class Dispatcher:
                     "slot given to a more urgent message",
                     extra={"message_id": swapped.id, "returned_id": claimed.id},
                 )  # fmt: skip
+                if swapped.priority <= Lane.REPLY < claimed.priority:
+                    slot -= max((interval for _, interval in keys), default=0.0)
                 claimed = swapped
         delay = slot - time.monotonic()
         if delay > 0:

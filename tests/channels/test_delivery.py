@@ -240,18 +240,25 @@ def test_a_reply_written_after_an_update_was_claimed_for_the_slot_takes_that_slo
     dispatcher = one_at_a_time
 
     async def reply_while_update_1_waits_for_its_slot():
+        started = time.monotonic()
         await dispatcher.run_once()  # update 0 leaves now; the number's next slot is 1 s away
         seen = dispatcher._written
         [held] = await asyncio.to_thread(dispatcher.claim)  # update 1, for that slot
         await asyncio.to_thread(write, app, Kind.REPLY, "reply")  # the patient's turn ends
         dispatcher.written()  # as the turn runner's `Runtime.notify`
-        return held, await dispatcher._send_one(held, seen)
+        status = await dispatcher._send_one(held, seen)
+        return started, time.monotonic() - started, held, status
 
-    held, status = app.client.portal.call(reply_while_update_1_waits_for_its_slot)
+    started, reply_after, held, status = app.client.portal.call(
+        reply_while_update_1_waits_for_its_slot
+    )
     assert status == "sent"
     assert [m.body for m in fake_twilio.messages] == ["update 0", "reply"]
+    assert reply_after < 0.9  # at once, in the slot update 1 gave up, not at its start (1 s)
     [update_1] = app.rows(Message, Message.id == held.id)
     assert (update_1.status, update_1.attempts, update_1.claimed_by) == ("pending", 0, None)
     app.client.portal.call(dispatcher.drain)
     assert [m.body for m in fake_twilio.messages] == ["update 0", "reply", "update 1", "update 2"]
+    # the headroom is paid back: update 1 one interval after the given-up slot, update 2 next
+    assert time.monotonic() - started >= 2.9
     assert Counter(m.status for m in app.rows(Message)) == {"sent": 4}
