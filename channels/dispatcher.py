@@ -93,15 +93,20 @@ class Pacer:
         if delay > 0:
             await asyncio.sleep(delay)
 
-    async def reserve(self, keys: list[tuple[str, float]]) -> float:
+    async def reserve(self, keys: list[tuple[str, float]], *, urgent: bool = False) -> float:
         """The start of the next slot free for every key (`time.monotonic()`), now taken: the
-        caller sends then (or a little later, inside it), never two sends in one slot."""
+        caller sends then (or a little later, inside it).
+
+        Each key is a bucket two sends deep, refilled one send per interval: an ordinary send
+        waits until it is full (one send per interval), an `urgent` one (a reply) may take the
+        send of headroom, one interval early, and the next ordinary send pays it back."""
         async with self._lock:
             now = time.monotonic()
-            start = max([now, *(self._next.get(key, now) for key, _ in keys)])
+            free = [self._next.get(key, now) - (i if urgent else 0.0) for key, i in keys]
+            start = max([now, *free])
             for key, interval in keys:
                 if interval > 0:
-                    self._next[key] = start + interval
+                    self._next[key] = max(self._next.get(key, start), start) + interval
         return start
 
     def started(self, keys: list[tuple[str, float]], at: float) -> None:
@@ -448,7 +453,8 @@ class Dispatcher:
                 return found
         async with self.semaphore:
             keys = self._pace_keys(claimed)
-            slot = await self.pacer.reserve(keys)
+            urgent = claimed.channel == "sms" and claimed.priority <= Lane.REPLY
+            slot = await self.pacer.reserve(keys, urgent=urgent)
             held = claimed
             claimed = await self._hold(claimed, slot, seen, keys)
             if claimed is not held:  # the swap may have taken it past the slot's start

@@ -13,7 +13,7 @@ import pytest
 from bot import outbox
 from bot.handoffs import Handoff
 from bot.messages import Kind, Message
-from channels.dispatcher import Dispatcher
+from channels.dispatcher import Dispatcher, Pacer
 from status.clinics import DEFAULT_ID
 from status.db import utcnow
 from tests.conftest import on_both_databases
@@ -262,3 +262,14 @@ def test_a_reply_written_after_an_update_was_claimed_for_the_slot_takes_that_slo
     # the headroom is paid back: update 1 one interval after the given-up slot, update 2 next
     assert time.monotonic() - started >= 2.9
     assert Counter(m.status for m in app.rows(Message)) == {"sent": 4}
+
+
+@pytest.mark.anyio
+async def test_a_numbers_pace_gives_a_reply_one_send_of_headroom_and_takes_it_back():
+    pacer, number, interval = Pacer(), [("sms:+15550009999", 10.0)], 10.0
+    first = await pacer.reserve(number)  # an update, now
+    assert await pacer.reserve(number, urgent=True) == pytest.approx(first, abs=0.5)  # at once
+    assert await pacer.reserve(number) == pytest.approx(first + 2 * interval)  # paid back
+    assert await pacer.reserve(number, urgent=True) == pytest.approx(first + 2 * interval)
+    assert await pacer.reserve(number, urgent=True) == pytest.approx(first + 3 * interval)
+    assert await pacer.reserve(number) == pytest.approx(first + 5 * interval)
