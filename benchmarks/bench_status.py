@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import math
 import os
 import platform
 import random
@@ -295,9 +296,9 @@ def source_id(index: int) -> str:
 
 
 def percentile(values: list[float], pct: float) -> float:
-    """Nearest-rank percentile."""
+    """Nearest-rank percentile: the smallest value with at least `pct`% of them at or below."""
     ordered = sorted(values)
-    rank = max(1, min(len(ordered), round(pct / 100 * len(ordered) + 0.5)))
+    rank = max(1, min(len(ordered), math.ceil(pct / 100 * len(ordered) - 1e-9)))
     return ordered[rank - 1]
 
 
