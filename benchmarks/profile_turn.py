@@ -19,6 +19,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
+import signal
 import sys
 import time
 import uuid
@@ -27,6 +29,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+import spy
 from bench_channels import phone, seed_verified_patients
 from bench_status import database
 from pyinstrument import Profiler
@@ -119,6 +122,18 @@ def through_runner(db: Database, settings: Settings, turns: int, profiler: Profi
     return {"turns": turned, "sends": sent}
 
 
+def under_spy(out: Path, work):
+    """`work()` sampled by py-spy (the seeding before it is not); its summary printed."""
+    recorder = spy.record(os.getpid(), 3600, out)
+    time.sleep(1.5)  # py-spy attaches
+    try:
+        return work()
+    finally:
+        recorder.send_signal(signal.SIGINT)
+        recorder.wait()
+        print(spy.table(out, 60))
+
+
 def _counter(statements: Counter[str]):
     def count(conn, cursor, statement: str, parameters, context, executemany) -> None:
         statements[" ".join(statement.split())[:110]] += 1
@@ -133,6 +148,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--runner", action="store_true", help="through the worker's turn runner")
     parser.add_argument("--no-profile", action="store_true", help="CPU times only")
     parser.add_argument("--statements", action="store_true", help="count SQL statements")
+    parser.add_argument("--spy", type=Path, help="py-spy (CPU, all threads) into this file")
     parser.add_argument("--html")
     args = parser.parse_args(argv)
     logging.disable(logging.INFO)  # as the benchmark's workers run (LOG_LEVEL=WARNING)
@@ -149,7 +165,10 @@ def main(argv: list[str] | None = None) -> int:
         profiler = None if args.no_profile else Profiler(interval=0.0005)
         run = through_runner if args.runner else through_engine
         try:
-            clocks = run(db, settings, args.turns, profiler)
+            if args.spy:
+                clocks = under_spy(args.spy, lambda: run(db, settings, args.turns, None))
+            else:
+                clocks = run(db, settings, args.turns, profiler)
         finally:
             db.dispose()
     for what, c in clocks.items():
