@@ -21,6 +21,7 @@ import asyncio
 import logging
 import os
 import signal
+import subprocess
 import sys
 import time
 import uuid
@@ -41,11 +42,15 @@ from bot.inbound import Inbound
 from channels.runtime import Runtime
 from channels.senders.base import SendResult
 from channels.senders.twilio_sms import LogSmsSender
-from channels.turns import TURNS_PER_TRANSACTION, Ready
 from status.clinics import DEFAULT_ID
 from status.db import Database, utcnow
 from status.migrate import upgrade
 from status.settings import Settings
+
+try:
+    from channels.turns import TURNS_PER_TRANSACTION, Ready
+except ImportError:  # the code before batches
+    TURNS_PER_TRANSACTION, Ready = 1, None  # type: ignore[assignment,misc]
 
 
 class Clocks:
@@ -111,27 +116,44 @@ def through_runner(db: Database, settings: Settings, turns: int, profiler: Profi
     profiler.start()
     with Clocks() as turned:
         while claimed := runner.claim():
+            if not hasattr(runner, "run_batch"):  # the code before batches (for a "before")
+                for one in claimed:
+                    runner.run_turn(one, runner.payload(one))
+                continue
             ready = [Ready(one, runner.payload(one)) for one in claimed]
             for at in range(0, len(ready), TURNS_PER_TRANSACTION):
                 runner.run_batch(ready[at : at + TURNS_PER_TRANSACTION])
     with Clocks() as sent:
         while claimed_out := dispatcher.claim():
             accepted = SendResult(ok=True, provider_message_id="SM1")
+            if not hasattr(dispatcher, "record_all"):
+                for out in claimed_out:
+                    dispatcher.record(out, accepted)
+                continue
             dispatcher.record_all([(out, accepted) for out in claimed_out])
     profiler.stop()
     return {"turns": turned, "sends": sent}
 
 
-def under_spy(out: Path, work):
-    """`work()` sampled by py-spy (the seeding before it is not); its summary printed."""
-    recorder = spy.record(os.getpid(), 3600, out)
-    time.sleep(1.5)  # py-spy attaches
-    try:
-        return work()
-    finally:
-        recorder.send_signal(signal.SIGINT)
-        recorder.wait()
-        print(spy.table(out, 60))
+class Spy:
+    """py-spy on this process (CPU samples, the thread holding the GIL), started and stopped
+    like pyinstrument's profiler; `output_text` is the summary the docs quote."""
+
+    def __init__(self, out: Path) -> None:
+        self.out = out
+        self.recorder: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        self.recorder = spy.record(os.getpid(), 3600, self.out)
+        time.sleep(1.5)  # py-spy attaches
+
+    def stop(self) -> None:
+        assert self.recorder is not None
+        self.recorder.send_signal(signal.SIGINT)
+        self.recorder.wait()
+
+    def output_text(self, **_: object) -> str:
+        return spy.table(self.out, 60)
 
 
 def _counter(statements: Counter[str]):
@@ -162,13 +184,14 @@ def main(argv: list[str] | None = None) -> int:
         statements: Counter[str] = Counter()
         if args.statements:
             event.listen(db.engine, "before_cursor_execute", _counter(statements))
-        profiler = None if args.no_profile else Profiler(interval=0.0005)
+        profiler: Profiler | Spy | None = None
+        if args.spy:
+            profiler = Spy(args.spy)
+        elif not args.no_profile:
+            profiler = Profiler(interval=0.0005)
         run = through_runner if args.runner else through_engine
         try:
-            if args.spy:
-                clocks = under_spy(args.spy, lambda: run(db, settings, args.turns, None))
-            else:
-                clocks = run(db, settings, args.turns, profiler)
+            clocks = run(db, settings, args.turns, profiler)
         finally:
             db.dispose()
     for what, c in clocks.items():
@@ -184,7 +207,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{n / args.turns:6.2f}  {sql}")
     if profiler is not None:
         print(profiler.output_text(unicode=False, color=False, show_all=False))
-        if args.html:
+        if args.html and isinstance(profiler, Profiler):
             Path(args.html).write_text(profiler.output_html())
     return 0
 
