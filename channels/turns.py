@@ -5,8 +5,11 @@ and a claim is a lease, so a worker that dies mid-turn leaves its rows to anothe
 runs out. Only the oldest unfinished message of a conversation can be claimed, so one
 conversation's turns run strictly in arrival order while different conversations run in
 parallel. A turn runs in one transaction with its row's outcome: it happens exactly once or not
-at all. A turn that raises is retried with backoff; after the last try the patient gets a short
-holding reply and staff a hand-off carrying the message and the error id.
+at all. Several turns of different conversations share a transaction (`run_batch`, one commit
+for up to TURNS_PER_TRANSACTION); when one of them raises, the whole transaction is rolled back
+and each of its turns runs again in a transaction of its own, so the failing one cannot take
+the others' answers with it. A turn that raises is retried with backoff; after the last try the
+patient gets a short holding reply and staff a hand-off carrying the message and the error id.
 
 Woken at once in-process by the webhooks (`Runtime.notify_inbox`), across processes by
 PostgreSQL LISTEN/NOTIFY, and by a short poll as the safety net.
@@ -219,7 +222,6 @@ class TurnRunner:
                     {
                         "row_id": claimed.id,
                         "outcome": str(outcome),
-                        "attempts": claimed.attempts + 1,
                         "message_id": turn.inbound.id if turn is not None else None,
                         "handoff_id": turn.handoff.id if turn and turn.handoff else None,
                     }
