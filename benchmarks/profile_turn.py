@@ -1,60 +1,214 @@
 """Profile conversational turns (pyinstrument): where a turn's time goes.
 
-Seeds verified patients with a shipped prescription in a SQLite file, then runs `--turns` turns
-("where is my prescription", each from another patient) through the turn runner's own path
-(`Engine.handle` in one transaction per turn) under pyinstrument, and prints the summary.
+Seeds verified patients with a shipped prescription, then runs `--turns` turns ("where is my
+prescription", each from another patient) and prints pyinstrument's summary and the process's
+CPU time per turn.
 
-    python benchmarks/profile_turn.py [--turns 300] [--html out.html]
+- default: through `Engine.handle`, one transaction per turn, on SQLite (the turn alone);
+- `--runner`: as a worker runs them: the messages stored in the inbox first, then the turn
+  runner's `drain` (claim, run, record the outcome) and, timed apart, the dispatcher's
+  `drain` sending the replies with the log sender (no network);
+- `--backend postgres`: on a fresh PostgreSQL database (dropped afterwards).
+
+    python benchmarks/profile_turn.py [--turns 300] [--backend sqlite|postgres] [--runner]
+        [--no-profile] [--html out.html]
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
+import logging
+import os
+import signal
+import subprocess
 import sys
-import tempfile
 import time
+import uuid
+from collections import Counter
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+import spy
 from bench_channels import phone, seed_verified_patients
+from bench_status import database
 from pyinstrument import Profiler
+from sqlalchemy import event
 
+from bot import inbox
 from bot.engine import Engine
 from bot.inbound import Inbound
+from channels.runtime import Runtime
+from channels.senders.base import SendResult
+from channels.senders.twilio_sms import LogSmsSender
+from status.clinics import DEFAULT_ID
 from status.db import Database, utcnow
 from status.migrate import upgrade
 from status.settings import Settings
+
+try:
+    from channels.turns import TURNS_PER_TRANSACTION, Ready
+except ImportError:  # the code before batches
+    TURNS_PER_TRANSACTION, Ready = 1, None  # type: ignore[assignment,misc]
+
+
+class Clocks:
+    """Wall and process CPU time of a stretch of work."""
+
+    def __enter__(self) -> Clocks:
+        self.wall, self.cpu = time.perf_counter(), time.process_time()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.wall = time.perf_counter() - self.wall
+        self.cpu = time.process_time() - self.cpu
+
+
+def store_messages(db: Database, settings: Settings, count: int) -> None:
+    with db.session() as session:
+        for i in range(count):
+            inbox.store(
+                session, settings.secret_key, clinic_id=DEFAULT_ID, source="twilio_sms",
+                provider_id=f"SM{uuid.uuid4().hex}", action=inbox.Action.SMS, channel="sms",
+                address=phone(i), payload={"text": "where is my prescription"},
+            )  # fmt: skip
+
+
+def through_engine(db: Database, settings: Settings, turns: int, profiler: Profiler | None):
+    engine = Engine(settings)
+    with db.session() as session:  # warm-up: catalogue, templates, first connection
+        engine.handle(session, Inbound("sms", phone(0), "hi", "warm", utcnow()))
+    if profiler:
+        profiler.start()
+    with Clocks() as clocks:
+        for i in range(turns):
+            with db.session() as session:
+                inbound = Inbound("sms", phone(i), "where is my prescription", f"SM{i}", utcnow())
+                engine.handle(session, inbound)
+    if profiler:
+        profiler.stop()
+    return {"turns": clocks}
+
+
+def through_runner(db: Database, settings: Settings, turns: int, profiler: Profiler | None):
+    runtime = Runtime(settings, db, senders={"sms": LogSmsSender()})
+    # warm-up: catalogue, templates, the first connections
+    store_messages(db, settings, 1)
+    asyncio.run(runtime.drain())
+    store_messages(db, settings, turns)
+
+    async def run() -> dict[str, Clocks]:
+        with Clocks() as turned:
+            await runtime.turns.drain(timeout=3600)
+        with Clocks() as sent:
+            await runtime.dispatcher.drain(timeout=3600)
+        return {"turns": turned, "sends": sent}
+
+    if profiler is None:
+        try:
+            return asyncio.run(run())
+        finally:
+            runtime.turns.close()
+    # pyinstrument sees one thread: the runner's and the dispatcher's database work, driven
+    # from this one (the sends themselves, with the log sender, are left out)
+    runner, dispatcher = runtime.turns, runtime.dispatcher
+    profiler.start()
+    with Clocks() as turned:
+        while claimed := runner.claim():
+            if not hasattr(runner, "run_batch"):  # the code before batches (for a "before")
+                for one in claimed:
+                    runner.run_turn(one, runner.payload(one))
+                continue
+            ready = [Ready(one, runner.payload(one)) for one in claimed]
+            for at in range(0, len(ready), TURNS_PER_TRANSACTION):
+                runner.run_batch(ready[at : at + TURNS_PER_TRANSACTION])
+    with Clocks() as sent:
+        while claimed_out := dispatcher.claim():
+            accepted = SendResult(ok=True, provider_message_id="SM1")
+            if not hasattr(dispatcher, "record_all"):
+                for out in claimed_out:
+                    dispatcher.record(out, accepted)
+                continue
+            dispatcher.record_all([(out, accepted) for out in claimed_out])
+    profiler.stop()
+    return {"turns": turned, "sends": sent}
+
+
+class Spy:
+    """py-spy on this process (CPU samples, the thread holding the GIL), started and stopped
+    like pyinstrument's profiler; `output_text` is the summary the docs quote."""
+
+    def __init__(self, out: Path) -> None:
+        self.out = out
+        self.recorder: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        self.recorder = spy.record(os.getpid(), 3600, self.out)
+        time.sleep(1.5)  # py-spy attaches
+
+    def stop(self) -> None:
+        assert self.recorder is not None
+        self.recorder.send_signal(signal.SIGINT)
+        self.recorder.wait()
+
+    def output_text(self, **_: object) -> str:
+        return spy.table(self.out, 60)
+
+
+def _counter(statements: Counter[str]):
+    def count(conn, cursor, statement: str, parameters, context, executemany) -> None:
+        statements[" ".join(statement.split())[:110]] += 1
+
+    return count
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--turns", type=int, default=300)
+    parser.add_argument("--backend", choices=["sqlite", "postgres"], default="sqlite")
+    parser.add_argument("--runner", action="store_true", help="through the worker's turn runner")
+    parser.add_argument("--no-profile", action="store_true", help="CPU times only")
+    parser.add_argument("--statements", action="store_true", help="count SQL statements")
+    parser.add_argument("--spy", type=Path, help="py-spy (CPU, all threads) into this file")
     parser.add_argument("--html")
     args = parser.parse_args(argv)
-    with tempfile.TemporaryDirectory(prefix="profile-turn-") as tmp:
-        url = f"sqlite:///{tmp}/profile.db"
+    logging.disable(logging.INFO)  # as the benchmark's workers run (LOG_LEVEL=WARNING)
+    with database(args.backend) as url:
         upgrade(url)
         seed_verified_patients(url, args.turns)
-        settings = Settings(_env_file=None, database_url=url, quiet_hours="off")
+        settings = Settings(
+            _env_file=None, database_url=url, quiet_hours="off", twilio_messages_per_second=0
+        )
         db = Database(url)
-        engine = Engine(settings)
-        with db.session() as session:  # warm-up: catalogue, templates, first connection
-            engine.handle(session, Inbound("sms", phone(0), "hi", "warm", utcnow()))
-        profiler = Profiler(interval=0.0005)
-        started = time.perf_counter()
-        profiler.start()
-        for i in range(args.turns):
-            with db.session() as session:
-                inbound = Inbound("sms", phone(i), "where is my prescription", f"SM{i}", utcnow())
-                engine.handle(session, inbound)
-        profiler.stop()
-        elapsed = time.perf_counter() - started
-        print(f"{args.turns} turns in {elapsed:.2f} s: {elapsed / args.turns * 1000:.1f} ms/turn")
+        statements: Counter[str] = Counter()
+        if args.statements:
+            event.listen(db.engine, "before_cursor_execute", _counter(statements))
+        profiler: Profiler | Spy | None = None
+        if args.spy:
+            profiler = Spy(args.spy)
+        elif not args.no_profile:
+            profiler = Profiler(interval=0.0005)
+        run = through_runner if args.runner else through_engine
+        try:
+            clocks = run(db, settings, args.turns, profiler)
+        finally:
+            db.dispose()
+    for what, c in clocks.items():
+        print(
+            f"{what}: {args.turns} in {c.wall:.2f} s wall ({args.turns / c.wall:.0f}/s), "
+            f"process CPU {c.cpu * 1000 / args.turns:.2f} ms per turn"
+        )
+    if args.statements:
+        print(
+            f"statements per turn (turns and sends), {sum(statements.values()) / args.turns:.1f}:"
+        )
+        for sql, n in statements.most_common():
+            print(f"{n / args.turns:6.2f}  {sql}")
+    if profiler is not None:
         print(profiler.output_text(unicode=False, color=False, show_all=False))
-        if args.html:
+        if args.html and isinstance(profiler, Profiler):
             Path(args.html).write_text(profiler.output_html())
-        db.dispose()
     return 0
 
 

@@ -40,7 +40,7 @@ class Profiles:
         self._lock = threading.Lock()
 
     def get(self, session: Session, clinic_id: int) -> ClinicProfile:
-        clinic = session.get(Clinic, clinic_id)
+        clinic = clinics.held(session, clinic_id)
         if clinic is None:
             raise ClinicNotFound(str(clinic_id))
         cached = self._cache.get(clinic_id)

@@ -28,7 +28,6 @@ from bot.turn.steps import run
 from bot.understanding import Classification, classify
 from bot.understanding.redact import redact_card_numbers, redact_dates_of_birth
 from status import caregivers, metrics
-from status import patients as patient_queries
 from status.db import utcnow
 from status.patients import Patient
 from status.settings import Settings
@@ -59,7 +58,7 @@ class Engine:
         started = time.perf_counter()
         now = inbound.received_at or utcnow()
         clinic = self.profiles.get(session, inbound.clinic_id)
-        conv = conversations.get_or_create(
+        conv, own_people, carers = conversations.with_people(
             session, inbound.clinic_id, inbound.channel, inbound.address
         )
         text, had_card = redact_card_numbers(inbound.text or "")
@@ -73,8 +72,6 @@ class Engine:
             )  # fmt: skip
         else:
             cls = classify(text) if text.strip() else NOTHING_SAID
-        own_people = self._people(session, inbound)
-        carers = caregivers.by_address(session, inbound.clinic_id, inbound.channel, inbound.address)
         people = own_people + self._cared_for(session, carers, own_people)
         patient = self._current_patient(conv, people, now)
         if inbound.about_patient_id is not None:  # written on a patient's status page
@@ -124,10 +121,6 @@ class Engine:
             },
         )
         return turn
-
-    def _people(self, session: Session, inbound: Inbound) -> list[Patient]:
-        channel = "telegram" if inbound.channel == "telegram" else "sms"
-        return patient_queries.by_address(session, inbound.clinic_id, channel, inbound.address)
 
     @staticmethod
     def _cared_for(

@@ -34,11 +34,12 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import and_, exists, or_, select
+from sqlalchemy import and_, exists, or_, select, tuple_
 from sqlalchemy.orm import Session, aliased
 
 from bot import conversations
 from bot.clinic import Profiles
+from bot.conversations import Conversation
 from bot.delivery import delivery_failed
 from bot.messages import Direction, Kind, Lane, Message, OutStatus
 from channels.rounds import run_rounds
@@ -126,6 +127,18 @@ def _outcome(result: SendResult) -> str:
 FailureHook = Callable[[Session, Message, SendResult], None]
 
 
+Conversations = dict[tuple[int, str, str], Conversation | None]
+
+
+def _settle(future: asyncio.Future[str], outcome: str | BaseException) -> None:
+    if future.done():  # its sender was cancelled (shutting down)
+        return
+    if isinstance(outcome, BaseException):
+        future.set_exception(outcome)
+    else:
+        future.set_result(outcome)
+
+
 class Dispatcher:
     def __init__(
         self,
@@ -156,6 +169,8 @@ class Dispatcher:
         self._written = 0  # how many times
         self._loop: asyncio.AbstractEventLoop | None = None
         self._recorders: ThreadPoolExecutor | None = None
+        self._to_record: list[tuple[Claimed, SendResult, asyncio.Future[str]]] = []
+        self._recording: asyncio.Task[None] | None = None
 
     # --- database side (sync, run in a thread) -------------------------------------------------
     def claim(self, now: datetime | None = None) -> list[Claimed]:
@@ -181,8 +196,10 @@ class Dispatcher:
                 query = query.order_by(Message.priority, Message.id)
                 if not self.db.is_sqlite:
                     query = query.with_for_update(skip_locked=True)
-                for message in session.scalars(query):
-                    one = self._claim_one(session, message, now, deadline)
+                messages = list(session.scalars(query))
+                addresses = self._conversations(session, messages)
+                for message in messages:
+                    one = self._claim_one(session, message, now, deadline, addresses)
                     if one is not None:
                         claimed.append(one)
         return claimed
@@ -200,11 +217,31 @@ class Dispatcher:
             telegram_token=settings.telegram_bot_token,
         )
 
+    @staticmethod
+    def _conversations(session: Session, messages: list[Message]) -> Conversations:
+        """The conversations of these messages' addresses, in one statement (send-time
+        consent checks)."""
+        keys = {(m.clinic_id, m.channel, m.address) for m in messages}
+        if not keys:
+            return {}
+        query = select(Conversation).where(
+            tuple_(Conversation.clinic_id, Conversation.channel, Conversation.address).in_(keys)
+        )
+        found: Conversations = dict.fromkeys(keys)
+        for conv in session.scalars(query):
+            found[(conv.clinic_id, conv.channel, conv.address)] = conv
+        return found
+
     def _claim_one(
-        self, session: Session, message: Message, now: datetime, deadline: float
+        self,
+        session: Session,
+        message: Message,
+        now: datetime,
+        deadline: float,
+        addresses: Conversations | None = None,
     ) -> Claimed | None:
         origin = self.origin(session, message.clinic_id)
-        if self._cancel_if_not_allowed(session, message, now, origin):
+        if self._cancel_if_not_allowed(session, message, now, origin, addresses):
             return None
         if message.channel in LOCAL_CHANNELS:
             message.status = OutStatus.DELIVERED
@@ -271,7 +308,12 @@ class Dispatcher:
             return taken
 
     def _cancel_if_not_allowed(
-        self, session: Session, message: Message, now: datetime, origin: Origin
+        self,
+        session: Session,
+        message: Message,
+        now: datetime,
+        origin: Origin,
+        addresses: Conversations | None = None,
     ) -> bool:
         """Send-time checks: consent may have changed since the message was written."""
         reason = None
@@ -287,7 +329,11 @@ class Dispatcher:
         elif self._superseded(session, message):
             reason = "superseded"
         elif message.kind not in (Kind.SYSTEM, Kind.STAFF_ALERT):
-            conv = conversations.find(session, message.clinic_id, message.channel, message.address)
+            key = (message.clinic_id, message.channel, message.address)
+            if addresses is not None and key in addresses:
+                conv = addresses[key]
+            else:
+                conv = conversations.find(session, *key)
             if conv is not None and conv.opted_out:
                 reason = "opted_out"
             elif conv is not None and conv.bad_address:
@@ -370,41 +416,72 @@ class Dispatcher:
                 message.claimed_until = None
 
     def record(self, claimed: Claimed, result: SendResult, now: datetime | None = None) -> str:
+        return self.record_all([(claimed, result)], now)[0]
+
+    def record_all(
+        self, sends: list[tuple[Claimed, SendResult]], now: datetime | None = None
+    ) -> list[str]:
+        """What the provider said about each of these sends, in one transaction: the rows read
+        and locked by one statement, one commit for all (sends that returned together are
+        recorded together: `_record`)."""
         now = now or self.clock()
         with self.db.session() as session:
-            message = session.get(Message, claimed.id, with_for_update=not self.db.is_sqlite)
-            if message is None or message.claimed_by != self.worker_id:
-                return "lost"  # our lease ran out and another dispatcher took it over
-            message.attempts += 1
-            message.claimed_by = None
-            message.claimed_until = None
-            message.status_updated_at = now
-            message.error_code = result.error_code
-            message.error_message = result.error_message
-            slug = clinics.slug_of(session, message.clinic_id)
-            metrics.SENDS.labels(claimed.channel, _outcome(result), slug).inc()
-            if not result.ok:
-                metrics.SEND_FAILURES.labels(claimed.channel, result.error_code or "unknown").inc()
-            if result.ok:
-                message.status = OutStatus.LOGGED if result.status == "logged" else OutStatus.SENT
-                message.provider_id = result.provider_message_id
-                message.sent_at = now
-                for hook in self.sent_hooks:
-                    hook(session, message)
-            elif result.retryable and now < self._give_up_at(message):
-                backoff = min(BACKOFF_CAP, BACKOFF_BASE * 2 ** min(message.attempts - 1, 20))
-                delay = max(backoff, result.retry_after or 0)
-                sender = self.senders.get(claimed.channel)
-                if result.maybe_accepted and hasattr(sender, "find_sent"):
-                    # In doubt: stays `sending`, unclaimed, and is reconciled before any resend.
-                    message.claimed_until = now + timedelta(seconds=delay)
-                    return "in_doubt"
-                message.status = OutStatus.PENDING
-                message.next_attempt_at = now + timedelta(seconds=delay)
-            else:
-                message.status = OutStatus.FAILED
-                self._permanent(session, message, result, now)
-            return message.status
+            for clinic_id in {claimed.clinic_id for claimed, _ in sends}:
+                if clinic_id is not None:
+                    clinics.held(session, clinic_id)  # read once, before any change to flush
+            query = (
+                select(Message)
+                .where(Message.id.in_([claimed.id for claimed, _ in sends]))
+                .order_by(Message.id)
+            )
+            if not self.db.is_sqlite:
+                query = query.with_for_update()
+            rows = {message.id: message for message in session.scalars(query)}
+            return [
+                self._recorded(session, rows.get(claimed.id), claimed, result, now)
+                for claimed, result in sends
+            ]
+
+    def _recorded(
+        self,
+        session: Session,
+        message: Message | None,
+        claimed: Claimed,
+        result: SendResult,
+        now: datetime,
+    ) -> str:
+        if message is None or message.claimed_by != self.worker_id:
+            return "lost"  # our lease ran out and another dispatcher took it over
+        slug = clinics.slug_of(session, message.clinic_id)
+        message.attempts += 1
+        message.claimed_by = None
+        message.claimed_until = None
+        message.status_updated_at = now
+        message.error_code = result.error_code
+        message.error_message = result.error_message
+        metrics.SENDS.labels(claimed.channel, _outcome(result), slug).inc()
+        if not result.ok:
+            metrics.SEND_FAILURES.labels(claimed.channel, result.error_code or "unknown").inc()
+        if result.ok:
+            message.status = OutStatus.LOGGED if result.status == "logged" else OutStatus.SENT
+            message.provider_id = result.provider_message_id
+            message.sent_at = now
+            for hook in self.sent_hooks:
+                hook(session, message)
+        elif result.retryable and now < self._give_up_at(message):
+            backoff = min(BACKOFF_CAP, BACKOFF_BASE * 2 ** min(message.attempts - 1, 20))
+            delay = max(backoff, result.retry_after or 0)
+            sender = self.senders.get(claimed.channel)
+            if result.maybe_accepted and hasattr(sender, "find_sent"):
+                # In doubt: stays `sending`, unclaimed, and is reconciled before any resend.
+                message.claimed_until = now + timedelta(seconds=delay)
+                return "in_doubt"
+            message.status = OutStatus.PENDING
+            message.next_attempt_at = now + timedelta(seconds=delay)
+        else:
+            message.status = OutStatus.FAILED
+            self._permanent(session, message, result, now)
+        return message.status
 
     def _give_up_at(self, message: Message) -> datetime:
         """Transient failures are retried for a time budget from when the message was due."""
@@ -557,6 +634,34 @@ class Dispatcher:
         more, self._more = self._more, asyncio.Event()
         more.set()
 
+    async def _record(self, claimed: Claimed, result: SendResult) -> str:
+        """Record a send with the others that returned meanwhile (group commit): while one
+        transaction records, the sends returning wait for the next, which records them all."""
+        done: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+        self._to_record.append((claimed, result, done))
+        if self._recording is None or self._recording.done():
+            self._recording = asyncio.create_task(self._record_rounds())
+        return await done
+
+    async def _record_rounds(self) -> None:
+        while self._to_record:
+            group, self._to_record = self._to_record, []
+            try:
+                statuses = await self._db(self.record_all, [(c, r) for c, r, _ in group])
+            except Exception as exc:
+                if len(group) == 1:
+                    _settle(group[0][2], exc)
+                    continue
+                # one of them may be what fails: each in a transaction of its own
+                for claimed, result, done in group:
+                    try:
+                        _settle(done, await self._db(self.record, claimed, result))
+                    except Exception as each:
+                        _settle(done, each)
+                continue
+            for (_, _, done), status in zip(group, statuses, strict=True):
+                _settle(done, status)
+
     async def _record_patiently(self, claimed: Claimed, result: SendResult) -> str:
         """Record what the provider said, retrying while our lease holds: a send the provider
         accepted but we failed to record would be sent again once the lease ran out."""
@@ -564,7 +669,7 @@ class Dispatcher:
         delay = 0.2
         while True:
             try:
-                return await self._db(self.record, claimed, result)
+                return await self._record(claimed, result)
             except Exception:
                 if time.monotonic() + delay > deadline:
                     log.exception("could not record a send", extra={"message_id": claimed.id})
@@ -585,6 +690,7 @@ class Dispatcher:
         """Claim one batch and send it; the number of messages handled."""
         if self._loop is not asyncio.get_running_loop():  # a new loop (an app started again)
             self._loop, self._more = asyncio.get_running_loop(), asyncio.Event()
+            self._to_record, self._recording = [], None
         seen = self._written  # rows written from here on may be more urgent than the claimed
         claimed = await asyncio.to_thread(self.claim)
         if claimed:

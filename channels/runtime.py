@@ -19,6 +19,7 @@ from bot.engine import Engine
 from bot.proactive.notifier import Notifier
 from bot.proactive.policy import Policy
 from bot.proactive.scheduler import Scheduler
+from bot.understanding import classify
 from channels.dispatcher import Dispatcher
 from channels.senders import senders_from_settings
 from channels.telegram import TelegramChannel
@@ -102,6 +103,9 @@ class Runtime:
         self._compiling = asyncio.create_task(asyncio.to_thread(self.engine.renderer.compile_all))
         self._stop.clear()
         if workers:
+            # The learned model and the rules' patterns load now, not in the first patient's
+            # turn (a second or more on a busy host).
+            await asyncio.to_thread(classify, "where is my prescription")
             self._tasks.append(asyncio.create_task(self.turns.run_forever(self._stop)))
             self._tasks.append(asyncio.create_task(self.dispatcher.run_forever(self._stop)))
             if self.settings.worker_heartbeat_file:

@@ -5,8 +5,11 @@ and a claim is a lease, so a worker that dies mid-turn leaves its rows to anothe
 runs out. Only the oldest unfinished message of a conversation can be claimed, so one
 conversation's turns run strictly in arrival order while different conversations run in
 parallel. A turn runs in one transaction with its row's outcome: it happens exactly once or not
-at all. A turn that raises is retried with backoff; after the last try the patient gets a short
-holding reply and staff a hand-off carrying the message and the error id.
+at all. Several turns of different conversations share a transaction (`run_batch`, one commit
+for up to TURNS_PER_TRANSACTION); when one of them raises, the whole transaction is rolled back
+and each of its turns runs again in a transaction of its own, so the failing one cannot take
+the others' answers with it. A turn that raises is retried with backoff; after the last try the
+patient gets a short holding reply and staff a hand-off carrying the message and the error id.
 
 Woken at once in-process by the webhooks (`Runtime.notify_inbox`), across processes by
 PostgreSQL LISTEN/NOTIFY, and by a short poll as the safety net.
@@ -28,7 +31,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
 import psycopg
-from sqlalchemy import and_, exists, or_, select
+from sqlalchemy import and_, bindparam, exists, or_, select, update
 from sqlalchemy.orm import Session, aliased
 
 from bot import context, conversations, handoffs, outbox
@@ -45,6 +48,7 @@ from status.db import utcnow
 log = logging.getLogger("patient_status.turns")
 
 MAX_TRIES = 5
+TURNS_PER_TRANSACTION = 8  # a batch shares one transaction (one commit); a failing turn undoes it
 BACKOFF_BASE = 0.5  # seconds: 0.5, 1, 2, 4 -> the holding reply about 8 s after the message
 BACKOFF_CAP = 30.0
 POLL_SECONDS = 1.0  # the safety net under LISTEN/NOTIFY (and SQLite's only cross-process wake)
@@ -61,6 +65,36 @@ class Claimed:
     sealed: str | None
     received_at: datetime
     attempts: int
+
+
+@dataclass(frozen=True)
+class Ready:
+    """A claimed message with what its turn needs: the payload unsealed and, for Telegram, the
+    update parsed (by the clinic's bot, `token`)."""
+
+    claimed: Claimed
+    payload: dict
+    action: object = None
+    token: str | None = None
+
+
+_inbox = InboxMessage.__table__
+# A turn's row, done, in the turn's transaction (`run_batch`: one executemany for the batch).
+_FINISH = (
+    update(_inbox)
+    .where(_inbox.c.id == bindparam("row_id"))
+    .values(
+        state=InboxState.DONE,
+        outcome=bindparam("outcome", type_=_inbox.c.outcome.type),
+        attempts=_inbox.c.attempts + 1,
+        sealed=None,  # the stored message (redacted) is what remains
+        claimed_by=None,
+        claimed_until=None,
+        message_id=bindparam("message_id", type_=_inbox.c.message_id.type),
+        handoff_id=bindparam("handoff_id", type_=_inbox.c.handoff_id.type),
+        finished_at=bindparam("now", type_=_inbox.c.finished_at.type),
+    )
+)
 
 
 def outcome_of(turn: Turn | None) -> Outcome:
@@ -96,6 +130,8 @@ class TurnRunner:
 
     # --- database side (sync, run in the turn threads) -----------------------------------------
     def claim(self, now: datetime | None = None) -> list[Claimed]:
+        """Up to `batch_size` due messages, each the oldest unfinished one of its conversation,
+        leased to this worker: one statement (the rows picked with SKIP LOCKED and updated)."""
         now = now or self.clock()
         earlier = aliased(InboxMessage)
         waiting_behind = exists().where(
@@ -112,34 +148,27 @@ class TurnRunner:
             ),
             and_(InboxMessage.state == InboxState.WORKING, InboxMessage.claimed_until < now),
         )
-        query = (
-            select(InboxMessage)
+        picked = (
+            select(InboxMessage.id)
             .where(due, ~waiting_behind)
             .order_by(InboxMessage.id)
             .limit(self.batch_size)
         )
         if not self.db.is_sqlite:
-            query = query.with_for_update(skip_locked=True, of=InboxMessage)
-        claimed = []
+            picked = picked.with_for_update(skip_locked=True, of=InboxMessage)
+        inbox = InboxMessage.__table__.c
+        statement = (
+            update(InboxMessage)
+            .where(InboxMessage.id.in_(picked.scalar_subquery()))
+            .values(state=InboxState.WORKING, claimed_by=self.worker_id,
+                    claimed_until=now + self.lease)
+            .returning(inbox.id, inbox.clinic_id, inbox.action, inbox.channel, inbox.address,
+                       inbox.provider_id, inbox.sealed, inbox.received_at, inbox.attempts)
+        )  # fmt: skip
         with self.db.session() as session:
-            for row in session.scalars(query):
-                row.state = InboxState.WORKING
-                row.claimed_by = self.worker_id
-                row.claimed_until = now + self.lease
-                claimed.append(
-                    Claimed(
-                        row.id,
-                        row.clinic_id,
-                        row.action,
-                        row.channel,
-                        row.address,
-                        row.provider_id,
-                        row.sealed,
-                        row.received_at,
-                        row.attempts,
-                    )  # fmt: skip
-                )
-        return claimed
+            rows = session.execute(statement, execution_options={"synchronize_session": False})
+            claimed = [Claimed(*row) for row in rows]
+        return sorted(claimed, key=lambda one: one.id)
 
     def _own(self, session: Session, claimed: Claimed) -> InboxMessage | None:
         """The row, locked, if it is still ours (a lease that ran out may have passed it on)."""
@@ -157,28 +186,70 @@ class TurnRunner:
             row = self._own(session, claimed)
             if row is None:
                 return "lost"
-            if claimed.action == Action.TELEGRAM and action is None:
-                turn, outcome = None, Outcome.SILENT  # nothing we act on (an edit, a sticker)
-            elif claimed.action == Action.TELEGRAM:
-                turn = self.runtime.telegram.perform(
-                    session, action, int(claimed.provider_id), claimed.clinic_id
-                )
-                outcome = outcome_of(turn)
-            else:
-                inbound = Inbound(
-                    claimed.channel, claimed.address, payload.get("text") or "",
-                    claimed.provider_id, claimed.received_at, tuple(payload.get("media") or ()),
-                    clinic_id=claimed.clinic_id,
-                    origin="page" if claimed.action == Action.PAGE else "channel",
-                    about_patient_id=payload.get("patient_id"),
-                )  # fmt: skip
-                turn = self.runtime.engine.handle(session, inbound)
-                outcome = outcome_of(turn)
+            turn, outcome = self._play(session, claimed, payload, action)
             if turn is not None:
                 row.message_id = turn.inbound.id
                 row.handoff_id = turn.handoff.id if turn.handoff else None
             self._finish(row, outcome)
             return outcome
+
+    def run_batch(self, batch: list[Ready]) -> list[str]:
+        """Several turns and their rows' outcomes in one transaction (one commit for all, the
+        rows locked by one statement, the outcomes written by one). All or nothing: when a turn
+        raises, nothing of the batch is kept and the exception propagates; the caller then
+        runs each turn in a transaction of its own (`run_turn`, with its retries)."""
+        now = self.clock()
+        inbox = InboxMessage.__table__
+        with self.db.session() as session:
+            mine = select(inbox.c.id).where(
+                inbox.c.id.in_([ready.claimed.id for ready in batch]),
+                inbox.c.state == InboxState.WORKING,
+                inbox.c.claimed_by == self.worker_id,
+            )
+            if not self.db.is_sqlite:
+                mine = mine.with_for_update()
+            ours = set(session.scalars(mine))
+            outcomes: list[str] = []
+            finished: list[dict] = []
+            for ready in batch:
+                claimed = ready.claimed
+                if claimed.id not in ours:
+                    outcomes.append("lost")  # its lease ran out and another worker has it
+                    continue
+                turn, outcome = self._play(session, claimed, ready.payload, ready.action)
+                outcomes.append(outcome)
+                finished.append(
+                    {
+                        "row_id": claimed.id,
+                        "outcome": str(outcome),
+                        "message_id": turn.inbound.id if turn is not None else None,
+                        "handoff_id": turn.handoff.id if turn and turn.handoff else None,
+                    }
+                )
+            if finished:
+                session.execute(_FINISH, [{**values, "now": now} for values in finished])
+        return outcomes
+
+    def _play(
+        self, session: Session, claimed: Claimed, payload: dict, action
+    ) -> tuple[Turn | None, Outcome]:
+        """The turn of one stored message, in the caller's transaction."""
+        if claimed.action == Action.TELEGRAM and action is None:
+            return None, Outcome.SILENT  # nothing we act on (an edit, a sticker)
+        if claimed.action == Action.TELEGRAM:
+            turn = self.runtime.telegram.perform(
+                session, action, int(claimed.provider_id), claimed.clinic_id
+            )
+            return turn, outcome_of(turn)
+        inbound = Inbound(
+            claimed.channel, claimed.address, payload.get("text") or "",
+            claimed.provider_id, claimed.received_at, tuple(payload.get("media") or ()),
+            clinic_id=claimed.clinic_id,
+            origin="page" if claimed.action == Action.PAGE else "channel",
+            about_patient_id=payload.get("patient_id"),
+        )  # fmt: skip
+        turn = self.runtime.engine.handle(session, inbound)
+        return turn, outcome_of(turn)
 
     def _finish(self, row: InboxMessage, outcome: Outcome) -> None:
         row.state = InboxState.DONE
@@ -269,50 +340,93 @@ class TurnRunner:
             self._executor = ThreadPoolExecutor(self.concurrency, thread_name_prefix="turn")
         return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
 
-    async def _turn(self, claimed: Claimed) -> str:
-        action = None
-        token = None
+    async def _ready(self, claimed: Claimed) -> Ready:
+        payload = self.payload(claimed)
+        if claimed.action != Action.TELEGRAM:
+            return Ready(claimed, payload)
+        # the clinic's own bot: a button's spinner is stopped by the bot that showed it
+        token = await self._in_thread(self.runtime.telegram.token_of, claimed.clinic_id)
+        action = await self.runtime.telegram.parse(payload["update"], token)
+        return Ready(claimed, payload, _received_at(action, claimed.received_at), token)
+
+    async def _prepare(self, claimed: Claimed) -> Ready | str:
+        """The message ready for its turn, or what became of it when even that failed."""
+        try:
+            return await self._ready(claimed)
+        except Exception as exc:
+            return await self._failed(claimed, exc)
+
+    async def _turn(self, ready: Ready) -> str:
+        """One turn in a transaction of its own; a failure is recorded (retry, or hold)."""
+        claimed = ready.claimed
         started = time.perf_counter()
         try:
-            payload = self.payload(claimed)
-            if claimed.action == Action.TELEGRAM:
-                # the clinic's own bot: a button's spinner is stopped by the bot that showed it
-                token = await self._in_thread(self.runtime.telegram.token_of, claimed.clinic_id)
-                action = await self.runtime.telegram.parse(payload["update"], token)
-                action = _received_at(action, claimed.received_at)
-            outcome = await self._in_thread(self.run_turn, claimed, payload, action)
+            outcome = await self._in_thread(self.run_turn, claimed, ready.payload, ready.action)
         except Exception as exc:
-            error_id = uuid.uuid4().hex[:12]
-            log.error(
-                "turn failed",
-                exc_info=True,
-                extra={"inbox_id": claimed.id, "error_id": error_id,
-                       "attempt": claimed.attempts + 1},
-            )  # fmt: skip
-            try:
-                payload = self.payload(claimed)
-            except Exception:
-                payload = {}
-            try:
-                return await self._in_thread(self.fail, claimed, payload, exc, error_id)
-            except Exception:
-                log.exception("could not record a failed turn", extra={"inbox_id": claimed.id})
-                return "unrecorded"
-        await self.runtime.telegram.answer_pressed(action, token)
-        log.info(
-            "inbox turn",
-            extra={"inbox_id": claimed.id, "outcome": outcome,
-                   "ms": round((time.perf_counter() - started) * 1000, 1)},
-        )  # fmt: skip
+            return await self._failed(claimed, exc)
+        await self._done(ready, outcome, started)
         return outcome
 
+    async def _batch(self, batch: list[Ready]) -> list[str]:
+        """Turns in one transaction; if one raises, each runs again in its own (`_turn`)."""
+        if len(batch) == 1:
+            return [await self._turn(batch[0])]
+        started = time.perf_counter()
+        try:
+            outcomes = await self._in_thread(self.run_batch, batch)
+        except Exception as exc:
+            log.info(
+                "a turn of a batch failed; its turns run one by one",
+                extra={"inbox_ids": [ready.claimed.id for ready in batch],
+                       "error": type(exc).__name__},
+            )  # fmt: skip
+            return list(await asyncio.gather(*(self._turn(ready) for ready in batch)))
+        for ready, outcome in zip(batch, outcomes, strict=True):
+            await self._done(ready, outcome, started)
+        return outcomes
+
+    async def _done(self, ready: Ready, outcome: str, started: float) -> None:
+        await self.runtime.telegram.answer_pressed(ready.action, ready.token)
+        log.info(
+            "inbox turn",
+            extra={"inbox_id": ready.claimed.id, "outcome": outcome,
+                   "ms": round((time.perf_counter() - started) * 1000, 1)},
+        )  # fmt: skip
+
+    async def _failed(self, claimed: Claimed, exc: Exception) -> str:
+        error_id = uuid.uuid4().hex[:12]
+        log.error(
+            "turn failed",
+            exc_info=exc,
+            extra={"inbox_id": claimed.id, "error_id": error_id, "attempt": claimed.attempts + 1},
+        )
+        try:
+            payload = self.payload(claimed)
+        except Exception:
+            payload = {}
+        try:
+            return await self._in_thread(self.fail, claimed, payload, exc, error_id)
+        except Exception:
+            log.exception("could not record a failed turn", extra={"inbox_id": claimed.id})
+            return "unrecorded"
+
     async def run_once(self) -> int:
-        """Claim a batch and run its turns (one per conversation, in parallel)."""
+        """Claim a batch and run its turns: one per conversation, split into up to
+        `concurrency` transactions of at most TURNS_PER_TRANSACTION turns, run in parallel."""
         claimed = await self._in_thread(self.claim)
         if claimed:
-            await asyncio.gather(*(self._turn(c) for c in claimed))
+            prepared = await asyncio.gather(*(self._prepare(c) for c in claimed))
+            ready = [one for one in prepared if isinstance(one, Ready)]
+            await asyncio.gather(*(self._batch(batch) for batch in self._split(ready)))
             self.runtime.notify()  # new outbox rows
         return len(claimed)
+
+    def _split(self, ready: list[Ready]) -> list[list[Ready]]:
+        if not ready:
+            return []
+        count = max(-(-len(ready) // TURNS_PER_TRANSACTION), min(self.concurrency, len(ready)))
+        size = -(-len(ready) // count)
+        return [ready[i : i + size] for i in range(0, len(ready), size)]
 
     async def drain(self, timeout: float = 30.0) -> None:
         """Run turns until none is due (tests, the demo)."""

@@ -16,12 +16,22 @@ import secrets
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import jinja2
-from sqlalchemy import JSON, ColumnElement, Integer, String, Text, bindparam, func, select
-from sqlalchemy.orm import Mapped, Session, mapped_column
+from sqlalchemy import (
+    JSON,
+    ColumnElement,
+    Integer,
+    String,
+    Text,
+    bindparam,
+    event,
+    func,
+    select,
+)
+from sqlalchemy.orm import Mapped, Session, SessionTransaction, mapped_column
 
 import templates as templates_package
 from status.db import AsyncRawCursor, Base, Prepared, RawCursor, insert_ignore, utcnow
@@ -145,9 +155,28 @@ def ids(session: Session) -> list[int]:
     return list(session.scalars(select(Clinic.id).order_by(Clinic.id)))
 
 
+_HELD = "patient_status.clinics_held"
+
+
+def held(session: Session, clinic_id: int) -> Clinic | None:
+    """The clinic's row, read at most once per transaction: the session's identity map holds
+    rows only while something refers to them, so the transaction's session keeps a reference
+    until the transaction ends (a turn, a send and its record each ask for their clinic)."""
+    rows = session.info.setdefault(_HELD, {})
+    if clinic_id not in rows:
+        rows[clinic_id] = session.get(Clinic, clinic_id)
+    return cast(Clinic | None, rows[clinic_id])
+
+
+@event.listens_for(Session, "after_transaction_end")
+def _let_go(session: Session, transaction: SessionTransaction) -> None:
+    if transaction.parent is None:  # the transaction, not a savepoint in it
+        session.info.pop(_HELD, None)
+
+
 def slug_of(session: Session, clinic_id: int) -> str:
     """The clinic's slug (a metrics label); one primary-key read at most per transaction."""
-    clinic = session.get(Clinic, clinic_id)
+    clinic = held(session, clinic_id)
     return clinic.slug if clinic is not None else str(clinic_id)
 
 

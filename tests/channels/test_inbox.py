@@ -118,6 +118,27 @@ def test_a_turn_that_keeps_failing_ends_in_a_holding_reply_and_a_handoff(app, fa
     assert len(fake_twilio.messages) == 3
 
 
+@on_both_databases
+def test_a_turn_that_fails_beside_others_undoes_none_of_theirs(app, fake_twilio):
+    # Turns claimed together share a transaction: the one that fails must not take the
+    # others' answers (or their rows' outcomes) with it, nor answer any of them twice.
+    app.sms("where is my prescription", sender=MARIA)
+    app.sms("03/14/1985", sender=MARIA)
+    app.drain()
+    break_timezone(app)
+    app.sms("when is my refill due", sender=MARIA, turn=False)
+    others = [f"+1555010000{n}" for n in range(2, 7)]
+    for sender in others:
+        app.sms("where is my prescription", sender=sender, turn=False)
+    app.drain()
+    failed = app.rows(InboxMessage, InboxMessage.outcome.is_(None))
+    assert [(r.address, r.state, r.attempts, r.error) for r in failed] == [
+        (MARIA, "pending", 1, "ZoneInfoNotFoundError")
+    ]
+    assert sorted(m.to for m in fake_twilio.messages[2:]) == others  # one reply each
+    assert len(fake_twilio.messages) == 2 + len(others)
+
+
 def test_the_holding_reply_speaks_the_patients_language(app, fake_twilio):
     luis = "+15550100004"
     app.sms("cuándo es mi resurtido", sender=luis)
