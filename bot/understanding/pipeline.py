@@ -47,10 +47,12 @@ class Thresholds:
     model_overrides: float = 0.7
     # P(emergency) from which the model makes an emergency of what the rules did not call one:
     # lower when the rules' risk layer saw a possible risk (two readings agree), higher when
-    # they saw none, higher still when they understood an ordinary request clearly (lowered in
-    # Round 6, docs/nlu.md, once everyday errands with pills weighed more in training)
+    # they saw none, higher still when they understood an ordinary request clearly (`emergency`
+    # 0.8 -> 0.7 in Round 6, docs/nlu.md, once everyday errands with pills weighed more in
+    # training; `emergency_unread` 0.55 was worth +1 point of recall out of fold for +0.2 of
+    # false emergencies, and kept at 0.75 by the rule that they stay within 1%)
     emergency_with_possible: float = 0.5
-    emergency_unread: float = 0.55  # the rules read no request at all
+    emergency_unread: float = 0.75  # the rules read no request at all
     emergency: float = 0.7
     emergency_over_clear_rules: float = 1.01
     # P(emergency) or P(possible) from which the model raises risk to possible
