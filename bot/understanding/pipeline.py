@@ -42,15 +42,18 @@ ACTS_ON_ONESELF = ("overdose", "self_harm", "accidental_dose", "child_poisoning"
 @dataclass(frozen=True)
 class Thresholds:
     rules_clear: float = 1.01  # rules at or above this confidence are not second-guessed
-    model_sure: float = 0.4  # the model's intent is taken only at or above this probability
+    model_sure: float = 0.3  # the model's intent is taken only at or above this probability
     # the model's intent over a clear rules answer, when the model is surer still
     model_overrides: float = 0.7
     # P(emergency) from which the model makes an emergency of what the rules did not call one:
     # lower when the rules' risk layer saw a possible risk (two readings agree), higher when
-    # they saw none, higher still when they understood an ordinary request clearly
+    # they saw none, higher still when they understood an ordinary request clearly (`emergency`
+    # 0.8 -> 0.7 in Round 6, docs/nlu.md, once everyday errands with pills weighed more in
+    # training; `emergency_unread` 0.55 was worth +1 point of recall out of fold for +0.2 of
+    # false emergencies, and kept at 0.75 by the rule that they stay within 1%)
     emergency_with_possible: float = 0.5
     emergency_unread: float = 0.75  # the rules read no request at all
-    emergency: float = 0.8
+    emergency: float = 0.7
     emergency_over_clear_rules: float = 1.01
     # P(emergency) or P(possible) from which the model raises risk to possible
     possible_from_emergency: float = 0.5
@@ -64,8 +67,8 @@ class Thresholds:
     # ...and to none, a figure of speech answered as what it is ("suffocating under these
     # bills, what's my balance"), when the model reads the request the rules read too and
     # gives both emergency and possible risk less than this (self-harm words: `_self_harm`)
-    figure_of_speech: float = 0.1
-    figure_of_speech_self_harm: float = 0.05
+    figure_of_speech: float = 0.03
+    figure_of_speech_self_harm: float = 0.01
     # the model is heard only on a message it mostly has words for (not on gibberish)
     known_words: float = 0.5
     # opt_in and help from the model, only where the rules read nothing
@@ -82,6 +85,10 @@ class Thresholds:
     # (or one they do not contain) when both are at least this sure
     clauses_over_pair: float = 0.6
     clauses_over_whole: float = 0.6
+    # an emergency with no other request read: a clause of its own asking something else
+    # ("i took 30 of my pills, is that going to kill me") is the second intent when read at
+    # least this surely
+    emergency_second: float = 0.4
 
 
 DEFAULT = Thresholds()
@@ -142,7 +149,13 @@ def _second_request(
         other = next(i for i in have if i != result.intent)
         have = [i for i in have if i in (result.intent, other)]
         result = replace(result, intents=have)
-    if len(asked) < 2 or result.intent == Intent.EMERGENCY:
+    if result.intent == Intent.EMERGENCY:
+        if len(result.intents) == 1:
+            sure = [i for i, c in asked if c >= t.emergency_second]
+            if sure:
+                result = replace(result, intents=[str(Intent.EMERGENCY), str(sure[0])])
+        return result
+    if len(asked) < 2:
         return result
     (first, c1), (second, c2) = asked[:2]
     agrees = result.intent in (first, second)

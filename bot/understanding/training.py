@@ -14,7 +14,10 @@ corpus comes out on every machine, so the trained model is reproducible.
 The `corpus/*.tsv` files add messages written by hand, a few noisy copies each: `labelled.tsv`
 (the project's older labelled sets, by the team and by helpers who had not read the rules),
 `written_*.tsv` (written for training by helpers who had read neither the rules nor any
-evaluation set) and `retired_eval*.tsv` (blind sets A to D after their one run).
+evaluation set), `retired_eval*.tsv` (blind sets A to H after their one run) and
+`everyday*.tsv` (everyday messages with words the emergency readings also see: pills, doses,
+"took", swallowing, children, pens, boxes; written knowing the model's mistakes, so never
+measured on).
 Columns `text<TAB>intents[<TAB>risk]`; intents comma-separated in written order.
 
 All text is invented for training: no real patient data.
@@ -40,6 +43,10 @@ LANGUAGES = ("en", "es")
 SEED = 11
 PER_TEMPLATE = 14  # expansions drawn per seed message
 PER_EXAMPLE = 2  # noisy copies of each catalogue example
+# ...and of each everyday message (`everyday*.tsv`): a few hundred messages against thousands
+# of emergencies with the same words (pills, took, swallow, my son); out of fold, six copies
+# kept P(emergency) of everyday errands lower than two did (docs/nlu.md, Round 6)
+EVERYDAY_COPIES = 6
 PAIRS_PER_LANGUAGE = 900  # two-request messages per language
 _ALTERNATIVES = re.compile(r"\{([^{}]*)\}")
 
@@ -215,9 +222,10 @@ def labelled_rows(rng: random.Random) -> list[Row]:
     """The hand-written labelled files (`corpus/*.tsv`), each row and a few noisy copies."""
     rows: list[Row] = []
     for path in labelled_files():
+        copies = EVERYDAY_COPIES if path.name.startswith("everyday") else PER_EXAMPLE
         for text, intents, risk in read_tsv(path):
             rows.append(Row(text, intents, risk, "", text))
-            for _ in range(PER_EXAMPLE):
+            for _ in range(copies):
                 rows.append(Row(_texting(text, rng), intents, risk, "", text))
     return rows
 
@@ -229,7 +237,8 @@ def labelled_files() -> list[Path]:
 def blind_written_files() -> list[Path]:
     """The labelled files written by people who had read neither the rules nor the catalogue
     (`written_*`, and retired blind evaluation sets `retired_*`): what `nlu tune` measures
-    on. `labelled.tsv` (older sets the rules were tuned on) and `everyday.tsv` are not."""
+    on. `labelled.tsv` (older sets the rules were tuned on) and `everyday*.tsv` (written
+    against the model's mistakes) are not."""
     return sorted([*CORPUS_DIR.glob("written_*.tsv"), *CORPUS_DIR.glob("retired_*.tsv")])
 
 

@@ -55,6 +55,7 @@ GRID = {
     "clause_model_first": [0.6, 0.7, 0.8, 0.85, 0.9, 0.95, 1.01],
     "clauses_over_pair": [0.6, 0.7, 0.8, 0.9, 1.01],
     "clauses_over_whole": [0.6, 0.7, 0.8, 0.9, 1.01],
+    "emergency_second": [0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.01],
     "figure_of_speech": [0.0, 0.01, 0.02, 0.03, 0.05, 0.08, 0.1],
     "figure_of_speech_self_harm": [0.0, 0.01, 0.02, 0.03, 0.05],
 }

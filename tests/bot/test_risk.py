@@ -253,6 +253,18 @@ def test_a_sure_model_makes_an_emergency_of_what_the_rules_saw_as_possible():
     assert decide(calm, prediction(emergency=DEFAULT.emergency_unread)).risk == "emergency"
 
 
+def test_a_question_of_its_own_after_an_emergency_is_the_second_intent():
+    rules = classify_rules("i took 30 of my pills, is that going to kill me")
+    assert rules.intents == ["emergency"] and len(rules.clauses) == 2
+    whole = prediction("emergency", 0.9, emergency=0.97)
+    sure = [prediction("emergency", 0.9, emergency=0.97), prediction("clinical_question", 0.8)]
+    result = decide(rules, whole, clauses=sure)
+    assert result.intents == ["emergency", "clinical_question"]
+    assert result.risk == "emergency"
+    unsure = [sure[0], prediction("clinical_question", DEFAULT.emergency_second - 0.1)]
+    assert decide(rules, whole, clauses=unsure).intents == ["emergency"]
+
+
 def test_a_rules_emergency_beside_a_request_the_model_reads_as_safe_is_lowered_one_step():
     text = "suffocating under these charges. is there any payment plan for my balance?"
     rules = classify_rules(text)

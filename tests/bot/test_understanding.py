@@ -13,6 +13,7 @@ import yaml
 from bot.intents import Intent
 from bot.understanding import Classification, classify
 from bot.understanding.classifier import catalogue
+from bot.understanding.classifier import classify as classify_rules
 from bot.understanding.evaluate import evaluate_file, format_report, load_examples, run_classify
 from bot.understanding.normalize import CATALOGUE_DIR, normalize
 
@@ -320,7 +321,23 @@ def test_red_flag_index_gives_the_answer_trying_every_term_and_rule_gives():
 def test_emergency_is_the_primary_intent_even_when_written_after_another_request():
     result = classify("where is my refill? also my chest hurts really bad")
     assert result.intent == "emergency"
-    assert result.intents == ["refill", "emergency"]  # in the order written
+    # the primary intent first, the other request after it (as the blind sets' writers put it)
+    assert result.intents == ["emergency", "refill"]
+
+
+@pytest.mark.parametrize(
+    ("text", "intents"),
+    [
+        # voice-to-text run-ons: a question starting mid-sentence starts a clause
+        ("where is my package can someone call me", ["shipment_tracking", "human"]),
+        ("my card expired i need to update it", ["update_payment_method"]),
+        # ...but not where the words before lead into it, nor "what do i do" after an emergency
+        ("can you tell me when my refill ships", ["refill"]),
+        ("my husband isnt breathing what do i do", ["emergency"]),
+    ],
+)
+def test_run_ons_split_where_a_new_question_starts(text, intents):
+    assert classify_rules(text).intents == intents
 
 
 @pytest.mark.parametrize(
