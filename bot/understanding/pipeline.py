@@ -49,10 +49,12 @@ class Thresholds:
     # lower when the rules' risk layer saw a possible risk (two readings agree), higher when
     # they saw none, higher still when they understood an ordinary request clearly (`emergency`
     # 0.8 -> 0.7 in Round 6, docs/nlu.md, once everyday errands with pills weighed more in
-    # training; `emergency_unread` 0.55 was worth +1 point of recall out of fold for +0.2 of
-    # false emergencies, and kept at 0.75 by the rule that they stay within 1%)
+    # training; `emergency_unread` 0.75 -> 0.55 by the lead: +1 point of recall out of fold,
+    # 24 more of 2,410 emergencies, mostly suicide and overdose wording the rules read nothing
+    # in, for +0.2 points of 911 scripts, two thirds of them on messages graded `possible`,
+    # 10 of 11,217 graded `none`: a missed emergency costs more than a check-in too many)
     emergency_with_possible: float = 0.5
-    emergency_unread: float = 0.75  # the rules read no request at all
+    emergency_unread: float = 0.55  # the rules read no request at all
     emergency: float = 0.7
     emergency_over_clear_rules: float = 1.01
     # P(emergency) or P(possible) from which the model raises risk to possible
