@@ -16,10 +16,14 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import functools
+import contextlib
 import hashlib
 import json
-from concurrent.futures import ThreadPoolExecutor
+import queue
+import sqlite3
+import threading
+import time
+import weakref
 from datetime import datetime
 from enum import StrEnum
 from functools import lru_cache
@@ -46,7 +50,7 @@ from sqlalchemy.sql import ClauseElement
 
 from bot.understanding.redact import redact_card_numbers
 from status import clinics
-from status.db import Base, Database, Prepared, insert_ignore, utcnow
+from status.db import Base, Database, Prepared, RawCursor, insert_ignore, utcnow
 
 NOTIFY_CHANNEL = "patient_status_inbox"
 
@@ -163,26 +167,176 @@ def store_now(
 
     `clinic`: its id, or where an SMS was sent, routed to its clinic in the same statement
     (`clinics.sms_clinic_id`)."""
+    values = stored_values(
+        secret_key, clinic=clinic, source=source, provider_id=provider_id, action=action,
+        channel=channel, address=address, payload=payload,
+    )  # fmt: skip
+    return bool(db.raw_autocommit(lambda reader: reader.rows(_STORE, **values)))
+
+
+def stored_values(
+    secret_key: str,
+    *,
+    clinic: int | clinics.SmsRecipient,
+    source: str,
+    provider_id: str,
+    action: Action,
+    channel: str,
+    address: str,
+    payload: dict[str, Any],
+) -> dict[str, Any]:
+    """The parameters of `_STORE` for one delivery: redacted and sealed, the clinic given or
+    where the SMS was sent."""
     sms = clinic if isinstance(clinic, clinics.SmsRecipient) else clinics.SmsRecipient()
     clinic_id = None if isinstance(clinic, clinics.SmsRecipient) else clinic
     values = _row(
         secret_key, clinic_id, source, provider_id, action, channel, address, payload, None
     )
     values.update(to=sms.to, messaging_service_sid=sms.messaging_service_sid)
-    return bool(db.raw_autocommit(lambda reader: reader.rows(_STORE, **values)))
-
-
-# SQLite has one writer: webhooks store through one thread, in turn, instead of several threads
-# meeting in SQLite's busy handler (which sleeps in steps of 1, 2, 5, 10... ms).
-_SQLITE_WRITER = ThreadPoolExecutor(1, thread_name_prefix="inbox-store")
+    return values
 
 
 async def store_soon(db: Database, secret_key: str, **delivery: Any) -> bool:
-    """`store_now` from the event loop: on SQLite through its one writer thread, elsewhere on
-    the default thread pool."""
-    call = functools.partial(store_now, db, secret_key, **delivery)
-    executor = _SQLITE_WRITER if db.is_sqlite else None
-    return await asyncio.get_running_loop().run_in_executor(executor, call)
+    """`store_now` from the event loop, group-committed with the other webhooks' rows
+    (`GroupWriter`): answered once the row is durably stored."""
+    return await GroupWriter.of(db).store(stored_values(secret_key, **delivery))
+
+
+class GroupWriter:
+    """Stores the webhooks' inbox rows in groups: one thread per database takes every row that
+    arrived while the previous group was being written and writes them all in one transaction
+    (one commit, one fsync, one NOTIFY), then answers each webhook. A webhook is answered only
+    once its row is committed; a group that fails is written again row by row, so one bad row
+    fails only its own webhook.
+
+    On SQLite the transaction takes the write lock without SQLite's busy handler (which sleeps
+    1, 2, 5, 10... ms between tries and so misses the short gaps between another writer's
+    transactions, e.g. the in-process turns'): it tries every `SQLITE_LOCK_POLL` seconds, so a
+    burst of webhooks waits for the current turn's transaction at most, then all of them are
+    stored together before the next turn takes the lock.
+    """
+
+    MAX_GROUP = 256
+    IDLE_SECONDS = 2.0  # the thread ends after this long without work (tests make many dbs)
+    SQLITE_LOCK_POLL = 0.0005
+    SQLITE_LOCK_TIMEOUT = 10.0  # as the engine's busy_timeout
+
+    _writers: weakref.WeakKeyDictionary[Database, GroupWriter] = weakref.WeakKeyDictionary()
+    _writers_lock = threading.Lock()
+
+    @classmethod
+    def of(cls, db: Database) -> GroupWriter:
+        writer = cls._writers.get(db)
+        if writer is None:
+            with cls._writers_lock:
+                writer = cls._writers.setdefault(db, cls(db))
+        return writer
+
+    def __init__(self, db: Database) -> None:
+        self._db = weakref.ref(db)  # the registry's key: a strong one would keep it forever
+        self.is_sqlite = db.is_sqlite
+        self._queue: queue.SimpleQueue[_Pending] = queue.SimpleQueue()
+        self._lock = threading.Lock()
+        self._running = False
+
+    async def store(self, values: dict[str, Any]) -> bool:
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[bool] = loop.create_future()
+        with self._lock:
+            self._queue.put((values, loop, future))
+            if not self._running:
+                self._running = True
+                threading.Thread(target=self._run, name="inbox-writer", daemon=True).start()
+        return await future
+
+    def _run(self) -> None:
+        while True:
+            try:
+                first = self._queue.get(timeout=self.IDLE_SECONDS)
+            except queue.Empty:
+                with self._lock:
+                    if self._queue.empty():
+                        self._running = False
+                        return
+                continue
+            group = [first]
+            while len(group) < self.MAX_GROUP:
+                try:
+                    group.append(self._queue.get_nowait())
+                except queue.Empty:
+                    break
+            self._answer(group, self._write(group))
+
+    def _write(self, group: list[_Pending]) -> list[bool | BaseException]:
+        db = self._db()
+        if db is None:
+            return [RuntimeError("the database was closed")] * len(group)
+        try:
+            return list(db.raw_autocommit(lambda cursor: self._transaction(cursor, group)))
+        except Exception as exc:
+            if len(group) == 1:
+                return [exc]
+        results: list[bool | BaseException] = []
+        for one in group:  # the group failed: each row alone, so only a bad one fails
+            try:
+                results += db.raw_autocommit(lambda cursor: self._transaction(cursor, [one]))  # noqa: B023
+            except Exception as exc:
+                results.append(exc)
+        return results
+
+    def _transaction(self, cursor: RawCursor, group: list[_Pending]) -> list[bool]:
+        raw = cursor.cursor
+        if self.is_sqlite:
+            self._sqlite_begin(raw)
+        else:
+            raw.execute("BEGIN")
+        try:
+            stored = [bool(cursor.rows(_STORE, **values)) for values, _, _ in group]
+            raw.execute("COMMIT")
+        except BaseException:
+            with contextlib.suppress(Exception):
+                raw.execute("ROLLBACK")
+            raise
+        return stored
+
+    def _sqlite_begin(self, raw: Any) -> None:
+        deadline = time.monotonic() + self.SQLITE_LOCK_TIMEOUT
+        raw.execute("PRAGMA busy_timeout=0")
+        try:
+            while True:
+                try:
+                    raw.execute("BEGIN IMMEDIATE")
+                    return
+                except sqlite3.OperationalError as exc:
+                    busy = getattr(exc, "sqlite_errorcode", None) in _SQLITE_BUSY
+                    if not busy or time.monotonic() > deadline:
+                        raise
+                time.sleep(self.SQLITE_LOCK_POLL)
+        finally:
+            raw.execute(f"PRAGMA busy_timeout={round(self.SQLITE_LOCK_TIMEOUT * 1000)}")
+
+    @staticmethod
+    def _answer(group: list[_Pending], results: list[bool | BaseException]) -> None:
+        by_loop: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future[bool], Any]]] = {}
+        for (_, loop, future), result in zip(group, results, strict=True):
+            by_loop.setdefault(loop, []).append((future, result))
+        for loop, answers in by_loop.items():
+            with contextlib.suppress(RuntimeError):  # that loop has closed: nobody is waiting
+                loop.call_soon_threadsafe(_resolve, answers)
+
+
+_Pending = tuple[dict[str, Any], asyncio.AbstractEventLoop, "asyncio.Future[bool]"]
+_SQLITE_BUSY = {sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED}
+
+
+def _resolve(answers: list[tuple[asyncio.Future[bool], Any]]) -> None:
+    for future, result in answers:
+        if future.done():  # the webhook went away (cancelled); its row is stored anyway
+            continue
+        if isinstance(result, BaseException):
+            future.set_exception(result)
+        else:
+            future.set_result(result)
 
 
 def _row(
