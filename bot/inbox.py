@@ -19,9 +19,7 @@ import base64
 import contextlib
 import hashlib
 import json
-import queue
 import sqlite3
-import threading
 import time
 import weakref
 from datetime import datetime
@@ -50,7 +48,15 @@ from sqlalchemy.sql import ClauseElement
 
 from bot.understanding.redact import redact_card_numbers
 from status import clinics
-from status.db import Base, Database, Prepared, RawCursor, insert_ignore, utcnow
+from status.db import (
+    AsyncRawCursor,
+    AsyncReads,
+    Base,
+    Database,
+    Prepared,
+    insert_ignore,
+    utcnow,
+)
 
 NOTIFY_CHANNEL = "patient_status_inbox"
 
@@ -203,140 +209,136 @@ async def store_soon(db: Database, secret_key: str, **delivery: Any) -> bool:
 
 
 class GroupWriter:
-    """Stores the webhooks' inbox rows in groups: one thread per database takes every row that
-    arrived while the previous group was being written and writes them all in one transaction
-    (one commit, one fsync, one NOTIFY), then answers each webhook. A webhook is answered only
-    once its row is committed; a group that fails is written again row by row, so one bad row
-    fails only its own webhook.
+    """Stores the webhooks' inbox rows in groups, on the event loop: every row that arrived
+    while the previous group was being written is written in one transaction (one commit, one
+    NOTIFY), then each webhook is answered. A webhook is answered only once its row is
+    committed; a group that fails is written again row by row, so one bad row fails only its
+    own webhook.
 
-    On SQLite the transaction takes the write lock without SQLite's busy handler (which sleeps
-    1, 2, 5, 10... ms between tries and so misses the short gaps between another writer's
-    transactions, e.g. the in-process turns'): it tries every `SQLITE_LOCK_POLL` seconds, so a
-    burst of webhooks waits for the current turn's transaction at most, then all of them are
-    stored together before the next turn takes the lock.
+    No thread: a thread's hand-offs cost more than the statements (each one a wait for the GIL
+    the other side holds). On PostgreSQL the group goes in one pipeline on an async connection
+    (`AsyncReads`); on SQLite, whose statements take microseconds, it runs on the loop, and the
+    write lock is taken without SQLite's busy handler (which would block the loop, and sleeps
+    1, 2, 5, 10... ms between tries, missing the short gaps between another writer's
+    transactions, e.g. the in-process turns'): `BEGIN IMMEDIATE` is tried every
+    `SQLITE_LOCK_POLL` seconds, the loop serving requests meanwhile, so a burst waits for the
+    current turn's transaction at most and is then stored together before the next turn.
     """
 
     MAX_GROUP = 256
-    IDLE_SECONDS = 2.0  # the thread ends after this long without work (tests make many dbs)
     SQLITE_LOCK_POLL = 0.0005
     SQLITE_LOCK_TIMEOUT = 10.0  # as the engine's busy_timeout
 
     _writers: weakref.WeakKeyDictionary[Database, GroupWriter] = weakref.WeakKeyDictionary()
-    _writers_lock = threading.Lock()
 
     @classmethod
     def of(cls, db: Database) -> GroupWriter:
         writer = cls._writers.get(db)
         if writer is None:
-            with cls._writers_lock:
-                writer = cls._writers.setdefault(db, cls(db))
+            writer = cls._writers.setdefault(db, cls(db))
         return writer
 
     def __init__(self, db: Database) -> None:
         self._db = weakref.ref(db)  # the registry's key: a strong one would keep it forever
         self.is_sqlite = db.is_sqlite
-        self._queue: queue.SimpleQueue[_Pending] = queue.SimpleQueue()
-        self._lock = threading.Lock()
-        self._running = False
+        self._reads = None if db.is_sqlite else AsyncReads(db.url, db.engine.dialect, size=1)
+        self._dialect = db.engine.dialect
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._pending: list[tuple[dict[str, Any], asyncio.Future[bool]]] = []
+        self._task: asyncio.Task[None] | None = None
 
     async def store(self, values: dict[str, Any]) -> bool:
         loop = asyncio.get_running_loop()
+        if loop is not self._loop:  # a new app's loop (tests): the old one's work went with it
+            self._loop, self._pending, self._task = loop, [], None
         future: asyncio.Future[bool] = loop.create_future()
-        with self._lock:
-            self._queue.put((values, loop, future))
-            if not self._running:
-                self._running = True
-                threading.Thread(target=self._run, name="inbox-writer", daemon=True).start()
+        self._pending.append((values, future))
+        if self._task is None or self._task.done():
+            self._task = loop.create_task(self._drain())
         return await future
 
-    def _run(self) -> None:
-        while True:
-            try:
-                first = self._queue.get(timeout=self.IDLE_SECONDS)
-            except queue.Empty:
-                with self._lock:
-                    if self._queue.empty():
-                        self._running = False
-                        return
-                continue
-            group = [first]
-            while len(group) < self.MAX_GROUP:
-                try:
-                    group.append(self._queue.get_nowait())
-                except queue.Empty:
-                    break
-            self._answer(group, self._write(group))
+    async def close(self) -> None:
+        """Close the PostgreSQL connection (an app's lifespan ends)."""
+        if self._reads is not None:
+            await self._reads.close()
 
-    def _write(self, group: list[_Pending]) -> list[bool | BaseException]:
-        db = self._db()
-        if db is None:
-            return [RuntimeError("the database was closed")] * len(group)
+    async def _drain(self) -> None:
+        while self._pending:
+            group = self._pending[: self.MAX_GROUP]
+            del self._pending[: self.MAX_GROUP]
+            results = await self._write([values for values, _ in group])
+            for (_, future), result in zip(group, results, strict=True):
+                if future.done():  # the webhook went away (cancelled); its row is stored anyway
+                    continue
+                if isinstance(result, BaseException):
+                    future.set_exception(result)
+                else:
+                    future.set_result(result)
+
+    async def _write(self, group: list[dict[str, Any]]) -> list[bool | BaseException]:
         try:
-            return list(db.raw_autocommit(lambda cursor: self._transaction(cursor, group)))
+            return list[bool | BaseException](await self._transaction(group))
         except Exception as exc:
             if len(group) == 1:
                 return [exc]
         results: list[bool | BaseException] = []
-        for one in group:  # the group failed: each row alone, so only a bad one fails
+        for values in group:  # the group failed: each row alone, so only a bad one fails
             try:
-                results += db.raw_autocommit(lambda cursor: self._transaction(cursor, [one]))  # noqa: B023
+                results += await self._transaction([values])
             except Exception as exc:
                 results.append(exc)
         return results
 
-    def _transaction(self, cursor: RawCursor, group: list[_Pending]) -> list[bool]:
-        raw = cursor.cursor
-        if self.is_sqlite:
-            self._sqlite_begin(raw)
-        else:
-            raw.execute("BEGIN")
-        try:
-            stored = [bool(cursor.rows(_STORE, **values)) for values, _, _ in group]
-            raw.execute("COMMIT")
-        except BaseException:
-            with contextlib.suppress(Exception):
-                raw.execute("ROLLBACK")
-            raise
-        return stored
+    async def _transaction(self, group: list[dict[str, Any]]) -> list[bool]:
+        if self._reads is None:
+            return await self._sqlite_transaction(group)
 
-    def _sqlite_begin(self, raw: Any) -> None:
+        async def write(cursor: AsyncRawCursor) -> list[bool]:
+            await cursor.cursor.execute("BEGIN")
+            stored = await cursor.many(_STORE, group)
+            await cursor.cursor.execute("COMMIT")
+            return [bool(rows) for rows in stored]
+
+        # a dropped connection fails the transaction (nothing stored) and `run` tries once more
+        return await self._reads.run(write)
+
+    async def _sqlite_transaction(self, group: list[dict[str, Any]]) -> list[bool]:
+        db = self._db()
+        if db is None:
+            raise RuntimeError("the database was closed")
+        raw = db.autocommit_engine.raw_connection()
+        try:
+            cursor = raw.cursor()
+            await self._sqlite_begin(cursor)
+            try:
+                stored = [bool(_STORE.rows(cursor, self._dialect, values)) for values in group]
+                cursor.execute("COMMIT")
+            except BaseException:
+                with contextlib.suppress(Exception):
+                    cursor.execute("ROLLBACK")
+                raise
+            return stored
+        finally:
+            raw.close()
+
+    async def _sqlite_begin(self, cursor: Any) -> None:
         deadline = time.monotonic() + self.SQLITE_LOCK_TIMEOUT
-        raw.execute("PRAGMA busy_timeout=0")
+        cursor.execute("PRAGMA busy_timeout=0")
         try:
             while True:
                 try:
-                    raw.execute("BEGIN IMMEDIATE")
+                    cursor.execute("BEGIN IMMEDIATE")
                     return
                 except sqlite3.OperationalError as exc:
                     busy = getattr(exc, "sqlite_errorcode", None) in _SQLITE_BUSY
                     if not busy or time.monotonic() > deadline:
                         raise
-                time.sleep(self.SQLITE_LOCK_POLL)
+                await asyncio.sleep(self.SQLITE_LOCK_POLL)
         finally:
-            raw.execute(f"PRAGMA busy_timeout={round(self.SQLITE_LOCK_TIMEOUT * 1000)}")
-
-    @staticmethod
-    def _answer(group: list[_Pending], results: list[bool | BaseException]) -> None:
-        by_loop: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future[bool], Any]]] = {}
-        for (_, loop, future), result in zip(group, results, strict=True):
-            by_loop.setdefault(loop, []).append((future, result))
-        for loop, answers in by_loop.items():
-            with contextlib.suppress(RuntimeError):  # that loop has closed: nobody is waiting
-                loop.call_soon_threadsafe(_resolve, answers)
+            cursor.execute(f"PRAGMA busy_timeout={round(self.SQLITE_LOCK_TIMEOUT * 1000)}")
 
 
-_Pending = tuple[dict[str, Any], asyncio.AbstractEventLoop, "asyncio.Future[bool]"]
 _SQLITE_BUSY = {sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED}
-
-
-def _resolve(answers: list[tuple[asyncio.Future[bool], Any]]) -> None:
-    for future, result in answers:
-        if future.done():  # the webhook went away (cancelled); its row is stored anyway
-            continue
-        if isinstance(result, BaseException):
-            future.set_exception(result)
-        else:
-            future.set_result(result)
 
 
 def _row(

@@ -14,6 +14,7 @@ from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from starlette.middleware.sessions import SessionMiddleware
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from bot import inbox
 from channels import (
     api,
     care_api,
@@ -134,6 +135,7 @@ def create_app(
             yield
         finally:
             await runtime.stop()
+            await inbox.GroupWriter.of(db).close()
             if app.state.status_reads is not None:
                 await app.state.status_reads.close()
 
