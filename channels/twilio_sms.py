@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import functools
 import hashlib
 import hmac
 import json
@@ -109,10 +110,9 @@ def parse_inbound(form: dict[str, str], received_at: datetime) -> Inbound:
     sender = form.get("From")
     if not sender:
         raise limits.LimitExceeded("From", "is required")
-    try:
-        address = normalize_phone(sender[: limits.PHONE])
-    except InvalidPhone as exc:
-        raise limits.LimitExceeded("From", "must be a phone number") from exc
+    address = _e164(sender[: limits.PHONE])
+    if address is None:
+        raise limits.LimitExceeded("From", "must be a phone number")
     try:
         limits.media_count(form.get("NumMedia"))
     except limits.LimitExceeded as exc:
@@ -240,7 +240,7 @@ class InboundSms:
         # as Starlette's form parser reads a form: names and values percent-decoded as UTF-8,
         # the last of a repeated name kept (as `verified_form`'s dict does)
         form = dict(parse_qsl(b"".join(chunks).decode("latin-1"), keep_blank_values=True))
-        url = public_url(URL(scope=scope), settings)
+        url = _signed_url(scope, settings)
         if not signature_ok(settings.twilio_auth_token, url, form, signature.decode("latin-1")):
             return _refused(403, BAD_SIGNATURE)
         try:
@@ -253,6 +253,17 @@ class InboundSms:
         return 200, EMPTY_TWIML_BYTES, b"application/xml"
 
 
+def _signed_url(scope: Scope, settings: Settings) -> str:
+    """`public_url` of the request in `scope`, without building Starlette's URL when
+    PUBLIC_BASE_URL says what it is (its path and query as `URL` gives them)."""
+    if not settings.public_base_url:
+        return str(URL(scope=scope))
+    path = scope["path"].replace("?", "%3F").replace("#", "%23").replace("\\", "%5C")
+    url = settings.public_base_url.rstrip("/") + path
+    query = scope.get("query_string", b"").decode()
+    return f"{url}?{query}" if query else url
+
+
 def _refused(status: int, detail: str) -> tuple[int, bytes, bytes]:
     body = json.dumps(
         {"detail": detail}, ensure_ascii=False, separators=(",", ":")
@@ -262,10 +273,15 @@ def _refused(status: int, detail: str) -> tuple[int, bytes, bytes]:
 
 def _to_number(raw: str | None) -> str | None:
     """The number the patient wrote to, as clinics store theirs (E.164); None if it is not one."""
-    if not raw:
-        return None
+    return _e164(raw[: limits.PHONE]) if raw else None
+
+
+@functools.lru_cache(maxsize=8192)
+def _e164(raw: str) -> str | None:
+    """`normalize_phone` for a webhook's From and To, or None: remembered, since a clinic's
+    numbers and its patients' phones come back again and again (phonenumbers takes ~35 us)."""
     try:
-        return normalize_phone(raw[: limits.PHONE])
+        return normalize_phone(raw)
     except InvalidPhone:
         return None
 
