@@ -17,7 +17,7 @@ import logging
 import time
 from datetime import datetime
 from typing import Any
-from urllib.parse import parse_qsl
+from urllib.parse import unquote_plus
 
 from fastapi import APIRouter, Depends, HTTPException, Request
 from fastapi.responses import Response
@@ -237,9 +237,7 @@ class InboundSms:
             chunks.append(chunk)
             if not message.get("more_body", False):
                 break
-        # as Starlette's form parser reads a form: names and values percent-decoded as UTF-8,
-        # the last of a repeated name kept (as `verified_form`'s dict does)
-        form = dict(parse_qsl(b"".join(chunks).decode("latin-1"), keep_blank_values=True))
+        form = parse_form(b"".join(chunks))
         url = _signed_url(scope, settings)
         if not signature_ok(settings.twilio_auth_token, url, form, signature.decode("latin-1")):
             return _refused(403, BAD_SIGNATURE)
@@ -251,6 +249,23 @@ class InboundSms:
             log.exception("inbound SMS not stored")
             return _refused(500, "the message could not be stored; try again")
         return 200, EMPTY_TWIML_BYTES, b"application/xml"
+
+
+def parse_form(body: bytes) -> dict[str, str]:
+    """A form-encoded body as `urllib.parse.parse_qsl(..., keep_blank_values=True)` reads it
+    (and Starlette's form parser: names and values percent-decoded as UTF-8, `+` a space), the
+    last of a repeated name kept as `verified_form`'s dict does; what has nothing to decode
+    is taken as it is (most of Twilio's fields), which is most of parse_qsl's time saved."""
+    form = {}
+    for field in body.decode("latin-1").split("&"):
+        if field:
+            name, _, value = field.partition("=")
+            form[_unquoted(name)] = _unquoted(value)
+    return form
+
+
+def _unquoted(text: str) -> str:
+    return unquote_plus(text) if "%" in text or "+" in text else text
 
 
 def _signed_url(scope: Scope, settings: Settings) -> str:
