@@ -138,8 +138,12 @@ def serve_child(kind: str, port: int, run_workers: bool) -> None:
     settings = Settings(_env_file=None)
     configure(settings.log_format, settings.log_level)
     if kind == "app":
+        import os
+
         from channels.app import create_app
         from status.db import Database
+
+        os.environ["PATIENT_STATUS_FREEZE_GC"] = "1"  # as `serve` sets it
 
         app = create_app(settings, Database(settings.database_url), run_workers=run_workers)
     else:

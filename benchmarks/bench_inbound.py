@@ -196,7 +196,8 @@ def inbox_counts(url: str) -> Counter:
     from status.db import Database
 
     db = Database(url)
-    with db.session() as session:
+    # a read: on SQLite it must not queue for the write lock the workers pass between them
+    with db.read_session() as session:
         rows = session.execute(
             select(InboxMessage.state, InboxMessage.outcome, func.count()).group_by(
                 InboxMessage.state, InboxMessage.outcome
@@ -358,7 +359,7 @@ def phase_latency(url: str, load: Load, workdir: Path, args: argparse.Namespace)
         workers = Workers(url, fake, args.worker_processes, workdir)
         server = Server("app", env, workdir / "latency.log").start(timeout=300)
         db = Database(url)
-        with db.session() as session:
+        with db.read_session() as session:
             last_id = session.scalar(select(func.max(InboxMessage.id))) or 0
         try:
             time.sleep(3)  # the workers are up and idle
@@ -366,13 +367,13 @@ def phase_latency(url: str, load: Load, workdir: Path, args: argparse.Namespace)
             delay_ms = 1000 * connections / rate
             load.connections = connections
             wrk = load.run(server, args.rate_seconds, int(rate * args.rate_seconds * 2), delay_ms)
-            with db.session() as session:
+            with db.read_session() as session:
                 stored = session.scalar(
                     select(func.count(InboxMessage.id)).where(InboxMessage.id > last_id)
                 )
             counts, _, _ = wait_done(url, sum(inbox_counts(url).values()), timeout=600)
             fake.wait_for(stored, timeout=60)
-            with db.session() as session:
+            with db.read_session() as session:
                 rows = session.execute(
                     select(InboxMessage.address, InboxMessage.received_at)
                     .where(InboxMessage.id > last_id)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import logging
 import os
 import time
@@ -13,6 +14,7 @@ from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from starlette.middleware.sessions import SessionMiddleware
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from bot import inbox
 from channels import (
     api,
     care_api,
@@ -86,6 +88,23 @@ class AccessLog:
                 )  # fmt: skip
 
 
+class App(FastAPI):
+    """The FastAPI app with the inbound SMS webhook in front of it (`twilio_sms.InboundSms`):
+    the one route a provider may call hundreds of times a second skips the middleware stack."""
+
+    inbound_sms: twilio_sms.InboundSms
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if (
+            scope["type"] == "http"
+            and scope["path"] == twilio_sms.InboundSms.ROUTE
+            and scope["method"] == "POST"
+            and await self.inbound_sms(scope, receive, send)
+        ):
+            return
+        await super().__call__(scope, receive, send)
+
+
 def create_app(
     settings: Settings | None = None,
     db: Database | None = None,
@@ -106,15 +125,21 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
-        await runtime.start(workers=run_workers)
+        await runtime.start(workers=run_workers, beside_webhooks=run_workers)
+        if os.environ.get("PATIENT_STATUS_FREEZE_GC") == "1":
+            # `serve`: what start-up built (modules, the app, the catalogue) lives as long as
+            # the process, so the collector stops walking it on every full collection
+            gc.collect()
+            gc.freeze()
         try:
             yield
         finally:
             await runtime.stop()
+            await inbox.GroupWriter.of(db).close()
             if app.state.status_reads is not None:
                 await app.state.status_reads.close()
 
-    app = FastAPI(
+    app = App(
         title="Patient Status Assistant",
         description="Answers patients from the live state of their care.",
         version="0.1.0",
@@ -128,6 +153,7 @@ def create_app(
     app.state.settings = settings
     app.state.db = db
     app.state.runtime = runtime
+    app.inbound_sms = twilio_sms.InboundSms(app.state)
     app.state.on_changes = [runtime.notifier.on_changes]  # run in the /events transaction
     # the status API's read on PostgreSQL: async connections of the app's event loop
     app.state.status_reads = None if db.is_sqlite else AsyncReads(db.url, db.engine.dialect)

@@ -109,6 +109,7 @@ def serve(host: str, port: int, no_workers: bool, processes: int) -> None:
     _port_free(host, port, f"patient-status serve --port {port + 10}")
     os.environ["PATIENT_STATUS_RUN_WORKERS"] = "0" if no_workers else "1"
     os.environ["PATIENT_STATUS_CONFIGURE_LOGGING"] = "1"  # each uvicorn worker process too
+    os.environ["PATIENT_STATUS_FREEZE_GC"] = "1"
     uvicorn.run(
         "channels.app:create_app",
         factory=True,

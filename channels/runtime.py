@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import sys
 from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
@@ -28,6 +29,7 @@ from status.db import Database, utcnow
 from status.settings import Settings
 
 log = logging.getLogger("patient_status.runtime")
+SWITCH_INTERVAL = 0.0005  # seconds a thread may hold the GIL while another waits for it
 
 
 class Runtime:
@@ -93,7 +95,7 @@ class Runtime:
         await self.turns.drain(timeout)
         await self.dispatcher.drain(timeout)
 
-    async def start(self, workers: bool = True) -> None:
+    async def start(self, workers: bool = True, *, beside_webhooks: bool = False) -> None:
         self._loop = asyncio.get_running_loop()
         # Load the understanding catalogue now, not on the first patient's message.
         from bot.understanding.classifier import catalogue
@@ -106,6 +108,13 @@ class Runtime:
             # The learned model and the rules' patterns load now, not in the first patient's
             # turn (a second or more on a busy host).
             await asyncio.to_thread(classify, "where is my prescription")
+            if beside_webhooks:  # plain `serve`: the turns share the process with the web tier
+                # Turns and sends run in threads beside the event loop and hold the GIL for
+                # milliseconds at a time; each time the loop gives it up (a socket read, a log
+                # write) it waited the default 5 ms switch interval to get it back. With 0.5 ms,
+                # plain `serve` on SQLite accepted ~2.5x as many webhooks during a burst (turning
+                # correspondingly fewer until it passed): accepting comes first.
+                sys.setswitchinterval(min(sys.getswitchinterval(), SWITCH_INTERVAL))
             self._tasks.append(asyncio.create_task(self.turns.run_forever(self._stop)))
             self._tasks.append(asyncio.create_task(self.dispatcher.run_forever(self._stop)))
             if self.settings.worker_heartbeat_file:

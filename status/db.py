@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
-from collections.abc import Awaitable, Callable, Iterator, Mapping
+from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from functools import cached_property
@@ -312,6 +312,21 @@ class Prepared:
         await cursor.execute(*self._arguments(dialect, params), prepare=True)
         return self._converted(dialect, await cursor.fetchall())
 
+    async def many_async(
+        self, cursor: Any, dialect: Dialect, params: Sequence[Mapping[str, Any]]
+    ) -> list[list[tuple[Any, ...]]]:
+        """`rows_async` for each of `params`, all sent in one pipeline (one round trip)."""
+        sql, found = "", []
+        for one in params:
+            sql, arguments = self._arguments(dialect, one)
+            found.append(arguments)
+        await cursor.executemany(sql, found, returning=True)
+        rows = []
+        while True:
+            rows.append(self._converted(dialect, await cursor.fetchall()))
+            if not cursor.nextset():
+                return rows
+
 
 class RawCursor:
     """What `Database.raw_autocommit` hands its function: runs `Prepared` statements."""
@@ -333,6 +348,11 @@ class AsyncRawCursor:
 
     async def rows(self, statement: Prepared, **params: Any) -> list[tuple[Any, ...]]:
         return await statement.rows_async(self.cursor, self.dialect, params)
+
+    async def many(
+        self, statement: Prepared, params: Sequence[Mapping[str, Any]]
+    ) -> list[list[tuple[Any, ...]]]:
+        return await statement.many_async(self.cursor, self.dialect, params)
 
 
 class AsyncReads:

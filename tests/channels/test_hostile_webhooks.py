@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 from datetime import UTC, datetime
+from urllib.parse import parse_qsl, urlencode
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -16,7 +17,7 @@ from bot.receipts import Receipt
 from bot.understanding.extract import parse_dob
 from bot.understanding.redact import DOB_REDACTED, redact_card_numbers, redact_dates_of_birth
 from channels.telegram import parse_update
-from channels.twilio_sms import parse_inbound, parse_status
+from channels.twilio_sms import parse_form, parse_inbound, parse_status
 from status import clock as product_clock
 from status import demo, limits
 from tests.conftest import count_fuzzed, on_both_databases
@@ -186,3 +187,11 @@ def test_signed_sms_of_any_text_is_answered_without_a_5xx(app, body, num_media):
     stored = inbound_bodies(app)[-1]
     answering_the_dob_question = stored == DOB_REDACTED and parse_dob(text, today) is not None
     assert stored == kept or answering_the_dob_question
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(alphabet="ab=&+%; \x00\u00e9\u4e2d", max_size=30), st.text(max_size=30))
+def test_the_sms_webhooks_form_reader_reads_what_parse_qsl_reads(raw, text):
+    for body in (raw.encode(), urlencode({"Body": text, text: raw}).encode()):
+        expected = dict(parse_qsl(body.decode("latin-1"), keep_blank_values=True))
+        assert parse_form(body) == expected

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
+import threading
 from datetime import timedelta
 
 import psycopg
 import pytest
-from sqlalchemy import make_url, text
+from sqlalchemy import func, make_url, select, text
 
 from bot import inbox
 from bot.handoffs import Handoff, HandoffEntry
@@ -216,3 +218,69 @@ def test_a_stored_message_wakes_workers_in_other_processes_once(database):
     assert (row.clinic_id, row.address) == (DEFAULT_ID, MARIA)
     assert (row.state, row.attempts) == ("pending", 0)
     assert inbox.unseal("test-secret", row.sealed) == {"text": "where is my order"}
+
+
+def sms_delivery(sid: str, **changes) -> dict:
+    delivery = {
+        "clinic": clinics.SmsRecipient(to="+15550001111"), "source": "twilio_sms",
+        "provider_id": sid, "action": inbox.Action.SMS, "channel": "sms", "address": MARIA,
+        "payload": {"text": "where is my order"},
+    }  # fmt: skip
+    return delivery | changes
+
+
+@on_both_databases
+def test_webhooks_stored_together_are_each_answered_for_their_own_row(database):
+    async def burst():
+        calls = [sms_delivery(f"SM-group-{n}") for n in range(20)]
+        calls.append(sms_delivery("SM-group-3"))  # a redelivery inside the same group
+        calls.append(sms_delivery("SM-no-clinic", clinic=999_999))  # no such clinic: refused
+        try:
+            return await asyncio.gather(
+                *(inbox.store_soon(database, "test-secret", **call) for call in calls),
+                return_exceptions=True,
+            )
+        finally:
+            await inbox.GroupWriter.of(database).close()
+
+    *stored, redelivered, refused = asyncio.run(burst())
+    assert stored == [True] * 20 and redelivered is False
+    assert isinstance(refused, Exception)  # only its own webhook fails (a 5xx), nothing else
+    with database.session() as session:
+        ids = session.scalars(select(InboxMessage.provider_id).order_by(InboxMessage.id)).all()
+    assert ids == [f"SM-group-{n}" for n in range(20)]
+
+
+def test_a_webhook_waits_for_sqlites_write_lock_without_blocking_the_loop(database):
+    held, release = threading.Event(), threading.Event()
+
+    def hold_the_write_lock() -> None:  # as an in-process turn's transaction does
+        with database.session() as session:
+            session.execute(text("UPDATE clinics SET name = name"))
+            held.set()
+            release.wait(5)
+
+    holder = threading.Thread(target=hold_the_write_lock)
+    holder.start()
+    held.wait(5)
+
+    async def store_meanwhile() -> tuple[bool, int]:
+        store = asyncio.create_task(
+            inbox.store_soon(database, "test-secret", **sms_delivery("SM-wait"))
+        )
+        ticks = 0
+        for _ in range(20):  # the loop keeps serving other requests while the webhook waits
+            await asyncio.sleep(0.01)
+            ticks += 1
+        assert not store.done()
+        release.set()
+        return await asyncio.wait_for(store, 5), ticks
+
+    try:
+        stored, ticks = asyncio.run(store_meanwhile())
+    finally:
+        release.set()
+        holder.join()
+    assert (stored, ticks) == (True, 20)
+    with database.session() as session:
+        assert session.scalar(select(func.count()).select_from(InboxMessage)) == 1
