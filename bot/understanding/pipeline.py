@@ -42,7 +42,7 @@ ACTS_ON_ONESELF = ("overdose", "self_harm", "accidental_dose", "child_poisoning"
 @dataclass(frozen=True)
 class Thresholds:
     rules_clear: float = 1.01  # rules at or above this confidence are not second-guessed
-    model_sure: float = 0.3  # the model's intent is taken only at or above this probability
+    model_sure: float = 0.35  # the model's intent is taken only at or above this probability
     # the model's intent over a clear rules answer, when the model is surer still
     model_overrides: float = 0.7
     # P(emergency) from which the model makes an emergency of what the rules did not call one:
@@ -55,7 +55,7 @@ class Thresholds:
     # 10 of 11,217 graded `none`: a missed emergency costs more than a check-in too many)
     emergency_with_possible: float = 0.5
     emergency_unread: float = 0.55  # the rules read no request at all
-    emergency: float = 0.7
+    emergency: float = 0.6
     emergency_over_clear_rules: float = 1.01
     # P(emergency) or P(possible) from which the model raises risk to possible
     possible_from_emergency: float = 0.5
@@ -69,8 +69,8 @@ class Thresholds:
     # ...and to none, a figure of speech answered as what it is ("suffocating under these
     # bills, what's my balance"), when the model reads the request the rules read too and
     # gives both emergency and possible risk less than this (self-harm words: `_self_harm`)
-    figure_of_speech: float = 0.03
-    figure_of_speech_self_harm: float = 0.01
+    figure_of_speech: float = 0.1
+    figure_of_speech_self_harm: float = 0.05
     # the model is heard only on a message it mostly has words for (not on gibberish)
     known_words: float = 0.5
     # opt_in and help from the model, only where the rules read nothing
@@ -78,7 +78,7 @@ class Thresholds:
     model_help: float = 0.5
     # a second request in its own clause: the rules' reading of the clause at or above
     # `clause_rules`, else the model's reading of the clause alone at or above `clause_model`
-    clause_rules: float = 0.4
+    clause_rules: float = 0.5
     clause_model: float = 0.5
     # the model's reading of a clause over the rules' when it is at least this sure (1.01:
     # the rules' reading first)
@@ -86,7 +86,7 @@ class Thresholds:
     # two clear clause readings replace a whole-message reading that holds two other requests
     # (or one they do not contain) when both are at least this sure
     clauses_over_pair: float = 0.6
-    clauses_over_whole: float = 0.6
+    clauses_over_whole: float = 0.7
     # an emergency with no other request read: a clause of its own asking something else
     # ("i took 30 of my pills, is that going to kill me") is the second intent when read at
     # least this surely
