@@ -103,12 +103,18 @@ class Pacer:
         send of headroom, one interval early, and the next ordinary send pays it back."""
         async with self._lock:
             now = time.monotonic()
-            free = [self._next.get(key, now) - (i if urgent else 0.0) for key, i in keys]
-            start = max([now, *free])
+            start = max([now, *(self._next.get(key, now) for key, _ in keys)])
+            if urgent:
+                start = max(now, self.early(keys, start))
             for key, interval in keys:
                 if interval > 0:
                     self._next[key] = max(self._next.get(key, start), start) + interval
         return start
+
+    @staticmethod
+    def early(keys: list[tuple[str, float]], slot: float) -> float:
+        """When an urgent send may take `slot`, an ordinary send's: one interval sooner."""
+        return slot - max((interval for _, interval in keys), default=0.0)
 
     def started(self, keys: list[tuple[str, float]], at: float) -> None:
         """A send reserved earlier began only `at` (it waited for a more urgent message to be
@@ -116,6 +122,11 @@ class Pacer:
         for key, interval in keys:
             if interval > 0:
                 self._next[key] = max(self._next.get(key, at), at + interval)
+
+
+def takes_headroom(claimed: Claimed) -> bool:
+    """A reply or emergency SMS may use a number's one send of headroom (`Pacer.reserve`)."""
+    return claimed.channel == "sms" and claimed.priority <= Lane.REPLY
 
 
 def _outcome(result: SendResult) -> str:
@@ -297,8 +308,8 @@ class Dispatcher:
             urgent = session.scalars(query).first()
             if urgent is None:
                 return None
-            mine = session.get(Message, held.id, with_for_update=not self.db.is_sqlite)
-            if mine is None or mine.claimed_by != self.worker_id:
+            mine = self._mine(session, held.id)
+            if mine is None:
                 return None
             taken = self._claim_one(session, urgent, now, deadline)
             if taken is None:
@@ -367,8 +378,8 @@ class Dispatcher:
         without sending; otherwise 'not_found' and it is sent."""
         now = now or self.clock()
         with self.db.session() as session:
-            message = session.get(Message, claimed.id, with_for_update=not self.db.is_sqlite)
-            if message is None or message.claimed_by != self.worker_id:
+            message = self._mine(session, claimed.id)
+            if message is None:
                 return "lost"
             known = set(
                 session.scalars(
@@ -395,25 +406,27 @@ class Dispatcher:
         """Could not reconcile now: stay in doubt (sending) and look again after `delay`."""
         now = now or self.clock()
         with self.db.session() as session:
-            message = session.get(Message, claimed.id, with_for_update=not self.db.is_sqlite)
-            if message is not None and message.claimed_by == self.worker_id:
+            message = self._mine(session, claimed.id)
+            if message is not None:
                 message.claimed_by = None
                 message.claimed_until = now + timedelta(seconds=delay)
 
     def release(self, claimed: Claimed, now: datetime | None = None) -> None:
         """Claimed but not sent (its lease ran too short): back to the queue at once, as it was
         (still in doubt if it was: the next claimer reconciles again)."""
-        now = now or self.clock()
+        if claimed.reconcile:
+            self.defer(claimed, 0.0, now)
+            return
         with self.db.session() as session:
-            message = session.get(Message, claimed.id, with_for_update=not self.db.is_sqlite)
-            if message is None or message.claimed_by != self.worker_id:
-                return
-            message.claimed_by = None
-            if claimed.reconcile:
-                message.claimed_until = now
-            else:
+            message = self._mine(session, claimed.id)
+            if message is not None:
                 message.status = OutStatus.PENDING
-                message.claimed_until = None
+                message.claimed_by = message.claimed_until = None
+
+    def _mine(self, session: Session, message_id: int) -> Message | None:
+        """The message, locked, if this dispatcher's claim on it still holds."""
+        message = session.get(Message, message_id, with_for_update=not self.db.is_sqlite)
+        return message if message is not None and message.claimed_by == self.worker_id else None
 
     def record(self, claimed: Claimed, result: SendResult, now: datetime | None = None) -> str:
         return self.record_all([(claimed, result)], now)[0]
@@ -530,8 +543,7 @@ class Dispatcher:
                 return found
         async with self.semaphore:
             keys = self._pace_keys(claimed)
-            urgent = claimed.channel == "sms" and claimed.priority <= Lane.REPLY
-            slot = await self.pacer.reserve(keys, urgent=urgent)
+            slot = await self.pacer.reserve(keys, urgent=takes_headroom(claimed))
             held = claimed
             claimed = await self._hold(claimed, slot, seen, keys)
             if claimed is not held:  # the swap may have taken it past the slot's start
@@ -619,8 +631,8 @@ class Dispatcher:
                     "slot given to a more urgent message",
                     extra={"message_id": swapped.id, "returned_id": claimed.id},
                 )  # fmt: skip
-                if swapped.priority <= Lane.REPLY < claimed.priority:
-                    slot -= max((interval for _, interval in keys), default=0.0)
+                if takes_headroom(swapped) and not takes_headroom(claimed):
+                    slot = self.pacer.early(keys, slot)
                 claimed = swapped
         delay = slot - time.monotonic()
         if delay > 0:
