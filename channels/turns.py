@@ -182,16 +182,7 @@ class TurnRunner:
 
     def run_turn(self, claimed: Claimed, payload: dict, action=None) -> str:
         """One turn and its row's outcome, in one transaction; 'lost' if the row is not ours."""
-        with self.db.session() as session:
-            row = self._own(session, claimed)
-            if row is None:
-                return "lost"
-            turn, outcome = self._play(session, claimed, payload, action)
-            if turn is not None:
-                row.message_id = turn.inbound.id
-                row.handoff_id = turn.handoff.id if turn.handoff else None
-            self._finish(row, outcome)
-            return outcome
+        return self.run_batch([Ready(claimed, payload, action)])[0]
 
     def run_batch(self, batch: list[Ready]) -> list[str]:
         """Several turns and their rows' outcomes in one transaction (one commit for all, the
