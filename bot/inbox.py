@@ -154,29 +154,15 @@ def store(
     return stored
 
 
-def store_now(
-    db: Database,
-    secret_key: str,
-    *,
-    clinic: int | clinics.SmsRecipient,
-    source: str,
-    provider_id: str,
-    action: Action,
-    channel: str,
-    address: str,
-    payload: dict[str, Any],
-) -> bool:
+def store_now(db: Database, secret_key: str, **delivery: Any) -> bool:
     """`store` as one statement in a transaction of its own (the webhooks' path): the insert,
     and on PostgreSQL the NOTIFY in the same statement, on a pooled autocommit connection
     (`Database.raw_autocommit`), so a webhook costs one round trip and no ORM session. Safe to run
     again after a dropped connection: a second insert of the same id does nothing.
 
     `clinic`: its id, or where an SMS was sent, routed to its clinic in the same statement
-    (`clinics.sms_clinic_id`)."""
-    values = stored_values(
-        secret_key, clinic=clinic, source=source, provider_id=provider_id, action=action,
-        channel=channel, address=address, payload=payload,
-    )  # fmt: skip
+    (`clinics.sms_clinic_id`). `delivery`: the keywords of `stored_values`."""
+    values = stored_values(secret_key, **delivery)
     return bool(db.raw_autocommit(lambda reader: reader.rows(_STORE, **values)))
 
 

@@ -30,6 +30,15 @@ def break_timezone(app, source_id: str = "demo-maria") -> None:
         patients.by_source_id(session, DEFAULT_ID, source_id).timezone = "Mars/Olympus_Mons"
 
 
+def a_verified_patient_whose_turns_fail(app) -> None:
+    """Maria verifies, then her data breaks and her next message is stored, not yet turned."""
+    app.sms("where is my prescription", sender=MARIA)
+    app.sms("03/14/1985", sender=MARIA)
+    app.drain()
+    break_timezone(app)
+    app.sms("when is my refill due", sender=MARIA, turn=False)
+
+
 def sealed_column(app) -> list[str]:
     """What is on disk for the inbox rows, read with plain SQL."""
     with app.db.engine.connect() as conn:
@@ -93,11 +102,7 @@ def test_card_numbers_and_dates_of_birth_are_never_on_disk(app, fake_twilio):
 
 @on_both_databases
 def test_a_turn_that_keeps_failing_ends_in_a_holding_reply_and_a_handoff(app, fake_twilio):
-    app.sms("where is my prescription", sender=MARIA)
-    app.sms("03/14/1985", sender=MARIA)
-    app.drain()
-    break_timezone(app)
-    app.sms("when is my refill due", sender=MARIA, turn=False)
+    a_verified_patient_whose_turns_fail(app)
     app.drain()
     [row] = app.rows(InboxMessage, InboxMessage.outcome.is_(None))
     assert (row.state, row.attempts, row.error) == ("pending", 1, "ZoneInfoNotFoundError")
@@ -124,11 +129,7 @@ def test_a_turn_that_keeps_failing_ends_in_a_holding_reply_and_a_handoff(app, fa
 def test_a_turn_that_fails_beside_others_undoes_none_of_theirs(app, fake_twilio):
     # Turns claimed together share a transaction: the one that fails must not take the
     # others' answers (or their rows' outcomes) with it, nor answer any of them twice.
-    app.sms("where is my prescription", sender=MARIA)
-    app.sms("03/14/1985", sender=MARIA)
-    app.drain()
-    break_timezone(app)
-    app.sms("when is my refill due", sender=MARIA, turn=False)
+    a_verified_patient_whose_turns_fail(app)
     others = [f"+1555010000{n}" for n in range(2, 7)]
     for sender in others:
         app.sms("where is my prescription", sender=sender, turn=False)
