@@ -20,6 +20,7 @@ from sqlalchemy import (
     Text,
     func,
     select,
+    text,
 )
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
@@ -84,6 +85,9 @@ FINAL = {
     OutStatus.CANCELLED,
 }
 
+# Outbound rows not yet handed to the provider (the partial index of the per-address order).
+UNSENT = text("status IN ('pending', 'sending')")
+
 
 class Message(Base):
     __tablename__ = "messages"
@@ -136,6 +140,15 @@ class Message(Base):
         Index("ix_messages_patient_id_created_at", "patient_id", "created_at"),
         Index("ix_messages_coalesce_key_status", "coalesce_key", "status"),
         Index("ix_messages_status_priority_id", "status", "priority", "id"),
+        # the dispatcher's per-address order (`first_of_its_address`): only unsent rows
+        Index(
+            "ix_messages_unsent_address",
+            "clinic_id",
+            "channel",
+            "address",
+            postgresql_where=UNSENT,
+            sqlite_where=UNSENT,
+        ),
     )
 
 

@@ -12,6 +12,10 @@ reminders), then age. SMS is claimed only as fast as the number's pacing lets it
 reply written while thousands of updates drain is the next message that number sends: an update
 already claimed and waiting for the number's next slot gives that slot to a reply written
 meanwhile (`Dispatcher.swap`, woken in-process by `written`) and goes back to the queue.
+One address's messages leave one at a time and in that order (`first_of_its_address`): a
+message is claimed only when nothing to its address is in flight and nothing before it (by lane,
+then age) is waiting to go, so two dispatchers, or one claim's concurrent sends, never deliver a
+later reply first.
 
 Transient failures (network, 5xx, 429) are retried with capped backoff for SEND_RETRY_HOURS;
 only a permanent error (or the end of that budget) fails a message. A message that outlived its
@@ -34,7 +38,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import and_, exists, or_, select, tuple_
+from sqlalchemy import ColumnElement, and_, exists, or_, select, true, tuple_
 from sqlalchemy.orm import Session, aliased
 
 from bot import conversations
@@ -124,6 +128,44 @@ class Pacer:
                 self._next[key] = max(self._next.get(key, at), at + interval)
 
 
+def first_of_its_address(now: datetime, giving_back: int | None = None) -> ColumnElement[bool]:
+    """Nothing to the message's address (clinic, channel, address) is in flight (`sending`,
+    which includes a send in doubt until it is reconciled), and, for a pending message, nothing
+    due before it in the sending order (lane, then id) is still pending. A message scheduled
+    for later that was never tried (an update held for quiet hours) does not hold back what is
+    written after it; one backing off after a failed try does, so the order survives a
+    provider's bad minutes. `giving_back`: a message of ours, claimed but not yet sent, that
+    goes back to the queue in the same transaction (`Dispatcher.swap`), so holds nothing back.
+    Probed per candidate through `ix_messages_unsent_address`."""
+    other = aliased(Message)
+    before = or_(
+        other.priority < Message.priority,
+        and_(other.priority == Message.priority, other.id < Message.id),
+    )
+    waiting = and_(
+        other.status == OutStatus.PENDING,
+        before,
+        or_(other.next_attempt_at.is_(None), other.next_attempt_at <= now, other.attempts > 0),
+    )
+    return ~exists().where(
+        other.clinic_id == Message.clinic_id,
+        other.channel == Message.channel,
+        other.address == Message.address,
+        other.direction == Direction.OUT,
+        other.id != Message.id,
+        other.id != giving_back if giving_back is not None else true(),
+        or_(
+            # in flight; a message itself in flight (to reconcile) waits only for older ones,
+            # so two of them never hold each other back
+            and_(
+                other.status == OutStatus.SENDING,
+                or_(Message.status == OutStatus.PENDING, other.id < Message.id),
+            ),
+            and_(Message.status == OutStatus.PENDING, waiting),
+        ),
+    )
+
+
 def takes_headroom(claimed: Claimed) -> bool:
     """A reply or emergency SMS may use a number's one send of headroom (`Pacer.reserve`)."""
     return claimed.channel == "sms" and claimed.priority <= Lane.REPLY
@@ -185,6 +227,12 @@ class Dispatcher:
 
     # --- database side (sync, run in a thread) -------------------------------------------------
     def claim(self, now: datetime | None = None) -> list[Claimed]:
+        return self._claim(now)[0]
+
+    def _claim(self, now: datetime | None = None) -> tuple[list[Claimed], int]:
+        """The messages claimed for sending, and how many due rows were claimed and settled
+        at once instead (cancelled, failed before sending, delivered locally): a cancelled
+        message may have been holding back the next one to its address."""
         deadline = time.monotonic() + self.lease.total_seconds()  # before the lease is written
         now = now or self.clock()
         due = or_(
@@ -194,14 +242,16 @@ class Dispatcher:
             ),
             and_(Message.status == OutStatus.SENDING, Message.claimed_until < now),
         )
-        base = select(Message).where(Message.direction == Direction.OUT, due)
+        base = select(Message).where(
+            Message.direction == Direction.OUT, due, first_of_its_address(now)
+        )
         queries = [
             # SMS leaves at the number's pace: claim only what goes out in the next moment,
             # so what is written meanwhile (a reply) is claimed next, ahead of older updates.
             base.where(Message.channel == "sms").limit(self._sms_batch()),
             base.where(Message.channel != "sms").limit(self.batch_size),
         ]
-        claimed = []
+        claimed, settled = [], 0
         with self.db.session() as session:
             for query in queries:
                 query = query.order_by(Message.priority, Message.id)
@@ -213,7 +263,9 @@ class Dispatcher:
                     one = self._claim_one(session, message, now, deadline, addresses)
                     if one is not None:
                         claimed.append(one)
-        return claimed
+                    else:
+                        settled += 1
+        return claimed, settled
 
     def _sms_batch(self) -> int:
         rate = self.settings.twilio_messages_per_second
@@ -298,6 +350,7 @@ class Dispatcher:
                 Message.channel == "sms",
                 Message.clinic_id == held.clinic_id,
                 Message.priority < held.priority,
+                first_of_its_address(now, giving_back=held.id),
             )
             .order_by(Message.priority, Message.id)
             .limit(1)
@@ -704,10 +757,10 @@ class Dispatcher:
             self._loop, self._more = asyncio.get_running_loop(), asyncio.Event()
             self._to_record, self._recording = [], None
         seen = self._written  # rows written from here on may be more urgent than the claimed
-        claimed = await asyncio.to_thread(self.claim)
+        claimed, settled = await asyncio.to_thread(self._claim)
         if claimed:
             await asyncio.gather(*(self._send_one(c, seen) for c in claimed))
-        return len(claimed)
+        return len(claimed) + settled
 
     async def drain(self, timeout: float = 30.0) -> None:
         """Send until nothing is due (tests and the demo use this)."""
