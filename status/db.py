@@ -8,6 +8,7 @@ from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from functools import cached_property
+from importlib import import_module
 from typing import Any, TypeVar, cast
 
 import psycopg
@@ -459,3 +460,37 @@ class AsyncReads:
     async def close(self) -> None:
         """Close the idle connections (those in use close as they come back, see `run`)."""
         await self._drop_idle()
+
+
+# Every module that declares tables, so Alembic's autogenerate and the schema test see it all.
+MODEL_MODULES = [
+    "status.clinics",
+    "status.patients",
+    "status.prescriptions",
+    "status.shipments",
+    "status.refills",
+    "status.payments",
+    "status.subscriptions",
+    "status.appointments",
+    "status.tasks",
+    "status.read_model",
+    "status.timeline",
+    "status.events.store",
+    "status.integrations.receipts",
+    "bot.conversations",
+    "bot.messages",
+    "bot.receipts",
+    "bot.inbox",
+    "bot.handoffs",
+    "bot.jobs",
+    "channels.staff.models",
+    "channels.telegram_links",
+    "status.links",
+    "status.alerts",
+    "status.caregivers",
+]
+
+
+def load_models() -> None:
+    for name in MODEL_MODULES:
+        import_module(name)

@@ -2,42 +2,12 @@
 
 from __future__ import annotations
 
-from importlib import import_module
-
 from alembic import context
 from sqlalchemy.engine import Connection
 
-from status.db import Base, make_engine
+from status.db import Base, load_models, make_engine
 
-# Every module that declares tables, so autogenerate sees the whole schema.
-MODEL_MODULES = [
-    "status.clinics",
-    "status.patients",
-    "status.prescriptions",
-    "status.shipments",
-    "status.refills",
-    "status.payments",
-    "status.subscriptions",
-    "status.appointments",
-    "status.tasks",
-    "status.read_model",
-    "status.timeline",
-    "status.events.store",
-    "status.integrations.receipts",
-    "bot.conversations",
-    "bot.messages",
-    "bot.receipts",
-    "bot.inbox",
-    "bot.handoffs",
-    "bot.jobs",
-    "channels.staff.models",
-    "channels.telegram_links",
-    "status.links",
-    "status.alerts",
-    "status.caregivers",
-]
-for name in MODEL_MODULES:
-    import_module(name)
+load_models()
 
 config = context.config
 target_metadata = Base.metadata
