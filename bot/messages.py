@@ -140,12 +140,12 @@ class Message(Base):
         Index("ix_messages_patient_id_created_at", "patient_id", "created_at"),
         Index("ix_messages_coalesce_key_status", "coalesce_key", "status"),
         Index("ix_messages_status_priority_id", "status", "priority", "id"),
-        # the dispatcher's per-address order (`first_of_its_address`): only unsent rows
+        # the dispatcher's per-address order (`Dispatcher._unsent_of`): only unsent rows
         Index(
             "ix_messages_unsent_address",
-            "clinic_id",
-            "channel",
             "address",
+            "channel",
+            "clinic_id",
             postgresql_where=UNSENT,
             sqlite_where=UNSENT,
         ),

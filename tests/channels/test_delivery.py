@@ -357,3 +357,20 @@ def test_a_send_in_doubt_and_a_newer_reply_do_not_hold_each_other_back(app, fake
     assert to_maria(fake_twilio) == ["update", "reply"]  # the one in flight is settled first
     [row] = app.rows(Message, Message.id == update)
     assert row.status == "sent"
+
+
+@on_both_databases
+def test_a_long_queue_to_one_address_does_not_hold_back_the_others(app, fake_twilio):
+    app.settings.twilio_messages_per_second = 0  # unpaced: a claim takes up to a batch
+    with app.db.session() as session:  # e.g. a backlog of alerts to one staff number
+        for n in range(250):  # more than a page of candidates
+            outbox.enqueue(
+                session, clinic_id=DEFAULT_ID, channel="sms", address=MARIA, body=f"alert {n}",
+                kind=Kind.STAFF,
+            )  # fmt: skip
+    others = [write(app, Kind.PROACTIVE, "update", template="notify_shipped", to=patient(n))
+              for n in range(3)]  # fmt: skip
+    [dispatcher] = dispatchers(app, "one")
+    claimed = dispatcher.claim()
+    assert [c.address for c in claimed].count(MARIA) == 1
+    assert sorted(c.id for c in claimed if c.address != MARIA) == others

@@ -4,7 +4,7 @@ Revision ID: 0008_outbox_address_order
 Revises: 0007_status_links
 
 The dispatcher claims a message only when nothing to its address is in flight and nothing due
-before it is waiting (`channels.dispatcher.first_of_its_address`); that probe reads this index,
+before it is waiting (`channels.dispatcher.holds_back`); that probe reads this index,
 which holds only the few rows not yet handed to the provider.
 """
 
@@ -23,7 +23,7 @@ def upgrade() -> None:
     op.create_index(
         "ix_messages_unsent_address",
         "messages",
-        ["clinic_id", "channel", "address"],
+        ["address", "channel", "clinic_id"],
         postgresql_where=UNSENT,
         sqlite_where=UNSENT,
     )
