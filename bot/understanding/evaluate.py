@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
-from bot.intents import Intent
+from bot.intents import Intent, primary
 from bot.understanding.classifier import Classification
 from bot.understanding.pipeline import classify
 from bot.understanding.risk import RISK_GRADES, Risk
@@ -158,7 +158,7 @@ def _load_tsv(path: str | Path, lines: list[str]) -> list[dict[str, Any]]:
         unknown = [i for i in intents if i not in _INTENTS]
         if not intents or unknown:
             raise BadEvalFile(path, number, f"unknown intent {', '.join(unknown) or label!r}")
-        row: dict[str, Any] = {"text": text, "intent": intents[0]}
+        row: dict[str, Any] = {"text": text, "intent": primary(intents)}
         if len(intents) > 1:
             row["intents"] = intents
         out.append(row)

@@ -20,7 +20,7 @@ import random
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, fields, replace
 
-from bot.intents import Intent
+from bot.intents import Intent, primary
 from bot.understanding import model, training
 from bot.understanding.classifier import Classification
 from bot.understanding.classifier import classify as classify_rules
@@ -158,8 +158,9 @@ def figures(
         elif case.risk == Risk.POSSIBLE:
             possible += 1
             flagged += risk != Risk.NONE
-        gold = case.intents[0]
-        correct += intents[0] == gold
+        # the primary intent, as `eval-nlu` scores it: what the engine answers
+        gold = primary(case.intents)
+        correct += primary(intents) == gold
         if len(case.intents) > 1:
             multi += 1
             multi_ok += intents == case.intents
@@ -169,7 +170,7 @@ def figures(
         else:
             ordinary += 1
             false += Intent.EMERGENCY in intents
-        opt_outs += gold != Intent.OPT_OUT and intents[0] == Intent.OPT_OUT
+        opt_outs += gold != Intent.OPT_OUT and primary(intents) == Intent.OPT_OUT
     return Figures(
         correct / len(cases),
         found / max(emergencies, 1),
