@@ -26,7 +26,7 @@ from dataclasses import dataclass, replace
 
 from bot.intents import SOCIAL_INTENTS, Intent
 from bot.understanding import model
-from bot.understanding.classifier import Classification
+from bot.understanding.classifier import Classification, with_courtesy, without_courtesy
 from bot.understanding.classifier import classify as classify_rules
 from bot.understanding.model import Prediction
 from bot.understanding.risk import Risk, RiskReason
@@ -120,7 +120,10 @@ def decide(
     whole message, `p`, and of each clause alone, `clauses`)."""
     if _keyword(rules):
         return rules
-    return _second_request(_whole(rules, p, t), rules, clauses, t)
+    plain = without_courtesy(rules)
+    result = _second_request(_whole(plain, p, t), plain, clauses, t)
+    # the courtesy before a request is put back once the request is decided
+    return with_courtesy(result)
 
 
 def _second_request(
