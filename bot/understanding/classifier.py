@@ -12,7 +12,9 @@ Pipeline for one message (see docs/nlu.md):
    intent is scored from weighted keywords and patterns plus the nearest catalogue examples
    (rapidfuzz), and the clause takes the best intent if its confidence clears the threshold;
 6. the message's intents are the clauses' distinct intents in the order written; greeting and
-   thanks are dropped when anything substantive is there; nothing clear -> unknown.
+   thanks are dropped when anything substantive is there, except a courtesy in a clause of its
+   own before one request ("hi, where is my package": greeting, shipment_tracking; the
+   request stays the primary intent); nothing clear -> unknown.
 """
 
 from __future__ import annotations

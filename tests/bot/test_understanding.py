@@ -619,6 +619,12 @@ def test_a_courtesy_clause_gives_way_to_two_requests_and_to_an_emergency(text, i
     assert classify(text).intents[: len(intents)] == intents
 
 
+def test_a_line_of_backstory_the_model_reads_nothing_in_is_not_a_second_request():
+    text = "my video call dropped halfway, can we pick another time"
+    assert classify_rules(text).intents == ["appointment", "reschedule"]
+    assert classify(text).intents == ["reschedule"]
+
+
 @pytest.mark.parametrize(
     ("text", "intents"),
     [
