@@ -10,6 +10,9 @@ Two file formats:
   risk file, `text<TAB>possible|none|emergency` (every label of the file is a risk grade).
   A first line `text<TAB>intent` (or `...<TAB>risk`) is a header and skipped.
 
+Accuracy is of the primary intent (`bot.intents.primary`): a label `greeting,reschedule` is
+scored as reschedule, and its whole list by the two-intent figure.
+
 Rows of a risk file carry no intent: they score only the risk grade (possible-risk recall and
 precision, emergencies among them, false alarms on "none").
 """

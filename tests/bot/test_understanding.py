@@ -737,6 +737,16 @@ def test_evaluation_has_no_false_opt_out(report):
     assert report.false_opt_outs == []
 
 
+def test_evaluation_scores_the_primary_intent_of_a_courtesy_label(tmp_path):
+    labelled = tmp_path / "pairs.tsv"
+    labelled.write_text(
+        "text\tintents\nhi, where is my package\tgreeting,shipment_tracking\n", encoding="utf-8"
+    )
+    result = evaluate_file(labelled)
+    assert (result.accuracy, result.multi_accuracy) == (1.0, 1.0)
+    assert result.per_intent and result.score("shipment_tracking").support == 1
+
+
 @pytest.fixture(scope="module", params=sorted(LABELLED_SETS))
 def labelled(request):
     return request.param, evaluate_file(DATA / request.param)
