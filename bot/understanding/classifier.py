@@ -517,8 +517,9 @@ def classify(text: str) -> Classification:
         # The emergency is the primary intent, so it comes first wherever it was written
         # ("where is my refill? also my chest hurts": emergency, refill), as the people who
         # wrote the blind sets put it (82 of 85 two-intent emergencies); the other request
-        # follows.
-        intents = [str(Intent.EMERGENCY), *(i for i in intents if i != Intent.EMERGENCY)]
+        # follows; a courtesy beside it is dropped ("hi, my chest hurts": emergency).
+        others = [i for i in intents if i != Intent.EMERGENCY and i not in SOCIAL_INTENTS]
+        intents = [str(Intent.EMERGENCY), *others]
         reason = str(RiskReason(*emergency_found)) if emergency_found else ""
         return Classification(
             str(Intent.EMERGENCY), intents, 1.0, language, Risk.EMERGENCY, reason, clause_readings
