@@ -1,5 +1,6 @@
 """The intents the assistant understands; the names are part of the fixed contract."""
 
+from collections.abc import Sequence
 from enum import StrEnum
 
 
@@ -24,5 +25,14 @@ class Intent(StrEnum):
     UNKNOWN = "unknown"
 
 
-# Intents that carry no request of their own: kept only when nothing substantive was found.
+# Intents that carry no request of their own: beside a request, only a courtesy written as its
+# own clause before it ("hi, where is my package") is kept, and the request stays primary.
 SOCIAL_INTENTS = frozenset({Intent.GREETING, Intent.THANKS})
+
+
+def primary(intents: Sequence[str]) -> str:
+    """The intent the engine answers, of intents in written order: an emergency wherever it
+    is, else the first that asks something (not a courtesy), else the first."""
+    if Intent.EMERGENCY in intents:
+        return str(Intent.EMERGENCY)
+    return next((i for i in intents if i not in SOCIAL_INTENTS), intents[0])

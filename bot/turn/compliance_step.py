@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from bot import compliance
+from bot.intents import primary
 from bot.turn.context import TurnContext
 from bot.understanding import alert_requests
 
@@ -16,7 +17,8 @@ def keywords(t: TurnContext) -> bool:
         return False  # "stop reminders" is an alert choice (a later step), not an opt-out
     if t.conv.opted_out and compliance.is_resubscribe_yes(t.text):
         keyword = "opt_in"  # carriers treat YES as START for an opted-out number
-    wants = keyword or (t.intents[0] if t.intents[0] in ("opt_out", "opt_in") else None)
+    asked = primary(t.intents)  # "thanks, stop texting me": thanks, opt_out
+    wants = keyword or (asked if asked in ("opt_out", "opt_in") else None)
     if not wants:
         return False
     exact = keyword is not None

@@ -12,7 +12,9 @@ Pipeline for one message (see docs/nlu.md):
    intent is scored from weighted keywords and patterns plus the nearest catalogue examples
    (rapidfuzz), and the clause takes the best intent if its confidence clears the threshold;
 6. the message's intents are the clauses' distinct intents in the order written; greeting and
-   thanks are dropped when anything substantive is there; nothing clear -> unknown.
+   thanks are dropped when anything substantive is there, except a courtesy in a clause of its
+   own before one request ("hi, where is my package": greeting, shipment_tracking; the
+   request stays the primary intent); nothing clear -> unknown.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ import math
 import re
 from collections import Counter, defaultdict
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import lru_cache
 from typing import Any
 
@@ -515,8 +517,9 @@ def classify(text: str) -> Classification:
         # The emergency is the primary intent, so it comes first wherever it was written
         # ("where is my refill? also my chest hurts": emergency, refill), as the people who
         # wrote the blind sets put it (82 of 85 two-intent emergencies); the other request
-        # follows.
-        intents = [str(Intent.EMERGENCY), *(i for i in intents if i != Intent.EMERGENCY)]
+        # follows; a courtesy beside it is dropped ("hi, my chest hurts": emergency).
+        others = [i for i in intents if i != Intent.EMERGENCY and i not in SOCIAL_INTENTS]
+        intents = [str(Intent.EMERGENCY), *others]
         reason = str(RiskReason(*emergency_found)) if emergency_found else ""
         return Classification(
             str(Intent.EMERGENCY), intents, 1.0, language, Risk.EMERGENCY, reason, clause_readings
@@ -535,9 +538,37 @@ def classify(text: str) -> Classification:
             reason,
             clause_readings,
         )
-    return Classification(
-        intents[0], intents, chosen[0].confidence, language, risk, reason, clause_readings
+    return with_courtesy(
+        Classification(
+            intents[0], intents, chosen[0].confidence, language, risk, reason, clause_readings
+        )
     )
+
+
+def with_courtesy(c: Classification) -> Classification:
+    """A greeting or thanks written as its own clause before one request ("hi, where is my
+    package", "thanks! also when is my refill", "hola buenas, quiero cambiar mi cita") comes
+    first in `intents`, in the order written; the request stays the primary `intent`, the
+    thing the engine answers. A courtesy word that leads into the sentence ("hi is my rx
+    ready") is no clause of its own: just the request. Never beside an emergency or two
+    requests (two intents at most)."""
+    first = c.clauses[0] if len(c.clauses) > 1 else None
+    if (
+        first is None
+        or first.intent not in SOCIAL_INTENTS
+        or first.confidence < THRESHOLD
+        or len(c.intents) != 1
+        or c.intent in (*SOCIAL_INTENTS, Intent.UNKNOWN, Intent.EMERGENCY)
+    ):
+        return c
+    return replace(c, intents=[first.intent, c.intent])
+
+
+def without_courtesy(c: Classification) -> Classification:
+    """`c` without the courtesy `with_courtesy` put before its request."""
+    if c.intents[0] in SOCIAL_INTENTS and c.intent not in SOCIAL_INTENTS:
+        return replace(c, intents=c.intents[1:])
+    return c
 
 
 def _reading(clause: Clause, result: ClauseResult) -> ClauseReading:

@@ -10,6 +10,9 @@ Two file formats:
   risk file, `text<TAB>possible|none|emergency` (every label of the file is a risk grade).
   A first line `text<TAB>intent` (or `...<TAB>risk`) is a header and skipped.
 
+Accuracy is of the primary intent (`bot.intents.primary`): a label `greeting,reschedule` is
+scored as reschedule, and its whole list by the two-intent figure.
+
 Rows of a risk file carry no intent: they score only the risk grade (possible-risk recall and
 precision, emergencies among them, false alarms on "none").
 """
@@ -23,7 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
-from bot.intents import Intent
+from bot.intents import Intent, primary
 from bot.understanding.classifier import Classification
 from bot.understanding.pipeline import classify
 from bot.understanding.risk import RISK_GRADES, Risk
@@ -158,7 +161,7 @@ def _load_tsv(path: str | Path, lines: list[str]) -> list[dict[str, Any]]:
         unknown = [i for i in intents if i not in _INTENTS]
         if not intents or unknown:
             raise BadEvalFile(path, number, f"unknown intent {', '.join(unknown) or label!r}")
-        row: dict[str, Any] = {"text": text, "intent": intents[0]}
+        row: dict[str, Any] = {"text": text, "intent": primary(intents)}
         if len(intents) > 1:
             row["intents"] = intents
         out.append(row)

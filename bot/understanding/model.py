@@ -15,8 +15,8 @@ import logging
 import os
 import re
 import tempfile
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -48,6 +48,13 @@ class Prediction:
     emergency_probability: float
     possible_probability: float
     known_words: float = 1.0  # share of the message's words the model saw in training
+    # P(intent) for every intent (whole-message reading: does it carry this request at all?)
+    intent_probabilities: Mapping[str, float] = field(
+        default_factory=dict, compare=False, repr=False
+    )
+
+    def probability(self, intent: str) -> float:
+        return self.intent_probabilities.get(intent, 0.0)
 
 
 def prepare(text: str) -> str:
@@ -205,6 +212,7 @@ class Models:
             emergency_probability=float(risks.get("emergency", 0.0)),
             possible_probability=float(risks.get("possible", 0.0)),
             known_words=self.known_words(text),
+            intent_probabilities=dict(zip(self.intent.classes, intent_p.tolist(), strict=True)),
         )
 
 

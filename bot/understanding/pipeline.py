@@ -16,6 +16,12 @@
   the model could not tell "i feel like a burden" from "nadie me va a extrañar cuando me
   mate"), nor are explicit calls for help ("call the paramedics").
 
+- Two requests read (by the rules or the clauses) of which the whole-message model gives the
+  first written almost nothing while it is sure of the second are the second alone: the first
+  was a line of backstory ("my video call dropped halfway, can we pick another time").
+- A courtesy in its own clause before the one request decided is put back first in `intents`
+  (`classifier.with_courtesy`); the request stays the primary intent.
+
 The thresholds (`Thresholds`) are chosen by `tune.py` on the training corpus, out of fold.
 """
 
@@ -26,7 +32,7 @@ from dataclasses import dataclass, replace
 
 from bot.intents import SOCIAL_INTENTS, Intent
 from bot.understanding import model
-from bot.understanding.classifier import Classification
+from bot.understanding.classifier import Classification, with_courtesy, without_courtesy
 from bot.understanding.classifier import classify as classify_rules
 from bot.understanding.model import Prediction
 from bot.understanding.risk import Risk, RiskReason
@@ -52,10 +58,12 @@ class Thresholds:
     # training; `emergency_unread` 0.75 -> 0.55 by the lead: +1 point of recall out of fold,
     # 24 more of 2,410 emergencies, mostly suicide and overdose wording the rules read nothing
     # in, for +0.2 points of 911 scripts, two thirds of them on messages graded `possible`,
-    # 10 of 11,217 graded `none`: a missed emergency costs more than a check-in too many)
+    # 10 of 11,217 graded `none`: a missed emergency costs more than a check-in too many;
+    # `emergency` 0.6 -> 0.5 in Round 8, chosen out of fold on Sets I-K: a goodbye the rules
+    # read as thanks, "i left instructions for my cat... im not going to be here tomorrow")
     emergency_with_possible: float = 0.5
     emergency_unread: float = 0.55  # the rules read no request at all
-    emergency: float = 0.6
+    emergency: float = 0.5  # the rules read a request (`rules_clear` 1.01: never "clear")
     emergency_over_clear_rules: float = 1.01
     # P(emergency) or P(possible) from which the model raises risk to possible
     possible_from_emergency: float = 0.5
@@ -85,12 +93,18 @@ class Thresholds:
     clause_model_first: float = 0.6
     # two clear clause readings replace a whole-message reading that holds two other requests
     # (or one they do not contain) when both are at least this sure
-    clauses_over_pair: float = 0.6
+    clauses_over_pair: float = 0.7
     clauses_over_whole: float = 0.7
     # an emergency with no other request read: a clause of its own asking something else
     # ("i took 30 of my pills, is that going to kill me") is the second intent when read at
     # least this surely
     emergency_second: float = 0.4
+    # two requests read, the first written of which the whole-message model gives less than
+    # `backstory_below` while it reads the second at `backstory_model` or more: the first was
+    # a line of backstory ("payment failed? i have a new card, where do i enter it"), and the
+    # message asks only the second (0: never)
+    backstory_below: float = 0.02
+    backstory_model: float = 0.5
 
 
 DEFAULT = Thresholds()
@@ -120,7 +134,25 @@ def decide(
     whole message, `p`, and of each clause alone, `clauses`)."""
     if _keyword(rules):
         return rules
-    return _second_request(_whole(rules, p, t), rules, clauses, t)
+    plain = without_courtesy(rules)
+    result = _backstory(_second_request(_whole(plain, p, t), plain, clauses, t), p, t)
+    # the courtesy before a request is put back once the request is decided
+    return with_courtesy(result)
+
+
+def _backstory(result: Classification, p: Prediction, t: Thresholds) -> Classification:
+    """Two requests where the whole-message model reads only the second: just the second."""
+    if len(result.intents) != 2 or p.known_words < t.known_words:
+        return result
+    first, second = result.intents
+    if (
+        first not in NO_REQUEST | {Intent.EMERGENCY}
+        and p.intent == second
+        and p.intent_probability >= t.backstory_model
+        and p.probability(first) < t.backstory_below
+    ):
+        return replace(result, intent=second, intents=[second], confidence=p.intent_probability)
+    return result
 
 
 def _second_request(

@@ -34,7 +34,7 @@ from typing import Any
 
 import yaml
 
-from bot.intents import Intent
+from bot.intents import Intent, primary
 from bot.understanding.normalize import CATALOGUE_DIR
 from bot.understanding.risk import Risk
 
@@ -61,7 +61,9 @@ class Row:
 
     @property
     def intent(self) -> str:
-        return self.intents[0]
+        """What the intent model learns: the primary intent ("hi, where is my package",
+        labelled `greeting,shipment_tracking`, teaches shipment_tracking)."""
+        return primary(self.intents)
 
 
 def expand(template: str, rng: random.Random) -> str:

@@ -20,7 +20,7 @@ import random
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, fields, replace
 
-from bot.intents import Intent
+from bot.intents import Intent, primary
 from bot.understanding import model, training
 from bot.understanding.classifier import Classification
 from bot.understanding.classifier import classify as classify_rules
@@ -58,6 +58,8 @@ GRID = {
     "emergency_second": [0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.01],
     "figure_of_speech": [0.0, 0.01, 0.02, 0.03, 0.05, 0.08, 0.1],
     "figure_of_speech_self_harm": [0.0, 0.01, 0.02, 0.03, 0.05],
+    "backstory_below": [0.0, 0.01, 0.02, 0.03, 0.05, 0.08, 0.1, 0.15],
+    "backstory_model": [0.4, 0.5, 0.6, 0.7, 0.8, 0.9],
 }
 
 
@@ -158,8 +160,9 @@ def figures(
         elif case.risk == Risk.POSSIBLE:
             possible += 1
             flagged += risk != Risk.NONE
-        gold = case.intents[0]
-        correct += intents[0] == gold
+        # the primary intent, as `eval-nlu` scores it: what the engine answers
+        gold = primary(case.intents)
+        correct += primary(intents) == gold
         if len(case.intents) > 1:
             multi += 1
             multi_ok += intents == case.intents
@@ -169,7 +172,7 @@ def figures(
         else:
             ordinary += 1
             false += Intent.EMERGENCY in intents
-        opt_outs += gold != Intent.OPT_OUT and intents[0] == Intent.OPT_OUT
+        opt_outs += gold != Intent.OPT_OUT and primary(intents) == Intent.OPT_OUT
     return Figures(
         correct / len(cases),
         found / max(emergencies, 1),

@@ -121,6 +121,19 @@ def test_stop_with_twilio_handling_is_recorded_silently(clinic, settings):
     assert rows(clinic, Conversation)[0].opted_out
 
 
+def test_thanks_then_stop_texting_me_opts_out(phone, clinic):
+    assert "unsubscribed" in phone(MARIA).say("thanks, stop texting me")
+    assert rows(clinic, Conversation)[0].opted_out
+
+
+def test_a_greeting_clause_before_a_question_gets_the_answer(phone):
+    maria = phone(MARIA)
+    assert "date of birth" in maria.say("hi, where is my prescription")
+    assert "UPS" in maria.say("3/14/85")
+    answer = maria.say("hi, what do i owe?")
+    assert answer.startswith("You're all paid up")  # the answer, no greeting menu before it
+
+
 @pytest.mark.parametrize(
     "text", ["cancel my subscription", "cancel my appointment", "cancel my plan pls"]
 )
