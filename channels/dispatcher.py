@@ -708,16 +708,20 @@ class Dispatcher:
         never sends more than two messages within one interval, nor more than its rate over
         time, and a reply reaches the provider ahead of the next update, not a slot later."""
         while claimed.channel == "sms" and claimed.priority > Lane.EMERGENCY:
-            remaining = slot - time.monotonic()
-            if remaining <= 0 or claimed.reconcile:
-                break  # its slot is now (or it was in doubt: sent as reconciled)
+            if claimed.reconcile:
+                break  # it was in doubt: sent as reconciled
             if self._written == seen:
+                remaining = slot - time.monotonic()
+                if remaining <= 0:
+                    break  # its slot is now, and nothing was written since the claim began
                 try:
                     await asyncio.wait_for(self._more.wait(), remaining)
                 except TimeoutError:
                     break
-            # Written before the slot opened: look, even if that takes us past its start (the
-            # send then starts later, and so does the number's next slot: `Pacer.started`).
+            # Written since the claim began (while it ran, too: a claim slowed past the slot
+            # is when a reply most often arrives): look, even if that takes us past the slot's
+            # start (the send then starts later, and so does the number's next slot:
+            # `Pacer.started`).
             seen = self._written
             try:
                 swapped = await self._db(self.swap, claimed)

@@ -374,3 +374,24 @@ def test_a_long_queue_to_one_address_does_not_hold_back_the_others(app, fake_twi
     claimed = dispatcher.claim()
     assert [c.address for c in claimed].count(MARIA) == 1
     assert sorted(c.id for c in claimed if c.address != MARIA) == others
+
+
+def test_a_reply_written_while_the_updates_claim_ran_past_its_slot_still_takes_the_slot(
+    app, fake_twilio, one_at_a_time
+):
+    app.settings.twilio_messages_per_second = 0.5  # a slot every 2 s
+    for n in range(2):
+        write(app, Kind.PROACTIVE, f"update {n}", template="notify_shipped", to=patient(n))
+    dispatcher = one_at_a_time
+
+    async def a_claim_that_ends_after_the_slot():
+        await dispatcher.run_once()  # update 0 leaves now; the number's next slot is 2 s away
+        seen = dispatcher._written  # as `run_once` before its claim
+        [held] = await asyncio.to_thread(dispatcher.claim)  # update 1, for that slot
+        await asyncio.to_thread(write, app, Kind.REPLY, "reply")  # the patient's turn ends
+        dispatcher.written()  # ... while the claim is still running
+        await asyncio.sleep(2.1)  # and the claim returns only after the slot opened
+        return await dispatcher._send_one(held, seen)
+
+    assert app.client.portal.call(a_claim_that_ends_after_the_slot) == "sent"
+    assert [m.body for m in fake_twilio.messages] == ["update 0", "reply"]
