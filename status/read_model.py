@@ -333,8 +333,11 @@ _STATE = select(PatientSnapshot.__table__.c.state).where(
 
 
 def stored_state(session: Session, patient_id: int) -> State | None:
-    """The patient's stored state, or None when there is no row (or one to rebuild)."""
-    text = session.execute(_STATE, {"patient_id": patient_id}).scalar()
+    """The patient's stored state, or None when there is no row (or one to rebuild).
+
+    Read without an autoflush: rows are written only by `refresh`, which flushes first."""
+    with session.no_autoflush:
+        text = session.execute(_STATE, {"patient_id": patient_id}).scalar()
     return None if text is None else decode(text)
 
 
