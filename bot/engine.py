@@ -101,7 +101,9 @@ class Engine:
         lang = self._language(cls, patient, conv)
         conv.language = lang
         turn = Turn(inbound=msg, classification=cls)
-        metrics.INBOUND.labels(inbound.channel, cls.intent, clinic.slug).inc()
+        metrics.count_on_commit(
+            session, metrics.INBOUND.labels(inbound.channel, cls.intent, clinic.slug)
+        )
         run(
             TurnContext(
                 engine=self, clinic=clinic, session=session, conv=conv, inbound=inbound, msg=msg,

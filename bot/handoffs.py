@@ -265,7 +265,9 @@ def open_or_add(
                 session, handoff, "trigger", f"{reason.value}: {summary}".strip(": "), now=now
             )
             alert_staff(session, handoff, reason, settings, now)
-            metrics.HANDOFFS.labels(reason.value, clinics.slug_of(session, clinic_id)).inc()
+            metrics.count_on_commit(
+                session, metrics.HANDOFFS.labels(reason.value, clinics.slug_of(session, clinic_id))
+            )
             return handoff, True
     assert existing is not None
     if reason not in WORK_ITEMS:

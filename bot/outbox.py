@@ -67,7 +67,9 @@ def enqueue(
     session.add(message)
     if flush:
         session.flush()
-    metrics.REPLIES.labels(channel, str(kind), clinics.slug_of(session, clinic_id)).inc()
+    metrics.count_on_commit(
+        session, metrics.REPLIES.labels(channel, str(kind), clinics.slug_of(session, clinic_id))
+    )
     return message
 
 
