@@ -19,10 +19,11 @@ from bot.inbound import Inbound
 from bot.messages import Buttons, Kind, Message
 from bot.turn.opening import Opening
 from bot.understanding import Classification
-from status import links, timeline
+from status import links, read_model, snapshot, timeline
 from status.caregivers import Caregiver
 from status.patients import Patient
 from status.settings import Settings
+from status.snapshot import Snapshot
 
 if TYPE_CHECKING:
     from bot.engine import Engine
@@ -143,6 +144,15 @@ class TurnContext:
         return links.issued_since(
             self.session, patient.clinic_id, patient.id, since, caregiver_id=carer_id
         )
+
+    def snapshot(self, patient: Patient) -> Snapshot:
+        """The patient's snapshot now, from the read-model row read with the conversation
+        unless this transaction has rewritten it since."""
+        first = self.opening
+        stored = None
+        if first is not None and patient.id not in read_model.refreshed_in(self.session):
+            stored = first.stored.get(patient.id)
+        return snapshot.build(self.session, patient, self.now, stored=stored)
 
     @property
     def settings(self) -> Settings:

@@ -34,6 +34,7 @@ from bot.handoffs import Handoff
 from status.caregivers import Caregiver
 from status.links import StatusLink
 from status.patients import Patient
+from status.read_model import PatientSnapshot
 
 
 @dataclass
@@ -48,13 +49,15 @@ class Opening:
     keys_read: set[str] = field(default_factory=set)
     # (patient id, caregiver id or None) -> whether a link was made for them since `since`
     linked_since: dict[tuple[int, int | None], bool] = field(default_factory=dict)
+    # patient id -> their read-model row's text (`read_model`), for the patients above
+    stored: dict[int, str] = field(default_factory=dict)
 
 
 def _key(prefix: str, column: object) -> object:
     return literal_column(f"'{prefix}:'") + cast(column, String)
 
 
-def _statement(wire: str) -> Select[Conversation, Patient, Caregiver, Handoff, bool, bool]:
+def _statement(wire: str) -> Select[Conversation, Patient, Caregiver, Handoff, bool, bool, str]:
     own = Patient.telegram_chat_id if wire == "telegram" else Patient.phone
     clinic_id = bindparam("clinic_id", type_=Integer)
     address = bindparam("address", type_=String)
@@ -72,6 +75,7 @@ def _statement(wire: str) -> Select[Conversation, Patient, Caregiver, Handoff, b
             _key("patient", Caregiver.patient_id),
         ]
     )
+    state = PatientSnapshot.__table__
     recent = and_(StatusLink.created_at >= since, StatusLink.revoked_at.is_(None))
     patient_linked = exists().where(
         StatusLink.clinic_id == clinic_id,
@@ -86,9 +90,12 @@ def _statement(wire: str) -> Select[Conversation, Patient, Caregiver, Handoff, b
         recent,
     )
     return (
-        select(Conversation, Patient, Caregiver, Handoff, patient_linked, carer_linked)
+        select(
+            Conversation, Patient, Caregiver, Handoff, patient_linked, carer_linked, state.c.state
+        )
         .select_from(Conversation)
         .outerjoin(Patient, and_(Patient.clinic_id == clinic_id, own == address))
+        .outerjoin(state, state.c.patient_id == Patient.id)
         .outerjoin(Caregiver, carers_here)
         .outerjoin(Handoff, owns)
         .where(
@@ -119,9 +126,11 @@ def read(session: Session, clinic_id: int, channel: str, address: str, since: da
     carers: dict[int, Caregiver] = {}
     opening = Opening(conv, since, [], [])
     opening.keys_read.add(handoffs.open_key(None, conv.id))
-    for _, patient, carer, handoff, patient_linked, carer_linked in rows:
+    for _, patient, carer, handoff, patient_linked, carer_linked, stored in rows:
         if patient is not None:
             people[patient.id] = patient
+            if stored is not None:
+                opening.stored[patient.id] = stored
             opening.keys_read.add(handoffs.open_key(patient.id, conv.id))
             opening.linked_since[(patient.id, None)] = bool(patient_linked)
         if carer is not None:
