@@ -1,9 +1,10 @@
 """What a turn reads before its steps, in one statement: the address's conversation (created on
 first contact), the clinic's patients whose own address it is, the caregivers writing from it,
 the open hand-offs that could own the conversation (the conversation's, each of those
-patients'), and whether a status-page link was made for them in the last `links_since`.
+patients'), whether a status-page link was made for them since `since`, and their read-model
+rows (`status.read_model`).
 
-One statement instead of four, each of which cost more in SQLAlchemy's per-statement Python
+One statement instead of five, each of which cost more in SQLAlchemy's per-statement Python
 than in the database. It is read without an autoflush: nothing it reads is written by a turn
 without a flush of its own (a new conversation and a new hand-off are flushed as they are made,
 a link is flushed by `links.issue`), so the earlier turns of a batch may keep their rows pending
