@@ -8,10 +8,11 @@ CPU time per turn.
 - `--runner`: as a worker runs them: the messages stored in the inbox first, then the turn
   runner's `drain` (claim, run, record the outcome) and, timed apart, the dispatcher's
   `drain` sending the replies with the log sender (no network);
-- `--backend postgres`: on a fresh PostgreSQL database (dropped afterwards).
+- `--backend postgres`: on a fresh PostgreSQL database (dropped afterwards); the CPU time of
+  the server's backends for that database is printed beside the process's.
 
     python benchmarks/profile_turn.py [--turns 300] [--backend sqlite|postgres] [--runner]
-        [--no-profile] [--html out.html]
+        [--no-profile | --spy FILE | --statements] [--html out.html]
 """
 
 from __future__ import annotations
@@ -34,7 +35,8 @@ import spy
 from bench_channels import phone, seed_verified_patients
 from bench_status import database
 from pyinstrument import Profiler
-from sqlalchemy import event
+from sqlalchemy import create_engine, event, make_url, text
+from sqlalchemy.pool import NullPool
 
 from bot import inbox
 from bot.engine import Engine
@@ -54,15 +56,48 @@ except ImportError:  # the code before batches
 
 
 class Clocks:
-    """Wall and process CPU time of a stretch of work."""
+    """Wall and process CPU time of a stretch of work; on PostgreSQL also the CPU time of the
+    server backends serving the benchmark's database (read from /proc: the server is local)."""
+
+    server: ServerCpu | None = None
 
     def __enter__(self) -> Clocks:
         self.wall, self.cpu = time.perf_counter(), time.process_time()
+        self.db_cpu = self.server.seconds() if self.server else {}
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.wall = time.perf_counter() - self.wall
         self.cpu = time.process_time() - self.cpu
+        if self.server:
+            after = self.server.seconds()
+            self.db = sum(cpu - self.db_cpu.get(pid, 0.0) for pid, cpu in after.items())
+
+
+class ServerCpu:
+    """CPU seconds of each PostgreSQL backend connected to one database (its pid -> seconds)."""
+
+    def __init__(self, url: str) -> None:
+        self.engine = create_engine(url, poolclass=NullPool)
+        self.name = make_url(url).database
+
+    def seconds(self) -> dict[int, float]:
+        with self.engine.connect() as conn:
+            pids = conn.execute(
+                text(
+                    "SELECT pid FROM pg_stat_activity"
+                    " WHERE datname = :name AND pid <> pg_backend_pid()"
+                ),
+                {"name": self.name},
+            ).scalars()
+            found = {}
+            for pid in pids:
+                try:
+                    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+                except OSError:
+                    continue
+                found[pid] = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        return found
 
 
 def store_messages(db: Database, settings: Settings, count: int) -> None:
@@ -181,6 +216,8 @@ def main(argv: list[str] | None = None) -> int:
             _env_file=None, database_url=url, quiet_hours="off", twilio_messages_per_second=0
         )
         db = Database(url)
+        if args.backend == "postgres":
+            Clocks.server = ServerCpu(url)
         statements: Counter[str] = Counter()
         if args.statements:
             event.listen(db.engine, "before_cursor_execute", _counter(statements))
@@ -198,6 +235,7 @@ def main(argv: list[str] | None = None) -> int:
         print(
             f"{what}: {args.turns} in {c.wall:.2f} s wall ({args.turns / c.wall:.0f}/s), "
             f"process CPU {c.cpu * 1000 / args.turns:.2f} ms per turn"
+            + (f", PostgreSQL {c.db * 1000 / args.turns:.2f} ms" if c.server else "")
         )
     if args.statements:
         print(

@@ -18,14 +18,10 @@ from sqlalchemy import (
     Select,
     String,
     UniqueConstraint,
-    and_,
     select,
 )
-from sqlalchemy.orm import Mapped, Session, mapped_column, outerjoin
+from sqlalchemy.orm import Mapped, Session, mapped_column
 
-from status import caregivers
-from status import patients as patient_queries
-from status.caregivers import Caregiver
 from status.db import Base, insert_ignore, utcnow
 from status.patients import Patient
 
@@ -129,48 +125,6 @@ def get_or_create(session: Session, clinic_id: int, channel: str, address: str) 
         )
         conversation = session.scalars(query).one()
     return conversation
-
-
-def with_people(
-    session: Session, clinic_id: int, channel: str, address: str
-) -> tuple[Conversation, list[Patient], list[Caregiver]]:
-    """The address's conversation (created on first contact), the clinic's patients whose own
-    address it is (`patients.by_address`) and the caregivers writing from it
-    (`caregivers.by_address`): one statement when the conversation exists."""
-    wire = "telegram" if channel == "telegram" else "sms"
-    own = Patient.telegram_chat_id if wire == "telegram" else Patient.phone
-    carers_here = and_(
-        Caregiver.clinic_id == clinic_id,
-        Caregiver.channel == wire,
-        Caregiver.address == address,
-        Caregiver.removed_at.is_(None),
-    )
-    joined = outerjoin(
-        outerjoin(Conversation, Patient, and_(Patient.clinic_id == clinic_id, own == address)),
-        Caregiver,
-        carers_here,
-    )
-    query = (
-        select(Conversation, Patient, Caregiver)
-        .select_from(joined)
-        .where(
-            Conversation.clinic_id == clinic_id,
-            Conversation.channel == channel,
-            Conversation.address == address,
-        )
-        .order_by(Patient.id, Caregiver.id)
-    )
-    rows = session.execute(query).all()
-    if not rows:  # first contact
-        conversation = get_or_create(session, clinic_id, channel, address)
-        return (
-            conversation,
-            patient_queries.by_address(session, clinic_id, wire, address),
-            caregivers.by_address(session, clinic_id, channel, address),
-        )
-    people = {row[1].id: row[1] for row in rows if row[1] is not None}
-    carers = {row[2].id: row[2] for row in rows if row[2] is not None}
-    return rows[0][0], list(people.values()), sorted(carers.values(), key=lambda c: c.id)
 
 
 def find(session: Session, clinic_id: int, channel: str, address: str) -> Conversation | None:

@@ -16,13 +16,14 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from bot import conversations
+from bot import messages
 from bot.clinic import Profiles
 from bot.conversations import Conversation
 from bot.handoffs import Handoff, Reason
 from bot.inbound import Inbound
 from bot.messages import Direction, Kind, Message
 from bot.render import Renderer
+from bot.turn import opening, status_link
 from bot.turn.context import Turn, TurnContext
 from bot.turn.steps import run
 from bot.understanding import Classification, classify
@@ -58,9 +59,11 @@ class Engine:
         started = time.perf_counter()
         now = inbound.received_at or utcnow()
         clinic = self.profiles.get(session, inbound.clinic_id)
-        conv, own_people, carers = conversations.with_people(
-            session, inbound.clinic_id, inbound.channel, inbound.address
-        )
+        first = opening.read(
+            session, inbound.clinic_id, inbound.channel, inbound.address,
+            since=now - status_link.OFFER_EVERY,
+        )  # fmt: skip
+        conv, own_people, carers = first.conv, first.own_people, first.carers
         text, had_card = redact_card_numbers(inbound.text or "")
         # What is kept (rows, hand-off reasons, the console): never a date of birth. The raw
         # text is read once here, for verification, and goes no further.
@@ -91,20 +94,22 @@ class Engine:
             provider_id=inbound.provider_id,
             media=list(inbound.media),
             created_at=now,
+            **messages.OUTBOUND_DEFAULTS,
         )
-        session.add(msg)
-        session.flush()
+        session.add(msg)  # written by the next flush: the turn's, or its batch's (`run_batch`)
         conv.last_inbound_at = now
         lang = self._language(cls, patient, conv)
         conv.language = lang
         turn = Turn(inbound=msg, classification=cls)
-        metrics.INBOUND.labels(inbound.channel, cls.intent, clinic.slug).inc()
+        metrics.count_on_commit(
+            session, metrics.INBOUND.labels(inbound.channel, cls.intent, clinic.slug)
+        )
         run(
             TurnContext(
                 engine=self, clinic=clinic, session=session, conv=conv, inbound=inbound, msg=msg,
                 cls=cls, people=people, patient=patient, lang=lang, now=now, turn=turn, text=text,
                 kept=kept, had_card=had_card, intents=list(cls.intents), carers=carers,
-                own_people=own_people,
+                own_people=own_people, opening=first,
             )
         )  # fmt: skip
         log.info(
@@ -112,7 +117,6 @@ class Engine:
             extra={
                 "channel": inbound.channel,
                 "conversation_id": conv.id,
-                "message_id": msg.id,
                 "intent": cls.intent,
                 "confidence": round(cls.confidence, 3),
                 "replies": len(turn.replies),

@@ -205,14 +205,15 @@ def open_for_conversation(session: Session, conversation_id: int) -> Handoff | N
 # --- operations -------------------------------------------------------------------------------
 
 
-def _open_key(patient_id: int | None, conversation_id: int | None) -> str:
+def open_key(patient_id: int | None, conversation_id: int | None) -> str:
+    """The key of the one open hand-off a patient (or a conversation without one) may have."""
     return f"patient:{patient_id}" if patient_id else f"conversation:{conversation_id}"
 
 
 def find_open(
     session: Session, patient_id: int | None, conversation_id: int | None
 ) -> Handoff | None:
-    key = _open_key(patient_id, conversation_id)
+    key = open_key(patient_id, conversation_id)
     return session.scalars(select(Handoff).where(Handoff.open_key == key)).one_or_none()
 
 
@@ -251,7 +252,7 @@ def open_or_add(
             owns_conversation=reason not in WORK_ITEMS,
             created_at=now,
             first_response_due=now + timedelta(minutes=sla),
-            open_key=_open_key(patient_id, conversation_id),
+            open_key=open_key(patient_id, conversation_id),
         )
         try:
             with session.begin_nested():
@@ -264,7 +265,9 @@ def open_or_add(
                 session, handoff, "trigger", f"{reason.value}: {summary}".strip(": "), now=now
             )
             alert_staff(session, handoff, reason, settings, now)
-            metrics.HANDOFFS.labels(reason.value, clinics.slug_of(session, clinic_id)).inc()
+            metrics.count_on_commit(
+                session, metrics.HANDOFFS.labels(reason.value, clinics.slug_of(session, clinic_id))
+            )
             return handoff, True
     assert existing is not None
     if reason not in WORK_ITEMS:

@@ -152,6 +152,15 @@ class Message(Base):
     )
 
 
+# The columns with defaults that only one direction sets, given by the other too: a flush
+# groups rows into one INSERT only while they set the same columns, so a batch's inbound
+# messages and replies (`TurnRunner.run_batch`) are written by one statement, not one each.
+INBOUND_DEFAULTS: dict[str, Any] = {"intents": [], "media": []}
+OUTBOUND_DEFAULTS: dict[str, Any] = {
+    "buttons": [], "data": {}, "urgent": False, "priority": Lane.UPDATE, "attempts": 0,
+}  # fmt: skip
+
+
 def transcript(session: Session, conversation_id: int, limit: int = 100) -> list[Message]:
     """Oldest first, the last `limit` messages."""
     query = (

@@ -7,7 +7,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from bot.messages import Buttons, Direction, Kind, Message, OutStatus, lane_of
+from bot.messages import INBOUND_DEFAULTS, Buttons, Direction, Kind, Message, OutStatus, lane_of
 from status import clinics, metrics
 from status.db import utcnow
 
@@ -33,7 +33,10 @@ def enqueue(
     data: dict[str, Any] | None = None,
     expires_at: datetime | None = None,
     now: datetime | None = None,
+    flush: bool = True,
 ) -> Message:
+    """The message, added to the session; `flush=False` leaves it to the transaction's next
+    flush (its id is unknown until then)."""
     now = now or utcnow()
     message = Message(
         clinic_id=clinic_id,
@@ -59,10 +62,14 @@ def enqueue(
         status=OutStatus.PENDING,
         attempts=0,
         created_at=now,
+        **INBOUND_DEFAULTS,
     )
     session.add(message)
-    session.flush()
-    metrics.REPLIES.labels(channel, str(kind), clinics.slug_of(session, clinic_id)).inc()
+    if flush:
+        session.flush()
+    metrics.count_on_commit(
+        session, metrics.REPLIES.labels(channel, str(kind), clinics.slug_of(session, clinic_id))
+    )
     return message
 
 

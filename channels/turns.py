@@ -201,7 +201,7 @@ class TurnRunner:
                 mine = mine.with_for_update()
             ours = set(session.scalars(mine))
             outcomes: list[str] = []
-            finished: list[dict] = []
+            played: list[tuple[int, Turn | None, Outcome]] = []
             for ready in batch:
                 claimed = ready.claimed
                 if claimed.id not in ours:
@@ -209,16 +209,22 @@ class TurnRunner:
                     continue
                 turn, outcome = self._play(session, claimed, ready.payload, ready.action)
                 outcomes.append(outcome)
-                finished.append(
-                    {
-                        "row_id": claimed.id,
-                        "outcome": str(outcome),
-                        "message_id": turn.inbound.id if turn is not None else None,
-                        "handoff_id": turn.handoff.id if turn and turn.handoff else None,
-                    }
-                )
+                played.append((claimed.id, turn, outcome))
+            # the turns' messages and changes, written together (a statement per table and
+            # kind of change rather than three flushes a turn), then the rows' outcomes
+            session.flush()
+            finished = [
+                {
+                    "row_id": row_id,
+                    "outcome": str(outcome),
+                    "message_id": turn.inbound.id if turn is not None else None,
+                    "handoff_id": turn.handoff.id if turn and turn.handoff else None,
+                    "now": now,
+                }
+                for row_id, turn, outcome in played
+            ]
             if finished:
-                session.execute(_FINISH, [{**values, "now": now} for values in finished])
+                session.execute(_FINISH, finished)
         return outcomes
 
     def _play(

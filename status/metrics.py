@@ -20,6 +20,8 @@ from prometheus_client import (
 )
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.metrics_core import Metric
+from sqlalchemy import event
+from sqlalchemy.orm import Session, SessionTransaction
 
 from status.db import Database, utcnow
 
@@ -42,6 +44,28 @@ WEBHOOK_SECONDS = Histogram(
     ["route"],
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
 )
+
+
+_UNCOMMITTED = "metrics.uncommitted"
+
+
+def count_on_commit(session: Session, counter: Counter, amount: float = 1) -> None:
+    """Count when the session's transaction commits, not before: a rolled-back turn is not
+    counted, and a batch of turns run again one by one counts each turn once."""
+    session.info.setdefault(_UNCOMMITTED, []).append((counter, amount))
+
+
+@event.listens_for(Session, "after_commit")
+def _count_committed(session: Session) -> None:
+    if not session.in_nested_transaction():  # a savepoint released is not a commit
+        for counter, amount in session.info.pop(_UNCOMMITTED, ()):
+            counter.inc(amount)
+
+
+@event.listens_for(Session, "after_transaction_end")
+def _forget_uncommitted(session: Session, transaction: SessionTransaction) -> None:
+    if transaction.parent is None:  # the transaction ended without a commit: nothing happened
+        session.info.pop(_UNCOMMITTED, None)
 
 
 class OutboxCollector:

@@ -277,6 +277,7 @@ def refresh(
     if not ids:
         return counts
     session.flush()  # the caller's ORM changes must be in the tables this reads
+    refreshed_in(session).update(ids)
     dialect = session.get_bind().dialect.name
     existing: dict[int, str | None] = {}
     table = PatientSnapshot.__table__
@@ -333,9 +334,19 @@ _STATE = select(PatientSnapshot.__table__.c.state).where(
 
 
 def stored_state(session: Session, patient_id: int) -> State | None:
-    """The patient's stored state, or None when there is no row (or one to rebuild)."""
-    text = session.execute(_STATE, {"patient_id": patient_id}).scalar()
+    """The patient's stored state, or None when there is no row (or one to rebuild).
+
+    Read without an autoflush: rows are written only by `refresh`, which flushes first."""
+    with session.no_autoflush:
+        text = session.execute(_STATE, {"patient_id": patient_id}).scalar()
     return None if text is None else decode(text)
+
+
+def refreshed_in(session: Session) -> set[int]:
+    """The patients whose rows this session's transaction has rewritten (`refresh`): a row
+    read before then is out of date."""
+    refreshed: set[int] = session.info.setdefault("read_model.refreshed", set())
+    return refreshed
 
 
 _PATIENTS = Patient.__table__

@@ -292,12 +292,18 @@ def _current(items: list[_Item], now: datetime) -> list[_Item]:
     ]
 
 
-def build(session: Session, patient: Patient, now: datetime | None = None) -> Snapshot:
-    """The patient's snapshot at `now`, from their read-model row (one query).
+def build(
+    session: Session, patient: Patient, now: datetime | None = None, *, stored: str | None = None
+) -> Snapshot:
+    """The patient's snapshot at `now`, from their read-model row (one query; none when the
+    caller read the row's text already: `stored`).
 
     A patient without a row (one written before the read model, or by a writer that forgot
     `read_model.refresh`) gets a fresh build from the tables, which is the same snapshot."""
-    state = read_model.stored_state(session, patient.id)
+    if stored is not None:
+        state = read_model.decode(stored)
+    else:
+        state = read_model.stored_state(session, patient.id)
     if state is None:
         return build_fresh(session, patient, now)
     return assemble(patient, state, now or utcnow())

@@ -8,7 +8,6 @@ from bot.handoffs import Reason
 from bot.turn import status_link, verification
 from bot.turn.context import TurnContext
 from bot.understanding import problems
-from status import snapshot
 from status.alerts import Topic
 from status.patients import Patient
 from status.snapshot import Snapshot
@@ -74,7 +73,7 @@ def answer(t: TurnContext, patient: Patient) -> bool:
     snap = None
     for intent in substantive:
         if intent in answers.FACT_ANSWERS or intent == "update_payment_method":
-            snap = snap or snapshot.build(t.session, patient, t.now)
+            snap = snap or t.snapshot(patient)
         _answer_one(t, patient, intent, snap)
     if any(i in DETAILS_ON_PAGE for i in substantive):
         status_link.offer_details(t, patient)

@@ -10,7 +10,7 @@ from bot.handoffs import Reason
 from bot.turn import verification
 from bot.turn.context import TurnContext
 from bot.understanding.extract import is_no, is_yes
-from status import refills, snapshot, timeline
+from status import refills, timeline
 from status.patients import Patient
 
 CONFIRM_WORDS = {"c", "confirm", "confirmed", "confirmo", "confirmar", "i confirm"}
@@ -28,7 +28,7 @@ def refill_confirm(t: TurnContext, patient: Patient) -> bool:
     if is_yes(t.text) or t.inbound.intent_hint == "yes":
         # No date of birth needed: asking for a refill discloses nothing, and the provider
         # reviews every request.
-        snap = snapshot.build(t.session, patient, t.now)
+        snap = t.snapshot(patient)
         rx = snap.refill_request_for
         refills.request_by_patient(
             t.session, patient.id, clinic_id=patient.clinic_id,
@@ -50,7 +50,7 @@ def appointment_reply(t: TurnContext, patient: Patient) -> bool:
     appointment_id = (t.conv.awaiting_data or {}).get("appointment_id")
     if word in CONFIRM_WORDS or is_yes(t.text):
         t.conv.clear_expectation()
-        snap = snapshot.build(t.session, patient, t.now)
+        snap = t.snapshot(patient)
         appt = next((a for a in snap.appointments if a.source_id == appointment_id), None)
         timeline.record(
             t.session, patient.id, kind=timeline.EntryKind.STATE_CHANGE, occurred_at=t.now,

@@ -17,11 +17,13 @@ from bot.handoffs import Handoff, Reason
 from bot.hours import ResponseEstimate, estimate
 from bot.inbound import Inbound
 from bot.messages import Buttons, Kind, Message
+from bot.turn.opening import Opening
 from bot.understanding import Classification
-from status import timeline
+from status import links, read_model, snapshot, timeline
 from status.caregivers import Caregiver
 from status.patients import Patient
 from status.settings import Settings
+from status.snapshot import Snapshot
 
 if TYPE_CHECKING:
     from bot.engine import Engine
@@ -81,6 +83,7 @@ class TurnContext:
     reply: Reply = field(default_factory=Reply)
     carers: list[Caregiver] = field(default_factory=list)  # caregivers writing from this address
     own_people: list[Patient] = field(default_factory=list)  # patients whose own address it is
+    opening: Opening | None = None  # what the turn read first (`opening.read`)
 
     @property
     def caregiver(self) -> Caregiver | None:
@@ -110,6 +113,46 @@ class TurnContext:
         if writer not in writers:
             writers.append(writer)
         handoff.context = {**packet, "writer": writer, "writers": writers}  # a new dict: saved
+
+    def message_id(self) -> int:
+        """The stored id of the patient's message (it is written by the next flush)."""
+        if self.msg.id is None:
+            self.session.flush()
+        return self.msg.id
+
+    def open_handoff(self) -> Handoff | None:
+        """The open hand-off that may own the conversation: the patient's, or the
+        conversation's while no patient is known. Read with the conversation unless this turn
+        has opened or joined one since."""
+        patient_id = self.patient.id if self.patient else None
+        key = handoffs.open_key(patient_id, self.conv.id)
+        first = self.opening
+        if first is not None and self.turn.handoff is None and key in first.keys_read:
+            return first.open_handoffs.get(key)
+        return handoffs.find_open(self.session, patient_id, self.conv.id)
+
+    def linked_since(self, patient: Patient, since: datetime) -> bool:
+        """Whether a status-page link was made for the patient (or for the caregiver writing)
+        since then; read with the conversation when it asked for the same time."""
+        carer = self.caregiver
+        carer_id = carer.id if carer else None
+        first = self.opening
+        if first is not None and first.since == since:
+            known = first.linked_since.get((patient.id, carer_id))
+            if known is not None:
+                return known
+        return links.issued_since(
+            self.session, patient.clinic_id, patient.id, since, caregiver_id=carer_id
+        )
+
+    def snapshot(self, patient: Patient) -> Snapshot:
+        """The patient's snapshot now, from the read-model row read with the conversation
+        unless this transaction has rewritten it since."""
+        first = self.opening
+        stored = None
+        if first is not None and patient.id not in read_model.refreshed_in(self.session):
+            stored = first.stored.get(patient.id)
+        return snapshot.build(self.session, patient, self.now, stored=stored)
 
     @property
     def settings(self) -> Settings:
@@ -179,6 +222,7 @@ class TurnContext:
             body = f"{self.render('caregiver_prefix')} {body}"  # "Update for Sofia: ..."
         message = outbox.enqueue(
             self.session,
+            flush=False,  # the turn's rows are written together (`TurnRunner.run_batch`)
             clinic_id=self.clinic.id,
             channel=self.inbound.channel,
             address=self.inbound.address,

@@ -28,13 +28,12 @@ def staff_own_it(t: TurnContext) -> bool:
 
 
 def _file_into_open_handoff(t: TurnContext) -> bool:
-    patient_id = t.patient.id if t.patient else None
-    handoff = handoffs.find_open(t.session, patient_id, t.conv.id)
+    handoff = t.open_handoff()
     if handoff is None or not handoff.owns_conversation:
         return False
     t.msg.handoff_id = handoff.id
     handoff.last_patient_message_at = t.now
-    handoffs.add_entry(t.session, handoff, "message", message_id=t.msg.id, now=t.now)
+    handoffs.add_entry(t.session, handoff, "message", message_id=t.message_id(), now=t.now)
     t.note_writer(handoff)
     t.turn.handoff = handoff
     return True

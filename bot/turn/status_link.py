@@ -24,6 +24,8 @@ def make(t: TurnContext, patient: Patient, created_by: str = "bot") -> str | Non
         t.session, patient, hours=t.settings.status_link_hours, now=t.now,
         created_by=created_by, caregiver_id=carer.id if carer else None,
     )  # fmt: skip
+    if t.opening is not None:  # what the turn read first knows of it
+        t.opening.linked_since[(patient.id, carer.id if carer else None)] = True
     return links.url(base, issued.token)
 
 
@@ -43,11 +45,7 @@ def offer_details(t: TurnContext, patient: Patient) -> None:
     """After an SMS answer that left details out: "Details: https://…/s/…", once a day."""
     if t.inbound.channel == "telegram" or t.inbound.origin == "page":
         return
-    carer = t.caregiver
-    if links.issued_since(
-        t.session, patient.clinic_id, patient.id, t.now - OFFER_EVERY,
-        caregiver_id=carer.id if carer else None,
-    ):  # fmt: skip
+    if t.linked_since(patient, t.now - OFFER_EVERY):
         return
     url = make(t, patient)
     if url is not None:

@@ -8,6 +8,7 @@ from datetime import timedelta
 
 import psycopg
 import pytest
+from prometheus_client import REGISTRY
 from sqlalchemy import func, make_url, select, text
 
 from bot import inbox
@@ -140,6 +141,27 @@ def test_a_turn_that_fails_beside_others_undoes_none_of_theirs(app, fake_twilio)
     ]
     assert sorted(m.to for m in fake_twilio.messages[2:]) == others  # one reply each
     assert len(fake_twilio.messages) == 2 + len(others)
+
+
+def counted(name: str, **labels: str) -> float:
+    return REGISTRY.get_sample_value(name, {"clinic": "default", **labels}) or 0.0
+
+
+@on_both_databases
+def test_a_batch_run_again_turn_by_turn_counts_each_turn_once(app, fake_twilio):
+    # The batch with the failing turn is rolled back and its turns run one by one: the counters
+    # count what was committed, so the others' turns once each and the failing one not at all.
+    a_verified_patient_whose_turns_fail(app)
+    asked = ("ps_inbound_messages_total", {"channel": "sms", "intent": "prescription_status"})
+    refills = ("ps_inbound_messages_total", {"channel": "sms", "intent": "refill"})
+    replies = ("ps_replies_total", {"channel": "sms", "kind": "reply"})
+    before = [counted(name, **labels) for name, labels in (asked, refills, replies)]
+    others = [f"+1555010000{n}" for n in range(2, 7)]
+    for sender in others:
+        app.sms("where is my prescription", sender=sender, turn=False)
+    app.drain()
+    after = [counted(name, **labels) for name, labels in (asked, refills, replies)]
+    assert [b - a for a, b in zip(before, after, strict=True)] == [5, 0, 5]
 
 
 def test_the_holding_reply_speaks_the_patients_language(app, fake_twilio):
