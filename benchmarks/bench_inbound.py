@@ -280,8 +280,23 @@ def phase_webhooks(url: str, load: Load, workdir: Path, args: argparse.Namespace
     return result
 
 
+def analyze(url: str) -> None:
+    """The planner's statistics for the filled inbox and outbox, as autovacuum gathers them
+    within a minute on a default server (this machine's runs with autovacuum off, so the
+    workers would otherwise claim with plans made for empty tables)."""
+    if url.startswith("sqlite"):
+        return
+    from status.db import Database
+
+    db = Database(url)
+    with db.engine.connect() as conn:
+        conn.exec_driver_sql("ANALYZE inbox, messages, conversations")
+    db.dispose()
+
+
 def phase_turns(url: str, workdir: Path, args: argparse.Namespace) -> dict:
     stored = sum(inbox_counts(url).values())
+    analyze(url)
     fake = TimedFakeTwilio()
     fake.start()
     started = time.monotonic()
