@@ -31,8 +31,13 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 
 from bot.intents import SOCIAL_INTENTS, Intent
-from bot.understanding import model
-from bot.understanding.classifier import Classification, with_courtesy, without_courtesy
+from bot.understanding import model, vitals
+from bot.understanding.classifier import (
+    Classification,
+    catalogue,
+    with_courtesy,
+    without_courtesy,
+)
 from bot.understanding.classifier import classify as classify_rules
 from bot.understanding.model import Prediction
 from bot.understanding.risk import Risk, RiskReason
@@ -129,13 +134,16 @@ def decide(
     p: Prediction,
     t: Thresholds = DEFAULT,
     clauses: Sequence[Prediction] = (),
+    beside_readings: Prediction | None = None,
 ) -> Classification:
     """The combined answer for one message, from the rules' and the model's readings (of the
-    whole message, `p`, and of each clause alone, `clauses`)."""
+    whole message, `p`, of each clause alone, `clauses`, and, when the message states vital
+    signs all in the normal range, of the message without them, `beside_readings`)."""
     if _keyword(rules):
         return rules
     plain = without_courtesy(rules)
-    result = _backstory(_second_request(_whole(plain, p, t), plain, clauses, t), p, t)
+    whole = _whole(plain, p, t, beside_readings or p)
+    result = _backstory(_second_request(whole, plain, clauses, t), p, t)
     # the courtesy before a request is put back once the request is decided
     return with_courtesy(result)
 
@@ -200,7 +208,9 @@ def _second_request(
     return replace(result, intent=str(first), intents=[str(first), str(second)])
 
 
-def _whole(rules: Classification, p: Prediction, t: Thresholds) -> Classification:
+def _whole(rules: Classification, p: Prediction, t: Thresholds, risk: Prediction) -> Classification:
+    """`risk`: the model's reading that votes on risk (`p`, or the message without its normal
+    vital-sign readings: a number is judged by its value, `vitals.py`, not by its words)."""
     knows = p.known_words >= t.known_words
     if rules.risk == Risk.EMERGENCY:
         ordinary = [i for i in rules.intents if i != Intent.EMERGENCY]
@@ -287,13 +297,17 @@ def _whole(rules: Classification, p: Prediction, t: Thresholds) -> Classificatio
         elif len(rules.intents) > 1 and p.intent in rules.intents:
             intents = list(rules.intents)  # the model's reading is already one of them
         else:
-            intents = [p.intent] + [i for i in rules.intents if i != p.intent][:1]
+            # a courtesy is never put after the request (`with_courtesy` puts one back first
+            # when it was a clause of its own): "my sugar is 110 this morning" asks one thing
+            others = [i for i in rules.intents if i != p.intent and i not in SOCIAL_INTENTS]
+            intents = [p.intent, *others[:1]]
         result = replace(
             result, intent=intents[0], intents=intents, confidence=p.intent_probability
         )
 
-    if not knows:
+    if risk.known_words < t.known_words:
         return result
+    p = risk
     if rules.risk == Risk.POSSIBLE:
         emergency_bar = t.emergency_with_possible
     elif rules.intent == Intent.UNKNOWN:
@@ -327,7 +341,23 @@ def combine(rules: Classification, text: str) -> Classification:
         return rules
     models = model.models()
     clauses = [models.predict(c.text) for c in rules.clauses] if len(rules.clauses) > 1 else []
-    return decide(rules, models.predict(text), DEFAULT, clauses)
+    return decide(rules, models.predict(text), DEFAULT, clauses, beside_readings(rules, text))
+
+
+def beside_readings(
+    rules: Classification, text: str, models: model.Models | None = None
+) -> Prediction | None:
+    """The model's reading of the message without its vital-sign readings, when it states
+    some and all are in the normal range (`vitals.py`) and the rules read no emergency; an
+    empty reading (heard on nothing) when nothing but stop words is left."""
+    if rules.risk == Risk.EMERGENCY:
+        return None
+    rest = vitals.without_normal_readings(model.prepare(text))
+    if rest is None:
+        return None
+    if not catalogue().content(rest.split()):
+        rest = ""
+    return (models or model.models()).predict(rest)
 
 
 def classify(text: str) -> Classification:

@@ -21,7 +21,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, fields, replace
 
 from bot.intents import Intent, primary
-from bot.understanding import model, training
+from bot.understanding import model, pipeline, training
 from bot.understanding.classifier import Classification
 from bot.understanding.classifier import classify as classify_rules
 from bot.understanding.model import Prediction
@@ -71,6 +71,7 @@ class Case:
     rules: Classification
     prediction: Prediction
     clauses: tuple[Prediction, ...]
+    beside_readings: Prediction | None = None  # see `pipeline.beside_readings`
 
 
 @dataclass(frozen=True)
@@ -120,7 +121,8 @@ def held_out_cases(folds: int = FOLDS, log: Callable[[str], object] = print) -> 
             clauses = tuple(models.predict(c.text) for c in rules.clauses)
             if len(clauses) < 2:
                 clauses = ()
-            cases.append(Case(text, intents, risk, rules, models.predict(text), clauses))
+            beside = pipeline.beside_readings(rules, text, models)
+            cases.append(Case(text, intents, risk, rules, models.predict(text), clauses, beside))
     return cases
 
 
@@ -146,7 +148,7 @@ def figures(
     """The tuning figures of the combination at `t` (or of another `answer`)."""
 
     def combined(case: Case) -> Answer:
-        c = decide(case.rules, case.prediction, t, case.clauses)
+        c = decide(case.rules, case.prediction, t, case.clauses, case.beside_readings)
         return tuple(c.intents), c.risk
 
     answer = answer or combined
