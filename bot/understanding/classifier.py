@@ -31,9 +31,14 @@ import yaml
 from rapidfuzz import fuzz
 from rapidfuzz.process import extract
 
-from bot.intents import SOCIAL_INTENTS, Intent
+from bot.intents import SOCIAL_INTENTS, Intent, primary
 from bot.understanding.emergency import emergency_match
-from bot.understanding.keywords import carrier_keyword, consent_request
+from bot.understanding.keywords import (
+    KeywordSentences,
+    carrier_keyword,
+    consent_request,
+    keyword_sentences,
+)
 from bot.understanding.normalize import (
     CATALOGUE_DIR,
     Normalizer,
@@ -462,6 +467,9 @@ def _possible_match(clause: Clause) -> tuple[str, str] | None:
 
 def classify(text: str) -> Classification:
     """Understand one patient message. See the module docstring for the order of the rules."""
+    keywords = keyword_sentences(text)
+    if keywords is not None:
+        return with_keywords(classify(keywords.rest) if keywords.rest else None, keywords)
     cat = catalogue()
     clauses = split_clauses(cat, text)
     whole = Clause(
@@ -543,6 +551,26 @@ def classify(text: str) -> Classification:
             intents[0], intents, chosen[0].confidence, language, risk, reason, clause_readings
         )
     )
+
+
+def with_keywords(rest: Classification | None, keywords: KeywordSentences) -> Classification:
+    """A message with carrier keywords as sentences of their own ("ok thanks. STOP"): the
+    keywords' intents beside what the rest of it says (`rest`), in the order written; STOP is
+    honoured before anything (the engine acts on an opt_out anywhere in `intents`), an
+    emergency stays first (its answer comes first), and HELP beside an emergency is a plea,
+    not the keyword. Two intents at most: a courtesy gives way to a keyword."""
+    said = [i for i in (rest.intents if rest else []) if i != Intent.UNKNOWN]
+    intents = [str(i) for i in keywords.before] + said + [str(i) for i in keywords.after]
+    if Intent.EMERGENCY in intents:
+        intents.remove(Intent.EMERGENCY)
+        intents = [str(Intent.EMERGENCY), *(i for i in intents if i != Intent.HELP)]
+    intents = list(dict.fromkeys(intents))
+    if len(intents) > 2:
+        intents = [i for i in intents if i not in SOCIAL_INTENTS][:2]
+    language = rest.language if rest else "en"
+    if rest is None:
+        return Classification(intents[0], intents, 1.0, language)
+    return replace(rest, intent=primary(intents), intents=intents, confidence=1.0, clauses=())
 
 
 def with_courtesy(c: Classification) -> Classification:

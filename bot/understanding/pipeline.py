@@ -36,9 +36,11 @@ from bot.understanding.classifier import (
     Classification,
     catalogue,
     with_courtesy,
+    with_keywords,
     without_courtesy,
 )
 from bot.understanding.classifier import classify as classify_rules
+from bot.understanding.keywords import keyword_sentences
 from bot.understanding.model import Prediction
 from bot.understanding.risk import Risk, RiskReason
 
@@ -361,7 +363,12 @@ def beside_readings(
 
 
 def classify(text: str) -> Classification:
-    """Understand one patient message: rules and the learned model together."""
+    """Understand one patient message: rules and the learned model together (carrier keywords
+    written as sentences of their own beside the rest, which both read)."""
+    keywords = keyword_sentences(text)
+    if keywords is not None:
+        rest = classify(keywords.rest) if keywords.rest else None
+        return with_keywords(rest, keywords)
     return combine(classify_rules(text), text)
 
 

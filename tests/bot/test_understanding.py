@@ -828,3 +828,31 @@ def test_classify_command_writes_one_json_line_per_message():
     assert "dónde" in out.getvalue()  # not escaped
     assert set(lines[0]) == {"text", "intent", "intents", "confidence", "risk", "risk_reason"}
     assert lines[0]["risk"] == "none"
+
+
+@pytest.mark.parametrize(
+    ("text", "intents"),
+    [
+        ("ok thanks. STOP", ["thanks", "opt_out"]),
+        ("START. when is my next appointment", ["opt_in", "appointment"]),
+        ("STOP. Y quiero saber por qué me cobraron", ["opt_out", "billing"]),
+        ("hi. where is my package. STOP", ["shipment_tracking", "opt_out"]),
+        ("stop the automated texts, just have a real person call me", ["opt_out", "human"]),
+        ("STOP. i took all my pills and i want to die", ["emergency", "opt_out"]),
+        # HELP beside an emergency is a plea, not the keyword
+        ("i took all my pills and i want to die. help", ["emergency"]),
+        # a keyword inside a sentence is a word of it; CANCEL beside other words names the plan
+        ("STOP charging me twice", ["billing"]),
+        ("stop my subscription", ["cancel_subscription"]),
+        ("cancel my appointment", ["reschedule"]),
+        ("the pharmacy stopped my order", ["prescription_status"]),
+        ("can you stop the shipment", ["cancel_subscription"]),
+    ],
+)
+def test_a_carrier_keyword_written_as_a_sentence_of_its_own_is_read_in_written_order(text, intents):
+    assert classify(text).intents == intents
+
+
+def test_cancel_as_a_sentence_beside_other_words_names_the_plan_not_the_texts():
+    result = classify("im done. cancel. no I dont want a discount")
+    assert result.intent == "cancel_subscription" and "opt_out" not in result.intents
