@@ -83,7 +83,8 @@ CONJUNCTIONS = frozenset(
 CONTACT_VERBS = frozenset(
     {"talk", "speak", "chat", "call", "hablar", "platicar", "comunicarme", "llamar", "llamen"}
 )
-TOPIC_WORDS = frozenset({"about", "regarding", "concerning", "sobre", "acerca"})
+# ...and so does "para" (what for): "quiero hablar con alguien para cambiar mi cita"
+TOPIC_WORDS = frozenset({"about", "regarding", "concerning", "sobre", "acerca", "para"})
 # Voice-to-text run-ons ("where is my package can someone call me"): a question or a request
 # starting mid-sentence starts a new clause when at least three words stand on either side,
 # unless the word before it leads into it ("tell me when", "i want to know where", "quiero
@@ -384,11 +385,23 @@ def _confidence(ranked: list[tuple[Intent, float]]) -> float:
     return strength * (0.6 + 0.4 * margin)
 
 
+# "ty for the tracking!", "gracias por la informacion": a clause thanking for something is
+# thanks, whatever it thanks for (that was given already; the clause asks for nothing).
+_THANKS_FOR = re.compile(
+    r"^((ok|okay|oh|and|well|hey|hi|hello)\s+)*"
+    r"(thanks|thank you|thank u|many thanks|gracias|muchas gracias|mil gracias)\s+"
+    r"((so|very)\s+much\s+|a lot\s+|again\s+|muchas\s+)?(for|4|por)\b"
+)
+THANKS_FOR_CONFIDENCE = 0.9
+
+
 def classify_clause(cat: Catalogue, clause: Clause) -> ClauseResult:
     for text in clause.texts():
         consent = consent_request(text)
         if consent is not None:
             return ClauseResult(consent, 0.95, clause.words)
+    if _THANKS_FOR.search(" ".join(clause.raw)):
+        return ClauseResult(Intent.THANKS, THANKS_FOR_CONFIDENCE, clause.words)
     scores = cat.score(clause.words)
     if not scores:
         return ClauseResult(Intent.UNKNOWN, 0.0, clause.words)
@@ -527,6 +540,10 @@ def classify(text: str) -> Classification:
         # wrote the blind sets put it (82 of 85 two-intent emergencies); the other request
         # follows; a courtesy beside it is dropped ("hi, my chest hurts": emergency).
         others = [i for i in intents if i != Intent.EMERGENCY and i not in SOCIAL_INTENTS]
+        # What is clinical beside an emergency is most often a symptom of it ("chest pain into
+        # my jaw and sweating bad, also why was i charged twice"): the emergency's answer and
+        # its clinical hand-off cover it, so another request comes first.
+        others.sort(key=lambda i: i == Intent.CLINICAL_QUESTION)
         intents = [str(Intent.EMERGENCY), *others]
         reason = str(RiskReason(*emergency_found)) if emergency_found else ""
         return Classification(

@@ -352,7 +352,7 @@ def beside_readings(
     """The model's reading of the message without its vital-sign readings, when it states
     some and all are in the normal range (`vitals.py`) and the rules read no emergency; an
     empty reading (heard on nothing) when nothing but stop words is left."""
-    if rules.risk == Risk.EMERGENCY:
+    if rules.risk == Risk.EMERGENCY or not vitals.may_state_one(text):
         return None
     rest = vitals.without_normal_readings(model.prepare(text))
     if rest is None:

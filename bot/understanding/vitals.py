@@ -20,6 +20,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from bot.understanding.normalize import strip_accents
+
 GLUCOSE = r"blood sugar|sugar|glucose|bg|azucar|glucosa|sugar level|glucose level"
 PULSE = r"heart rate|pulse|hr|ritmo cardiaco|pulso|frecuencia cardiaca"
 PRESSURE = r"blood pressure|bp|presion|presion arterial"
@@ -35,6 +37,8 @@ _READINGS = {
         rf"\b(?:{PRESSURE})\b{_FILLER}\s+(\d{{2,3}})\s*(?:/|over|sobre|\s)\s*(\d{{2,3}})\b"
     ),
 }
+# a cheap look at the raw text first: most messages name no vital sign and no number
+_MAY_STATE = re.compile(rf"\b(?:{GLUCOSE}|{PULSE}|{PRESSURE})\b.*\d")
 NORMAL = {"glucose": (70, 180), "pulse": (60, 100), "systolic": (90, 139), "diastolic": (60, 89)}
 
 
@@ -52,6 +56,11 @@ class Reading:
             return low_s <= systolic <= high_s and low_d <= diastolic <= high_d
         low, high = NORMAL[self.sign]
         return low <= self.values[0] <= high
+
+
+def may_state_one(text: str) -> bool:
+    """False when the message (as written) surely states no reading."""
+    return bool(_MAY_STATE.search(strip_accents(text.lower())))
 
 
 def readings(normalized: str) -> list[Reading]:

@@ -856,3 +856,27 @@ def test_a_carrier_keyword_written_as_a_sentence_of_its_own_is_read_in_written_o
 def test_cancel_as_a_sentence_beside_other_words_names_the_plan_not_the_texts():
     result = classify("im done. cancel. no I dont want a discount")
     assert result.intent == "cancel_subscription" and "opt_out" not in result.intents
+
+
+@pytest.mark.parametrize(
+    ("text", "intents"),
+    [
+        # a clause thanking for something is thanks, not what it thanks for
+        (
+            "thank you for the tracking link! can i take advil with my shot",
+            ["thanks", "clinical_question"],
+        ),
+        ("gracias por la informacion. cuando llega mi paquete", ["thanks", "shipment_tracking"]),
+        # beside an emergency, what is clinical is most often a symptom of it: another request first
+        (
+            "crushing chest pain and sweating a lot, also why did you charge me twice",
+            ["emergency", "billing"],
+        ),
+        # a contact verb and what for
+        ("necesito hablar con alguien para cancelar mi cita", ["human", "reschedule"]),
+        # the familiar imperative asks to stop texting as the formal one does
+        ("deja de enviarme mensajes por favor", ["opt_out"]),
+    ],
+)
+def test_two_intent_kinds_both_readers_missed(text, intents):
+    assert classify(text).intents == intents
