@@ -66,7 +66,7 @@ def keyword_sentences(text: str) -> KeywordSentences | None:
     """The keyword sentences of a message of several sentences, else None (a message that is
     one keyword is `carrier_keyword`'s)."""
     sentences = [s for s in _SENTENCE_END.split(text) if s.strip()]
-    if len(sentences) < 2:
+    if len(sentences) < 2 or not any(carrier_keyword(s) for s in sentences):
         return None
     before: list[Intent] = []
     after: list[Intent] = []

@@ -68,7 +68,9 @@ class Thresholds:
     # 10 of 11,217 graded `none`: a missed emergency costs more than a check-in too many;
     # `emergency` 0.6 -> 0.5 in Round 8, chosen out of fold on Sets I-K: a goodbye the rules
     # read as thanks, "i left instructions for my cat... im not going to be here tomorrow")
-    emergency_with_possible: float = 0.5
+    # `emergency_with_possible` 0.5 -> 0.3 in Round 9, out of fold on Sets I-M: +2 of 803
+    # emergencies there, +4 of 3,194 on the whole pool, 911 scripts unchanged on I-M (0.97%)
+    emergency_with_possible: float = 0.3
     emergency_unread: float = 0.55  # the rules read no request at all
     emergency: float = 0.5  # the rules read a request (`rules_clear` 1.01: never "clear")
     emergency_over_clear_rules: float = 1.01
@@ -93,15 +95,15 @@ class Thresholds:
     model_help: float = 0.5
     # a second request in its own clause: the rules' reading of the clause at or above
     # `clause_rules`, else the model's reading of the clause alone at or above `clause_model`
-    clause_rules: float = 0.5
+    clause_rules: float = 0.6  # 0.5 -> 0.6 in Round 9 (two-intent, out of fold on I-M)
     clause_model: float = 0.5
     # the model's reading of a clause over the rules' when it is at least this sure (1.01:
     # the rules' reading first)
     clause_model_first: float = 0.6
     # two clear clause readings replace a whole-message reading that holds two other requests
     # (or one they do not contain) when both are at least this sure
-    clauses_over_pair: float = 0.7
-    clauses_over_whole: float = 0.7
+    clauses_over_pair: float = 0.6  # both 0.7 -> 0.6 in Round 9
+    clauses_over_whole: float = 0.6
     # an emergency with no other request read: a clause of its own asking something else
     # ("i took 30 of my pills, is that going to kill me") is the second intent when read at
     # least this surely
