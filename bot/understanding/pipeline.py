@@ -361,7 +361,15 @@ def beside_readings(
         return None
     if not catalogue().content(rest.split()):
         rest = ""
-    return (models or model.models()).predict(rest)
+    models = models or model.models()
+    beside, whole = models.predict(rest), models.predict(text)
+    # taking out a normal reading makes nothing more alarming: the lower of the two votes (a
+    # sentence with a hole in it may read oddly: "tengo el azucar en 75 a veces, nada grave")
+    return replace(
+        beside,
+        emergency_probability=min(beside.emergency_probability, whole.emergency_probability),
+        possible_probability=min(beside.possible_probability, whole.possible_probability),
+    )
 
 
 def classify(text: str) -> Classification:
