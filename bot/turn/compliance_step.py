@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 from bot import compliance
-from bot.intents import primary
+from bot.intents import SOCIAL_INTENTS
+from bot.turn import emergency
 from bot.turn.context import TurnContext
 from bot.understanding import alert_requests
+
+NOTHING_ASKED = SOCIAL_INTENTS | {"unknown"}
 
 
 def keywords(t: TurnContext) -> bool:
@@ -17,8 +20,10 @@ def keywords(t: TurnContext) -> bool:
         return False  # "stop reminders" is an alert choice (a later step), not an opt-out
     if t.conv.opted_out and compliance.is_resubscribe_yes(t.text):
         keyword = "opt_in"  # carriers treat YES as START for an opted-out number
-    asked = primary(t.intents)  # "thanks, stop texting me": thanks, opt_out
-    wants = keyword or (asked if asked in ("opt_out", "opt_in") else None)
+    # STOP is honoured wherever the message says it ("thanks, stop texting me", "ok thanks.
+    # STOP": thanks, opt_out); START too ("START. when is my next appointment").
+    asked = next((i for i in ("opt_out", "opt_in") if i in t.intents), None)
+    wants = keyword or asked
     if not wants:
         return False
     exact = keyword is not None
@@ -27,6 +32,8 @@ def keywords(t: TurnContext) -> bool:
         t.inbound.channel == "sms" and exact and t.settings.sms_keyword_replies == "twilio"
     )
     if wants == "opt_out":
+        if "emergency" in t.intents:
+            emergency.emergency(t)  # the emergency's answer first, as after STOP
         t.conv.opted_out = True
         t.conv.opted_out_at = t.now
         t.conv.clear_expectation()
@@ -40,7 +47,9 @@ def keywords(t: TurnContext) -> bool:
         t.conv.opted_out_at = None
         if not twilio_replies and (was_out or exact):
             t.say("opt_in")
-        return True
+        # what else the message asks is answered now that texts may go out again
+        t.intents = [i for i in t.intents if i != "opt_in"]
+        return exact or not any(i not in NOTHING_ASKED for i in t.intents)
     if wants == "help":
         if not twilio_replies:
             t.say("help_keyword")

@@ -31,9 +31,14 @@ import yaml
 from rapidfuzz import fuzz
 from rapidfuzz.process import extract
 
-from bot.intents import SOCIAL_INTENTS, Intent
+from bot.intents import SOCIAL_INTENTS, Intent, primary
 from bot.understanding.emergency import emergency_match
-from bot.understanding.keywords import carrier_keyword, consent_request
+from bot.understanding.keywords import (
+    KeywordSentences,
+    carrier_keyword,
+    consent_request,
+    keyword_sentences,
+)
 from bot.understanding.normalize import (
     CATALOGUE_DIR,
     Normalizer,
@@ -78,7 +83,8 @@ CONJUNCTIONS = frozenset(
 CONTACT_VERBS = frozenset(
     {"talk", "speak", "chat", "call", "hablar", "platicar", "comunicarme", "llamar", "llamen"}
 )
-TOPIC_WORDS = frozenset({"about", "regarding", "concerning", "sobre", "acerca"})
+# ...and so does "para" (what for): "quiero hablar con alguien para cambiar mi cita"
+TOPIC_WORDS = frozenset({"about", "regarding", "concerning", "sobre", "acerca", "para"})
 # Voice-to-text run-ons ("where is my package can someone call me"): a question or a request
 # starting mid-sentence starts a new clause when at least three words stand on either side,
 # unless the word before it leads into it ("tell me when", "i want to know where", "quiero
@@ -379,11 +385,23 @@ def _confidence(ranked: list[tuple[Intent, float]]) -> float:
     return strength * (0.6 + 0.4 * margin)
 
 
+# "ty for the tracking!", "gracias por la informacion": a clause thanking for something is
+# thanks, whatever it thanks for (that was given already; the clause asks for nothing).
+_THANKS_FOR = re.compile(
+    r"^((ok|okay|oh|and|well|hey|hi|hello)\s+)*"
+    r"(thanks|thank you|thank u|many thanks|gracias|muchas gracias|mil gracias)\s+"
+    r"((so|very)\s+much\s+|a lot\s+|again\s+|muchas\s+)?(for|4|por)\b"
+)
+THANKS_FOR_CONFIDENCE = 0.9
+
+
 def classify_clause(cat: Catalogue, clause: Clause) -> ClauseResult:
     for text in clause.texts():
         consent = consent_request(text)
         if consent is not None:
             return ClauseResult(consent, 0.95, clause.words)
+    if _THANKS_FOR.search(" ".join(clause.raw)):
+        return ClauseResult(Intent.THANKS, THANKS_FOR_CONFIDENCE, clause.words)
     scores = cat.score(clause.words)
     if not scores:
         return ClauseResult(Intent.UNKNOWN, 0.0, clause.words)
@@ -462,6 +480,9 @@ def _possible_match(clause: Clause) -> tuple[str, str] | None:
 
 def classify(text: str) -> Classification:
     """Understand one patient message. See the module docstring for the order of the rules."""
+    keywords = keyword_sentences(text)
+    if keywords is not None:
+        return with_keywords(classify(keywords.rest) if keywords.rest else None, keywords)
     cat = catalogue()
     clauses = split_clauses(cat, text)
     whole = Clause(
@@ -519,6 +540,10 @@ def classify(text: str) -> Classification:
         # wrote the blind sets put it (82 of 85 two-intent emergencies); the other request
         # follows; a courtesy beside it is dropped ("hi, my chest hurts": emergency).
         others = [i for i in intents if i != Intent.EMERGENCY and i not in SOCIAL_INTENTS]
+        # What is clinical beside an emergency is most often a symptom of it ("chest pain into
+        # my jaw and sweating bad, also why was i charged twice"): the emergency's answer and
+        # its clinical hand-off cover it, so another request comes first.
+        others.sort(key=lambda i: i == Intent.CLINICAL_QUESTION)
         intents = [str(Intent.EMERGENCY), *others]
         reason = str(RiskReason(*emergency_found)) if emergency_found else ""
         return Classification(
@@ -543,6 +568,26 @@ def classify(text: str) -> Classification:
             intents[0], intents, chosen[0].confidence, language, risk, reason, clause_readings
         )
     )
+
+
+def with_keywords(rest: Classification | None, keywords: KeywordSentences) -> Classification:
+    """A message with carrier keywords as sentences of their own ("ok thanks. STOP"): the
+    keywords' intents beside what the rest of it says (`rest`), in the order written; STOP is
+    honoured before anything (the engine acts on an opt_out anywhere in `intents`), an
+    emergency stays first (its answer comes first), and HELP beside an emergency is a plea,
+    not the keyword. Two intents at most: a courtesy gives way to a keyword."""
+    said = [i for i in (rest.intents if rest else []) if i != Intent.UNKNOWN]
+    intents = [str(i) for i in keywords.before] + said + [str(i) for i in keywords.after]
+    if Intent.EMERGENCY in intents:
+        intents.remove(Intent.EMERGENCY)
+        intents = [str(Intent.EMERGENCY), *(i for i in intents if i != Intent.HELP)]
+    intents = list(dict.fromkeys(intents))
+    if len(intents) > 2:
+        intents = [i for i in intents if i not in SOCIAL_INTENTS][:2]
+    language = rest.language if rest else "en"
+    if rest is None:
+        return Classification(intents[0], intents, 1.0, language)
+    return replace(rest, intent=primary(intents), intents=intents, confidence=1.0, clauses=())
 
 
 def with_courtesy(c: Classification) -> Classification:

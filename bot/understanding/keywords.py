@@ -12,6 +12,7 @@ is not a carrier keyword: the channel handles it. Plain-language requests ("stop
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from functools import lru_cache
 
 import yaml
@@ -41,6 +42,45 @@ def carrier_keyword(text: str) -> Intent | None:
         return None
     words = _WORDS.findall(strip_accents(stripped.lower()))
     return _CARRIER.get(words[0]) if len(words) == 1 else None
+
+
+# A keyword written as a sentence of its own beside other words ("ok thanks. STOP", "START.
+# when is my next appointment") is honoured too, where the word can mean nothing else: not
+# CANCEL, END or QUIT, which name the plan as often as the texts beside other words ("im done.
+# cancel. no I dont want a discount"). Sentences end at sentence punctuation; a keyword inside
+# a sentence ("STOP charging me twice") is a word of that sentence, never a keyword.
+SENTENCE_KEYWORDS = (OPT_OUT_KEYWORDS - {"cancel", "end", "quit"}) | OPT_IN_KEYWORDS | HELP_KEYWORDS
+_SENTENCE_END = re.compile(r"[.!?;\n\r]+")
+
+
+@dataclass(frozen=True)
+class KeywordSentences:
+    """The carrier keywords a message holds as sentences of their own, and the rest of it."""
+
+    before: tuple[Intent, ...]  # written before anything else in the message
+    after: tuple[Intent, ...]
+    rest: str  # the other sentences, as written
+
+
+def keyword_sentences(text: str) -> KeywordSentences | None:
+    """The keyword sentences of a message of several sentences, else None (a message that is
+    one keyword is `carrier_keyword`'s)."""
+    sentences = [s for s in _SENTENCE_END.split(text) if s.strip()]
+    if len(sentences) < 2 or not any(carrier_keyword(s) for s in sentences):
+        return None
+    before: list[Intent] = []
+    after: list[Intent] = []
+    rest: list[str] = []
+    for sentence in sentences:
+        found = carrier_keyword(sentence)
+        words = _WORDS.findall(strip_accents(sentence.lower()))
+        if found is None or words[0] not in SENTENCE_KEYWORDS:
+            rest.append(sentence.strip())
+        elif found not in (*before, *after):
+            (after if rest else before).append(found)
+    if not (before or after):
+        return None
+    return KeywordSentences(tuple(before), tuple(after), ". ".join(rest))
 
 
 @lru_cache(maxsize=1)

@@ -31,9 +31,16 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 
 from bot.intents import SOCIAL_INTENTS, Intent
-from bot.understanding import model
-from bot.understanding.classifier import Classification, with_courtesy, without_courtesy
+from bot.understanding import model, vitals
+from bot.understanding.classifier import (
+    Classification,
+    catalogue,
+    with_courtesy,
+    with_keywords,
+    without_courtesy,
+)
 from bot.understanding.classifier import classify as classify_rules
+from bot.understanding.keywords import keyword_sentences
 from bot.understanding.model import Prediction
 from bot.understanding.risk import Risk, RiskReason
 
@@ -61,7 +68,9 @@ class Thresholds:
     # 10 of 11,217 graded `none`: a missed emergency costs more than a check-in too many;
     # `emergency` 0.6 -> 0.5 in Round 8, chosen out of fold on Sets I-K: a goodbye the rules
     # read as thanks, "i left instructions for my cat... im not going to be here tomorrow")
-    emergency_with_possible: float = 0.5
+    # `emergency_with_possible` 0.5 -> 0.3 in Round 9, out of fold on Sets I-M: +2 of 803
+    # emergencies there, +4 of 3,194 on the whole pool, 911 scripts unchanged on I-M (0.97%)
+    emergency_with_possible: float = 0.3
     emergency_unread: float = 0.55  # the rules read no request at all
     emergency: float = 0.5  # the rules read a request (`rules_clear` 1.01: never "clear")
     emergency_over_clear_rules: float = 1.01
@@ -86,15 +95,15 @@ class Thresholds:
     model_help: float = 0.5
     # a second request in its own clause: the rules' reading of the clause at or above
     # `clause_rules`, else the model's reading of the clause alone at or above `clause_model`
-    clause_rules: float = 0.5
+    clause_rules: float = 0.6  # 0.5 -> 0.6 in Round 9 (two-intent, out of fold on I-M)
     clause_model: float = 0.5
     # the model's reading of a clause over the rules' when it is at least this sure (1.01:
     # the rules' reading first)
     clause_model_first: float = 0.6
     # two clear clause readings replace a whole-message reading that holds two other requests
     # (or one they do not contain) when both are at least this sure
-    clauses_over_pair: float = 0.7
-    clauses_over_whole: float = 0.7
+    clauses_over_pair: float = 0.6  # both 0.7 -> 0.6 in Round 9
+    clauses_over_whole: float = 0.6
     # an emergency with no other request read: a clause of its own asking something else
     # ("i took 30 of my pills, is that going to kill me") is the second intent when read at
     # least this surely
@@ -129,13 +138,16 @@ def decide(
     p: Prediction,
     t: Thresholds = DEFAULT,
     clauses: Sequence[Prediction] = (),
+    beside_readings: Prediction | None = None,
 ) -> Classification:
     """The combined answer for one message, from the rules' and the model's readings (of the
-    whole message, `p`, and of each clause alone, `clauses`)."""
+    whole message, `p`, of each clause alone, `clauses`, and, when the message states vital
+    signs all in the normal range, of the message without them, `beside_readings`)."""
     if _keyword(rules):
         return rules
     plain = without_courtesy(rules)
-    result = _backstory(_second_request(_whole(plain, p, t), plain, clauses, t), p, t)
+    whole = _whole(plain, p, t, beside_readings or p)
+    result = _backstory(_second_request(whole, plain, clauses, t), p, t)
     # the courtesy before a request is put back once the request is decided
     return with_courtesy(result)
 
@@ -200,7 +212,9 @@ def _second_request(
     return replace(result, intent=str(first), intents=[str(first), str(second)])
 
 
-def _whole(rules: Classification, p: Prediction, t: Thresholds) -> Classification:
+def _whole(rules: Classification, p: Prediction, t: Thresholds, risk: Prediction) -> Classification:
+    """`risk`: the model's reading that votes on risk (`p`, or the message without its normal
+    vital-sign readings: a number is judged by its value, `vitals.py`, not by its words)."""
     knows = p.known_words >= t.known_words
     if rules.risk == Risk.EMERGENCY:
         ordinary = [i for i in rules.intents if i != Intent.EMERGENCY]
@@ -287,13 +301,17 @@ def _whole(rules: Classification, p: Prediction, t: Thresholds) -> Classificatio
         elif len(rules.intents) > 1 and p.intent in rules.intents:
             intents = list(rules.intents)  # the model's reading is already one of them
         else:
-            intents = [p.intent] + [i for i in rules.intents if i != p.intent][:1]
+            # a courtesy is never put after the request (`with_courtesy` puts one back first
+            # when it was a clause of its own): "my sugar is 110 this morning" asks one thing
+            others = [i for i in rules.intents if i != p.intent and i not in SOCIAL_INTENTS]
+            intents = [p.intent, *others[:1]]
         result = replace(
             result, intent=intents[0], intents=intents, confidence=p.intent_probability
         )
 
-    if not knows:
+    if risk.known_words < t.known_words:
         return result
+    p = risk
     if rules.risk == Risk.POSSIBLE:
         emergency_bar = t.emergency_with_possible
     elif rules.intent == Intent.UNKNOWN:
@@ -327,11 +345,40 @@ def combine(rules: Classification, text: str) -> Classification:
         return rules
     models = model.models()
     clauses = [models.predict(c.text) for c in rules.clauses] if len(rules.clauses) > 1 else []
-    return decide(rules, models.predict(text), DEFAULT, clauses)
+    return decide(rules, models.predict(text), DEFAULT, clauses, beside_readings(rules, text))
+
+
+def beside_readings(
+    rules: Classification, text: str, models: model.Models | None = None
+) -> Prediction | None:
+    """The model's reading of the message without its vital-sign readings, when it states
+    some and all are in the normal range (`vitals.py`) and the rules read no emergency; an
+    empty reading (heard on nothing) when nothing but stop words is left."""
+    if rules.risk == Risk.EMERGENCY or not vitals.may_state_one(text):
+        return None
+    rest = vitals.without_normal_readings(model.prepare(text))
+    if rest is None:
+        return None
+    if not catalogue().content(rest.split()):
+        rest = ""
+    models = models or model.models()
+    beside, whole = models.predict(rest), models.predict(text)
+    # taking out a normal reading makes nothing more alarming: the lower of the two votes (a
+    # sentence with a hole in it may read oddly: "tengo el azucar en 75 a veces, nada grave")
+    return replace(
+        beside,
+        emergency_probability=min(beside.emergency_probability, whole.emergency_probability),
+        possible_probability=min(beside.possible_probability, whole.possible_probability),
+    )
 
 
 def classify(text: str) -> Classification:
-    """Understand one patient message: rules and the learned model together."""
+    """Understand one patient message: rules and the learned model together (carrier keywords
+    written as sentences of their own beside the rest, which both read)."""
+    keywords = keyword_sentences(text)
+    if keywords is not None:
+        rest = classify(keywords.rest) if keywords.rest else None
+        return with_keywords(rest, keywords)
     return combine(classify_rules(text), text)
 
 

@@ -21,9 +21,10 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, fields, replace
 
 from bot.intents import Intent, primary
-from bot.understanding import model, training
-from bot.understanding.classifier import Classification
+from bot.understanding import model, pipeline, training
+from bot.understanding.classifier import Classification, with_keywords
 from bot.understanding.classifier import classify as classify_rules
+from bot.understanding.keywords import KeywordSentences, keyword_sentences
 from bot.understanding.model import Prediction
 from bot.understanding.pipeline import DEFAULT, Thresholds, decide
 from bot.understanding.risk import Risk
@@ -71,6 +72,11 @@ class Case:
     rules: Classification
     prediction: Prediction
     clauses: tuple[Prediction, ...]
+    beside_readings: Prediction | None = None  # see `pipeline.beside_readings`
+    # carrier keywords written as sentences of their own: the readings above are of the rest,
+    # as `pipeline.classify` reads it, and `whole` is the model's reading of the whole message
+    keywords: KeywordSentences | None = None
+    whole: Prediction | None = None
 
 
 @dataclass(frozen=True)
@@ -116,11 +122,20 @@ def held_out_cases(folds: int = FOLDS, log: Callable[[str], object] = print) -> 
         log(f"fold {fold + 1}/{folds}: training without {len(held)} messages")
         models = model.train([r for r in corpus if fold_of.get(r.source, -1) != fold])
         for text, intents, risk in held:
-            rules = classify_rules(text)
+            keywords = keyword_sentences(text)
+            read = keywords.rest if keywords and keywords.rest else text
+            rules = classify_rules(read)
             clauses = tuple(models.predict(c.text) for c in rules.clauses)
             if len(clauses) < 2:
                 clauses = ()
-            cases.append(Case(text, intents, risk, rules, models.predict(text), clauses))
+            beside = pipeline.beside_readings(rules, read, models)
+            p = models.predict(read)
+            if read == text:
+                cases.append(Case(text, intents, risk, rules, p, clauses, beside))
+            else:
+                whole = models.predict(text)
+                case = Case(text, intents, risk, rules, p, clauses, beside, keywords, whole)
+                cases.append(case)
     return cases
 
 
@@ -129,13 +144,14 @@ Answer = tuple[tuple[str, ...], str]  # intents as answered, risk grade
 
 def model_alone(case: Case) -> Answer:
     """What the learned model alone answers (its risk grade decides an emergency)."""
-    p = case.prediction
+    p = case.whole or case.prediction
     intent = str(Intent.EMERGENCY) if p.risk == Risk.EMERGENCY else p.intent
     return (intent,), p.risk
 
 
 def rules_alone(case: Case) -> Answer:
-    return tuple(case.rules.intents), case.rules.risk
+    c = with_keywords(case.rules, case.keywords) if case.keywords else case.rules
+    return tuple(c.intents), c.risk
 
 
 def figures(
@@ -146,7 +162,9 @@ def figures(
     """The tuning figures of the combination at `t` (or of another `answer`)."""
 
     def combined(case: Case) -> Answer:
-        c = decide(case.rules, case.prediction, t, case.clauses)
+        c = decide(case.rules, case.prediction, t, case.clauses, case.beside_readings)
+        if case.keywords:
+            c = with_keywords(c, case.keywords)
         return tuple(c.intents), c.risk
 
     answer = answer or combined

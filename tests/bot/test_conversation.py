@@ -134,8 +134,43 @@ def test_a_greeting_clause_before_a_question_gets_the_answer(phone):
     assert answer.startswith("You're all paid up")  # the answer, no greeting menu before it
 
 
+def test_a_keyword_written_as_a_sentence_beside_other_words_is_honoured(phone, clinic):
+    maria = phone(MARIA)
+    assert "unsubscribed" in maria.say("ok thanks. STOP")
+    assert rows(clinic, Conversation)[0].opted_out
+    # START opts in again, and what else the message asks is answered
+    reply = maria.say("START. when is my next appointment")
+    assert "resubscribed" in reply and "date of birth" in reply
+    assert not rows(clinic, Conversation)[0].opted_out
+    assert "visit" in maria.say("3/14/85")
+
+
+def test_a_plain_request_to_stop_texting_beside_another_request_opts_out(phone, clinic):
+    reply = phone(MARIA).say("stop the automated texts, just have a real person call me")
+    assert "unsubscribed" in reply
+    assert rows(clinic, Conversation)[0].opted_out
+
+
+def test_stop_beside_an_emergency_gives_the_emergency_answer_first(phone, clinic):
+    reply = phone(MARIA).say("STOP. i took all my pills and i want to die")
+    assert "988" in reply and "unsubscribed" in reply
+    assert reply.index("988") < reply.index("unsubscribed")
+    assert rows(clinic, Conversation)[0].opted_out
+    assert rows(clinic, Handoff)[0].priority == "urgent"
+
+
 @pytest.mark.parametrize(
-    "text", ["cancel my subscription", "cancel my appointment", "cancel my plan pls"]
+    "text",
+    [
+        "cancel my subscription",
+        "cancel my appointment",
+        "cancel my plan pls",
+        "STOP charging me twice",
+        "stop my subscription",
+        "the pharmacy stopped my order",
+        "can you stop the shipment",
+        "im done. cancel. no I dont want a discount",
+    ],
 )
 def test_cancel_requests_never_opt_out(phone, clinic, text):
     reply = phone(MARIA).say(text)

@@ -10,9 +10,10 @@ from sqlalchemy import select
 
 from bot.handoffs import Handoff
 from bot.messages import Message
-from bot.understanding import classify
+from bot.understanding import classify, vitals
 from bot.understanding.classifier import classify as classify_rules
 from bot.understanding.model import Prediction
+from bot.understanding.normalize import normalize
 from bot.understanding.pipeline import DEFAULT, decide
 from tests.conftest import on_both_databases
 
@@ -367,3 +368,57 @@ def test_c_ssrs_means_timing_finality_attempt_and_lethality_are_emergencies(text
 def test_plain_language_consent_in_both_languages(text, intent):
     result = classify(text)
     assert result.intent == intent and "emergency" not in result.intents, result
+
+
+# ------------------------------------------------------------------ vital signs by their value
+
+
+@pytest.mark.parametrize(
+    ("text", "normal"),
+    [
+        ("mi azucar esta en 95", True),
+        ("my sugar is 110 this morning", True),
+        ("bp 118/76 and pulse 72", True),
+        ("my glucose is 95 mg/dL, is that ok", True),
+        ("blood sugar 38", False),  # the emergency rules' hypoglycaemia
+        ("sugar is 300 after dinner", False),  # high, short of an emergency: not normal either
+        ("pulse 72, sugar 300", False),  # every reading must be normal
+        ("i take 100 units of insulin", None),  # no reading at all
+    ],
+)
+def test_vital_signs_are_read_by_their_value(text, normal):
+    found = vitals.readings(normalize(text))
+    if normal is None:
+        assert found == [] and vitals.without_normal_readings(normalize(text)) is None
+    else:
+        assert found and all(r.normal for r in found) == normal
+
+
+def test_a_normal_reading_is_judged_by_its_value_not_by_the_models_emergency_vote():
+    text = "mi azucar esta en 95"
+    rules = classify_rules(text)
+    assert rules.risk == "none"
+    # the model reads an emergency in the words of a reading; beside the reading, nothing
+    words = prediction("emergency", 0.77, emergency=0.72)
+    beside = prediction("unknown", 0.85, known=0.0)  # nothing but the reading was written
+    assert decide(rules, words).intent == "emergency"  # the vote alone, as before
+    result = decide(rules, words, beside_readings=beside)
+    assert (result.intents, result.risk) == (["clinical_question"], "none")
+    # what else the message says is still read by the model
+    alarming = prediction("emergency", 0.8, emergency=0.9)
+    assert decide(rules, words, beside_readings=alarming).intent == "emergency"
+
+
+@pytest.mark.parametrize(
+    ("text", "intents", "risk"),
+    [
+        ("mi azúcar está en 110", ["clinical_question"], "none"),
+        ("mi azucar esta en 95", ["clinical_question"], "none"),
+        ("my sugar is 110 this morning", ["clinical_question"], "none"),  # no greeting in it
+        ("azucar esta en 40", ["emergency"], "emergency"),
+        ("sugar is 450", ["emergency"], "emergency"),
+    ],
+)
+def test_a_stated_reading_gets_the_911_script_only_outside_the_safe_range(text, intents, risk):
+    result = classify(text)
+    assert (result.intents, result.risk) == (intents, risk)

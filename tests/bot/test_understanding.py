@@ -828,3 +828,55 @@ def test_classify_command_writes_one_json_line_per_message():
     assert "dónde" in out.getvalue()  # not escaped
     assert set(lines[0]) == {"text", "intent", "intents", "confidence", "risk", "risk_reason"}
     assert lines[0]["risk"] == "none"
+
+
+@pytest.mark.parametrize(
+    ("text", "intents"),
+    [
+        ("ok thanks. STOP", ["thanks", "opt_out"]),
+        ("START. when is my next appointment", ["opt_in", "appointment"]),
+        ("STOP. Y quiero saber por qué me cobraron", ["opt_out", "billing"]),
+        ("hi. where is my package. STOP", ["shipment_tracking", "opt_out"]),
+        ("stop the automated texts, just have a real person call me", ["opt_out", "human"]),
+        ("STOP. i took all my pills and i want to die", ["emergency", "opt_out"]),
+        # HELP beside an emergency is a plea, not the keyword
+        ("i took all my pills and i want to die. help", ["emergency"]),
+        # a keyword inside a sentence is a word of it; CANCEL beside other words names the plan
+        ("STOP charging me twice", ["billing"]),
+        ("stop my subscription", ["cancel_subscription"]),
+        ("cancel my appointment", ["reschedule"]),
+        ("the pharmacy stopped my order", ["prescription_status"]),
+        ("can you stop the shipment", ["cancel_subscription"]),
+    ],
+)
+def test_a_carrier_keyword_written_as_a_sentence_of_its_own_is_read_in_written_order(text, intents):
+    assert classify(text).intents == intents
+
+
+def test_cancel_as_a_sentence_beside_other_words_names_the_plan_not_the_texts():
+    result = classify("im done. cancel. no I dont want a discount")
+    assert result.intent == "cancel_subscription" and "opt_out" not in result.intents
+
+
+@pytest.mark.parametrize(
+    ("text", "intents"),
+    [
+        # a clause thanking for something is thanks, not what it thanks for
+        (
+            "thank you for the tracking link! can i take advil with my shot",
+            ["thanks", "clinical_question"],
+        ),
+        ("gracias por la informacion. cuando llega mi paquete", ["thanks", "shipment_tracking"]),
+        # beside an emergency, what is clinical is most often a symptom of it: another request first
+        (
+            "crushing chest pain and sweating a lot, also why did you charge me twice",
+            ["emergency", "billing"],
+        ),
+        # a contact verb and what for
+        ("necesito hablar con alguien para cancelar mi cita", ["human", "reschedule"]),
+        # the familiar imperative asks to stop texting as the formal one does
+        ("deja de enviarme mensajes por favor", ["opt_out"]),
+    ],
+)
+def test_two_intent_kinds_both_readers_missed(text, intents):
+    assert classify(text).intents == intents
