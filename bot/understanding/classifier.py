@@ -574,13 +574,21 @@ def with_keywords(rest: Classification | None, keywords: KeywordSentences) -> Cl
     """A message with carrier keywords as sentences of their own ("ok thanks. STOP"): the
     keywords' intents beside what the rest of it says (`rest`), in the order written; STOP is
     honoured before anything (the engine acts on an opt_out anywhere in `intents`), an
-    emergency stays first (its answer comes first), and HELP beside an emergency is a plea,
-    not the keyword. Two intents at most: a courtesy gives way to a keyword."""
+    emergency stays first (its answer comes first), and HELP beside a request or an emergency
+    is a plea, not the keyword ("Help! my package never arrived" asks about the package, as
+    Twilio reads HELP only as a whole message). Two intents at most: a courtesy gives way to a
+    keyword."""
     said = [i for i in (rest.intents if rest else []) if i != Intent.UNKNOWN]
-    intents = [str(i) for i in keywords.before] + said + [str(i) for i in keywords.after]
+    before, after = list(keywords.before), list(keywords.after)
+    if any(i not in SOCIAL_INTENTS for i in said):
+        before, after = (
+            [i for i in before if i != Intent.HELP],
+            [i for i in after if i != Intent.HELP],
+        )
+    intents = [str(i) for i in before] + said + [str(i) for i in after]
     if Intent.EMERGENCY in intents:
         intents.remove(Intent.EMERGENCY)
-        intents = [str(Intent.EMERGENCY), *(i for i in intents if i != Intent.HELP)]
+        intents = [str(Intent.EMERGENCY), *intents]
     intents = list(dict.fromkeys(intents))
     if len(intents) > 2:
         intents = [i for i in intents if i not in SOCIAL_INTENTS][:2]

@@ -841,6 +841,10 @@ def test_classify_command_writes_one_json_line_per_message():
         ("STOP. i took all my pills and i want to die", ["emergency", "opt_out"]),
         # HELP beside an emergency is a plea, not the keyword
         ("i took all my pills and i want to die. help", ["emergency"]),
+        # ... and beside a request: the request is answered, not the HELP text
+        ("Help! my package never arrived", ["shipment_tracking"]),
+        ("where is my refill?? HELP", ["refill"]),
+        ("thanks. HELP", ["thanks", "help"]),
         # a keyword inside a sentence is a word of it; CANCEL beside other words names the plan
         ("STOP charging me twice", ["billing"]),
         ("stop my subscription", ["cancel_subscription"]),
