@@ -27,6 +27,7 @@ The thresholds (`Thresholds`) are chosen by `tune.py` on the training corpus, ou
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 
@@ -50,6 +51,30 @@ NO_REQUEST = SOCIAL_INTENTS | {Intent.UNKNOWN}  # intents that ask for nothing
 # lowered, whatever the model reads.
 NEVER_LOWERED = ("emergency_words",)
 ACTS_ON_ONESELF = ("overdose", "self_harm", "accidental_dose", "child_poisoning")
+# A dose read with how much was taken is literal, however lightly it is written ("i took like
+# 15 of my sleeping pills, anyway when does my refill ship lol"): the model, which reads the
+# tone, never lowers it.
+COUNTED_DOSES = ("overdose", "accidental_dose", "child_poisoning")
+_QUANTITY = re.compile(
+    r"\b(\d+|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve|fifteen|twenty|thirty|"
+    r"dozen|dos|tres|cuatro|cinco|seis|siete|ocho|nueve|diez|doce|quince|veinte|treinta)\b"
+)
+
+
+_TIME_UNIT = (
+    r"\s*(?:hours?|hrs?|h|days?|minutes?|mins?|weeks?|am|pm|horas?|dias?|minutos?|semanas?)\b"
+)
+
+
+def counted_dose(reason: str, text: str) -> bool:
+    """The rules read an overdose with how much was taken in its words (`reason`: 'overdose:
+    "took like 15 of my"'), a count of doses, not of hours ("took my pill 6 hours late")."""
+    category, _, words = reason.partition(":")
+    if category not in COUNTED_DOSES:
+        return False
+    return any(
+        not re.search(rf"\b{re.escape(n)}{_TIME_UNIT}", text) for n in _QUANTITY.findall(words)
+    )
 
 
 @dataclass(frozen=True)
@@ -236,6 +261,7 @@ def _whole(rules: Classification, p: Prediction, t: Thresholds, risk: Prediction
             and (p.intent not in NEVER_FROM_MODEL | NO_REQUEST or p.intent == Intent.OPT_OUT)
             and (p.intent != Intent.OPT_OUT or p.intent in ordinary)
             and not rules.risk_reason.startswith(NEVER_LOWERED)
+            and not counted_dose(rules.risk_reason, " ".join(c.text for c in rules.clauses))
         ):
             intents = [p.intent] + [i for i in ordinary if i != p.intent][:1]
             bar = (

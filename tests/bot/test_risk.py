@@ -14,7 +14,7 @@ from bot.understanding import classify, vitals
 from bot.understanding.classifier import classify as classify_rules
 from bot.understanding.model import Prediction
 from bot.understanding.normalize import normalize
-from bot.understanding.pipeline import DEFAULT, decide
+from bot.understanding.pipeline import DEFAULT, counted_dose, decide
 from tests.conftest import on_both_databases
 
 MARIA, LUIS = "+15550100001", "+15550100004"
@@ -422,3 +422,25 @@ def test_a_normal_reading_is_judged_by_its_value_not_by_the_models_emergency_vot
 def test_a_stated_reading_gets_the_911_script_only_outside_the_safe_range(text, intents, risk):
     result = classify(text)
     assert (result.intents, result.risk) == (intents, risk)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "i took like 15 of my sleeping pills, anyway when does my refill ship lol",
+        "swallowed maybe twenty of my xanax lol. is my new script approved",
+        "me tome como diez pastillas de las de dormir jaja, cuando llega mi pedido",
+    ],
+)
+def test_a_dose_counted_in_pills_is_never_lowered_however_lightly_it_is_written(text):
+    rules = classify_rules(text)
+    assert rules.risk == "emergency" and rules.risk_reason.startswith("overdose")
+    # the model reads the light tone and sees no risk: the count of pills still wins
+    request = next(i for i in rules.intents if i != "emergency")
+    result = decide(rules, prediction(request, 0.97, emergency=0.001, possible=0.001))
+    assert (result.intent, result.risk) == ("emergency", "emergency")
+
+
+def test_a_number_of_hours_is_not_a_count_of_doses():
+    assert not counted_dose('overdose: "took my pill 6"', "took my pill 6 hours late am i ok")
+    assert counted_dose('overdose: "took like 15 of my"', "i took like 15 of my pills lol")
