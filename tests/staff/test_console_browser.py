@@ -385,9 +385,17 @@ def test_every_page_shows_times_in_words_in_the_clinics_zone(page, console):
     assert "at hand-off" in page.inner_text("details.raw summary")
     page.goto("/staff/patients/demo-emily")
     assert_times_in_words(page, "patient")
-    # Emily's visit is tomorrow: the item says so, in words.
+    # Emily's visit is 26 hours away: tomorrow in the clinic's zone, or the day after when
+    # the clock there is past 10 PM. The item says which, in words.
     expect_visit = page.locator("#items tr", has_text="appointment")
-    assert re.search(r", at Tomorrow \d{1,2}:\d\d [AP]M", expect_visit.inner_text()), (
+    starts = datetime.fromisoformat(expect_visit.locator("time").first.get_attribute("datetime"))
+    local = starts.astimezone(console.zone)
+    today = utcnow().astimezone(console.zone).date()
+    ahead = (local.date() - today).days
+    year = f", {local.year}" if local.year != today.year else ""
+    day = "Tomorrow" if ahead == 1 else f"{local:%a}, {local:%b} {local.day}{year}"
+    assert ahead in (1, 2)
+    assert f", at {day} {local_clock(starts, console.zone)}" in expect_visit.inner_text(), (
         expect_visit.inner_text()
     )
     page.goto("/staff/ops")
