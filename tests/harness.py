@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import date, datetime, time, timedelta
@@ -186,3 +187,9 @@ class Patient:
                 Inbound(self.channel, self.address, text, received_at=self.clock, **extra),
             )
             return "\n".join(reply.body for reply in turn.replies)
+
+
+def phi_in(text: str, words: list[str]) -> list[str]:
+    """The words of `words` that `text` shows as words of their own: a date of birth's year
+    inside a random token or a CSRF hex digest ("...e1985f...") is chance, not a leak."""
+    return [w for w in words if re.search(rf"(?<![A-Za-z0-9]){re.escape(w)}(?![A-Za-z0-9])", text)]

@@ -35,6 +35,7 @@ from status.settings import Settings
 from tests.builders import appointment_event
 from tests.conftest import API_KEY
 from tests.fakes.server import BackgroundServer
+from tests.harness import phi_in
 from tests.staff.conftest import MARIA, NURSE, make_staff
 
 pytestmark = pytest.mark.browser
@@ -151,7 +152,7 @@ def test_from_the_sms_link_to_the_page_and_its_actions(page, site: Site):
     assert response.headers["cache-control"] == "no-store"
     expect(page.locator("h1")).to_have_text("Confirm it's you")
     source = page.content()
-    assert not [word for word in PHI if word in source]  # nothing of hers before the DOB
+    assert not phi_in(source, PHI)  # nothing of hers before the DOB
     assert serious_violations(page) == []
     verify(page)
     expect(page.locator("#prescriptions")).to_contain_text("Semaglutide 0.5 mg")
@@ -263,7 +264,7 @@ def test_expired_revoked_and_tampered_links_show_what_to_do(page, site: Site):
     page.goto(f"/s/{issued.token}")
     expect(page.locator("h1")).to_have_text("This link has expired")
     assert 'Text us "details"' in page.inner_text("main")
-    assert not [word for word in PHI if word in page.content()]
+    assert not phi_in(page.content(), PHI)
     assert serious_violations(page) == []
 
 
