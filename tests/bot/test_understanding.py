@@ -418,6 +418,12 @@ def test_figures_of_speech_and_denials_are_not_emergencies(text, intent):
         "my face is breaking out, can i get a stronger cream",
         "a lot of bleeding during my period, is that the shots",
         "my wife isn't answering her phone, can you update her card",
+        # exercise, embarrassment, tiredness, prices said to the clinic (Set O's risk file)
+        "I overdid it at the gym and I'm sore, can I still do my shot tonight",
+        "ya me quiero morir de la pena, me equivoqué de dirección en el pedido jaja",
+        "estoy muerta de cansancio de tanto esperar el paquete",
+        "me vas a matar con estos precios",
+        "me están matando con tanto cobro, qué es este cargo",
     ],
 )
 def test_red_flag_guards_keep_figures_of_speech_and_history_out(text):
@@ -436,6 +442,9 @@ def test_red_flag_guards_keep_figures_of_speech_and_history_out(text):
         "i can't take it anymore",
         "ya no aguanto más",
         "he's not responding to me at all, he's on the floor",
+        "i think i overdid it with the insulin, shaky and sweaty",
+        "mi esposo me va a matar, tiene un cuchillo",
+        "me quiero morir de la pena desde que murió mi mamá",
     ],
 )
 def test_red_flag_guards_keep_real_emergencies(text):
