@@ -36,6 +36,7 @@ from bot.understanding import model, vitals
 from bot.understanding.classifier import (
     Classification,
     catalogue,
+    failed_payment_told,
     with_courtesy,
     with_keywords,
     without_courtesy,
@@ -97,7 +98,9 @@ class Thresholds:
     # emergencies there, +4 of 3,194 on the whole pool, 911 scripts unchanged on I-M (0.97%)
     emergency_with_possible: float = 0.3
     emergency_unread: float = 0.55  # the rules read no request at all
-    emergency: float = 0.5  # the rules read a request (`rules_clear` 1.01: never "clear")
+    # `emergency` 0.5 -> 0.55 (this round): leaving each of Sets I-O out of training in turn,
+    # 3 fewer of 4,434 messages graded `none` given the 911 script, no emergency fewer found
+    emergency: float = 0.55  # the rules read a request (`rules_clear` 1.01: never "clear")
     emergency_over_clear_rules: float = 1.01
     # P(emergency) or P(possible) from which the model raises risk to possible
     possible_from_emergency: float = 0.5
@@ -173,6 +176,9 @@ def decide(
     plain = without_courtesy(rules)
     whole = _whole(plain, p, t, beside_readings or p)
     result = _backstory(_second_request(whole, plain, clauses, t), p, t)
+    if result.intents == [Intent.HELP, Intent.HUMAN]:
+        # "is this a bot? i need a human": asking what answers is why they want a person
+        result = replace(result, intent=str(Intent.HUMAN), intents=[str(Intent.HUMAN)])
     # the courtesy before a request is put back once the request is decided
     return with_courtesy(result)
 
@@ -198,7 +204,9 @@ def _second_request(
     """Two requests in two clauses, in the order written; never more than two (the contract's
     "a message can carry two intents"). Each clause is read on its own: the model's reading
     when it is sure of it, else the rules' when they are, else the model's when fairly sure."""
-    asked: list[tuple[str, float]] = []  # (intent, confidence) per clause, in written order
+    # (intent, confidence, a failed payment told rather than asked about) per clause, in
+    # written order
+    read: list[tuple[str, float, bool]] = []
     for reading, q in zip(rules.clauses, clauses, strict=False):
         if reading.intent == Intent.EMERGENCY:
             # risk is the whole message's decision (`_whole`): a clause's emergency words that
@@ -213,8 +221,23 @@ def _second_request(
             intent, confidence = q.intent, q.intent_probability
         else:
             continue
-        if intent not in NO_REQUEST and intent not in [i for i, _ in asked]:
+        if intent not in NO_REQUEST:
+            read.append((intent, confidence, failed_payment_told(model.prepare(reading.text))))
+    # a failed payment told beside a request to change the card is that request's reason
+    # ("my payment failed, can i use another card": `classifier.failed_payment_told`)
+    fold = any(told for *_, told in read) and Intent.UPDATE_PAYMENT_METHOD in [
+        i for i, *_ in read
+    ] + list(result.intents)
+    asked: list[tuple[str, float]] = []
+    for intent, confidence, told in read:
+        if not (fold and told) and intent not in [i for i, _ in asked]:
             asked.append((intent, confidence))
+    billed = Intent.BILLING in result.intents and Intent.BILLING not in [i for i, _ in asked]
+    if fold and billed:
+        rest = [i for i in result.intents if i != Intent.BILLING]
+        if Intent.UPDATE_PAYMENT_METHOD not in rest:
+            rest.insert(0, str(Intent.UPDATE_PAYMENT_METHOD))
+        result = replace(result, intent=rest[0], intents=rest[:2])
     have = [i for i in result.intents if i not in NO_REQUEST]
     if len(have) > 2:  # at most two requests: the primary one and the first other, as written
         other = next(i for i in have if i != result.intent)

@@ -424,6 +424,9 @@ def test_figures_of_speech_and_denials_are_not_emergencies(text, intent):
         "estoy muerta de cansancio de tanto esperar el paquete",
         "me vas a matar con estos precios",
         "me están matando con tanto cobro, qué es este cargo",
+        "I'll die of old age before this prescription gets approved lmao",
+        "overdose on paperwork lol. what's still pending on my account",
+        "can you deliver when nobody is home, i'm planning to be out",
     ],
 )
 def test_red_flag_guards_keep_figures_of_speech_and_history_out(text):
@@ -445,6 +448,12 @@ def test_red_flag_guards_keep_figures_of_speech_and_history_out(text):
         "i think i overdid it with the insulin, shaky and sweaty",
         "mi esposo me va a matar, tiene un cuchillo",
         "me quiero morir de la pena desde que murió mi mamá",
+        # C-SSRS plan with its time and no one there, a passive wish, method, a burden ending
+        "tengo el plan listo, el sábado en el lago cuando nadie esté",
+        "been planning it for weeks. sunday when everyone is at church",
+        "a veces pienso que sería mejor no despertar",
+        "its ok i wont be a burden much longer",
+        "me metí a la bañera con el secador enchufado en la mano",
     ],
 )
 def test_red_flag_guards_keep_real_emergencies(text):
@@ -892,4 +901,24 @@ def test_cancel_as_a_sentence_beside_other_words_names_the_plan_not_the_texts():
     ],
 )
 def test_two_intent_kinds_both_readers_missed(text, intents):
+    assert classify(text).intents == intents
+
+
+@pytest.mark.parametrize(
+    ("text", "intents"),
+    [
+        # a failed payment told beside a request to change the card is why it changes
+        ("my payment failed, can i fix it with another card", ["update_payment_method"]),
+        ("declined again?? ugh. how do I fix it", ["update_payment_method"]),
+        ("me rechazaron el pago, quiero poner otra tarjeta", ["update_payment_method"]),
+        # ...asked about, it stays a billing question
+        ("my card got declined, why", ["billing"]),
+        (
+            "my card was declined, how much do i owe and can i use a different card",
+            ["billing", "update_payment_method"],
+        ),
+        ("my card was declined and i need my refill", ["billing", "refill"]),
+    ],
+)
+def test_a_failed_payment_told_before_a_new_card_is_one_request(text, intents):
     assert classify(text).intents == intents
