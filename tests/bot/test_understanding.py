@@ -453,6 +453,7 @@ def test_red_flag_guards_keep_figures_of_speech_and_history_out(text):
         "been planning it for weeks. sunday when everyone is at church",
         "a veces pienso que sería mejor no despertar",
         "its ok i wont be a burden much longer",
+        "just want you guys to know i appreciate everything. please tell dr patel thanks. goodbye",
         "me metí a la bañera con el secador enchufado en la mano",
     ],
 )
@@ -922,3 +923,18 @@ def test_two_intent_kinds_both_readers_missed(text, intents):
 )
 def test_a_failed_payment_told_before_a_new_card_is_one_request(text, intents):
     assert classify(text).intents == intents
+
+
+@pytest.mark.parametrize(
+    ("text", "risk"),
+    [
+        # thanks for everything with a goodbye: a check-in, not the 911 script, and not nothing
+        ("gracias por todo, adiós", "possible"),
+        # ...and alone, or with a plain see-you, a courtesy
+        ("thanks for everything", "none"),
+        ("gracias por todo doctora, nos vemos en la próxima cita", "none"),
+    ],
+)
+def test_a_goodbye_with_thanks_for_everything_gets_a_check_in(text, risk):
+    result = classify(text)
+    assert result.risk == risk and "emergency" not in result.intents, result
