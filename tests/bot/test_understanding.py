@@ -5,17 +5,19 @@ from __future__ import annotations
 import io
 import itertools
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 import yaml
 
 from bot.intents import Intent
-from bot.understanding import Classification, classify
+from bot.understanding import Classification, classify, model, pipeline
 from bot.understanding.classifier import catalogue
 from bot.understanding.classifier import classify as classify_rules
 from bot.understanding.evaluate import evaluate_file, format_report, load_examples, run_classify
 from bot.understanding.normalize import CATALOGUE_DIR, normalize
+from bot.understanding.pipeline import DEFAULT
 
 DATA = Path(__file__).resolve().parents[1] / "data"
 EVAL_FILE = DATA / "nlu_eval.jsonl"
@@ -640,8 +642,20 @@ def test_a_courtesy_clause_gives_way_to_two_requests_and_to_an_emergency(text, i
 
 def test_a_line_of_backstory_the_model_reads_nothing_in_is_not_a_second_request():
     text = "my video call dropped halfway, can we pick another time"
-    assert classify_rules(text).intents == ["appointment", "reschedule"]
-    assert classify(text).intents == ["reschedule"]
+    rules = classify_rules(text)
+    assert rules.intents == ["appointment", "reschedule"]
+    p = model.models().predict(text)
+    assert p.intent == "reschedule"
+
+    def read_with(appointment: float) -> list[str]:
+        # the model's whole-message P(appointment) set around the bar, the rest as it read
+        probabilities = {**p.intent_probabilities, "appointment": appointment}
+        reading = replace(p, intent_probabilities=probabilities)
+        clauses = [model.models().predict(c.text) for c in rules.clauses]
+        return pipeline.decide(rules, reading, DEFAULT, clauses).intents
+
+    assert read_with(DEFAULT.backstory_below / 2) == ["reschedule"]
+    assert read_with(0.5) == ["appointment", "reschedule"]
 
 
 @pytest.mark.parametrize(
