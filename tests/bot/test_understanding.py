@@ -600,7 +600,7 @@ def test_two_requests_are_both_returned_in_the_order_written(text, intents):
 @pytest.mark.parametrize(
     ("text", "intent"),
     [
-        ("hi where is my order", "prescription_status"),
+        ("hi where is my order", "shipment_tracking"),
         ("hi is my rx ready", "prescription_status"),
         ("hey can u check on my order", "prescription_status"),
         ("hola cuanto debo", "billing"),
