@@ -101,7 +101,7 @@ _PLEA_FOR_A_PERSON = re.compile(
 )
 
 CONJUNCTIONS = frozenset(
-    {"and", "also", "plus", "n", "but", "then", "y", "tambien", "ademas", "pero", "luego"}
+    {"and", "also", "plus", "n", "but", "then", "y", "tambien", "ademas", "pero", "luego", "btw"}
 )
 # "talk to someone about my bill" is two requests: a person, and the bill. After one of these
 # verbs in the same clause, "about" starts a new clause.

@@ -952,3 +952,19 @@ def test_a_failed_payment_told_before_a_new_card_is_one_request(text, intents):
 def test_a_goodbye_with_thanks_for_everything_gets_a_check_in(text, risk):
     result = classify(text)
     assert result.risk == risk and "emergency" not in result.intents, result
+
+
+@pytest.mark.parametrize(
+    ("text", "intents"),
+    [
+        # "btw" joins two requests; Caribbean greetings are greetings
+        ("where's my package btw when is my refill", ["shipment_tracking", "refill"]),
+        ("Klk mi gente! cuánto me van a cobrar el mes que viene", ["greeting", "billing"]),
+        ("Qué bolá. ¿A qué hora es mi cita?", ["greeting", "appointment"]),
+        # beside an emergency, a request both readers see, though neither surely
+        ("mi papá no respira!! y necesito saber si llegó su medicina",
+         ["emergency", "shipment_tracking"]),
+    ],
+)  # fmt: skip
+def test_pairs_joined_by_btw_after_a_regional_greeting_and_beside_an_emergency(text, intents):
+    assert classify(text).intents == intents
