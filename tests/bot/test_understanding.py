@@ -112,7 +112,9 @@ def test_plain_request_to_stop_texting_is_opt_out(text):
         ("stop my subscription", "cancel_subscription"),
         ("end my membership today", "cancel_subscription"),
         ("unsubscribe me from the membership", "cancel_subscription"),
-        ("stop charging my card every month", "cancel_subscription"),
+        # ("stop charging my card" alone is billing for most blind writers, 4 of 6)
+        ("stop my monthly plan", "cancel_subscription"),
+        ("stop the autoship", "cancel_subscription"),
         ("quiero cancelar mi suscripción", "cancel_subscription"),
         ("quiero dar de baja mi suscripción", "cancel_subscription"),
         ("cancel my appointment", "reschedule"),
