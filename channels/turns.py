@@ -5,12 +5,13 @@ and a claim is a lease, so a worker that dies mid-turn leaves its rows to anothe
 runs out. Only the oldest unfinished message of a conversation can be claimed (the due rows in
 arrival order, then the few older unfinished ones of just their conversations:
 `TurnRunner._heads_due`), so one conversation's turns run strictly in arrival order while
-different conversations run in parallel. A turn runs in one transaction with its row's outcome: it happens exactly once or not
-at all. Several turns of different conversations share a transaction (`run_batch`, one commit
-for up to TURNS_PER_TRANSACTION); when one of them raises, the whole transaction is rolled back
-and each of its turns runs again in a transaction of its own, so the failing one cannot take
-the others' answers with it. A turn that raises is retried with backoff; after the last try the
-patient gets a short holding reply and staff a hand-off carrying the message and the error id.
+different conversations run in parallel. A turn runs in one transaction with its row's outcome:
+it happens exactly once or not at all. Several turns of different conversations share a
+transaction (`run_batch`, one commit for up to TURNS_PER_TRANSACTION); when one of them raises,
+the whole transaction is rolled back and each of its turns runs again in a transaction of its
+own, so the failing one cannot take the others' answers with it. A turn that raises is retried
+with backoff; after the last try the patient gets a short holding reply and staff a hand-off
+carrying the message and the error id.
 
 Woken at once in-process by the webhooks (`Runtime.notify_inbox`), across processes by
 PostgreSQL LISTEN/NOTIFY, and by a short poll as the safety net.
