@@ -312,7 +312,7 @@ def phase_turns(url: str, workdir: Path, args: argparse.Namespace) -> dict:
             log("a worker under the backlog, py-spy:\n" + spy.table(flame, 45))
         counts, first, last = wait_done(url, stored, timeout=1800)
         cpu = workers.cpu()
-        fake.wait_for(done_count(counts), timeout=60)
+        fake.wait_for(done_count(counts), timeout=900)  # the sends may trail a long backlog
     finally:
         workers.stop()
         fake.stop()

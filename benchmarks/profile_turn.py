@@ -21,6 +21,7 @@ import argparse
 import asyncio
 import logging
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -134,8 +135,17 @@ def through_runner(db: Database, settings: Settings, turns: int, profiler: Profi
     store_messages(db, settings, turns)
 
     async def run() -> dict[str, Clocks]:
+        if Perf.out is not None:
+            Perf.start()
+        if Durations.log is not None:
+            Durations.start()
         with Clocks() as turned:
             await runtime.turns.drain(timeout=3600)
+        if Perf.out is not None and Clocks.server is not None:
+            Perf.stop(Clocks.server.seconds())
+        if Durations.log is not None and Clocks.server is not None:
+            time.sleep(1.0)  # the server's log written
+            Durations.report(Clocks.server.seconds(), turns)
         with Clocks() as sent:
             await runtime.dispatcher.drain(timeout=3600)
         return {"turns": turned, "sends": sent}
@@ -168,6 +178,96 @@ def through_runner(db: Database, settings: Settings, turns: int, profiler: Profi
             dispatcher.record_all([(out, accepted) for out in claimed_out])
     profiler.stop()
     return {"turns": turned, "sends": sent}
+
+
+class Perf:
+    """`perf record` of the PostgreSQL backends serving the benchmark's database while the
+    turns run (`--perf FILE`): the whole host is sampled (a backend the pool opens mid-run is
+    seen too), and the report keeps only those backends' samples, by function."""
+
+    out: Path | None = None
+    recorder: subprocess.Popen[bytes] | None = None
+
+    @classmethod
+    def start(cls) -> None:
+        command = [
+            "perf",
+            "record",
+            "-a",
+            "-e",
+            "cpu-clock",
+            "-F",
+            "1999",
+            "-g",
+            "-o",
+            str(cls.out),
+        ]
+        cls.recorder = subprocess.Popen(
+            command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
+        time.sleep(1.0)
+
+    @classmethod
+    def stop(cls, backends: dict[int, float]) -> None:
+        assert cls.recorder is not None
+        cls.recorder.send_signal(signal.SIGINT)
+        cls.recorder.wait()
+        pids = ",".join(str(pid) for pid in backends)
+        report = ["perf", "report", "-i", str(cls.out), "--stdio", "--pid", pids]
+        for sort, children in (("dso,symbol", "--no-children"), ("symbol", "--children")):
+            text_ = subprocess.run(
+                [*report, children, "--sort", sort, "-g", "none", "--percent-limit", "0.7"],
+                capture_output=True, text=True,
+            ).stdout  # fmt: skip
+            print(f"perf, backends {pids}, {children}:")
+            print("\n".join(line for line in text_.splitlines() if line and line[0] != "#"))
+
+
+class Durations:
+    """The server's own time per statement while the turns run (`--durations LOG`): each
+    connection of the benchmark sets `log_min_duration_statement = 0` for its session, and the
+    server log's lines of those backends are summed by phase (parse, bind = planning for an
+    unprepared statement, execute) and statement (its first words), after the run. Logging
+    every statement costs the server time of its own: the shares, not the sums, are the
+    point."""
+
+    log: Path | None = None
+    offset = 0
+
+    @classmethod
+    def listen(cls, engine) -> None:
+        def session_logging(dbapi_connection, record) -> None:
+            with dbapi_connection.cursor() as cursor:
+                cursor.execute("SET log_min_duration_statement = 0")
+            dbapi_connection.commit()
+
+        event.listen(engine, "connect", session_logging)
+
+    @classmethod
+    def start(cls) -> None:
+        assert cls.log is not None
+        cls.offset = cls.log.stat().st_size
+
+    @classmethod
+    def report(cls, backends: dict[int, float], turns: int) -> None:
+        assert cls.log is not None
+        with cls.log.open("rb") as f:
+            f.seek(cls.offset)
+            lines = f.read().decode(errors="replace").splitlines()
+        pattern = re.compile(
+            r"\[(\d+)\] .*duration: ([\d.]+) ms\s+(parse|bind|execute|statement)\s*([^:]*):?\s*(.*)"
+        )
+        total: Counter[tuple[str, str]] = Counter()
+        for line in lines:
+            found = pattern.search(line)
+            if not found or int(found[1]) not in backends:
+                continue
+            phase, sql = found[3], " ".join(found[5].split()[:6])[:70]
+            total[(phase, sql)] += float(found[2])
+        print(f"server time per turn by phase and statement ({len(lines)} log lines):")
+        for (phase, sql), ms in total.most_common(25):
+            print(f"{ms / turns:7.3f} ms  {phase:9} {sql}")
+        print(f"{sum(total.values()) / turns:7.3f} ms  all")
 
 
 class Spy:
@@ -207,6 +307,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--statements", action="store_true", help="count SQL statements")
     parser.add_argument("--spy", type=Path, help="py-spy (CPU, all threads) into this file")
     parser.add_argument("--html")
+    parser.add_argument("--perf", type=Path, help="perf record the PostgreSQL backends (turns)")
+    parser.add_argument("--durations", type=Path, help="the PostgreSQL server log to read")
     args = parser.parse_args(argv)
     logging.disable(logging.INFO)  # as the benchmark's workers run (LOG_LEVEL=WARNING)
     with database(args.backend) as url:
@@ -216,8 +318,12 @@ def main(argv: list[str] | None = None) -> int:
             _env_file=None, database_url=url, quiet_hours="off", twilio_messages_per_second=0
         )
         db = Database(url)
+        if args.durations:
+            Durations.log = args.durations
+            Durations.listen(db.engine)
         if args.backend == "postgres":
             Clocks.server = ServerCpu(url)
+            Perf.out = args.perf
         statements: Counter[str] = Counter()
         if args.statements:
             event.listen(db.engine, "before_cursor_execute", _counter(statements))

@@ -39,6 +39,7 @@ from sqlalchemy import (
     UniqueConstraint,
     bindparam,
     func,
+    literal_column,
     select,
     text,
 )
@@ -74,6 +75,18 @@ class Outcome(StrEnum):
     HELD = "held"  # the turn kept failing: holding reply to the patient, hand-off to staff
 
 
+# The rows a turn is still to come for: the claim's two partial indexes hold only these, so
+# their size is the backlog, not the history. Written with its states as constants (not bound
+# parameters), in the index and in the queries: a planner proves that a query may use a partial
+# index only from constants.
+UNFINISHED = text("state IN ('pending', 'working')")
+
+
+def unfinished(state: ColumnElement[str]) -> ColumnElement[bool]:
+    """`UNFINISHED` for a state column of a given (aliased) inbox table."""
+    return state.in_([literal_column(f"'{s}'") for s in (InboxState.PENDING, InboxState.WORKING)])
+
+
 class Action(StrEnum):
     SMS = "sms"  # a text message from Twilio
     TELEGRAM = "telegram"  # a Telegram update, parsed by aiogram when its turn runs
@@ -107,8 +120,18 @@ class InboxMessage(Base):
     __table_args__ = (
         # Telegram update ids count per bot: two clinics' bots may both send update 7
         UniqueConstraint("clinic_id", "source", "provider_id"),
-        Index("ix_inbox_state_next_attempt_at", "state", "next_attempt_at"),
-        Index("ix_inbox_channel_address_id", "channel", "address", "id"),
+        # the turn runner's claim (`TurnRunner.claim`): the unfinished rows in arrival order,
+        # and a conversation's unfinished rows
+        Index("ix_inbox_unfinished_id", "id", postgresql_where=UNFINISHED, sqlite_where=UNFINISHED),
+        Index(
+            "ix_inbox_unfinished_address",
+            "address",
+            "channel",
+            "clinic_id",
+            "id",
+            postgresql_where=UNFINISHED,
+            sqlite_where=UNFINISHED,
+        ),
     )
 
 

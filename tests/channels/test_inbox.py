@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import threading
 from datetime import timedelta
 
@@ -15,7 +16,7 @@ from bot import inbox
 from bot.handoffs import Handoff, HandoffEntry
 from bot.inbox import InboxMessage
 from bot.messages import Message
-from channels.turns import MAX_TRIES
+from channels.turns import MAX_TRIES, TurnRunner
 from status import clinics, patients
 from status.clinics import DEFAULT_ID
 from tests.conftest import on_both_databases
@@ -307,3 +308,79 @@ def test_a_webhook_waits_for_sqlites_write_lock_without_blocking_the_loop(databa
     assert (stored, ticks) == (True, 20)
     with database.session() as session:
         assert session.scalar(select(func.count()).select_from(InboxMessage)) == 1
+
+
+# --- the claim: one conversation's turns in arrival order, whatever the backlog ----------------
+LUIS = "+15550100003"
+SIDS = itertools.count()
+
+
+def stored(app, sender: str, texts: list[str]) -> list[int]:
+    """Messages from `sender` stored as the webhook stores them, not yet turned: their ids."""
+    for text_ in texts:
+        sid = f"SM-backlog-{next(SIDS)}"
+        delivery = sms_delivery(sid, address=sender, payload={"text": text_})
+        assert inbox.store_now(app.db, app.settings.secret_key, **delivery)
+    rows = app.rows(InboxMessage, InboxMessage.address == sender)
+    return [row.id for row in rows[-len(texts) :]]
+
+
+def runner(app, name: str, **options) -> TurnRunner:
+    return TurnRunner(app.runtime, worker_id=name, clock=app.runtime.turns.clock, **options)
+
+
+def turned_bodies(app, sender: str) -> list[str]:
+    """What `sender` wrote, in the order the turns stored it."""
+    return [m.body for m in app.rows(Message, Message.direction == "in", Message.address == sender)]
+
+
+@on_both_databases
+def test_a_long_backlog_is_answered_in_arrival_order_per_conversation(app, fake_twilio):
+    # Three patients' messages interleaved, more than a claim's pages of rows: every claim
+    # takes at most one message of a conversation, its oldest unfinished one.
+    texts = {sender: [f"{name} {n}" for n in range(60)] for sender, name in
+             ((MARIA, "maria"), (JAMES, "james"), (LUIS, "luis"))}  # fmt: skip
+    ids = {sender: [] for sender in texts}
+    for n in range(60):
+        for sender, own in texts.items():
+            ids[sender] += stored(app, sender, [own[n]])
+    one, two = runner(app, "one"), runner(app, "two")
+    assert [c.id for c in one.claim()] == [ids[MARIA][0], ids[JAMES][0], ids[LUIS][0]]
+    assert two.claim() == []  # every conversation's head is held by `one`
+    app.drain(later=timedelta(seconds=app.settings.worker_lease_seconds + 1))  # a takeover
+    for sender, own in texts.items():
+        assert turned_bodies(app, sender) == own
+    assert {r.state for r in app.rows(InboxMessage)} == {"done"}
+
+
+@on_both_databases
+def test_a_conversation_whose_head_another_worker_holds_waits_and_holds_no_one_back(
+    app, fake_twilio
+):
+    maria = stored(app, MARIA, [f"maria {n}" for n in range(200)])  # pages of her messages
+    luis = stored(app, LUIS, ["luis 0", "luis 1"])
+    one, two = runner(app, "one", batch_size=1), runner(app, "two")
+    assert [c.id for c in one.claim()] == [maria[0]]
+    # Her 199 others wait behind the message `one` holds; Luis's first goes, not his second.
+    assert [c.id for c in two.claim()] == [luis[0]]
+    assert two.claim() == []
+    # `one` died: once its lease runs out another worker takes her message over, and only it.
+    later = app.runtime.turns.clock() + timedelta(seconds=app.settings.worker_lease_seconds + 1)
+    three = runner(app, "three")
+    assert [(c.id, c.attempts) for c in three.claim(later)] == [(maria[0], 0), (luis[0], 0)]
+    app.drain(later=timedelta(seconds=3 * app.settings.worker_lease_seconds))  # after `three`
+    assert turned_bodies(app, MARIA) == [f"maria {n}" for n in range(200)]
+    assert turned_bodies(app, LUIS) == ["luis 0", "luis 1"]
+
+
+@on_both_databases
+def test_a_message_waits_while_the_one_before_it_backs_off(app, fake_twilio):
+    a_verified_patient_whose_turns_fail(app)
+    app.sms("thanks", sender=MARIA, turn=False)
+    app.sms("where is my prescription", sender=JAMES, turn=False)
+    app.drain()  # Maria's turn fails and backs off; James is answered
+    assert [m.to for m in fake_twilio.messages[2:]] == [JAMES]
+    waiting = app.rows(InboxMessage, InboxMessage.address == MARIA, InboxMessage.state != "done")
+    assert [(r.state, r.attempts) for r in waiting] == [("pending", 1), ("pending", 0)]
+    retry_until_done(app)
+    assert turned_bodies(app, MARIA)[-2:] == ["when is my refill due", "thanks"]
