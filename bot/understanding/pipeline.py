@@ -165,6 +165,11 @@ def _keyword(rules: Classification) -> bool:
     return rules.confidence >= 1.0 and rules.intent in (Intent.OPT_OUT, Intent.OPT_IN, Intent.HELP)
 
 
+_ASKS_IF_A_BOT = re.compile(
+    r"\b(bot|robot|machine|automated|ai|computer|maquina|automatico|automatizado)\b"
+)
+
+
 def decide(
     rules: Classification,
     p: Prediction,
@@ -180,8 +185,11 @@ def decide(
     plain = without_courtesy(rules)
     whole = _whole(plain, p, t, beside_readings or p)
     result = _backstory(_second_request(whole, plain, clauses, t), p, t)
-    if result.intents == [Intent.HELP, Intent.HUMAN]:
-        # "is this a bot? i need a human": asking what answers is why they want a person
+    if result.intents == [Intent.HELP, Intent.HUMAN] and _ASKS_IF_A_BOT.search(
+        model.prepare(rules.clauses[0].text if rules.clauses else "")
+    ):
+        # "is this a bot? i need a human": asking whether a machine answers is why they want
+        # a person ("what is this number? i want to talk to a person" asks both)
         result = replace(result, intent=str(Intent.HUMAN), intents=[str(Intent.HUMAN)])
     # the courtesy before a request is put back once the request is decided
     return with_courtesy(result)

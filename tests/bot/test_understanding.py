@@ -970,3 +970,17 @@ def test_a_goodbye_with_thanks_for_everything_gets_a_check_in(text, risk):
 )  # fmt: skip
 def test_pairs_joined_by_btw_after_a_regional_greeting_and_beside_an_emergency(text, intents):
     assert classify(text).intents == intents
+
+
+@pytest.mark.parametrize(
+    ("text", "intents"),
+    [
+        # asking whether a machine answers is why they want a person: one request
+        ("is this a bot? I need a human", ["human"]),
+        ("es un robot? quiero hablar con alguien", ["human"]),
+        # asking what the number is, then for a person: two (Set S's pair)
+        ("what is this number? i want to talk to a person", ["help", "human"]),
+    ],
+)
+def test_asking_if_a_bot_answers_before_asking_for_a_person(text, intents):
+    assert classify(text).intents == intents
