@@ -79,12 +79,13 @@ class Outcome(StrEnum):
 # their size is the backlog, not the history. Written with its states as constants (not bound
 # parameters), in the index and in the queries: a planner proves that a query may use a partial
 # index only from constants.
-UNFINISHED = text("state IN ('pending', 'working')")
+UNFINISHED_STATES = (InboxState.PENDING, InboxState.WORKING)
+UNFINISHED = text("state IN (" + ", ".join(f"'{s}'" for s in UNFINISHED_STATES) + ")")
 
 
 def unfinished(state: ColumnElement[str]) -> ColumnElement[bool]:
     """`UNFINISHED` for a state column of a given (aliased) inbox table."""
-    return state.in_([literal_column(f"'{s}'") for s in (InboxState.PENDING, InboxState.WORKING)])
+    return state.in_([literal_column(f"'{s}'") for s in UNFINISHED_STATES])
 
 
 class Action(StrEnum):

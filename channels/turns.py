@@ -42,6 +42,7 @@ from bot.handoffs import Reason
 from bot.inbound import Inbound
 from bot.inbox import (
     NOTIFY_CHANNEL,
+    UNFINISHED,
     Action,
     InboxMessage,
     InboxState,
@@ -126,7 +127,7 @@ _HELD_BACK = text(
     " CAST(:addresses AS varchar[]), CAST(:befores AS integer[]))"
     " AS k (clinic_id, channel, address, before)"
     " WHERE EXISTS (SELECT FROM inbox e WHERE e.address = k.address AND e.channel = k.channel"
-    " AND e.clinic_id = k.clinic_id AND e.id < k.before AND e.state IN ('pending', 'working'))"
+    f" AND e.clinic_id = k.clinic_id AND e.id < k.before AND e.{UNFINISHED.text})"
 )
 
 

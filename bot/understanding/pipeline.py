@@ -185,8 +185,10 @@ def decide(
     plain = without_courtesy(rules)
     whole = _whole(plain, p, t, beside_readings or p)
     result = _backstory(_second_request(whole, plain, clauses, t), p, t)
-    if result.intents == [Intent.HELP, Intent.HUMAN] and _ASKS_IF_A_BOT.search(
-        model.prepare(rules.clauses[0].text if rules.clauses else "")
+    if (
+        result.intents == [Intent.HELP, Intent.HUMAN]
+        and rules.clauses
+        and _ASKS_IF_A_BOT.search(rules.clauses[0].text)  # a clause's text is normalised
     ):
         # "is this a bot? i need a human": asking whether a machine answers is why they want
         # a person ("what is this number? i want to talk to a person" asks both)
@@ -244,7 +246,7 @@ def _second_request(
         else:
             continue
         if intent not in NO_REQUEST:
-            read.append((intent, confidence, failed_payment_told(model.prepare(reading.text))))
+            read.append((intent, confidence, failed_payment_told(reading.text)))
     # a failed payment told beside a request to change the card is that request's reason
     # ("my payment failed, can i use another card": `classifier.failed_payment_told`)
     fold = any(told for *_, told in read) and Intent.UPDATE_PAYMENT_METHOD in [
