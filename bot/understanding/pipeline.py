@@ -422,15 +422,17 @@ def combine(rules: Classification, text: str) -> Classification:
         return rules
     models = model.models()
     clauses = [models.predict(c.text) for c in rules.clauses] if len(rules.clauses) > 1 else []
-    return decide(rules, models.predict(text), DEFAULT, clauses, beside_readings(rules, text))
+    p = models.predict(text)
+    return decide(rules, p, DEFAULT, clauses, beside_readings(rules, text, p, models))
 
 
 def beside_readings(
-    rules: Classification, text: str, models: model.Models | None = None
+    rules: Classification, text: str, whole: Prediction, models: model.Models | None = None
 ) -> Prediction | None:
     """The model's reading of the message without its vital-sign readings, when it states
     some and all are in the normal range (`vitals.py`) and the rules read no emergency; an
-    empty reading (heard on nothing) when nothing but stop words is left."""
+    empty reading (heard on nothing) when nothing but stop words is left. `whole`: the
+    model's reading of the whole message, already made."""
     if rules.risk == Risk.EMERGENCY or not vitals.may_state_one(text):
         return None
     rest = vitals.without_normal_readings(model.prepare(text))
@@ -439,7 +441,7 @@ def beside_readings(
     if not catalogue().content(rest.split()):
         rest = ""
     models = models or model.models()
-    beside, whole = models.predict(rest), models.predict(text)
+    beside = models.predict(rest)
     # taking out a normal reading makes nothing more alarming: the lower of the two votes (a
     # sentence with a hole in it may read oddly: "tengo el azucar en 75 a veces, nada grave")
     return replace(

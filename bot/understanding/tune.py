@@ -128,8 +128,8 @@ def held_out_cases(folds: int = FOLDS, log: Callable[[str], object] = print) -> 
             clauses = tuple(models.predict(c.text) for c in rules.clauses)
             if len(clauses) < 2:
                 clauses = ()
-            beside = pipeline.beside_readings(rules, read, models)
             p = models.predict(read)
+            beside = pipeline.beside_readings(rules, read, p, models)
             if read == text:
                 cases.append(Case(text, intents, risk, rules, p, clauses, beside))
             else:
