@@ -49,7 +49,7 @@ from bot.understanding.red_flags import guard_words
 from bot.understanding.red_flags import literal_words as red_flag_words
 from bot.understanding.risk import Risk, RiskReason
 from bot.understanding.risk_rules import possible_match
-from bot.understanding.triggers import pattern_triggers
+from bot.understanding.triggers import Present, pattern_triggers
 
 CATALOGUE_FILES = ("en.yaml", "es.yaml")
 
@@ -289,6 +289,20 @@ class Catalogue:
         targets.update(_consent_words())
         self.max_keyword = max(len(k) for k in self.keywords)
         self.speller = Speller(known, targets, guarded=emergency_words)
+        # The patterns by the words and stems one of which each needs (`pattern_triggers`): a
+        # clause runs only the patterns it could match, without testing every pattern's triggers.
+        self.always_patterns: list[int] = []
+        self.patterns_by_word: dict[str, list[int]] = defaultdict(list)
+        self.patterns_by_stem: dict[str, list[int]] = defaultdict(list)
+        for k, pattern in enumerate(self.patterns):
+            if pattern.triggers is None:
+                self.always_patterns.append(k)
+                continue
+            trigger_words, trigger_stems = pattern.triggers
+            for word in trigger_words:
+                self.patterns_by_word[word].append(k)
+            for stem in trigger_stems:
+                self.patterns_by_stem[stem].append(k)
 
     def content(self, words: list[str] | tuple[str, ...]) -> list[str]:
         return [w for w in words if w not in self.stopwords]
@@ -319,18 +333,22 @@ class Catalogue:
             else:
                 i += 1
         text = " ".join(words)
-        present = set(words)
-        prefixes = {w[:k] for w in present for k in range(3, len(w) + 1)}
-        for pattern in self.patterns:
-            if pattern.triggers is not None:
-                trigger_words, trigger_stems = pattern.triggers
-                if present.isdisjoint(trigger_words) and prefixes.isdisjoint(trigger_stems):
-                    continue
+        for k in self.pattern_candidates(Present(words)):
+            pattern = self.patterns[k]
             if pattern.regex.search(text):
                 scores[pattern.intent] += pattern.weight
         for intent, similarity in self.nearest_examples(words).items():
             scores[intent] += FUZZY_WEIGHT * (similarity - FUZZY_FLOOR) / (100.0 - FUZZY_FLOOR)
         return scores
+
+    def pattern_candidates(self, present: Present) -> list[int]:
+        """The patterns (by position, in catalogue order) whose triggers the words meet."""
+        found = set(self.always_patterns)
+        for word in present.words:
+            found.update(self.patterns_by_word.get(word, ()))
+        for prefix in present.prefixes:
+            found.update(self.patterns_by_stem.get(prefix, ()))
+        return sorted(found)
 
     def nearest_examples(self, words: tuple[str, ...]) -> dict[Intent, float]:
         """Best rapidfuzz similarity per intent among examples sharing a word with the clause."""

@@ -34,6 +34,8 @@ _INFLECTED = re.compile(r"(ing|ed|es|(?<![uis])s|ly|ar|er|ir|ado|ada|ido|ida|and
 
 
 def strip_accents(text: str) -> str:
+    if text.isascii():  # nothing to decompose (most messages)
+        return text
     decomposed = unicodedata.normalize("NFKD", text)
     return "".join(ch for ch in decomposed if not unicodedata.combining(ch))
 
@@ -48,6 +50,8 @@ class Normalizer:
                     # YAML reads a bare yes/no/on/off as a boolean
                     raise ValueError(f"normalize.yaml: quote {key!r}: {value!r}")
         self.emoji: dict[str, str] = table.get("emoji") or {}
+        if any(emo.isascii() for emo in self.emoji):  # `prepare` looks for them in other text
+            raise ValueError("normalize.yaml: an emoji entry is plain ASCII; put it in tokens")
         self.phrases: dict[tuple[str, ...], list[str]] = {}
         for src, dst in (table.get("phrases") or {}).items():
             self.phrases[tuple(self._raw_words(src))] = self._raw_words(dst)
@@ -66,10 +70,11 @@ class Normalizer:
     def prepare(self, text: str) -> str:
         """Lower-case, map meaningful emoji, strip accents and apostrophes; keep punctuation."""
         text = text.lower()
-        for emo, repl in self.emoji.items():
-            if emo in text:
-                text = text.replace(emo, repl)
-        text = strip_accents(text)
+        if not text.isascii():  # the emoji are not
+            for emo, repl in self.emoji.items():
+                if emo in text:
+                    text = text.replace(emo, repl)
+            text = strip_accents(text)
         text = _APOSTROPHES.sub("", text)
         return _SYMBOL_AND.sub(" and ", text)
 
