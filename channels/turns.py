@@ -285,6 +285,10 @@ class TurnRunner:
         now = self.clock()
         inbox = InboxMessage.__table__
         with self.db.session() as session:
+            # The batch's rows go in one INSERT per row, not one of many rows: psycopg caches
+            # the conversion of a statement of at most 50 parameters and prepares it after a few
+            # runs, and re-parses a longer one every time (14 % of a worker's CPU at 16 rows).
+            session.connection(execution_options={"insertmanyvalues_page_size": 1})
             mine = select(inbox.c.id).where(
                 inbox.c.id.in_([ready.claimed.id for ready in batch]),
                 inbox.c.state == InboxState.WORKING,
