@@ -707,7 +707,10 @@ class Dispatcher:
         update pays back (it still leaves one interval after the given-up slot). So the number
         never sends more than two messages within one interval, nor more than its rate over
         time, and a reply reaches the provider ahead of the next update, not a slot later."""
-        while claimed.channel == "sms" and claimed.priority > Lane.EMERGENCY:
+        # An unpaced number (a rate of 0) has no slot to give up: a reply written meanwhile is
+        # claimed and sent beside this message, so there is nothing to look for.
+        paced = any(interval > 0 for _, interval in keys)
+        while paced and claimed.channel == "sms" and claimed.priority > Lane.EMERGENCY:
             if claimed.reconcile:
                 break  # it was in doubt: sent as reconciled
             if self._written == seen:
