@@ -308,6 +308,9 @@ class Dispatcher:
         (`ix_messages_unsent_address`, a partial index of unsent rows)."""
         if not messages:
             return {}
+        # Only what can hold one of them back (`holds_back`): a message in flight, or one due
+        # before the last of them; not the rest of a long queue to the same addresses.
+        last = max(_sending_order(m) for m in messages)
         query = select(
             Message.id, Message.clinic_id, Message.channel, Message.address, Message.status,
             Message.priority, Message.next_attempt_at, Message.attempts,
@@ -315,6 +318,7 @@ class Dispatcher:
             Message.address.in_({m.address for m in messages}),
             UNSENT,
             Message.direction == Direction.OUT,
+            or_(Message.status == OutStatus.SENDING, tuple_(Message.priority, Message.id) < last),
         )  # fmt: skip
         found: dict[Address, list[Unsent]] = {}
         for row in session.execute(query):
