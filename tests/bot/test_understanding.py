@@ -16,8 +16,9 @@ from bot.understanding import Classification, classify, model, pipeline
 from bot.understanding.classifier import catalogue
 from bot.understanding.classifier import classify as classify_rules
 from bot.understanding.evaluate import evaluate_file, format_report, load_examples, run_classify
-from bot.understanding.normalize import CATALOGUE_DIR, normalize
+from bot.understanding.normalize import CATALOGUE_DIR, Normalizer, normalize
 from bot.understanding.pipeline import DEFAULT
+from bot.understanding.triggers import Present
 
 DATA = Path(__file__).resolve().parents[1] / "data"
 EVAL_FILE = DATA / "nlu_eval.jsonl"
@@ -984,3 +985,31 @@ def test_pairs_joined_by_btw_after_a_regional_greeting_and_beside_an_emergency(t
 )
 def test_asking_if_a_bot_answers_before_asking_for_a_person(text, intents):
     assert classify(text).intents == intents
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "where is my prescription",
+        "can i cancel my appointment for tomorrow and move it to friday",
+        "mi tarjeta fue rechazada, quiero cambiar el metodo de pago",
+        "refill please, and when does the package ship",
+        "i want to talk to a real person about my bill",
+        "blorp flurb zzz",
+    ],
+)
+def test_a_clause_runs_exactly_the_patterns_whose_trigger_words_it_has(text: str) -> None:
+    """The pattern index (`Catalogue.pattern_candidates`) picks the same patterns as testing
+    every pattern's triggers would, in catalogue order."""
+    cat = catalogue()
+    present = Present(cat.normalizer.words(text))
+    expected = [k for k, p in enumerate(cat.patterns) if present.has(p.triggers)]
+    assert cat.pattern_candidates(present) == expected
+    assert len(expected) < len(cat.patterns)  # the index leaves most patterns out
+
+
+def test_an_ascii_emoji_entry_is_refused() -> None:
+    """`prepare` skips the emoji pass for ASCII text, so an emoji entry must not be ASCII."""
+    with pytest.raises(ValueError, match="ASCII"):
+        Normalizer({"emoji": {":)": "happy"}})
+    assert Normalizer({"emoji": {"💊": "pill"}}).prepare("my 💊?") == "my pill?"
