@@ -382,6 +382,8 @@ def phase_latency(url: str, load: Load, workdir: Path, args: argparse.Namespace)
             delay_ms = 1000 * connections / rate
             load.connections = connections
             wrk = load.run(server, args.rate_seconds, int(rate * args.rate_seconds * 2), delay_ms)
+            # wrk stops at its deadline with requests in flight; the server still stores those
+            time.sleep(2)
             with db.read_session() as session:
                 stored = session.scalar(
                     select(func.count(InboxMessage.id)).where(InboxMessage.id > last_id)
