@@ -7,7 +7,9 @@ asking where their prescription is; every wrk run gets fresh bodies, so no Messa
 
 1. Webhook throughput, `wrk -t2 -c32`: a bare FastAPI endpoint parsing the same form and
    answering the same TwiML (`bare`), the same plus twilio's signature check (`bare_signed`),
-   and the product's web tier (`serve --no-workers`: verify, store in the inbox, answer).
+   and the product's web tier (`serve --no-workers`: verify, store in the inbox, answer); the
+   three up side by side and loaded in turn, `--webhook-rounds` times (default 3), so a host
+   whose speed drifts weighs on all three alike.
 2. Turns: what phase 1 stored is answered by `--worker-processes` `patient-status worker`
    processes (default 2) sending to a local fake Twilio (pacing off): turns/s from the first
    answered to the last, and every stored message answered exactly once.
@@ -27,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -264,20 +267,56 @@ def replies_once(fake: TimedFakeTwilio, url: str) -> dict[str, Any]:
 
 
 def phase_webhooks(url: str, load: Load, workdir: Path, args: argparse.Namespace) -> dict:
+    """The three servers up side by side, loaded in turn for `--webhook-rounds` rounds of
+    `--seconds / rounds` each (the order reversed every other round), so a host whose speed
+    drifts over a minute weighs on all three alike. Per server: requests over the rounds'
+    time, the worst round's p99; per round, the app's share of bare."""
     env = base_env(url)
-    result: dict[str, Any] = {}
-    budget = int(args.seconds * 12000)  # more bodies than any server here can take in the time
-    for kind in ("bare", "bare_signed", "app"):
-        server = Server(kind, env, workdir / f"{kind}.log").start(timeout=300)
-        try:
-            load.run(server, args.warmup, int(args.warmup * 12000))
-            result[kind] = load.run(server, args.seconds, budget)
-            log(f"  {kind}: {result[kind]['req_s']} req/s, p99 {result[kind]['p99_ms']} ms")
-        finally:
+    kinds = ("bare", "bare_signed", "app")
+    rounds = max(1, args.webhook_rounds)
+    seconds = max(2.0, args.seconds / rounds)
+    budget = int(seconds * 12000)  # more bodies than any server here can take in the time
+    servers = {}
+    runs: dict[str, list[dict[str, Any]]] = {kind: [] for kind in kinds}
+    try:
+        for kind in kinds:
+            servers[kind] = Server(kind, env, workdir / f"{kind}.log").start(timeout=300)
+            load.run(servers[kind], args.warmup, int(args.warmup * 12000))
+        for r in range(rounds):
+            for kind in kinds if r % 2 == 0 else reversed(kinds):
+                runs[kind].append(load.run(servers[kind], seconds, budget))
+                last = runs[kind][-1]
+                log(f"  round {r + 1} {kind}: {last['req_s']} req/s, p99 {last['p99_ms']} ms")
+    finally:
+        for server in servers.values():
             server.stop()
+    result: dict[str, Any] = {kind: _combined(runs[kind]) for kind in kinds}
     for kind in ("bare", "bare_signed"):
         result[f"app_over_{kind}"] = round(result["app"]["req_s"] / result[kind]["req_s"], 3)
+    result["rounds"] = [
+        {kind: runs[kind][r]["req_s"] for kind in kinds}
+        | {"app_over_bare": round(runs["app"][r]["req_s"] / runs["bare"][r]["req_s"], 3)}
+        for r in range(rounds)
+    ]
     return result
+
+
+def _combined(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """One server's rounds as one: requests over their time, the worst round's tail."""
+    requests = sum(run["requests"] for run in runs)
+    duration = sum(run["requests"] / run["req_s"] for run in runs if run["req_s"])
+    cpu = sum(run["server_cpu_ms_per_req"] * run["requests"] for run in runs)
+    return {
+        "requests": requests,
+        "req_s": round(requests / duration, 1) if duration else 0.0,
+        "non_2xx": sum(run["non_2xx"] for run in runs),
+        "socket_errors": sum(run["socket_errors"] for run in runs),
+        "p50_ms": statistics.median(run["p50_ms"] for run in runs),
+        "p99_ms": max(run["p99_ms"] for run in runs),
+        "max_ms": max(run["max_ms"] for run in runs),
+        "server_cpu_ms_per_req": round(cpu / max(1, requests), 3),
+        "load_avg_before": runs[0]["load_avg_before"],
+    }
 
 
 def analyze(url: str) -> None:
@@ -474,6 +513,10 @@ def markdown(results: dict[str, Any]) -> str:
             f"| {b['server_cpu_ms_per_req']:.2f}, {a['server_cpu_ms_per_req']:.2f} "
             f"| {a['non_2xx'] + a['socket_errors']} | {a['load_avg_before'][0]} |"
         )
+    for r in results["backends"]:
+        shares = ", ".join(f"{x['app_over_bare']:.2f}" for x in r["webhooks"].get("rounds", []))
+        if shares:
+            lines.append(f"\n{r['backend']}: web/bare in each round: {shares}")
     lines += [
         "",
         "| backend | worker processes | stored | turns/s | worker CPU ms/turn | "
@@ -524,6 +567,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--backend", choices=["sqlite", "postgres", "both"], default="both")
     parser.add_argument("--seconds", type=float, default=10)
     parser.add_argument("--warmup", type=float, default=2)
+    parser.add_argument(
+        "--webhook-rounds", type=int, default=3, help="bare / signed / app in turn, N times"
+    )
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--worker-processes", type=int, default=2)
