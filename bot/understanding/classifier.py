@@ -49,7 +49,7 @@ from bot.understanding.red_flags import guard_words
 from bot.understanding.red_flags import literal_words as red_flag_words
 from bot.understanding.risk import Risk, RiskReason
 from bot.understanding.risk_rules import possible_match
-from bot.understanding.triggers import Present, pattern_triggers
+from bot.understanding.triggers import Present, TriggerIndex, pattern_triggers
 
 CATALOGUE_FILES = ("en.yaml", "es.yaml")
 
@@ -289,20 +289,8 @@ class Catalogue:
         targets.update(_consent_words())
         self.max_keyword = max(len(k) for k in self.keywords)
         self.speller = Speller(known, targets, guarded=emergency_words)
-        # The patterns by the words and stems one of which each needs (`pattern_triggers`): a
-        # clause runs only the patterns it could match, without testing every pattern's triggers.
-        self.always_patterns: list[int] = []
-        self.patterns_by_word: dict[str, list[int]] = defaultdict(list)
-        self.patterns_by_stem: dict[str, list[int]] = defaultdict(list)
-        for k, pattern in enumerate(self.patterns):
-            if pattern.triggers is None:
-                self.always_patterns.append(k)
-                continue
-            trigger_words, trigger_stems = pattern.triggers
-            for word in trigger_words:
-                self.patterns_by_word[word].append(k)
-            for stem in trigger_stems:
-                self.patterns_by_stem[stem].append(k)
+        # a clause runs only the patterns whose trigger words it has (`pattern_triggers`)
+        self.pattern_index = TriggerIndex.build(p.triggers for p in self.patterns)
 
     def content(self, words: list[str] | tuple[str, ...]) -> list[str]:
         return [w for w in words if w not in self.stopwords]
@@ -333,22 +321,13 @@ class Catalogue:
             else:
                 i += 1
         text = " ".join(words)
-        for k in self.pattern_candidates(Present(words)):
+        for k in self.pattern_index.candidates(Present(words)):
             pattern = self.patterns[k]
             if pattern.regex.search(text):
                 scores[pattern.intent] += pattern.weight
         for intent, similarity in self.nearest_examples(words).items():
             scores[intent] += FUZZY_WEIGHT * (similarity - FUZZY_FLOOR) / (100.0 - FUZZY_FLOOR)
         return scores
-
-    def pattern_candidates(self, present: Present) -> list[int]:
-        """The patterns (by position, in catalogue order) whose triggers the words meet."""
-        found = set(self.always_patterns)
-        for word in present.words:
-            found.update(self.patterns_by_word.get(word, ()))
-        for prefix in present.prefixes:
-            found.update(self.patterns_by_stem.get(prefix, ()))
-        return sorted(found)
 
     def nearest_examples(self, words: tuple[str, ...]) -> dict[Intent, float]:
         """Best rapidfuzz similarity per intent among examples sharing a word with the clause."""

@@ -24,7 +24,7 @@ import yaml
 
 from bot.understanding.normalize import CATALOGUE_DIR
 from bot.understanding.red_flags import red_flags
-from bot.understanding.triggers import Present, Triggers, pattern_triggers
+from bot.understanding.triggers import Present, TriggerIndex, Triggers, pattern_triggers
 
 
 @dataclass(frozen=True)
@@ -85,42 +85,14 @@ class RuleSet:
     rules: list[EmergencyRule]
     negation: re.Pattern[str]
     flat: list[tuple[int, Expression]]  # (rule position, expression), in rule order
-    always: frozenset[int]  # positions in `flat` with no trigger: always run
-    by_word: dict[str, frozenset[int]]
-    by_stem: dict[str, frozenset[int]]
+    index: TriggerIndex  # positions in `flat` by the first trigger each needs
 
     @classmethod
     def build(cls, rules: list[EmergencyRule], negation: re.Pattern[str]) -> RuleSet:
         flat = [(i, e) for i, rule in enumerate(rules) for e in rule.alternatives]
-        always: set[int] = set()
-        by_word: dict[str, set[int]] = {}
-        by_stem: dict[str, set[int]] = {}
-        for k, (_, expression) in enumerate(flat):
-            needs = [t for t in expression.needs if t is not None]
-            if not needs:
-                always.add(k)
-                continue
-            words, stems = needs[0]  # the others are checked when the expression is a candidate
-            for w in words:
-                by_word.setdefault(w, set()).add(k)
-            for st in stems:
-                by_stem.setdefault(st, set()).add(k)
-        return cls(
-            rules,
-            negation,
-            flat,
-            frozenset(always),
-            {w: frozenset(ks) for w, ks in by_word.items()},
-            {st: frozenset(ks) for st, ks in by_stem.items()},
-        )
-
-    def candidates(self, present: Present) -> list[int]:
-        found = set(self.always)
-        for w in present.words:
-            found.update(self.by_word.get(w, ()))
-        for prefix in present.prefixes:
-            found.update(self.by_stem.get(prefix, ()))
-        return sorted(found)
+        # indexed by the first trigger; the others are checked when the expression is a candidate
+        first = (next((t for t in e.needs if t is not None), None) for _, e in flat)
+        return cls(rules, negation, flat, TriggerIndex.build(first))
 
 
 @lru_cache(maxsize=1)
@@ -142,7 +114,7 @@ def _pattern_rule(normalized: str) -> tuple[str, str] | None:
     """(name, matched words) of the first phrase rule (`emergency.yaml`) the text matches."""
     rule_set = _rule_set()
     present = Present(normalized.split())
-    for k in rule_set.candidates(present):
+    for k in rule_set.index.candidates(present):
         position, expression = rule_set.flat[k]
         rule = rule_set.rules[position]
         if not all(present.has(t) for t in expression.needs):

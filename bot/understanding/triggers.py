@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
+from dataclasses import dataclass
 
 _PLAIN_ALTERNATIVE = re.compile(r"[a-z0-9 ]+(\\w[*+])?")
 MIN_STEM = 3  # word prefixes shorter than this are not indexed (see `Present`)
@@ -102,3 +103,42 @@ class Present:
             return True
         words, stems = triggers
         return not (self.words.isdisjoint(words) and self.prefixes.isdisjoint(stems))
+
+
+@dataclass(frozen=True)
+class TriggerIndex:
+    """Expressions (by position) indexed by the words and stems one of which each needs, so a
+    text runs only those it could match instead of testing every one's triggers."""
+
+    always: frozenset[int]  # positions with no trigger: always run
+    by_word: dict[str, frozenset[int]]
+    by_stem: dict[str, frozenset[int]]
+
+    @classmethod
+    def build(cls, triggers: Iterable[Triggers | None]) -> TriggerIndex:
+        always: set[int] = set()
+        by_word: dict[str, set[int]] = {}
+        by_stem: dict[str, set[int]] = {}
+        for k, needs in enumerate(triggers):
+            if needs is None:
+                always.add(k)
+                continue
+            words, stems = needs
+            for w in words:
+                by_word.setdefault(w, set()).add(k)
+            for st in stems:
+                by_stem.setdefault(st, set()).add(k)
+        return cls(
+            frozenset(always),
+            {w: frozenset(ks) for w, ks in by_word.items()},
+            {st: frozenset(ks) for st, ks in by_stem.items()},
+        )
+
+    def candidates(self, present: Present) -> list[int]:
+        """The positions whose triggers the text meets, in order."""
+        found = set(self.always)
+        for w in present.words:
+            found.update(self.by_word.get(w, ()))
+        for prefix in present.prefixes:
+            found.update(self.by_stem.get(prefix, ()))
+        return sorted(found)

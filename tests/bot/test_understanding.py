@@ -999,12 +999,12 @@ def test_asking_if_a_bot_answers_before_asking_for_a_person(text, intents):
     ],
 )
 def test_a_clause_runs_exactly_the_patterns_whose_trigger_words_it_has(text: str) -> None:
-    """The pattern index (`Catalogue.pattern_candidates`) picks the same patterns as testing
+    """The pattern index (`Catalogue.pattern_index`) picks the same patterns as testing
     every pattern's triggers would, in catalogue order."""
     cat = catalogue()
     present = Present(cat.normalizer.words(text))
     expected = [k for k, p in enumerate(cat.patterns) if present.has(p.triggers)]
-    assert cat.pattern_candidates(present) == expected
+    assert cat.pattern_index.candidates(present) == expected
     assert len(expected) < len(cat.patterns)  # the index leaves most patterns out
 
 
