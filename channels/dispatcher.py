@@ -138,11 +138,11 @@ def pending_due(now: datetime) -> ColumnElement[bool]:
     )
 
 
-def _sending_order(message: Message) -> tuple[int, int]:
+def _sending_order(message: Message | Unsent) -> tuple[int, int]:
     return message.priority, message.id
 
 
-def holds_back(other: Unsent, message: Message, now: datetime) -> bool:
+def holds_back(other: Unsent, message: Message | Unsent, now: datetime) -> bool:
     """Whether `other`, an unsent message to the same address, must leave before `message`:
     it is in flight (`sending`, which includes a send in doubt until it is reconciled), or, for
     a pending message, it is pending and due before it in the sending order (lane, then id). A
@@ -178,6 +178,11 @@ FailureHook = Callable[[Session, Message, SendResult], None]
 Conversations = dict[tuple[int, str, str], Conversation | None]
 Address = tuple[int, str, str]  # clinic, channel, address
 Unsent = Row[tuple[int, int, str, str, str, int, datetime | None, int]]
+# What orders and holds back unsent messages (`holds_back`), read without the rest of the row.
+UNSENT_COLUMNS = (
+    Message.id, Message.clinic_id, Message.channel, Message.address, Message.status,
+    Message.priority, Message.next_attempt_at, Message.attempts,
+)  # fmt: skip
 
 
 def _settle(future: asyncio.Future[str], outcome: str | BaseException) -> None:
@@ -275,34 +280,46 @@ class Dispatcher:
         claimed and not yet sent, that goes back to the queue in the same transaction
         (`swap`), so holds nothing back."""
         page = max(4 * limit, 20)
-        chosen: list[Message] = []
+        chosen: list[int] = []
         after: tuple[int, int] | None = None
         for _ in range(ORDER_PAGES):
-            rows: list[Message] = []
+            rows: list[Unsent] = []
             for status in due:
-                query = select(Message).where(Message.direction == Direction.OUT, status, *where)
+                query = select(*UNSENT_COLUMNS).where(
+                    Message.direction == Direction.OUT, status, *where
+                )
                 if after is not None:
                     query = query.where(tuple_(Message.priority, Message.id) > after)
                 query = query.order_by(Message.priority, Message.id).limit(page)
                 if not self.db.is_sqlite:
                     query = query.with_for_update(skip_locked=True)
-                rows += session.scalars(query)
+                rows += session.execute(query)
             rows = sorted(rows, key=_sending_order)[:page]
             unsent = self._unsent_of(session, rows, giving_back)
-            for message in rows:
-                key = (message.clinic_id, message.channel, message.address)
-                if not any(holds_back(other, message, now) for other in unsent.get(key, ())):
-                    chosen.append(message)
+            for row in rows:
+                key = (row.clinic_id, row.channel, row.address)
+                if not any(holds_back(other, row, now) for other in unsent.get(key, ())):
+                    chosen.append(row.id)
                     if len(chosen) == limit:
-                        return chosen
-            if len(rows) < page:
+                        break
+            if len(chosen) == limit or len(rows) < page:
                 break
             after = _sending_order(rows[-1])
-        return chosen
+        return self._whole(session, chosen)
+
+    @staticmethod
+    def _whole(session: Session, ids: list[int]) -> list[Message]:
+        """The chosen messages as rows to change, in the order chosen. The page was read as
+        the few columns that order it (and locked): a whole message is 36 columns, and a page
+        is four times the messages claimed."""
+        if not ids:
+            return []
+        found = {m.id: m for m in session.scalars(select(Message).where(Message.id.in_(ids)))}
+        return [found[i] for i in ids]
 
     @staticmethod
     def _unsent_of(
-        session: Session, messages: list[Message], giving_back: int | None
+        session: Session, messages: list[Unsent], giving_back: int | None
     ) -> dict[Address, list[Unsent]]:
         """The unsent messages to these messages' addresses, by address, in one statement
         (`ix_messages_unsent_address`, a partial index of unsent rows)."""
@@ -311,10 +328,7 @@ class Dispatcher:
         # Only what can hold one of them back (`holds_back`): a message in flight, or one due
         # before the last of them; not the rest of a long queue to the same addresses.
         last = max(_sending_order(m) for m in messages)
-        query = select(
-            Message.id, Message.clinic_id, Message.channel, Message.address, Message.status,
-            Message.priority, Message.next_attempt_at, Message.attempts,
-        ).where(
+        query = select(*UNSENT_COLUMNS).where(
             Message.address.in_({m.address for m in messages}),
             UNSENT,
             Message.direction == Direction.OUT,
