@@ -84,6 +84,7 @@ class Claimed:
     priority: int = Lane.UPDATE  # its lane
     clinic_id: int | None = None
     deadline: float = math.inf  # `time.monotonic()` when the claim's lease runs out, at the latest
+    slug: str | None = None  # the clinic's, when claimed (the label of its send metrics)
 
 
 class Pacer:
@@ -346,7 +347,10 @@ class Dispatcher:
 
     def origin(self, session: Session, clinic_id: int) -> Origin:
         """The clinic's sender: its number or messaging service, its bot."""
-        settings = self.profiles.get(session, clinic_id).settings
+        return self._origin(self.profiles.get(session, clinic_id).settings)
+
+    @staticmethod
+    def _origin(settings: Settings) -> Origin:
         return Origin(
             sms_from=settings.twilio_from_number,
             messaging_service_sid=settings.twilio_messaging_service_sid,
@@ -376,7 +380,8 @@ class Dispatcher:
         deadline: float,
         addresses: Conversations | None = None,
     ) -> Claimed | None:
-        origin = self.origin(session, message.clinic_id)
+        profile = self.profiles.get(session, message.clinic_id)
+        origin = self._origin(profile.settings)
         if self._cancel_if_not_allowed(session, message, now, origin, addresses):
             return None
         if message.channel in LOCAL_CHANNELS:
@@ -405,6 +410,7 @@ class Dispatcher:
             priority=message.priority,
             clinic_id=message.clinic_id,
             deadline=deadline,
+            slug=profile.slug,
         )
 
     def swap(self, held: Claimed, now: datetime | None = None) -> Claimed | None:
@@ -555,9 +561,11 @@ class Dispatcher:
         recorded together: `_record`)."""
         now = now or self.clock()
         with self.db.session() as session:
-            for clinic_id in {claimed.clinic_id for claimed, _ in sends}:
+            # A failure reads its clinic's settings: read once, before any change to flush. An
+            # accepted send needs only its clinic's slug, which its claim carries.
+            for clinic_id in {claimed.clinic_id for claimed, result in sends if not result.ok}:
                 if clinic_id is not None:
-                    clinics.held(session, clinic_id)  # read once, before any change to flush
+                    clinics.held(session, clinic_id)
             query = (
                 select(Message)
                 .where(Message.id.in_([claimed.id for claimed, _ in sends]))
@@ -581,7 +589,7 @@ class Dispatcher:
     ) -> str:
         if message is None or message.claimed_by != self.worker_id:
             return "lost"  # our lease ran out and another dispatcher took it over
-        slug = clinics.slug_of(session, message.clinic_id)
+        slug = claimed.slug or clinics.slug_of(session, message.clinic_id)
         message.attempts += 1
         message.claimed_by = None
         message.claimed_until = None

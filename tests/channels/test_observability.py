@@ -6,6 +6,7 @@ import io
 import logging
 import re
 
+from status.clinics import DEFAULT_SLUG
 from status.logs import configure
 from tests.harness import API_KEY
 
@@ -45,7 +46,7 @@ def test_metrics_move_during_a_conversation(app, fake_twilio):
     moved = lambda name, **labels: metric(after, name, **labels) - metric(before, name, **labels)  # noqa: E731
     assert moved("ps_inbound_messages_total", channel="sms", intent="prescription_status") == 1
     assert moved("ps_replies_total", channel="sms", kind="reply") == 2
-    assert moved("ps_sends_total", channel="sms", outcome="sent") == 2
+    assert moved("ps_sends_total", channel="sms", outcome="sent", clinic=DEFAULT_SLUG) == 2
     assert moved("ps_webhook_seconds_count", route="/webhooks/twilio/sms") == 2
     assert moved("ps_webhook_seconds_count", route="/events") == 1
     assert metric(after, "ps_outbox_depth") == 0
