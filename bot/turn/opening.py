@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import TypeVar
 
 from sqlalchemy import (
     Integer,
@@ -37,6 +38,8 @@ from status.links import StatusLink
 from status.patients import Patient
 from status.read_model import PatientSnapshot
 
+T = TypeVar("T")
+
 
 @dataclass
 class Opening:
@@ -58,7 +61,9 @@ def _key(prefix: str, column: object) -> object:
     return literal_column(f"'{prefix}:'") + cast(column, String)
 
 
-def _statement(wire: str) -> Select[Conversation, Patient, Caregiver, Handoff, bool, bool, str]:
+def _statement(
+    wire: str,
+) -> Select[Conversation, Patient, int, int, int, str, bool, bool, str]:
     own = Patient.telegram_chat_id if wire == "telegram" else Patient.phone
     clinic_id = bindparam("clinic_id", type_=Integer)
     address = bindparam("address", type_=String)
@@ -92,7 +97,15 @@ def _statement(wire: str) -> Select[Conversation, Patient, Caregiver, Handoff, b
     )
     return (
         select(
-            Conversation, Patient, Caregiver, Handoff, patient_linked, carer_linked, state.c.state
+            Conversation,
+            Patient,
+            Caregiver.id,
+            Caregiver.patient_id,
+            Handoff.id,
+            Handoff.open_key,
+            patient_linked,
+            carer_linked,
+            state.c.state,
         )
         .select_from(Conversation)
         .outerjoin(Patient, and_(Patient.clinic_id == clinic_id, own == address))
@@ -124,22 +137,38 @@ def read(session: Session, clinic_id: int, channel: str, address: str, since: da
             rows = session.execute(_READ[wire], values).all()
     conv = rows[0][0]
     people: dict[int, Patient] = {}
-    carers: dict[int, Caregiver] = {}
+    carer_ids: set[int] = set()
+    open_ids: dict[str, int] = {}
     opening = Opening(conv, since, [], [])
     opening.keys_read.add(handoffs.open_key(None, conv.id))
-    for _, patient, carer, handoff, patient_linked, carer_linked, stored in rows:
+    for _, patient, carer_id, cared_for, handoff_id, open_key, *linked, stored in rows:
+        patient_linked, carer_linked = linked
         if patient is not None:
             people[patient.id] = patient
             if stored is not None:
                 opening.stored[patient.id] = stored
             opening.keys_read.add(handoffs.open_key(patient.id, conv.id))
             opening.linked_since[(patient.id, None)] = bool(patient_linked)
-        if carer is not None:
-            carers[carer.id] = carer
-            opening.keys_read.add(handoffs.open_key(carer.patient_id, conv.id))
-            opening.linked_since[(carer.patient_id, carer.id)] = bool(carer_linked)
-        if handoff is not None and handoff.open_key is not None:
-            opening.open_handoffs[handoff.open_key] = handoff
+        if carer_id is not None:
+            carer_ids.add(carer_id)
+            opening.keys_read.add(handoffs.open_key(cared_for, conv.id))
+            opening.linked_since[(cared_for, carer_id)] = bool(carer_linked)
+        if handoff_id is not None and open_key is not None:
+            open_ids[open_key] = handoff_id
     opening.own_people = list(people.values())
-    opening.carers = sorted(carers.values(), key=lambda c: c.id)
+    # Caregivers and open hand-offs are rare beside a turn: their rows are read whole only
+    # when there are any (by primary key, from the session when it holds them already), so the
+    # common turn's statement carries two entities' columns, not four.
+    opening.carers = [_get(session, Caregiver, i) for i in sorted(carer_ids)]
+    for i in open_ids.values():
+        handoff = _get(session, Handoff, i)
+        if handoff.open_key is not None:  # as this transaction holds it (closed, if it did)
+            opening.open_handoffs[handoff.open_key] = handoff
     return opening
+
+
+def _get(session: Session, entity: type[T], ident: int) -> T:
+    with session.no_autoflush:
+        found = session.get(entity, ident)
+    assert found is not None  # read in this transaction, and neither row is ever deleted
+    return found
