@@ -159,16 +159,19 @@ def read(session: Session, clinic_id: int, channel: str, address: str, since: da
     # Caregivers and open hand-offs are rare beside a turn: their rows are read whole only
     # when there are any (by primary key, from the session when it holds them already), so the
     # common turn's statement carries two entities' columns, not four.
-    opening.carers = [_get(session, Caregiver, i) for i in sorted(carer_ids)]
+    for i in sorted(carer_ids):
+        carer = _get(session, Caregiver, i)
+        if carer is not None:
+            opening.carers.append(carer)
     for i in open_ids.values():
         handoff = _get(session, Handoff, i)
-        if handoff.open_key is not None:  # as this transaction holds it (closed, if it did)
+        if handoff is not None and handoff.open_key is not None:  # as this transaction holds it
             opening.open_handoffs[handoff.open_key] = handoff
     return opening
 
 
-def _get(session: Session, entity: type[T], ident: int) -> T:
+def _get(session: Session, entity: type[T], ident: int) -> T | None:
+    """A row the statement found, whole (None if it went since: neither kind is ever deleted,
+    but a turn should not fail on it)."""
     with session.no_autoflush:
-        found = session.get(entity, ident)
-    assert found is not None  # read in this transaction, and neither row is ever deleted
-    return found
+        return session.get(entity, ident)
