@@ -345,12 +345,9 @@ class Dispatcher:
         rate = self.settings.twilio_messages_per_second
         return self.batch_size if rate <= 0 else max(1, int(rate * SMS_HORIZON))
 
-    def origin(self, session: Session, clinic_id: int) -> Origin:
-        """The clinic's sender: its number or messaging service, its bot."""
-        return self._origin(self.profiles.get(session, clinic_id).settings)
-
     @staticmethod
     def _origin(settings: Settings) -> Origin:
+        """The clinic's sender: its number or messaging service, its bot."""
         return Origin(
             sms_from=settings.twilio_from_number,
             messaging_service_sid=settings.twilio_messaging_service_sid,
