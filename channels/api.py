@@ -3,24 +3,30 @@
 from __future__ import annotations
 
 import asyncio
+import logging
+import time
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 import orjson
 from fastapi import APIRouter, Depends, HTTPException, Request
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from sqlalchemy.orm import Session
 from starlette.routing import Route
+from starlette.types import Receive, Scope, Send
 
 from bot import context
 from channels import openapi
-from channels.deps import api_key, get_session, read_body, require_api_key, wrong_api_key
-from status import clinics, limits, patients, read_model, snapshot
+from channels.deps import get_session, keyed_clinic, read_body, require_api_key, wrong_key
+from status import clinics, limits, metrics, patients, read_model, snapshot
 from status.db import AsyncRawCursor, AsyncReads, Database, RawCursor, utcnow
 from status.events.apply import apply_in_transaction
 from status.events.schemas import EventProblem, InvalidEvents, json_schema, parse_body
 
 router = APIRouter()
 _READS = ThreadPoolExecutor(4, thread_name_prefix="status-read")  # the status API's reads
+ROUTE = "/api/patients/{patient_id}/status"
+access = logging.getLogger("patient_status.http")
 
 
 @router.post(
@@ -76,11 +82,12 @@ def events_schema() -> dict:
     return json_schema()
 
 
-@router.get("/api/patients/{patient_id}/status", responses={**openapi.API, **openapi.NOT_FOUND})
+@router.get(ROUTE, responses={**openapi.API, **openapi.NOT_FOUND})
 async def patient_status(patient_id: str, request: Request) -> Response:
     """The snapshot of the key's clinic's patient (another clinic's: 404, as unknown).
-    Documented here; served by `STATUS_ROUTE`, a plain Starlette route placed ahead of this one
-    (the same answer without FastAPI's per-request work)."""
+    Documented here; served by `StatusApi`, plain ASGI ahead of the app, and for what that
+    leaves to the app (HEAD) by `STATUS_ROUTE`, a plain Starlette route placed ahead of this
+    one: the same answer without FastAPI's per-request work."""
     return await _status(request, patient_id)
 
 
@@ -89,16 +96,91 @@ async def _serve_status(request: Request) -> Response:
     return await _status(request, request.path_params["patient_id"])
 
 
-STATUS_ROUTE = Route("/api/patients/{patient_id}/status", _serve_status, methods=["GET"])
+STATUS_ROUTE = Route(ROUTE, _serve_status, methods=["GET"])
 
 
 async def _status(request: Request, patient_id: str) -> Response:
+    content = await _status_json(
+        request.app.state, request.headers.get("authorization", ""), patient_id
+    )
+    return Response(content, media_type="application/json")
+
+
+class StatusApi:
+    """`GET /api/patients/{patient_id}/status` as plain ASGI, called before the FastAPI app
+    (`channels.app.App`), as the inbound SMS webhook is: the same answers as `STATUS_ROUTE`
+    (200 with the snapshot, 401 and 404 naming the problem, 500 for a fault), the route's
+    metric and access-log line, without the middleware stack, routing and request objects a
+    one-row read does not need. HEAD, and paths Starlette would not match, are left to the app.
+    """
+
+    _PREFIX, _SUFFIX = "/api/patients/", "/status"
+
+    def __init__(self, state: Any) -> None:
+        self.state = state
+        self.seconds = metrics.WEBHOOK_SECONDS.labels(ROUTE)
+
+    @classmethod
+    def patient_id(cls, scope: Scope) -> str | None:
+        """The path's patient id when this is a GET of the route (as Starlette's `{patient_id}`
+        matches the decoded path: at least one character, no slash), else None."""
+        path: str = scope["path"]
+        if scope["method"] != "GET" or not (
+            path.startswith(cls._PREFIX) and path.endswith(cls._SUFFIX)
+        ):
+            return None
+        patient_id = path[len(cls._PREFIX) : -len(cls._SUFFIX)]
+        return patient_id if patient_id and "/" not in patient_id else None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send, patient_id: str) -> None:
+        started = time.perf_counter()
+        status = 500
+        authorization = ""
+        for name, value in scope["headers"]:
+            if name == b"authorization":
+                authorization = value.decode("latin-1")
+                break
+        try:
+            try:
+                body = await _status_json(self.state, authorization, patient_id)
+            except HTTPException as exc:
+                status = exc.status_code
+                await JSONResponse({"detail": exc.detail}, status, exc.headers)(
+                    scope, receive, send
+                )
+                return
+            except Exception:
+                # as Starlette's ServerErrorMiddleware: a plain 500, the error to the server's log
+                await PlainTextResponse("Internal Server Error", 500)(scope, receive, send)
+                raise
+            status = 200
+            await send(
+                {
+                    "type": "http.response.start",
+                    "status": 200,
+                    "headers": [
+                        (b"content-length", str(len(body)).encode()),
+                        (b"content-type", b"application/json"),
+                    ],
+                }
+            )
+            await send({"type": "http.response.body", "body": body})
+        finally:
+            elapsed = time.perf_counter() - started
+            self.seconds.observe(elapsed)
+            access.info(
+                "request",
+                extra={"method": "GET", "route": ROUTE, "status": status,
+                       "ms": round(elapsed * 1000, 1)},
+            )  # fmt: skip
+
+
+async def _status_json(state: Any, authorization: str, patient_id: str) -> bytes:
     # The API key checked here, not as a dependency, and a clinic key's clinic looked up in the
     # read itself. PostgreSQL: one statement on the event loop (`AsyncReads`); SQLite: one hop
     # to a thread of the route's own (cheaper than Starlette's threadpool) for the read. The
     # JSON rendered once, the bytes JSONResponse would send (no jsonable_encoder pass).
-    keyed = api_key(request)
-    state = request.app.state
+    keyed = keyed_clinic(state.settings, authorization)
     reads: AsyncReads | None = state.status_reads
     if reads is not None:
         content = await _patient_status_on_loop(reads, state.db, keyed, patient_id)
@@ -107,8 +189,8 @@ async def _status(request: Request, patient_id: str) -> Response:
             _READS, _patient_status, state.db, keyed, patient_id
         )
     if content is None:
-        raise wrong_api_key(request)
-    return Response(content, media_type="application/json")
+        raise wrong_key(state.settings)
+    return content
 
 
 # PostgreSQL's one statement: the key's clinic's patient, their read-model row and last_told

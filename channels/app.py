@@ -89,19 +89,25 @@ class AccessLog:
 
 
 class App(FastAPI):
-    """The FastAPI app with the inbound SMS webhook in front of it (`twilio_sms.InboundSms`):
-    the one route a provider may call hundreds of times a second skips the middleware stack."""
+    """The FastAPI app with its two hottest routes in front of it, which skip the middleware
+    stack: the inbound SMS webhook (`twilio_sms.InboundSms`), which a provider may call
+    hundreds of times a second, and the status API's GET (`api.StatusApi`), a one-row read."""
 
     inbound_sms: twilio_sms.InboundSms
+    status_api: api.StatusApi
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if (
-            scope["type"] == "http"
-            and scope["path"] == twilio_sms.InboundSms.ROUTE
-            and scope["method"] == "POST"
-            and await self.inbound_sms(scope, receive, send)
-        ):
-            return
+        if scope["type"] == "http":
+            if (
+                scope["path"] == twilio_sms.InboundSms.ROUTE
+                and scope["method"] == "POST"
+                and await self.inbound_sms(scope, receive, send)
+            ):
+                return
+            patient_id = api.StatusApi.patient_id(scope)
+            if patient_id is not None:
+                await self.status_api(scope, receive, send, patient_id)
+                return
         await super().__call__(scope, receive, send)
 
 
@@ -154,6 +160,7 @@ def create_app(
     app.state.db = db
     app.state.runtime = runtime
     app.inbound_sms = twilio_sms.InboundSms(app.state)
+    app.status_api = api.StatusApi(app.state)
     app.state.on_changes = [runtime.notifier.on_changes]  # run in the /events transaction
     # the status API's read on PostgreSQL: async connections of the app's event loop
     app.state.status_reads = None if db.is_sqlite else AsyncReads(db.url, db.engine.dialect)

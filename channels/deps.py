@@ -68,8 +68,13 @@ def api_key(request: Request) -> clinics.KeyedClinic:
     the hash of what may be a clinic's key, for the caller to look up (`require_api_key`; the
     status API's route does it in its read). 401 saying what is wrong; no I/O, so a hot route
     calls it itself instead of as a dependency (FastAPI's dependency solving costs more)."""
-    settings: Settings = request.app.state.settings
-    scheme, _, token = request.headers.get("authorization", "").partition(" ")
+    return keyed_clinic(request.app.state.settings, request.headers.get("authorization", ""))
+
+
+def keyed_clinic(settings: Settings, authorization: str) -> clinics.KeyedClinic:
+    """`api_key` from the `Authorization` header's value (plain ASGI routes read it
+    themselves)."""
+    scheme, _, token = authorization.partition(" ")
     if scheme.lower() != "bearer" or not token:
         raise HTTPException(
             401, "missing bearer token: send 'Authorization: Bearer <API_KEY>'",
@@ -80,12 +85,16 @@ def api_key(request: Request) -> clinics.KeyedClinic:
         return clinics.KeyedClinic(clinic_id=DEFAULT_ID)
     key_hash = clinics.key_hash(token)
     if key_hash is None:
-        raise wrong_api_key(request)  # not one `clinic key` made: no database read for a guess
+        raise wrong_key(settings)  # not one `clinic key` made: no database read for a guess
     return clinics.KeyedClinic(key_hash=key_hash)
 
 
 def wrong_api_key(request: Request) -> HTTPException:
-    detail = "wrong API key" if request.app.state.settings.api_key else (
+    return wrong_key(request.app.state.settings)
+
+
+def wrong_key(settings: Settings) -> HTTPException:
+    detail = "wrong API key" if settings.api_key else (
         "API_KEY is not configured on this server and no clinic's key "
         "(patient-status clinic key SLUG) matches, so the API refuses the call"
     )  # fmt: skip
