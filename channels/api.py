@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import logging
 import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -16,7 +15,7 @@ from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
 from bot import context
-from channels import openapi
+from channels import access, openapi
 from channels.deps import get_session, keyed_clinic, read_body, require_api_key, wrong_key
 from status import clinics, limits, metrics, patients, read_model, snapshot
 from status.db import AsyncRawCursor, AsyncReads, Database, RawCursor, utcnow
@@ -26,7 +25,6 @@ from status.events.schemas import EventProblem, InvalidEvents, json_schema, pars
 router = APIRouter()
 _READS = ThreadPoolExecutor(4, thread_name_prefix="status-read")  # the status API's reads
 ROUTE = "/api/patients/{patient_id}/status"
-access = logging.getLogger("patient_status.http")
 
 
 @router.post(
@@ -166,13 +164,7 @@ class StatusApi:
             )
             await send({"type": "http.response.body", "body": body})
         finally:
-            elapsed = time.perf_counter() - started
-            self.seconds.observe(elapsed)
-            access.info(
-                "request",
-                extra={"method": "GET", "route": ROUTE, "status": status,
-                       "ms": round(elapsed * 1000, 1)},
-            )  # fmt: skip
+            access.record(self.seconds, "GET", ROUTE, status, started)
 
 
 async def _status_json(state: Any, authorization: str, patient_id: str) -> bytes:

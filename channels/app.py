@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import gc
-import logging
 import os
 import time
 from contextlib import asynccontextmanager
@@ -16,6 +15,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from bot import inbox
 from channels import (
+    access,
     api,
     care_api,
     handoff_api,
@@ -34,8 +34,6 @@ from channels.staff import security as staff_security
 from status import limits, metrics
 from status.db import AsyncReads, Database, DatabaseUnavailable
 from status.settings import Settings, get_settings
-
-access = logging.getLogger("patient_status.http")
 
 
 class AccessLog:
@@ -73,19 +71,13 @@ class AccessLog:
         try:
             await self.app(scope, receive, send_noting_status)
         finally:
-            elapsed = time.perf_counter() - started
             template = getattr(scope.get("route"), "path", "unmatched")
-            if template.startswith(("/webhooks", "/events", "/api")):
-                metrics.WEBHOOK_SECONDS.labels(template).observe(elapsed)
             if not template.startswith(
                 ("/healthz", "/metrics", "/simulator/api", "/staff/static", "/s/static")
             ):
-                # the route template, never the path or query: they can carry ids and phones
-                access.info(
-                    "request",
-                    extra={"method": scope["method"], "route": template, "status": status,
-                           "ms": round(elapsed * 1000, 1)},
-                )  # fmt: skip
+                timed = template.startswith(("/webhooks", "/events", "/api"))
+                seconds = metrics.WEBHOOK_SECONDS.labels(template) if timed else None
+                access.record(seconds, scope["method"], template, status, started)
 
 
 class App(FastAPI):

@@ -31,14 +31,13 @@ from bot import messages as message_queries
 from bot.delivery import INVALID_ADDRESS, OPTED_OUT, delivery_failed
 from bot.inbound import Inbound
 from bot.messages import FINAL, Message, OutStatus
-from channels import openapi
+from channels import access, openapi
 from status import clinics, limits, metrics
 from status.db import utcnow
 from status.patients import InvalidPhone, normalize_phone
 from status.settings import Settings
 
 log = logging.getLogger("patient_status.twilio")
-access = logging.getLogger("patient_status.http")
 router = APIRouter(responses=openapi.WEBHOOK)
 EMPTY_TWIML = '<?xml version="1.0" encoding="UTF-8"?><Response></Response>'
 EMPTY_TWIML_BYTES = EMPTY_TWIML.encode()
@@ -204,13 +203,7 @@ class InboundSms:
             )
             await send({"type": "http.response.body", "body": body})
         finally:
-            elapsed = time.perf_counter() - started
-            self.seconds.observe(elapsed)
-            access.info(
-                "request",
-                extra={"method": "POST", "route": self.ROUTE, "status": status,
-                       "ms": round(elapsed * 1000, 1)},
-            )  # fmt: skip
+            access.record(self.seconds, "POST", self.ROUTE, status, started)
         return True
 
     async def _answer(

@@ -77,7 +77,7 @@ def test_a_whole_conversation_logs_no_phi(app, fake_twilio):
     assert "4111" not in logs
 
 
-def _captured(action) -> str:
+def captured(action) -> str:
     stream = io.StringIO()
     root = logging.getLogger()
     saved = (list(root.handlers), root.level)
@@ -101,7 +101,7 @@ def test_logged_values_are_capped_and_scrubbed():
         except ValueError:
             log.exception("failed")
 
-    logs = _captured(log_them)
+    logs = captured(log_them)
     assert len(logs) < 5000
     assert "\\u0000" not in logs and "\\u001b" not in logs
     assert "more]" in logs
@@ -121,6 +121,6 @@ def test_a_megabyte_time_zone_never_reaches_the_log(app):
         )
         assert response.status_code == 422
 
-    logs = _captured(post)
+    logs = captured(post)
     assert "ZZZZZZZZZZ" not in logs
     assert len(logs) < 5000

@@ -3,9 +3,7 @@ headers, metric and access-log line the routed path gives, and what it leaves to
 
 from __future__ import annotations
 
-import io
 import json
-import logging
 
 from fastapi.testclient import TestClient
 from sqlalchemy import text
@@ -13,9 +11,8 @@ from sqlalchemy import text
 from channels.app import create_app
 from status.events.apply import apply_events
 from status.events.schemas import parse_events
-from status.logs import configure
 from tests.builders import patient_event, prescription_event
-from tests.channels.test_observability import metric
+from tests.channels.test_observability import captured, metric
 from tests.conftest import API_KEY, on_both_databases
 
 AUTH = {"Authorization": f"Bearer {API_KEY}"}
@@ -23,16 +20,7 @@ ROUTE = "/api/patients/{patient_id}/status"
 
 
 def _logged(action) -> list[dict]:
-    stream = io.StringIO()
-    root = logging.getLogger()
-    saved = (list(root.handlers), root.level)
-    configure("json", "INFO", stream=stream)
-    try:
-        action()
-    finally:
-        root.handlers = saved[0]
-        root.setLevel(saved[1])
-    return [json.loads(line) for line in stream.getvalue().splitlines() if line.strip()]
+    return [json.loads(line) for line in captured(action).splitlines() if line.strip()]
 
 
 @on_both_databases
