@@ -112,7 +112,7 @@ class StatusApi:
     one-row read does not need. HEAD, and paths Starlette would not match, are left to the app.
     """
 
-    _PREFIX, _SUFFIX = "/api/patients/", "/status"
+    _PREFIX, _, _SUFFIX = ROUTE.partition("{patient_id}")  # "/api/patients/", "/status"
 
     def __init__(self, state: Any) -> None:
         self.state = state
