@@ -33,7 +33,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import spy
-from bench_channels import phone, seed_verified_patients
+from bench_channels import PUBLIC_BASE_URL, phone, seed_verified_patients
 from bench_status import database
 from pyinstrument import Profiler
 from sqlalchemy import create_engine, event, make_url, text
@@ -315,8 +315,9 @@ def main(argv: list[str] | None = None) -> int:
         upgrade(url)
         seed_verified_patients(url, args.turns)
         settings = Settings(
-            _env_file=None, database_url=url, quiet_hours="off", twilio_messages_per_second=0
-        )
+            _env_file=None, database_url=url, quiet_hours="off", twilio_messages_per_second=0,
+            public_base_url=PUBLIC_BASE_URL,  # as the workers of bench_inbound run: a
+        )  # "Details:" link on each patient's first answer of the day
         db = Database(url)
         if args.durations:
             Durations.log = args.durations

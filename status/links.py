@@ -24,6 +24,7 @@ from status.patients import Patient
 MAX_TRIES = 3
 TOKEN_BYTES = 16  # 22 URL-safe characters
 MAX_TOKEN = 64  # anything longer is not one of ours (checked before hashing or querying)
+_PENDING = "status_links.unflushed"  # session.info: the links `issue` left to the next flush
 
 
 class LinkState(StrEnum):
@@ -95,7 +96,10 @@ def issue(
     now: datetime,
     created_by: str,
     caregiver_id: int | None = None,
+    flush: bool = True,
 ) -> Issued:
+    """A new link. `flush=False` leaves its INSERT to the caller's next flush (a worker's batch
+    of turns writes once; `pending` tells a later turn of the batch that it was made)."""
     token = secrets.token_urlsafe(TOKEN_BYTES)
     link = StatusLink(
         clinic_id=patient.clinic_id, patient_id=patient.id, token_hash=token_hash(token),
@@ -103,8 +107,16 @@ def issue(
         failed_tries=0, caregiver_id=caregiver_id,
     )  # fmt: skip
     session.add(link)
-    session.flush()
+    if flush:
+        session.flush()
+    else:
+        session.info.setdefault(_PENDING, []).append(link)
     return Issued(link, token)
+
+
+def pending(session: Session) -> list[StatusLink]:
+    """The links this session issued with `flush=False` (flushed since or not)."""
+    return session.info.get(_PENDING, [])
 
 
 def url(base: str, token: str) -> str:

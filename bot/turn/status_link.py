@@ -22,7 +22,7 @@ def make(t: TurnContext, patient: Patient, created_by: str = "bot") -> str | Non
     carer = t.caregiver
     issued = links.issue(
         t.session, patient, hours=t.settings.status_link_hours, now=t.now,
-        created_by=created_by, caregiver_id=carer.id if carer else None,
+        created_by=created_by, caregiver_id=carer.id if carer else None, flush=False,
     )  # fmt: skip
     if t.opening is not None:  # what the turn read first knows of it
         t.opening.linked_since[(patient.id, carer.id if carer else None)] = True

@@ -6,14 +6,15 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import inspect, select
 
 from bot.conversations import Conversation
 from bot.handoffs import Handoff
 from bot.messages import Direction, Message
 from bot.proactive.policy import Policy
 from bot.proactive.rules import Notice
-from status import alerts, caregivers, clinics, patients
+from bot.turn import opening
+from status import alerts, caregivers, clinics, links, patients
 from status.clinics import DEFAULT_ID
 from status.events.apply import apply_events
 from status.events.schemas import parse_events
@@ -257,6 +258,26 @@ def test_prescription_answer_by_sms_ends_with_the_details_link_once_a_day(phone,
     answer = maria.say("3/14/85")
     assert "\nDetails: https://clinic.example/s/" in answer
     assert "Details:" not in maria.say("where is my rx")  # she has it already today
+
+
+def test_a_link_a_turn_makes_waits_for_the_batchs_flush_and_later_turns_know_of_it(clinic):
+    # A worker runs several turns in one transaction and writes their rows in one flush; a
+    # link made by one turn is known to the next turns' opening read before it is written.
+    with clinic.session() as session:
+        [maria] = patients.by_phone(session, DEFAULT_ID, MARIA)
+
+        def linked(since):
+            return opening.read(session, DEFAULT_ID, "sms", MARIA, since).linked_since[
+                (maria.id, None)
+            ]
+
+        assert not linked(NOW - timedelta(days=1))
+        issued = links.issue(session, maria, hours=24, now=NOW, created_by="bot", flush=False)
+        assert inspect(issued.link).pending  # not written yet
+        assert linked(NOW - timedelta(days=1))
+        assert not linked(NOW + timedelta(hours=1))  # made before that
+    [link] = _all(clinic, links.StatusLink)
+    assert (link.patient_id, link.created_by) == (maria.id, "bot")
 
 
 def test_news_the_patient_must_act_on_carries_the_status_link(clinic):
