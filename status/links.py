@@ -116,7 +116,8 @@ def issue(
 
 def pending(session: Session) -> list[StatusLink]:
     """The links this session issued with `flush=False` (flushed since or not)."""
-    return session.info.get(_PENDING, [])
+    made: list[StatusLink] = session.info.get(_PENDING, [])
+    return made
 
 
 def url(base: str, token: str) -> str:
