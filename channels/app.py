@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import gc
 import os
 import time
 from contextlib import asynccontextmanager
@@ -27,7 +26,7 @@ from channels import (
     twilio_sms,
 )
 from channels.deps import require_metrics_token
-from channels.runtime import Runtime
+from channels.runtime import Runtime, freeze_start_up
 from channels.staff import care as staff_care
 from channels.staff import routes as staff_routes
 from channels.staff import security as staff_security
@@ -123,12 +122,9 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
+        if os.environ.get("PATIENT_STATUS_FREEZE_GC") == "1":  # `serve`
+            freeze_start_up(turns=run_workers)  # before the first turn
         await runtime.start(workers=run_workers, beside_webhooks=run_workers)
-        if os.environ.get("PATIENT_STATUS_FREEZE_GC") == "1":
-            # `serve`: what start-up built (modules, the app, the catalogue) lives as long as
-            # the process, so the collector stops walking it on every full collection
-            gc.collect()
-            gc.freeze()
         try:
             yield
         finally:

@@ -371,7 +371,7 @@ def worker() -> None:
     import asyncio
     import signal
 
-    from channels.runtime import Runtime
+    from channels.runtime import Runtime, freeze_start_up
 
     settings = _settings()
     _logging(settings)
@@ -383,6 +383,7 @@ def worker() -> None:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
+        freeze_start_up()  # before the first turn
         await runtime.start(workers=True)
         click.echo(f"worker {runtime.dispatcher.worker_id} running; Ctrl-C to stop")
         await stop.wait()

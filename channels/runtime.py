@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import sys
 from collections.abc import Callable
@@ -20,7 +21,7 @@ from bot.engine import Engine
 from bot.proactive.notifier import Notifier
 from bot.proactive.policy import Policy
 from bot.proactive.scheduler import Scheduler
-from bot.understanding import classify
+from bot.understanding import classify, pipeline
 from channels.dispatcher import Dispatcher
 from channels.senders import senders_from_settings
 from channels.telegram import TelegramChannel
@@ -146,3 +147,15 @@ class Runtime:
         self.turns.close()
         for sender in self.senders.values():
             await sender.close()
+
+
+def freeze_start_up(turns: bool = True) -> None:
+    """A serving process, once started: load what its turns need (the model, the catalogue;
+    not in a web tier that runs none), then move everything start-up built (modules, the
+    app, those) out of the collector's way, as it lives as long as the process. Each
+    collection then walks only what requests and turns make (in a worker, about 0.1 ms of
+    CPU a turn less), and the first patient does not wait about a second for the model."""
+    if turns:
+        pipeline.load()
+    gc.collect()
+    gc.freeze()

@@ -461,5 +461,11 @@ def classify(text: str) -> Classification:
     return combine(classify_rules(text), text)
 
 
+def load() -> None:
+    """Read the model and build the catalogue now rather than on the first message."""
+    model.models()
+    catalogue()
+
+
 def classifier_for(mode: str) -> Callable[[str], Classification]:
     return {"rules": classify_rules, "model": classify_model, "combined": classify}[mode]

@@ -135,3 +135,21 @@ def test_two_worker_processes_send_each_scheduled_reminder_once(database, fake_t
     assert len(fake_twilio.messages) == 21, errors
     assert recipients["+15550300000"] == 2  # refill reminder + appointment reminder
     assert max(recipients.values()) == 2
+
+
+@pytest.mark.parametrize("turns", [True, False])
+def test_a_serving_process_loads_the_model_before_its_first_turn_and_freezes_start_up(turns):
+    # In a process of its own: gc.freeze() here would keep every test's garbage for good.
+    probe = (
+        "import gc\n"
+        "from bot.understanding import classifier, model\n"
+        "from channels.runtime import freeze_start_up\n"
+        f"freeze_start_up(turns={turns})\n"
+        "print(gc.get_freeze_count() > 10_000, model.models.cache_info().currsize,\n"
+        "      classifier.catalogue.cache_info().currsize)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, timeout=120, check=True
+    )
+    loaded = "1 1" if turns else "0 0"
+    assert done.stdout.split() == ["True", *loaded.split()]
