@@ -51,6 +51,10 @@ from status.migrate import upgrade
 from status.settings import Settings
 
 try:
+    from channels.runtime import freeze_start_up
+except ImportError:  # the code before it
+    freeze_start_up = None  # type: ignore[assignment]
+try:
     from channels.turns import TURNS_PER_TRANSACTION, Ready
 except ImportError:  # the code before batches
     TURNS_PER_TRANSACTION, Ready = 1, None  # type: ignore[assignment,misc]
@@ -132,6 +136,8 @@ def through_runner(db: Database, settings: Settings, turns: int, profiler: Profi
     # warm-up: catalogue, templates, the first connections
     store_messages(db, settings, 1)
     asyncio.run(runtime.drain())
+    if freeze_start_up is not None:  # as `worker` starts
+        freeze_start_up()
     store_messages(db, settings, turns)
 
     async def run() -> dict[str, Clocks]:
