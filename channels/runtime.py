@@ -150,11 +150,12 @@ class Runtime:
 
 
 def freeze_start_up(turns: bool = True) -> None:
-    """A serving process, once started: load what its turns need (the model, the catalogue;
-    not in a web tier that runs none), then move everything start-up built (modules, the
-    app, those) out of the collector's way, as it lives as long as the process. Each
-    collection then walks only what requests and turns make (in a worker, about 0.1 ms of
-    CPU a turn less), and the first patient does not wait about a second for the model."""
+    """A serving process, before its first request or turn: load what its turns need (the
+    model, the catalogue; not in a web tier that runs none), then move everything start-up
+    built (modules, the app, those) out of the collector's way, as it lives as long as the
+    process. Each collection then walks only what requests and turns make (in a worker,
+    about 0.1 ms of CPU a turn less), and the first patient does not wait about a second for
+    the model."""
     if turns:
         pipeline.load()
     gc.collect()
