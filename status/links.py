@@ -99,7 +99,7 @@ def issue(
     flush: bool = True,
 ) -> Issued:
     """A new link. `flush=False` leaves its INSERT to the caller's next flush (a worker's batch
-    of turns writes once; `pending` tells a later turn of the batch that it was made)."""
+    of turns writes once; `pending_since` tells a later turn of the batch that it was made)."""
     token = secrets.token_urlsafe(TOKEN_BYTES)
     link = StatusLink(
         clinic_id=patient.clinic_id, patient_id=patient.id, token_hash=token_hash(token),
@@ -114,10 +114,15 @@ def issue(
     return Issued(link, token)
 
 
-def pending(session: Session) -> list[StatusLink]:
-    """The links this session issued with `flush=False` (flushed since or not)."""
+def pending_since(session: Session, since: datetime) -> set[tuple[int, int | None]]:
+    """(patient id, caregiver id or None) of each link this session issued with `flush=False`
+    since then and not revoked: what `issued_since` finds of them once they are written."""
     made: list[StatusLink] = session.info.get(_PENDING, [])
-    return made
+    return {
+        (link.patient_id, link.caregiver_id)
+        for link in made
+        if link.created_at >= since and link.revoked_at is None
+    }
 
 
 def url(base: str, token: str) -> str:

@@ -7,8 +7,8 @@ rows (`status.read_model`).
 One statement instead of five, each of which cost more in SQLAlchemy's per-statement Python
 than in the database. It is read without an autoflush: nothing it reads is written by a turn
 without a flush of its own (a new conversation and a new hand-off are flushed as they are
-made) or a stand-in (a link a turn makes waits for the batch's flush; `links.pending` tells
-this read of it), so the earlier turns of a batch may keep their rows pending until the
+made) or a stand-in (a link a turn makes waits for the batch's flush; `links.pending_since`
+tells this read of it), so the earlier turns of a batch may keep their rows pending until the
 batch's one flush (`TurnRunner.run_batch`).
 """
 
@@ -158,9 +158,8 @@ def read(session: Session, clinic_id: int, channel: str, address: str, since: da
         if handoff_id is not None and open_key is not None:
             open_ids[open_key] = handoff_id
     opening.own_people = list(people.values())
-    for link in links.pending(session):  # made by an earlier turn of the batch, not yet written
-        if link.created_at >= since and link.revoked_at is None:
-            opening.linked_since[(link.patient_id, link.caregiver_id)] = True
+    for key in links.pending_since(session, since):  # an earlier turn's, not yet written
+        opening.linked_since[key] = True
     # Caregivers and open hand-offs are rare beside a turn: their rows are read whole only
     # when there are any (by primary key, from the session when it holds them already), so the
     # common turn's statement carries two entities' columns, not four.
