@@ -14,6 +14,7 @@ from typing import Any
 from sqlalchemy import (
     JSON,
     ForeignKey,
+    Index,
     Integer,
     Select,
     String,
@@ -65,7 +66,10 @@ class Conversation(Base):
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 
     # One phone texting two clinics' numbers is two conversations.
-    __table_args__ = (UniqueConstraint("clinic_id", "channel", "address"),)
+    __table_args__ = (
+        UniqueConstraint("clinic_id", "channel", "address"),
+        Index("ix_conversations_patient_id", "patient_id"),  # a patient's (staff pages)
+    )
 
     def is_verified(self, patient_id: int | None, now: datetime) -> bool:
         return (

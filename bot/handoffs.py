@@ -152,6 +152,7 @@ class Handoff(Base):
     __table_args__ = (
         Index("ix_handoffs_status_priority_created_at", "status", "priority", "created_at"),
         Index("ix_handoffs_clinic_id_status", "clinic_id", "status"),
+        Index("ix_handoffs_patient_id", "patient_id"),  # a patient's hand-offs (staff pages)
     )
 
 

@@ -52,6 +52,7 @@ class Caregiver(Base):
 
     __table_args__ = (
         Index("ix_caregivers_clinic_id_channel_address", "clinic_id", "channel", "address"),
+        Index("ix_caregivers_patient_id", "patient_id"),  # a patient's caregivers (news)
     )
 
     def receives(self, topic: Topic | None) -> bool:

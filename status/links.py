@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
 
-from sqlalchemy import ForeignKey, Integer, String, UniqueConstraint, select
+from sqlalchemy import ForeignKey, Index, Integer, String, UniqueConstraint, select
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from status.db import Base, insert_ignore
@@ -52,6 +52,11 @@ class StatusLink(Base):
     caregiver_id: Mapped[int | None] = mapped_column(
         ForeignKey("caregivers.id", ondelete="CASCADE")
     )
+
+    # A patient's links made since a time: every turn's opening read and every piece of news
+    # asks whether one was (`bot/turn/opening.py`, `issued_since`); a clinic keeps a link a
+    # patient a day, so without it that question read the clinic's whole history.
+    __table_args__ = (Index("ix_status_links_patient_id_created_at", "patient_id", "created_at"),)
 
     def state(self, now: datetime) -> LinkState:
         if self.revoked_at is not None:
