@@ -11,8 +11,13 @@ CPU time per turn.
 - `--backend postgres`: on a fresh PostgreSQL database (dropped afterwards); the CPU time of
   the server's backends for that database is printed beside the process's.
 
+- `--history DAYS`: the patients have written before, once a day for DAYS days, so the database
+  holds a status-page link a patient a day (expired, as a clinic's older links are): what a turn
+  reads must not grow with that history. The links are written directly (one INSERT of many
+  rows), as `links.issue` would have made them.
+
     python benchmarks/profile_turn.py [--turns 300] [--backend sqlite|postgres] [--runner]
-        [--no-profile | --spy FILE | --statements] [--html out.html]
+        [--history DAYS] [--no-profile | --spy FILE | --statements] [--html out.html]
 """
 
 from __future__ import annotations
@@ -28,6 +33,7 @@ import sys
 import time
 import uuid
 from collections import Counter
+from datetime import timedelta
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -113,6 +119,35 @@ def store_messages(db: Database, settings: Settings, count: int) -> None:
                 provider_id=f"SM{uuid.uuid4().hex}", action=inbox.Action.SMS, channel="sms",
                 address=phone(i), payload={"text": "where is my prescription"},
             )  # fmt: skip
+
+
+def write_history(db: Database, patients: int, days: int) -> None:
+    """A status-page link per patient per past day (`--history`), as the turns of those days
+    made them (`links.issue`: a random token's hash, a day's life)."""
+    from status.links import StatusLink, token_hash
+
+    now = utcnow()
+    table = StatusLink.__table__
+    with db.session() as session:
+        ids = session.execute(text("SELECT id FROM patients ORDER BY id")).scalars().all()
+        for day in range(days, 0, -1):
+            made = now - timedelta(days=day)
+            rows = [
+                {
+                    "clinic_id": DEFAULT_ID,
+                    "patient_id": patient_id,
+                    "token_hash": token_hash(uuid.uuid4().hex),
+                    "created_at": made,
+                    "expires_at": made + timedelta(days=1),
+                    "created_by": "bot",
+                    "failed_tries": 0,
+                }
+                for patient_id in ids[:patients]
+            ]
+            session.execute(table.insert(), rows)
+    if not db.is_sqlite:
+        with db.engine.connect() as conn:
+            conn.execute(text("ANALYZE"))
 
 
 def through_engine(db: Database, settings: Settings, turns: int, profiler: Profiler | None):
@@ -309,6 +344,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--turns", type=int, default=300)
     parser.add_argument("--backend", choices=["sqlite", "postgres"], default="sqlite")
     parser.add_argument("--runner", action="store_true", help="through the worker's turn runner")
+    parser.add_argument(
+        "--history", type=int, default=0, metavar="DAYS",
+        help="a status-page link a patient a day for DAYS past days",
+    )  # fmt: skip
     parser.add_argument("--no-profile", action="store_true", help="CPU times only")
     parser.add_argument("--statements", action="store_true", help="count SQL statements")
     parser.add_argument("--spy", type=Path, help="py-spy (CPU, all threads) into this file")
@@ -325,6 +364,8 @@ def main(argv: list[str] | None = None) -> int:
             public_base_url=PUBLIC_BASE_URL,  # as the workers of bench_inbound run: a
         )  # "Details:" link on each patient's first answer of the day
         db = Database(url)
+        if args.history:
+            write_history(db, args.turns, args.history)
         if args.durations:
             Durations.log = args.durations
             Durations.listen(db.engine)
