@@ -11,10 +11,10 @@ CPU time per turn.
 - `--backend postgres`: on a fresh PostgreSQL database (dropped afterwards); the CPU time of
   the server's backends for that database is printed beside the process's.
 
-- `--history DAYS`: the patients have written before, once a day for DAYS days, so the database
-  holds a status-page link a patient a day (expired, as a clinic's older links are): what a turn
-  reads must not grow with that history. The links are written directly (one INSERT of many
-  rows), as `links.issue` would have made them.
+- `--history DAYS`: the patients have written before, once a day for DAYS days: the database
+  holds those days' inbox rows, messages and status-page links (written directly, a statement
+  a table a day, as the turns of those days left them), so a turn whose reads grow with a
+  clinic's history shows; `--scans` lists the tables PostgreSQL read whole.
 
     python benchmarks/profile_turn.py [--turns 300] [--backend sqlite|postgres] [--runner]
         [--history DAYS] [--no-profile | --spy FILE | --statements] [--html out.html]
@@ -122,32 +122,97 @@ def store_messages(db: Database, settings: Settings, count: int) -> None:
 
 
 def write_history(db: Database, patients: int, days: int) -> None:
-    """A status-page link per patient per past day (`--history`), as the turns of those days
-    made them (`links.issue`: a random token's hash, a day's life)."""
+    """The past days (`--history`): each patient wrote once a day and was answered, with the
+    day's status-page link, as those days' turns left them (inbox row done, both messages,
+    the reply delivered, the link expired)."""
+    from bot.inbox import InboxMessage
+    from bot.messages import Direction, Kind, Lane, Message
     from status.links import StatusLink, token_hash
 
     now = utcnow()
-    table = StatusLink.__table__
     with db.session() as session:
-        ids = session.execute(text("SELECT id FROM patients ORDER BY id")).scalars().all()
+        people = session.execute(
+            text("SELECT id, phone FROM patients ORDER BY id LIMIT :n"), {"n": patients}
+        ).all()
         for day in range(days, 0, -1):
-            made = now - timedelta(days=day)
-            rows = [
-                {
-                    "clinic_id": DEFAULT_ID,
-                    "patient_id": patient_id,
-                    "token_hash": token_hash(uuid.uuid4().hex),
-                    "created_at": made,
-                    "expires_at": made + timedelta(days=1),
-                    "created_by": "bot",
-                    "failed_tries": 0,
-                }
-                for patient_id in ids[:patients]
-            ]
-            session.execute(table.insert(), rows)
+            at = now - timedelta(days=day)
+            exchange = {"clinic_id": DEFAULT_ID, "channel": "sms", "created_at": at}
+            session.execute(
+                StatusLink.__table__.insert(),
+                [
+                    {
+                        "clinic_id": DEFAULT_ID,
+                        "patient_id": patient_id,
+                        "token_hash": token_hash(uuid.uuid4().hex),
+                        "created_at": at,
+                        "expires_at": at + timedelta(days=1),
+                        "created_by": "bot",
+                        "failed_tries": 0,
+                    }
+                    for patient_id, _ in people
+                ],
+            )
+            session.execute(
+                Message.__table__.insert(),
+                [
+                    {
+                        **exchange,
+                        "patient_id": patient_id,
+                        "address": address,
+                        "direction": direction,
+                        "kind": Kind.REPLY,
+                        "body": body,
+                        "status": status,
+                        "priority": Lane.REPLY,
+                        "provider_id": f"SM{uuid.uuid4().hex}",
+                    }
+                    for patient_id, address in people
+                    for direction, body, status in (
+                        (Direction.IN, "where is my prescription", None),
+                        (Direction.OUT, "Your prescription has shipped.", "delivered"),
+                    )
+                ],
+            )
+            session.execute(
+                InboxMessage.__table__.insert(),
+                [
+                    {
+                        "clinic_id": DEFAULT_ID,
+                        "source": "twilio_sms",
+                        "provider_id": f"SM{uuid.uuid4().hex}",
+                        "action": inbox.Action.SMS,
+                        "channel": "sms",
+                        "address": address,
+                        "received_at": at,
+                        "state": "done",
+                        "outcome": "answered",
+                        "attempts": 1,
+                        "finished_at": at,
+                    }
+                    for _, address in people
+                ],
+            )
     if not db.is_sqlite:
         with db.engine.connect() as conn:
             conn.execute(text("ANALYZE"))
+
+
+def seq_scans(db: Database, since: dict[str, tuple[int, int]] | None = None):
+    """PostgreSQL's count of sequential scans of each table and the rows they read (minus
+    `since`): a turn's statement that reads a table whole shows here."""
+    if db.is_sqlite:
+        return {}
+    time.sleep(1.2)  # the backends report their counts about once a second
+    with db.engine.connect() as conn:
+        conn.execute(text("SELECT pg_stat_clear_snapshot()"))
+        rows = conn.execute(text("SELECT relname, seq_scan, seq_tup_read FROM pg_stat_user_tables"))
+        found = {name: (scans, read) for name, scans, read in rows}
+    since = since or {}
+    return {
+        name: (scans - since.get(name, (0, 0))[0], read - since.get(name, (0, 0))[1])
+        for name, (scans, read) in found.items()
+        if read > since.get(name, (0, 0))[1]
+    }
 
 
 def through_engine(db: Database, settings: Settings, turns: int, profiler: Profiler | None):
@@ -346,8 +411,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--runner", action="store_true", help="through the worker's turn runner")
     parser.add_argument(
         "--history", type=int, default=0, metavar="DAYS",
-        help="a status-page link a patient a day for DAYS past days",
+        help="DAYS past days of messages, inbox rows and status-page links",
     )  # fmt: skip
+    parser.add_argument(
+        "--scans", action="store_true", help="tables PostgreSQL read whole (turns and sends)"
+    )
     parser.add_argument("--no-profile", action="store_true", help="CPU times only")
     parser.add_argument("--statements", action="store_true", help="count SQL statements")
     parser.add_argument("--spy", type=Path, help="py-spy (CPU, all threads) into this file")
@@ -381,8 +449,10 @@ def main(argv: list[str] | None = None) -> int:
         elif not args.no_profile:
             profiler = Profiler(interval=0.0005)
         run = through_runner if args.runner else through_engine
+        scans_before = seq_scans(db) if args.scans else {}
         try:
             clocks = run(db, settings, args.turns, profiler)
+            scans = seq_scans(db, scans_before) if args.scans else {}
         finally:
             db.dispose()
     for what, c in clocks.items():
@@ -397,6 +467,10 @@ def main(argv: list[str] | None = None) -> int:
         )
         for sql, n in statements.most_common():
             print(f"{n / args.turns:6.2f}  {sql}")
+    if args.scans:
+        print("tables read whole (sequential scans and rows they read, per turn):")
+        for table, (count, rows) in sorted(scans.items(), key=lambda kv: -kv[1][1]):
+            print(f"{count / args.turns:8.2f} {rows / args.turns:10.1f}  {table}")
     if profiler is not None:
         print(profiler.output_text(unicode=False, color=False, show_all=False))
         if args.html and isinstance(profiler, Profiler):
