@@ -8,9 +8,12 @@ start of their day (`bot/turn/opening.py`), as does every piece of proactive new
 (`links.issued_since`). `status_links` had no index but its key and its token's hash, so each
 of those questions read every link the clinic ever made: a link a patient a day, so a turn's
 database time grew with the clinic's age (2.0 ms of PostgreSQL CPU a turn on a fresh database,
-19.7 ms after 30 days of 2,000 patients; docs/performance.md, round 15). The patient's
-caregivers (news), conversations and hand-offs (staff pages) were read the same way, and so
-was each table deleting a patient cascades to.
+19.7 ms after 30 days of 2,000 patients; docs/performance.md, round 15). A patient's
+caregivers (news), conversations and hand-offs (staff pages) were read the same way, as were
+these four tables when a patient was deleted (the foreign keys cascade).
+
+A plain CREATE INDEX: writes to these four tables wait while it builds (the inbox, where
+webhooks store messages, does not).
 """
 
 from alembic import op
