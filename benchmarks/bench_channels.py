@@ -59,7 +59,7 @@ from bench_status import (  # noqa: E402
 )
 from fastapi import FastAPI, Request  # noqa: E402
 from fastapi.responses import PlainTextResponse, Response  # noqa: E402
-from sqlalchemy import func, select  # noqa: E402
+from sqlalchemy import func, select, text  # noqa: E402
 from twilio.request_validator import RequestValidator  # noqa: E402
 
 from tests.fakes.twilio_server import ACCOUNT_SID, AUTH_TOKEN, FakeTwilio  # noqa: E402
@@ -495,6 +495,86 @@ class TimedFakeTwilio(FakeTwilio):
     def count(self) -> int:
         with self._lock:
             return len(self._requests)
+
+
+def write_history(url: str, patients: int, days: int) -> None:
+    """The past `days` of the first `patients` patients (the benchmarks' `--history`): each
+    wrote once a day and was answered, with that day's status-page link, as those days' turns
+    left them (the inbox row done, both messages, the reply delivered, the link expired)."""
+    from bot import inbox
+    from bot.inbox import InboxMessage
+    from bot.messages import Direction, Kind, Lane, Message
+    from status.db import Database, utcnow
+    from status.links import StatusLink, token_hash
+
+    now = utcnow()
+    db = Database(url)
+    with db.session() as session:
+        people = session.execute(
+            text("SELECT id, phone FROM patients ORDER BY id LIMIT :n"), {"n": patients}
+        ).all()
+        for day in range(days, 0, -1):
+            at = now - timedelta(days=day)
+            exchange = {"clinic_id": DEFAULT_ID, "channel": "sms", "created_at": at}
+            session.execute(
+                StatusLink.__table__.insert(),
+                [
+                    {
+                        "clinic_id": DEFAULT_ID,
+                        "patient_id": patient_id,
+                        "token_hash": token_hash(uuid.uuid4().hex),
+                        "created_at": at,
+                        "expires_at": at + timedelta(days=1),
+                        "created_by": "bot",
+                        "failed_tries": 0,
+                    }
+                    for patient_id, _ in people
+                ],
+            )
+            session.execute(
+                Message.__table__.insert(),
+                [
+                    {
+                        **exchange,
+                        "patient_id": patient_id,
+                        "address": address,
+                        "direction": direction,
+                        "kind": Kind.REPLY,
+                        "body": body,
+                        "status": status,
+                        "priority": Lane.REPLY,
+                        "provider_id": f"SM{uuid.uuid4().hex}",
+                    }
+                    for patient_id, address in people
+                    for direction, body, status in (
+                        (Direction.IN, "where is my prescription", None),
+                        (Direction.OUT, "Your prescription has shipped.", "delivered"),
+                    )
+                ],
+            )
+            session.execute(
+                InboxMessage.__table__.insert(),
+                [
+                    {
+                        "clinic_id": DEFAULT_ID,
+                        "source": "twilio_sms",
+                        "provider_id": f"SM{uuid.uuid4().hex}",
+                        "action": inbox.Action.SMS,
+                        "channel": "sms",
+                        "address": address,
+                        "received_at": at,
+                        "state": "done",
+                        "outcome": "answered",
+                        "attempts": 1,
+                        "finished_at": at,
+                    }
+                    for _, address in people
+                ],
+            )
+    if not db.is_sqlite:
+        with db.engine.connect() as conn:
+            conn.execute(text("ANALYZE"))
+    db.dispose()
 
 
 def enqueue_outbox(url: str, tag: str, count: int) -> float:

@@ -22,7 +22,12 @@ asking where their prescription is; every wrk run gets fresh bodies, so no Messa
    faster than that) and p50/p99 from a message's receipt (its inbox row's `received_at`) to
    its reply reaching the fake Twilio.
 
+`--history DAYS` first writes DAYS past days of each patient's exchange (inbox row, both
+messages, the day's status-page link; `bench_channels.write_history`), so the turns run on a
+clinic's database rather than a new one. The default, 0, keeps the rounds comparable.
+
     python benchmarks/bench_inbound.py [--backend sqlite|postgres|both] [--seconds 10]
+        [--history DAYS]
 """
 
 from __future__ import annotations
@@ -59,6 +64,7 @@ from bench_channels import (
     phone,
     seed_verified_patients,
     serve_child,
+    write_history,
 )
 from bench_status import database, log, machine, percentile, postgres_problem
 from sqlalchemy import func, select
@@ -478,6 +484,9 @@ def run_backend(backend: str, args: argparse.Namespace, workdir: Path) -> dict[s
         upgrade(url)
         log(f"{backend}: seeding {PATIENTS} verified patients")
         seed_verified_patients(url, PATIENTS)
+        if args.history:
+            log(f"{backend}: {args.history} days of history (messages, inbox rows, links)")
+            write_history(url, PATIENTS, args.history)
         load = Load(workdir, args.threads, args.connections)
         result: dict[str, Any] = {"backend": backend, "load_avg_start": load_avg()}
         log(f"{backend}: webhook throughput")
@@ -575,6 +584,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--worker-processes", type=int, default=2)
     parser.add_argument("--rates", type=int, nargs="*", default=[20, 100, 300])
     parser.add_argument("--rate-seconds", type=float, default=15)
+    parser.add_argument(
+        "--history", type=int, default=0, metavar="DAYS",
+        help="the patients wrote once a day for DAYS days before (a clinic's database)",
+    )  # fmt: skip
     parser.add_argument("--skip-in-process", action="store_true")
     parser.add_argument("--skip-turns", action="store_true")
     parser.add_argument("--profile", type=float, default=10, help="py-spy seconds on a worker")

@@ -33,13 +33,12 @@ import sys
 import time
 import uuid
 from collections import Counter
-from datetime import timedelta
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import spy
-from bench_channels import PUBLIC_BASE_URL, phone, seed_verified_patients
+from bench_channels import PUBLIC_BASE_URL, phone, seed_verified_patients, write_history
 from bench_status import database
 from pyinstrument import Profiler
 from sqlalchemy import create_engine, event, make_url, text
@@ -119,82 +118,6 @@ def store_messages(db: Database, settings: Settings, count: int) -> None:
                 provider_id=f"SM{uuid.uuid4().hex}", action=inbox.Action.SMS, channel="sms",
                 address=phone(i), payload={"text": "where is my prescription"},
             )  # fmt: skip
-
-
-def write_history(db: Database, patients: int, days: int) -> None:
-    """The past days (`--history`): each patient wrote once a day and was answered, with the
-    day's status-page link, as those days' turns left them (inbox row done, both messages,
-    the reply delivered, the link expired)."""
-    from bot.inbox import InboxMessage
-    from bot.messages import Direction, Kind, Lane, Message
-    from status.links import StatusLink, token_hash
-
-    now = utcnow()
-    with db.session() as session:
-        people = session.execute(
-            text("SELECT id, phone FROM patients ORDER BY id LIMIT :n"), {"n": patients}
-        ).all()
-        for day in range(days, 0, -1):
-            at = now - timedelta(days=day)
-            exchange = {"clinic_id": DEFAULT_ID, "channel": "sms", "created_at": at}
-            session.execute(
-                StatusLink.__table__.insert(),
-                [
-                    {
-                        "clinic_id": DEFAULT_ID,
-                        "patient_id": patient_id,
-                        "token_hash": token_hash(uuid.uuid4().hex),
-                        "created_at": at,
-                        "expires_at": at + timedelta(days=1),
-                        "created_by": "bot",
-                        "failed_tries": 0,
-                    }
-                    for patient_id, _ in people
-                ],
-            )
-            session.execute(
-                Message.__table__.insert(),
-                [
-                    {
-                        **exchange,
-                        "patient_id": patient_id,
-                        "address": address,
-                        "direction": direction,
-                        "kind": Kind.REPLY,
-                        "body": body,
-                        "status": status,
-                        "priority": Lane.REPLY,
-                        "provider_id": f"SM{uuid.uuid4().hex}",
-                    }
-                    for patient_id, address in people
-                    for direction, body, status in (
-                        (Direction.IN, "where is my prescription", None),
-                        (Direction.OUT, "Your prescription has shipped.", "delivered"),
-                    )
-                ],
-            )
-            session.execute(
-                InboxMessage.__table__.insert(),
-                [
-                    {
-                        "clinic_id": DEFAULT_ID,
-                        "source": "twilio_sms",
-                        "provider_id": f"SM{uuid.uuid4().hex}",
-                        "action": inbox.Action.SMS,
-                        "channel": "sms",
-                        "address": address,
-                        "received_at": at,
-                        "state": "done",
-                        "outcome": "answered",
-                        "attempts": 1,
-                        "finished_at": at,
-                    }
-                    for _, address in people
-                ],
-            )
-    if not db.is_sqlite:
-        with db.engine.connect() as conn:
-            conn.execute(text("ANALYZE"))
 
 
 def seq_scans(db: Database, since: dict[str, tuple[int, int]] | None = None):
@@ -433,7 +356,7 @@ def main(argv: list[str] | None = None) -> int:
         )  # "Details:" link on each patient's first answer of the day
         db = Database(url)
         if args.history:
-            write_history(db, args.turns, args.history)
+            write_history(url, args.turns, args.history)
         if args.durations:
             Durations.log = args.durations
             Durations.listen(db.engine)
