@@ -151,7 +151,12 @@ class Handoff(Base):
 
     __table_args__ = (
         Index("ix_handoffs_status_priority_created_at", "status", "priority", "created_at"),
-        Index("ix_handoffs_clinic_id_status", "clinic_id", "status"),
+        # the clinic's hand-offs in a status, the resolved newest first (`recently_resolved`)
+        Index(
+            "ix_handoffs_clinic_id_status_resolved_at", "clinic_id", "status", "resolved_at", "id"
+        ),
+        # the clinic's hand-offs by age (`list_handoffs`, the ops page's counts)
+        Index("ix_handoffs_clinic_id_created_at", "clinic_id", "created_at"),
         Index("ix_handoffs_patient_id", "patient_id"),  # a patient's hand-offs (staff pages)
     )
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import ForeignKey, String, UniqueConstraint, select
+from sqlalchemy import ForeignKey, Index, String, UniqueConstraint, select
 from sqlalchemy.orm import Mapped, Session, declared_attr, mapped_column
 
 from status import limits
@@ -32,9 +32,25 @@ class TrackedItem:
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 
     @declared_attr.directive
-    def __table_args__(cls) -> tuple[UniqueConstraint]:
-        # a source id is the clinic system's own: two clinics may both have an `rx-1`
-        return (UniqueConstraint("clinic_id", "source_id"),)
+    def __table_args__(cls) -> tuple[Any, ...]:
+        return (
+            # a source id is the clinic system's own: two clinics may both have an `rx-1`
+            UniqueConstraint("clinic_id", "source_id"),
+            # the scheduler's check for stuck items (`stuck`), every tick: a clinic's items in a
+            # status since before a time, not every item the clinic ever had
+            Index(
+                f"ix_{cls.__tablename__}_clinic_id_status_status_since",
+                "clinic_id",
+                "status",
+                "status_since",
+            ),
+            *cls.more_indexes(),
+        )
+
+    @classmethod
+    def more_indexes(cls) -> tuple[Index, ...]:
+        """A kind of item's own indexes, beside the ones every kind has."""
+        return ()
 
     def time_in_status(self, now: datetime) -> float:
         return max(0.0, (now - self.status_since).total_seconds())

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import date
 from enum import StrEnum
 
-from sqlalchemy import Date, Enum, Integer, String, Text, select
+from sqlalchemy import Date, Enum, Index, Integer, String, Text, select, text
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from status import limits
@@ -64,6 +64,21 @@ class Prescription(TrackedItem, Base):
     blocked_reason: Mapped[str | None] = mapped_column(Text)
     refills_remaining: Mapped[int | None] = mapped_column(Integer)
     next_refill_date: Mapped[date | None] = mapped_column(Date)
+
+    @classmethod
+    def more_indexes(cls) -> tuple[Index, ...]:
+        # the scheduler's refill reminders (`refills_due`), every tick: only prescriptions
+        # with a refill date, by that date
+        with_date = text("next_refill_date IS NOT NULL")
+        return (
+            Index(
+                "ix_prescriptions_clinic_id_next_refill_date",
+                "clinic_id",
+                "next_refill_date",
+                postgresql_where=with_date,
+                sqlite_where=with_date,
+            ),
+        )
 
     @property
     def status_class(self) -> StatusClass:
