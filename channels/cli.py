@@ -392,6 +392,22 @@ def worker() -> None:
     asyncio.run(run())
 
 
+
+def demo_settings(configured: Settings, host: str, port: int) -> Settings:
+    """The demo's settings: demo mode, a key and a base URL if none is set, and outbound in
+    log mode whatever the environment holds, so a `.env` with a clinic's real Twilio or
+    Telegram credentials never texts real people from the demo."""
+    return configured.model_copy(
+        update={
+            "demo_mode": True,
+            "api_key": configured.api_key or "demo-api-key",
+            "public_base_url": configured.public_base_url or f"http://{host}:{port}",
+            "twilio_account_sid": None,
+            "twilio_auth_token": None,
+            "telegram_bot_token": None,
+        }
+    )
+
 @main.command(help="Seed the demo clinic into the default SQLite database and serve it.")
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=8000, show_default=True, type=int)
@@ -400,14 +416,7 @@ def demo(host: str, port: int, no_serve: bool) -> None:
     from channels.staff.auth import add_staff
     from status import demo as demo_data
 
-    configured = _settings()
-    settings = configured.model_copy(
-        update={
-            "demo_mode": True,
-            "api_key": configured.api_key or "demo-api-key",
-            "public_base_url": configured.public_base_url or f"http://{host}:{port}",
-        }
-    )
+    settings = demo_settings(_settings(), host, port)
     _logging(settings, "text")
     if not no_serve:
         _port_free(host, port, f"make demo PORT={port + 10} (or patient-status demo --port "
