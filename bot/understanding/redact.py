@@ -6,6 +6,12 @@ like a payment card (2-6: Visa, Mastercard, Amex, Discover, Diners, JCB, UnionPa
 Phone numbers, dates and tracking numbers fail one of those tests and are left alone. When a
 longer run of digits holds a card number followed by more digits ("4111 1111 1111 1111 0427"),
 the card-number groups are removed and the rest is kept.
+
+A card's security code is never kept either (card rules forbid storing it at all): a 3 or 4
+digit code after its label ("cvv 123", "CVC: 1234", "security code is 123", "código de
+seguridad 123") is removed whenever it is written, card number or not; a labelled expiry date
+("exp 12/27", "expires 12/2027", "vence 12/27") is removed when the message also carried a card
+number. Unlabelled short numbers are left alone: they are order numbers, amounts and times.
 """
 
 from __future__ import annotations
@@ -16,12 +22,25 @@ from datetime import date
 from bot.understanding.extract import dob_spans
 
 REDACTED = "[card number removed]"
+CODE_REDACTED = "[security code removed]"
+EXPIRY_REDACTED = "[expiry removed]"
 DOB_REDACTED = "[date of birth]"
 MIN_DIGITS, MAX_DIGITS = 13, 19
 
 # A maximal run of digits with at most one space or dash between two digits.
 _DIGIT_RUN = re.compile(r"(?<![\d])\d(?:[ \-]?\d)*(?![\d])")
 _GROUP = re.compile(r"\d+")
+_SECURITY_CODE = re.compile(
+    r"\b(?P<label>cvv2?|cvc2?|csc|security\s*code|sec\s*code|c[oó]digo\s+de\s+seguridad)"
+    r"(?P<between>\s*(?:number|no\.?|is|es|:|#|=|-)?\s*(?:is|es|:)?\s*)(?P<code>\d{3,4})\b",
+    re.IGNORECASE,
+)
+_EXPIRY = re.compile(
+    r"\b(?P<label>exp(?:iry|iration|ires|\.)?(?:\s+date)?|vence|vencimiento)"
+    r"(?P<between>\s*(?:is|es|on|:|-)?\s*)"
+    r"(?P<date>(?:0?[1-9]|1[0-2])\s*[/\-]\s*(?:20)?\d{2})(?![\d/])",
+    re.IGNORECASE,
+)
 
 
 def luhn_valid(digits: str) -> bool:
@@ -59,8 +78,11 @@ def redact_card_numbers(text: str) -> tuple[str, bool]:
         return run
 
     redacted = _DIGIT_RUN.sub(replace, text)
+    redacted, codes = _SECURITY_CODE.subn(rf"\g<label>\g<between>{CODE_REDACTED}", redacted)
+    if found or REDACTED in text:
+        redacted = _EXPIRY.sub(rf"\g<label>\g<between>{EXPIRY_REDACTED}", redacted)
     # Text redacted earlier (at the webhook) still says a card number was there.
-    return redacted, found or REDACTED in text
+    return redacted, found or codes > 0 or REDACTED in text or CODE_REDACTED in text
 
 
 def _redact_inside(run: str) -> str | None:

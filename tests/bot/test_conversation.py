@@ -214,6 +214,16 @@ def test_card_number_is_redacted_before_it_is_stored(phone, clinic):
     assert not any("4111" in body for body in bodies)
 
 
+def test_a_card_security_code_is_never_stored_and_the_patient_is_told(phone, clinic):
+    reply = phone(AISHA).say("card 4111 1111 1111 1111 exp 04/29 cvv 731, and the cvc is 731")
+    assert "never text card numbers or security codes" in reply
+    alone = phone(AISHA).say("oh and the security code is 8264")
+    assert "never text card numbers or security codes" in alone
+    bodies = " ".join(m.body for m in rows(clinic, Message))
+    assert "731" not in bodies and "8264" not in bodies and "04/29" not in bodies
+    assert "cvv [security code removed]" in bodies
+
+
 def test_unknown_number_gets_contact_details_and_no_facts(phone):
     reply = phone("+15559990000").say("where is my prescription")
     assert "+1 555 010 0200" in reply

@@ -150,7 +150,17 @@ def test_shared_first_name_is_settled_by_the_last_name_or_not_at_all():
     [
         (
             "my card is 4111 1111 1111 1111 exp 04/27",
-            "my card is [card number removed] exp 04/27",
+            "my card is [card number removed] exp [expiry removed]",
+        ),
+        (
+            "my card is 4111 1111 1111 1111 exp 12/27 cvv 123 pls charge it",
+            "my card is [card number removed] exp [expiry removed] cvv [security code removed]"
+            " pls charge it",
+        ),
+        (
+            "vence 03/29 tarjeta 4111-1111-1111-1111 código de seguridad 456",
+            "vence [expiry removed] tarjeta [card number removed] código de seguridad"
+            " [security code removed]",
         ),
         ("4111-1111-1111-1111", "[card number removed]"),
         ("new card 5555555555554444 thanks", "new card [card number removed] thanks"),
@@ -176,6 +186,33 @@ def test_luhn_valid_card_numbers_are_removed(text, expected):
     ],
 )
 def test_other_numbers_are_left_alone(text):
+    assert redact_card_numbers(text) == (text, False)
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("cvv: 1234", "cvv: [security code removed]"),
+        ("CVC is 123", "CVC is [security code removed]"),
+        ("the security code is 321 thanks", "the security code is [security code removed] thanks"),
+        ("cvv2 123", "cvv2 [security code removed]"),
+    ],
+)
+def test_a_security_code_is_never_kept_even_without_the_card_number(text, expected):
+    # Card rules forbid storing a security code at all; the patient is told not to text one.
+    assert redact_card_numbers(text) == (expected, True)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "exp 12/27 is when my appointment is",  # an expiry label, but no card in the message
+        "order 123 cvv",  # no code after the label
+        "my appt is at 12/27 at 3pm",
+        "i paid 123 dollars",
+    ],
+)
+def test_short_numbers_without_a_card_or_a_code_label_are_left_alone(text):
     assert redact_card_numbers(text) == (text, False)
 
 

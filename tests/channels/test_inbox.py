@@ -98,7 +98,7 @@ def test_card_numbers_and_dates_of_birth_are_never_on_disk(app, fake_twilio):
     bodies = [m.body for m in app.rows(Message, Message.direction == "in")]
     assert bodies[1] == "[date of birth]"
     assert "4111" not in bodies[2] and "[card number removed]" in bodies[2]
-    assert "deleted the card number" in fake_twilio.messages[-1].body
+    assert "deleted the card details" in fake_twilio.messages[-1].body
     assert sealed_column(app) == ["", "", ""]
 
 
