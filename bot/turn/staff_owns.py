@@ -1,12 +1,18 @@
 """Step 3: after STOP, and while a person owns the conversation, the bot files what arrives
 for staff. To a patient who has not opted out it says, at most every half hour and never while
-a person is writing, that the message is with the team."""
+a person is writing, that the message is with the team.
+
+After an emergency, until a person at the clinic has answered, every message the patient sends
+is answered with the emergency instructions again (911, and 988 for a crisis), not with a
+business-hours estimate: a patient who writes "what do i do" a minute after "i cant breathe"
+must be pointed back to 911, whatever the message says."""
 
 from __future__ import annotations
 
 from datetime import timedelta
 
 from bot import handoffs, messages
+from bot.handoffs import Reason
 from bot.turn.context import TurnContext
 
 ACK_EVERY = timedelta(minutes=30)
@@ -22,7 +28,12 @@ def opted_out(t: TurnContext) -> bool:
 def staff_own_it(t: TurnContext) -> bool:
     if not _file_into_open_handoff(t):
         return False
-    if not messages.wrote_since(t.session, t.conv.id, t.now - ACK_EVERY):
+    handoff = t.turn.handoff
+    assert handoff is not None  # filed into it just now
+    if Reason.EMERGENCY in handoff.reasons and handoff.first_response_at is None:
+        t.say("emergency_followup")
+        t.reply.urgent = True
+    elif not messages.wrote_since(t.session, t.conv.id, t.now - ACK_EVERY):
         t.say("handoff_ack", eta=t.eta())
     return True
 

@@ -303,6 +303,29 @@ def test_open_handoff_acknowledges_at_most_every_half_hour(phone, clinic):
     assert "911" in maria.say("i cant breathe")  # emergencies still first
 
 
+def test_after_an_emergency_each_message_gets_911_again_until_a_person_answers(phone, clinic):
+    from bot import handoffs
+
+    maria = phone(MARIA)
+    assert "911" in maria.say("cant breathe rn")
+    for follow_up in ("what do i do", "help me", "ok"):
+        reply = maria.say(follow_up)
+        assert "911" in reply and "988" in reply, follow_up  # not "within 2 business hours"
+        assert "business hours" not in reply
+    with clinic.session() as session:
+        handoff = session.scalars(select(Handoff)).one()
+        assert handoff.priority == "urgent"
+        handoffs.staff_reply(session, handoff, staff_id=None, text="Maria, it's Ana, calling you",
+                             now=maria.clock)  # fmt: skip
+    assert maria.say("ok thank you") == ""  # a person is talking now: the bot does not
+
+
+def test_a_spanish_speakers_emergency_follow_up_is_in_spanish(phone):
+    maria = phone(MARIA)
+    assert "911" in maria.say("no puedo respirar")
+    assert "Si es una emergencia, llame al 911" in maria.say("que hago")
+
+
 def test_open_handoff_stays_quiet_while_staff_are_writing(phone, clinic):
     from bot import handoffs
 
