@@ -126,6 +126,15 @@ def test_thanks_then_stop_texting_me_opts_out(phone, clinic):
     assert rows(clinic, Conversation)[0].opted_out
 
 
+@pytest.mark.parametrize(
+    "text", ["ok stop", "Stop, thanks", "I said stop", "u can stop now", "thanks but stop"]
+)
+def test_stop_with_the_words_people_put_around_it_opts_out(phone, clinic, text):
+    # Twilio's own handling answers only the bare keyword; these reach us and are ours to honour.
+    assert "unsubscribed" in phone(MARIA).say(text)
+    assert rows(clinic, Conversation)[0].opted_out
+
+
 def test_a_greeting_clause_before_a_question_gets_the_answer(phone):
     maria = phone(MARIA)
     assert "date of birth" in maria.say("hi, where is my prescription")
