@@ -65,7 +65,10 @@ def _text_field(body: dict, name: str, *, required: bool, limit: int) -> str | N
         return None
     if not isinstance(value, str):
         raise Unprocessable(f'"{name}" must be a string, not {type(value).__name__}')
-    value = limits.scrub(value)  # kept, as a patient's text is, with NULs replaced
+    if limits.unstorable(value):  # what a person writes is sent as written, or refused
+        raise Unprocessable(
+            f'"{name}" holds a NUL or a lone surrogate, which cannot be sent; remove it'
+        )
     if required and not value.strip(BLANK):
         raise Unprocessable(f'"{name}" is empty; write what the patient should receive')
     if len(value) > limit:

@@ -147,6 +147,8 @@ def test_unknown_handoff_is_404_naming_the_id(app):
         (b'{"text": 42}', '"text" must be a string, not int'),
         (b'{"text": "hi", "channel": "sms"}', "unknown field(s) 'channel'"),
         (b'{"text": "' + b"x" * 1601 + b'"}', "1601 characters; the limit is 1600"),
+        (b'{"text": "a\\u0000b"}', '"text" holds a NUL'),
+        (b'{"text": "a\\ud800b"}', '"text" holds a NUL or a lone surrogate'),
     ],
 )
 def test_bad_reply_bodies_are_422_and_nothing_is_sent(app, content, message):
