@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from typing import Annotated, Any, Literal, TypeAlias
 
 from pydantic import (
@@ -20,7 +20,7 @@ from pydantic import (
     field_validator,
 )
 
-from status import limits
+from status import clock, limits
 from status.appointments import AppointmentStatus
 from status.patients import InvalidPhone, normalize_phone
 from status.payments import PaymentStatus
@@ -34,6 +34,9 @@ _DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
 
 
 _YEARS = f"years {limits.MIN_YEAR} to {limits.MAX_YEAR}"
+# How far ahead of our clock an event may say it happened: a source's clock skew and examples
+# dated a few days out pass; a year typed wrong ("2062", "2199") does not.
+FUTURE_SLACK = timedelta(days=30)
 # Error messages name the rule, never the value: it may be a patient's phone or birth date.
 
 
@@ -136,6 +139,14 @@ class PatientData(_Data):
     timezone: TimeZone
     sms_consent: StrictBool
 
+    @field_validator("date_of_birth")
+    @classmethod
+    def _born(cls, value: date) -> date:
+        # a day of slack for the time zones; verification would ask a patient for this date
+        if value > clock.now().date() + timedelta(days=1):
+            raise ValueError("must not be in the future")
+        return value
+
 
 class Pharmacy(_Data):
     name: Annotated[str, _text(limits.PHARMACY_NAME)]
@@ -222,6 +233,18 @@ class _Envelope(BaseModel):
     occurred_at: Timestamp
 
     _storable = field_validator("id", "occurred_at", mode="before")(_refuse_unstorable)
+
+    @field_validator("occurred_at")
+    @classmethod
+    def _not_ahead(cls, value: datetime) -> datetime:
+        # `occurred_at` orders an entity's events: one stamped years ahead (a typo, a broken
+        # clock) would make every real update after it stale.
+        if value > clock.now() + FUTURE_SLACK:
+            raise ValueError(
+                f"is more than {FUTURE_SLACK.days} days ahead of this server's clock; "
+                "send when the change happened"
+            )
+        return value
 
 
 class PatientUpdated(_Envelope):

@@ -7,6 +7,7 @@ import json
 import logging
 import os
 import threading
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from fastapi.testclient import TestClient
@@ -15,7 +16,7 @@ from hypothesis import strategies as st
 from sqlalchemy import func, select
 
 from channels.app import create_app
-from status import limits
+from status import clock, limits
 from status.events.apply import apply_in_transaction
 from status.events.schemas import InvalidEvents, parse_body
 from status.events.store import StoredEvent
@@ -24,6 +25,7 @@ from status.prescriptions import Prescription
 from status.timeline import TimelineEntry
 from tests.builders import (
     appointment_event,
+    at,
     patient_event,
     payment_event,
     prescription_event,
@@ -116,6 +118,34 @@ def test_timestamps_far_outside_the_years_we_store_are_refused(client, stamp):
     assert "1900 to 2200" in refused(response, "occurred_at")
     response = post(client, payment_event(next_retry_at=stamp))
     assert "1900 to 2200" in refused(response, "data.next_retry_at")
+
+
+def test_an_event_stamped_years_ahead_is_refused_so_it_cannot_make_real_updates_stale(
+    client, database
+):
+    # Under a clock of its own, so the suite passes on any date.
+    now = datetime(2026, 11, 20, 14, 0, tzinfo=UTC)
+    with clock.use(lambda: now):
+        ahead = post(client, patient_event(occurred_at="2199-01-01T00:00:00+00:00"))
+        assert "ahead of this server's clock" in refused(ahead, "occurred_at")
+        assert count(database, StoredEvent) == 0
+        # a source's clock skew, or an example dated a few days out, is fine
+        skewed = (now + timedelta(days=3)).isoformat()
+        assert post(client, patient_event(occurred_at=skewed)).status_code == 202
+        a_year_off = (now + timedelta(days=365)).isoformat()  # 2027 typed for 2026
+        assert "30 days ahead" in refused(
+            post(client, patient_event(occurred_at=a_year_off)), "occurred_at"
+        )
+
+
+def test_a_date_of_birth_in_the_future_is_refused_without_echoing_it(client):
+    now = datetime(2026, 11, 20, 14, 0, tzinfo=UTC)
+    with clock.use(lambda: now):
+        response = post(client, patient_event(date_of_birth="2099-02-03", occurred_at=at()))
+        assert "future" in refused(response, "data.date_of_birth")
+        assert "2099" not in response.text
+        born_today = post(client, patient_event(date_of_birth="2026-11-20", occurred_at=at()))
+        assert born_today.status_code == 202  # a newborn's record
 
 
 @on_both_databases
