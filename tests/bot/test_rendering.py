@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from bot.render import environment
 from bot.sms_text import fit_sms, sms_segments
 from tests.harness import Patient
 
@@ -53,3 +54,27 @@ def test_spanish_sms_always_folds_the_letters_gsm7_lacks():
 def test_a_character_with_no_fold_keeps_the_message_as_written():
     body = "Pedí su resurtido 💊"
     assert fit_sms(body) == body
+
+
+@pytest.mark.parametrize(
+    ("reason", "en", "es"),
+    [
+        ("card_declined", "card declined", "tarjeta rechazada"),
+        ("stolen_card", "card declined", "tarjeta rechazada"),  # never "stolen" to the patient
+        ("expired_card", "card expired", "tarjeta vencida"),
+        ("insufficient_funds", "insufficient funds", "fondos insuficientes"),
+        ("some_new_code", "some new code", "some new code"),  # unknown codes: at least words
+        ("card expired", "card expired", "card expired"),  # the clinic's own words, as written
+        ("Your card was declined.", "Your card was declined.", "Your card was declined."),
+    ],
+)
+def test_a_processors_decline_code_reads_as_words_in_the_patients_language(reason, en, es):
+    env = environment()
+    for lang, expected in (("en", en), ("es", es)):
+        text = env.get_template(f"messages/{lang}/notify_payment_failed.j2").render(
+            item={"amount_cents": 19900, "currency": "usd", "failure_reason": reason,
+                  "payment_url": "https://pay.example/u", "next_retry_at": None},
+            payment_url="https://pay.example/u", tz="America/New_York",
+        )  # fmt: skip
+        assert f"({expected})" in text
+        assert "_" not in text.split("(")[1].split(")")[0]
