@@ -9,7 +9,7 @@ from bot.conversations import Awaiting
 from bot.handoffs import Reason
 from bot.turn import verification
 from bot.turn.context import TurnContext
-from bot.understanding.extract import is_no, is_yes
+from bot.understanding.extract import is_no, is_yes, parse_dob
 from status import refills, timeline
 from status.patients import Patient
 
@@ -19,7 +19,19 @@ RESCHEDULE_WORDS = {"r", "reschedule", "cambiar", "reprogramar", "change", "move
 
 def awaited(t: TurnContext, patient: Patient) -> bool:
     handler = HANDLERS.get(t.conv.expected(t.now))
+    if handler is None and _unprompted_date_of_birth(t, patient):
+        handler = verification.answer  # read as the answer we would have asked for
     return handler is not None and handler(t, patient)
+
+
+def _unprompted_date_of_birth(t: TurnContext, patient: Patient) -> bool:
+    """A date of birth sent before we asked for one (a patient who knows the drill, or whose
+    verification ran out), on its own: read it as the answer, wrong tries counted as ever."""
+    return (
+        all(i == "unknown" for i in t.intents)
+        and not verification.is_verified(t, patient)
+        and parse_dob(t.text, today=t.now.date()) is not None
+    )
 
 
 def refill_confirm(t: TurnContext, patient: Patient) -> bool:

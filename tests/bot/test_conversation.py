@@ -135,6 +135,20 @@ def test_stop_with_the_words_people_put_around_it_opts_out(phone, clinic, text):
     assert rows(clinic, Conversation)[0].opted_out
 
 
+def test_a_date_of_birth_sent_before_we_ask_verifies(phone, clinic):
+    maria = phone(MARIA)
+    reply = maria.say("03/14/1985")  # she knows the drill: no "Sorry, I didn't get that"
+    assert reply.startswith("Thanks, you're verified.")
+    assert "UPS" in maria.say("where is my rx")  # no second ask
+    assert all("1985" not in m.body for m in rows(clinic, Message))
+
+
+def test_a_wrong_date_of_birth_sent_before_we_ask_counts_as_a_try(phone, clinic):
+    reply = phone(MARIA).say("01/01/1990")
+    assert "2" in reply and "verified" not in reply
+    assert rows(clinic, Conversation)[0].failed_verifications == 1
+
+
 def test_a_greeting_clause_before_a_question_gets_the_answer(phone):
     maria = phone(MARIA)
     assert "date of birth" in maria.say("hi, where is my prescription")
