@@ -39,7 +39,7 @@ class TrackedItem:
             # the scheduler's check for stuck items (`stuck`), every tick: a clinic's items in a
             # status since before a time, not every item the clinic ever had
             Index(
-                f"ix_{cls.__tablename__}_clinic_id_status_status_since",
+                f"ix_{cls.__dict__['__tablename__']}_clinic_id_status_status_since",
                 "clinic_id",
                 "status",
                 "status_since",
