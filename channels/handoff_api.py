@@ -128,9 +128,11 @@ def get_handoff(
 
 def _body_schema(name: str, limit: int, *, required: bool) -> dict:
     """The documented JSON body: one string field (nothing else; required or optional)."""
-    field = {"type": "string", "minLength": 1, "maxLength": limit}
+    # No NUL anywhere (it cannot be sent) and, when required, not only BLANK (spelled out: the
+    # same in every regex engine).
+    field = {"type": "string", "minLength": 1, "maxLength": limit, "pattern": r"^[^\x00]*$"}
     if required:
-        field["pattern"] = r"[^ \t\n\r\f\v]"  # not only BLANK (spelled out: same in every engine)
+        field["pattern"] = r"^[^\x00]*[^ \t\n\r\f\v\x00][^\x00]*$"
     else:
         field = {"anyOf": [field, {"type": "null"}]}
     schema = {"type": "object", "properties": {name: field}, "additionalProperties": False}
