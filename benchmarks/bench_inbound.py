@@ -41,7 +41,7 @@ import tempfile
 import time
 import uuid
 from collections import Counter, defaultdict
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
@@ -482,6 +482,7 @@ def phase_latency(url: str, load: Load, workdir: Path, args: argparse.Namespace)
 
 
 def run_backend(backend: str, args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
+    from status.db import utcnow
     from status.migrate import upgrade
 
     with database(backend) as url:
@@ -492,7 +493,7 @@ def run_backend(backend: str, args: argparse.Namespace, workdir: Path) -> dict[s
             log(f"{backend}: {args.history} days of history (messages, inbox rows, links)")
             write_history(url, PATIENTS, args.history)
         global RUN_START
-        RUN_START = datetime.now(UTC) - timedelta(minutes=1)  # the history ended a day ago
+        RUN_START = utcnow() - timedelta(minutes=1)  # the history ended a day ago
         load = Load(workdir, args.threads, args.connections)
         result: dict[str, Any] = {"backend": backend, "load_avg_start": load_avg()}
         log(f"{backend}: webhook throughput")

@@ -90,27 +90,26 @@ def money(cents: int | None, currency: str = "USD", lang: str = "en") -> str:
 
 # A processor's decline code, as a patient reads it (Stripe's codes). A card reported lost or
 # stolen, or a suspected fraud, reads as a plain decline, as processors advise.
-_DECLINED = ("card declined", "tarjeta rechazada")
-_DECLINES: dict[str, tuple[str, str]] = {
-    **dict.fromkeys(
-        ("card_declined", "generic_decline", "do_not_honor", "lost_card", "stolen_card",
-         "fraudulent", "pickup_card", "restricted_card", "security_violation",
-         "transaction_not_allowed", "not_permitted", "merchant_blacklist"),
-        _DECLINED,
-    ),
-    "expired_card": ("card expired", "tarjeta vencida"),
-    "insufficient_funds": ("insufficient funds", "fondos insuficientes"),
-    "incorrect_cvc": ("security code didn't match", "el código de seguridad no coincide"),
-    "invalid_cvc": ("security code didn't match", "el código de seguridad no coincide"),
-    "incorrect_number": ("card number not valid", "número de tarjeta no válido"),
-    "invalid_number": ("card number not valid", "número de tarjeta no válido"),
-    "invalid_expiry_month": ("expiry date not valid", "fecha de vencimiento no válida"),
-    "invalid_expiry_year": ("expiry date not valid", "fecha de vencimiento no válida"),
-    "processing_error": ("a processing error", "un error de procesamiento"),
-    "authentication_required": ("your bank asks you to approve it", "su banco pide que lo apruebe"),
-    "card_velocity_exceeded": ("card limit reached", "límite de la tarjeta alcanzado"),
-    "withdrawal_count_limit_exceeded": ("card limit reached", "límite de la tarjeta alcanzado"),
-}  # fmt: skip
+_DECLINE_GROUPS: list[tuple[tuple[str, ...], tuple[str, str]]] = [
+    (("card_declined", "generic_decline", "do_not_honor", "lost_card", "stolen_card",
+      "fraudulent", "pickup_card", "restricted_card", "security_violation",
+      "transaction_not_allowed", "not_permitted", "merchant_blacklist"),
+     ("card declined", "tarjeta rechazada")),
+    (("expired_card",), ("card expired", "tarjeta vencida")),
+    (("insufficient_funds",), ("insufficient funds", "fondos insuficientes")),
+    (("incorrect_cvc", "invalid_cvc"),
+     ("security code didn't match", "el código de seguridad no coincide")),
+    (("incorrect_number", "invalid_number"),
+     ("card number not valid", "número de tarjeta no válido")),
+    (("invalid_expiry_month", "invalid_expiry_year"),
+     ("expiry date not valid", "fecha de vencimiento no válida")),
+    (("processing_error",), ("a processing error", "un error de procesamiento")),
+    (("authentication_required",),
+     ("your bank asks you to approve it", "su banco pide que lo apruebe")),
+    (("card_velocity_exceeded", "withdrawal_count_limit_exceeded"),
+     ("card limit reached", "límite de la tarjeta alcanzado")),
+]  # fmt: skip
+_DECLINES = {code: words for codes, words in _DECLINE_GROUPS for code in codes}
 _CODE = re.compile(r"[a-z0-9]+(?:_[a-z0-9]+)+")
 
 
@@ -119,11 +118,12 @@ def failure(reason: str | None, lang: str = "en") -> str:
     reads it; a reason the clinic wrote in words ("card expired") as written."""
     if not reason:
         return ""
-    words = _DECLINES.get(reason.strip().lower())
+    code = reason.strip()
+    words = _DECLINES.get(code.lower())
     if words is not None:
         return words[1] if lang == "es" else words[0]
-    if _CODE.fullmatch(reason.strip()):
-        return reason.strip().replace("_", " ")  # a code we do not know: at least words
+    if _CODE.fullmatch(code):
+        return code.replace("_", " ")  # a code we do not know: at least words
     return reason
 
 
@@ -224,7 +224,11 @@ def _environment() -> jinja2.Environment:
         undefined=jinja2.StrictUndefined,
     )
     env.filters.update(
-        short_date=short_date, day_date=day_date, day_time=day_time, clock=clock, money=money,
+        short_date=short_date,
+        day_date=day_date,
+        day_time=day_time,
+        clock=clock,
+        money=money,
         failure=failure,
     )
     return env

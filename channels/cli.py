@@ -392,7 +392,6 @@ def worker() -> None:
     asyncio.run(run())
 
 
-
 def demo_settings(configured: Settings, host: str, port: int) -> Settings:
     """The demo's settings: demo mode, a key and a base URL if none is set, and outbound in
     log mode whatever the environment holds, so a `.env` with a clinic's real Twilio or
@@ -407,6 +406,7 @@ def demo_settings(configured: Settings, host: str, port: int) -> Settings:
             "telegram_bot_token": None,
         }
     )
+
 
 @main.command(help="Seed the demo clinic into the default SQLite database and serve it.")
 @click.option("--host", default="127.0.0.1", show_default=True)

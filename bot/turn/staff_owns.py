@@ -12,7 +12,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 from bot import handoffs, messages
-from bot.handoffs import Reason
+from bot.handoffs import Handoff, Reason
 from bot.turn.context import TurnContext
 
 ACK_EVERY = timedelta(minutes=30)
@@ -26,10 +26,9 @@ def opted_out(t: TurnContext) -> bool:
 
 
 def staff_own_it(t: TurnContext) -> bool:
-    if not _file_into_open_handoff(t):
+    handoff = _file_into_open_handoff(t)
+    if handoff is None:
         return False
-    handoff = t.turn.handoff
-    assert handoff is not None  # filed into it just now
     if Reason.EMERGENCY in handoff.reasons and handoff.first_response_at is None:
         t.say("emergency_followup")
         t.reply.urgent = True
@@ -38,13 +37,14 @@ def staff_own_it(t: TurnContext) -> bool:
     return True
 
 
-def _file_into_open_handoff(t: TurnContext) -> bool:
+def _file_into_open_handoff(t: TurnContext) -> Handoff | None:
+    """The open hand-off that owns the conversation, with the message filed into it."""
     handoff = t.open_handoff()
     if handoff is None or not handoff.owns_conversation:
-        return False
+        return None
     t.msg.handoff_id = handoff.id
     handoff.last_patient_message_at = t.now
     handoffs.add_entry(t.session, handoff, "message", message_id=t.message_id(), now=t.now)
     t.note_writer(handoff)
     t.turn.handoff = handoff
-    return True
+    return handoff

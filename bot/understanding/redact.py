@@ -78,11 +78,12 @@ def redact_card_numbers(text: str) -> tuple[str, bool]:
         return run
 
     redacted = _DIGIT_RUN.sub(replace, text)
+    # Text redacted earlier (at the webhook) still says a card number or code was there.
+    card = found or REDACTED in text
     redacted, codes = _SECURITY_CODE.subn(rf"\g<label>\g<between>{CODE_REDACTED}", redacted)
-    if found or REDACTED in text:
+    if card:
         redacted = _EXPIRY.sub(rf"\g<label>\g<between>{EXPIRY_REDACTED}", redacted)
-    # Text redacted earlier (at the webhook) still says a card number was there.
-    return redacted, found or codes > 0 or REDACTED in text or CODE_REDACTED in text
+    return redacted, card or codes > 0 or CODE_REDACTED in text
 
 
 def _redact_inside(run: str) -> str | None:
