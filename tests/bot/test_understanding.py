@@ -711,6 +711,30 @@ def test_wordings_the_first_catalogue_missed(text, intent):
         assert "opt_out" not in result.intents
 
 
+@pytest.mark.parametrize(
+    "text, intent",
+    [
+        # asking for help and nothing else: what the service can do is the answer (the rules
+        # used to read "thanks for the help" in it)
+        ("can you help me", "help"),
+        ("Can u help me please?", "help"),
+        ("i need assistance", "help"),
+        ("how can you help me", "help"),
+        ("me puedes ayudar?", "help"),
+        ("alguien me puede ayudar", "help"),
+        # help *with* something is that something, never the HELP keyword's reply
+        ("i need help with my order", "prescription_status"),
+        ("can you help me with my bill", "billing"),
+        ("can you help me find my package", "shipment_tracking"),
+        ("necesito ayuda con mi receta", "prescription_status"),
+    ],
+)
+def test_asking_for_help_and_asking_for_help_with_something(text, intent):
+    result = classify(text)
+    assert result.intent == intent
+    assert "opt_out" not in result.intents
+
+
 def test_greetings_alone_are_kept_in_order():
     assert classify("hi, thanks").intents == ["greeting", "thanks"]
 
