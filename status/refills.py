@@ -112,8 +112,13 @@ def request_by_patient(
     return refill
 
 
-def for_prescription(session: Session, clinic_id: int, prescription_source_id: str) -> list[Refill]:
+def for_prescription(
+    session: Session, clinic_id: int, patient_id: int, prescription_source_id: str
+) -> list[Refill]:
+    """The patient's refills of this prescription (only theirs: see `latest_for_prescription`)."""
     query = select(Refill).where(
-        Refill.clinic_id == clinic_id, Refill.prescription_source_id == prescription_source_id
+        Refill.clinic_id == clinic_id,
+        Refill.patient_id == patient_id,
+        Refill.prescription_source_id == prescription_source_id,
     )
     return list(session.scalars(query))

@@ -69,13 +69,15 @@ def for_patient(session: Session, patient_id: int) -> list[Shipment]:
 
 
 def latest_for_prescription(
-    session: Session, clinic_id: int, prescription_source_id: str
+    session: Session, clinic_id: int, patient_id: int, prescription_source_id: str
 ) -> Shipment | None:
-    """The shipment of this prescription that changed status last."""
+    """The patient's shipment of this prescription that changed status last (another patient's
+    shipment naming the same prescription id, a source system's mistake, is never theirs)."""
     query = (
         select(Shipment)
         .where(
             Shipment.clinic_id == clinic_id,
+            Shipment.patient_id == patient_id,
             Shipment.prescription_source_id == prescription_source_id,
         )
         .order_by(Shipment.status_since.desc())

@@ -187,7 +187,9 @@ class Policy:
         ship = item if entity == "shipment" else None
         task = item if entity == "task" else None
         if entity == "prescription" and item is not None:
-            ship = shipments.latest_for_prescription(session, patient.clinic_id, item.source_id)
+            ship = shipments.latest_for_prescription(
+                session, patient.clinic_id, patient.id, item.source_id
+            )
             if item.status == PrescriptionStatus.BLOCKED:
                 task = blocking_task(item, tasks.open_for(session, patient.id))
         return {

@@ -146,7 +146,7 @@ class Scheduler:
         days = (rx.next_refill_date - today).days
         if not 0 <= days <= self.settings.refill_reminder_days or rx.refills_remaining == 0:
             return False
-        in_progress = refills.for_prescription(session, rx.clinic_id, rx.source_id)
+        in_progress = refills.for_prescription(session, rx.clinic_id, rx.patient_id, rx.source_id)
         if any(REFILL_CLASSES[r.status] != StatusClass.TERMINAL for r in in_progress):
             return False
         key = f"refill_due:{rx.source_id}:{rx.next_refill_date}"

@@ -16,7 +16,13 @@ from status import patients
 from status.clinics import DEFAULT_ID
 from status.refills import Refill
 from status.timeline import TimelineEntry
-from tests.builders import patient_event, payment_event, prescription_event, shipment_event
+from tests.builders import (
+    event,
+    patient_event,
+    payment_event,
+    prescription_event,
+    shipment_event,
+)
 from tests.conftest import on_both_databases
 from tests.harness import CLINIC_ZONE, App, Clock, channel_overrides, frozen
 
@@ -200,6 +206,33 @@ def test_refill_reminder_then_yes_records_a_request(app, clock, fake_twilio):
     assert "asked for your refill" in texts(fake_twilio)[-1]
     [refill] = app.rows(Refill)
     assert (refill.status, refill.origin) == ("requested", "patient")
+
+
+@on_both_databases
+def test_another_patients_shipment_or_refill_naming_the_same_prescription_is_never_theirs(
+    app, clock, fake_twilio
+):
+    """A source system's mistake (Bob's shipment and refill naming Maria's prescription id)
+    must not put Bob's tracking in Maria's texts, nor hold back her refill reminder."""
+    app.events(patient_event("p-2", first_name="Bob", phone="+1 555 010 0002",
+                             occurred_at=at(clock, -600)))  # fmt: skip
+    bobs = shipment_event("in_transit", shipment_id="ship-bob", patient_id="p-2",
+                          tracking_number="1ZBOBSONLY0000001",
+                          tracking_url="https://www.ups.com/track?tracknum=1ZBOBSONLY0000001",
+                          occurred_at=at(clock, -500))  # fmt: skip
+    app.events(bobs)
+    due = (clock.now + timedelta(days=5)).date().isoformat()
+    app.events(event("refill.updated", occurred_at=at(clock, -400), refill_id="rf-bob",
+                     patient_id="p-2", prescription_id="rx-1", status="requested"))  # fmt: skip
+    clock.advance(seconds=61)
+    app.drain()
+    before = len(fake_twilio.messages)
+    app.events(prescription_event("shipped", next_refill_date=due, occurred_at=at(clock)))
+    clock.advance(seconds=61)
+    app.drain()
+    marias = [m.body for m in fake_twilio.messages[before:] if m.to == MARIA]
+    assert marias and all("1ZBOBSONLY" not in body for body in marias), marias
+    assert app.runtime.scheduler.run_once() == {"refill_due": 1}
 
 
 def test_renewal_reminder_three_days_before(app, clock, fake_twilio):
