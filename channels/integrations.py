@@ -150,8 +150,8 @@ def _json(raw: bytes) -> Any:
 
 def verify_stripe(config: IntegrationSettings, raw: bytes, header: str) -> dict[str, Any]:
     """The event, once `stripe.Webhook.construct_event` accepts its signature and its timestamp
-    is within five minutes of the product's clock (`status.clock`, so a test's frozen clock is
-    the one that counts; the library's own check reads the system clock)."""
+    is within five minutes of the product's clock, either way (`status.clock`, so a test's
+    frozen clock is the one that counts; the library's own check reads the system clock)."""
     if not config.stripe_webhook_secret:
         raise _unauthorized(
             _not_configured(config, "STRIPE_WEBHOOK_SECRET", "--stripe-webhook-secret", "stripe")
@@ -165,9 +165,12 @@ def verify_stripe(config: IntegrationSettings, raw: bytes, header: str) -> dict[
     except (UnicodeDecodeError, ValueError, AttributeError, TypeError) as exc:
         # signed, but not an event object (the library reads it as one once the signature holds)
         raise HTTPException(400, "the body is not a JSON Stripe event object") from exc
-    signed_at = _stripe_timestamp(header)
-    if signed_at < clock.now().timestamp() - STRIPE_TOLERANCE.total_seconds():
+    skew = _stripe_timestamp(header) - clock.now().timestamp()
+    if skew < -STRIPE_TOLERANCE.total_seconds():
         raise _unauthorized("Stripe-Signature timestamp is more than 5 minutes old (a replay?)")
+    if skew > STRIPE_TOLERANCE.total_seconds():
+        # the library checks only the past: a signature dated ahead would be replayable until then
+        raise _unauthorized("Stripe-Signature timestamp is more than 5 minutes ahead of our clock")
     return _json(raw)
 
 

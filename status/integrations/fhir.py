@@ -11,7 +11,7 @@ and shown to staff). Each resource version maps to events whose ids come from
 from __future__ import annotations
 
 import re
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime, time
 from typing import Any
 
 from fhir.resources.R4B import get_fhir_model_class
@@ -289,6 +289,11 @@ class FhirMapper:
             return "Patient has no name with a given and a family part"
         if patient.birthDate is None:
             return "Patient has no birthDate (we verify patients by it)"
+        if not isinstance(patient.birthDate, date):  # FHIR allows "1980" and "1980-05"
+            return (
+                f"Patient's birthDate {str(patient.birthDate)[:10]!r} is not a whole date "
+                "(we verify patients by it)"
+            )
         telecom = [t for t in patient.telecom or [] if not (t.period and t.period.end)]
         phones = sorted(
             (t for t in telecom if t.system in ("phone", "sms") and t.value),
@@ -637,7 +642,11 @@ def _as_datetime(value: Any) -> datetime:
     """A FHIR date or dateTime as an aware datetime (a bare date: its start, UTC)."""
     if isinstance(value, datetime):
         return value if value.tzinfo else value.replace(tzinfo=UTC)
-    return datetime.fromisoformat(f"{value.isoformat()}T00:00:00+00:00")
+    if isinstance(value, date):
+        return datetime.combine(value, time(0), tzinfo=UTC)
+    # a partial date ("2026", "2026-05", which FHIR allows): its first day
+    year, _, month = str(value).partition("-")
+    return datetime(int(year), int(month or 1), 1, tzinfo=UTC)
 
 
 def _join_url(appt: Any) -> str | None:

@@ -49,12 +49,32 @@ class MalformedStripeEvent(ValueError):
 def _at(epoch: Any) -> str | None:
     if not isinstance(epoch, int) or isinstance(epoch, bool):
         return None
-    return datetime.fromtimestamp(epoch, UTC).isoformat()
+    try:
+        return datetime.fromtimestamp(epoch, UTC).isoformat()
+    except (ValueError, OverflowError, OSError):  # beyond the years a datetime holds
+        return None
+
+
+def _obj(parent: dict[str, Any], key: str) -> dict[str, Any]:
+    """`parent[key]` when it is an object, else {} (absent, null, or not the shape Stripe
+    documents: read as absent, never a 500)."""
+    value = parent.get(key)
+    return value if isinstance(value, dict) else {}
+
+
+def _first(items: Any) -> dict[str, Any]:
+    """The first object of a list object's `data` (`lines`, `items`), else {}."""
+    data = items.get("data") if isinstance(items, dict) else None
+    first = data[0] if isinstance(data, list) and data else None
+    return first if isinstance(first, dict) else {}
 
 
 def _first_line(invoice: dict[str, Any]) -> dict[str, Any]:
-    lines = (invoice.get("lines") or {}).get("data") or []
-    return lines[0] if lines else {}
+    return _first(invoice.get("lines"))
+
+
+def _text(value: Any) -> str | None:
+    return value if isinstance(value, str) and value else None
 
 
 class StripeMapper:
@@ -79,7 +99,15 @@ class StripeMapper:
                     "endpoint (we use " + ", ".join(EVENT_TYPES) + ")"
                 )
                 continue
-            reason = handler(event["data"]["object"], n)
+            try:
+                reason = handler(event["data"]["object"], n)
+            except (AttributeError, KeyError, TypeError, ValueError) as exc:
+                # a field in a shape Stripe does not send (a list for an object, text for a
+                # number): refused whole, before anything is applied, naming the event
+                raise MalformedStripeEvent(
+                    f"data.object of {event['type']} {event['id']}: a field is not of the type "
+                    f"Stripe documents ({type(exc).__name__}: {str(exc)[:80]})"
+                ) from exc
             if reason:
                 n.refuse(reason)
             for mapped in n.events:
@@ -120,15 +148,15 @@ class StripeMapper:
         customer_id = obj.get("customer") if isinstance(obj.get("customer"), str) else None
         if isinstance(obj.get("customer"), dict):  # expanded
             customer_id = obj["customer"].get("id")
-        billing = obj.get("billing_details") or {}
+        billing = _obj(obj, "billing_details")
         for match in self.config.stripe_patient_match:
             found: list[str] = []
             if match == "metadata":
-                named = (obj.get("metadata") or {}).get("patient_id")
+                named = _text(_obj(obj, "metadata").get("patient_id"))
                 if not named and customer_id:
                     named = self.lookup.link(customer_id)
                 if not named:
-                    named = (self._customer(customer_id).get("metadata") or {}).get("patient_id")
+                    named = _text(_obj(self._customer(customer_id), "metadata").get("patient_id"))
                 found = [named] if named else []
             elif match == "email":
                 email = (
@@ -167,7 +195,7 @@ class StripeMapper:
         patient_id = self._patient(invoice, n)
         if patient_id is None:
             return self._no_patient(n)
-        if not invoice.get("id"):
+        if not _text(invoice.get("id")):
             return "the invoice has no id"
         paid = status == "succeeded"
         amount = invoice.get("amount_paid") if paid else invoice.get("amount_remaining")
@@ -179,6 +207,10 @@ class StripeMapper:
             or (f"Invoice {invoice['number']}" if invoice.get("number") else "Invoice")
         )
         failed = status == "failed"
+        # Stripe sends a failed invoice's payment intent too (payment_intent.payment_failed),
+        # in either order: each keeps what the other told of the same failure (the intent
+        # has the card's reason, the invoice the retry date and the link)
+        before = self._failure_so_far(invoice["id"]) if failed else {}
         n.add(
             "payment",
             {
@@ -188,7 +220,9 @@ class StripeMapper:
                 "currency": invoice.get("currency") or "usd",
                 "status": status,
                 "description": description[:300],
-                "failure_reason": _invoice_failure(invoice) if failed else None,
+                "failure_reason": (_invoice_failure(invoice) or before.get("failure_reason"))
+                if failed
+                else None,
                 "next_retry_at": _at(invoice.get("next_payment_attempt")) if failed else None,
                 "payment_url": invoice.get("hosted_invoice_url") if failed else None,
             },
@@ -231,14 +265,19 @@ class StripeMapper:
         patient_id = self._patient(intent, n)
         if patient_id is None:
             return self._no_patient(n)
-        error = intent.get("last_payment_error") or {}
-        payment_id = intent.get("invoice") if isinstance(intent.get("invoice"), str) else None
+        error = _obj(intent, "last_payment_error")
+        payment_id = _text(intent.get("invoice"))
         current = self.lookup.item("payment", payment_id) if payment_id else None
+        own_id = payment_id or _text(intent.get("id"))
+        if own_id is None:
+            return "the payment intent has no id"
+        failed = status == "failed"
+        before = self._failure_so_far(payment_id) if failed and payment_id else {}
         n.add(
             "payment",
             {
                 **(current or {}),
-                "payment_id": payment_id or intent["id"],
+                "payment_id": own_id,
                 "patient_id": patient_id,
                 "amount_cents": intent.get("amount") or 0,
                 "currency": intent.get("currency") or "usd",
@@ -247,12 +286,19 @@ class StripeMapper:
                     (current or {}).get("description") or intent.get("description") or "Payment"
                 )[:300],
                 "failure_reason": (error.get("message") or error.get("decline_code"))
-                if status == "failed"
+                if failed
                 else None,
-                "next_retry_at": None,
+                "next_retry_at": before.get("next_retry_at"),
+                "payment_url": before.get("payment_url"),
             },
         )
         return None
+
+    def _failure_so_far(self, payment_id: str) -> dict[str, Any]:
+        """The payment as last known when it stands failed (what the other of the two failure
+        events told), else {}."""
+        current = self.lookup.item("payment", payment_id) or {}
+        return current if current.get("status") == "failed" else {}
 
     def _payment_intent_succeeded(self, intent: dict[str, Any], n: Notification) -> str | None:
         return self._payment_intent(intent, n, "succeeded")
@@ -267,10 +313,13 @@ class StripeMapper:
         payment_id = next(
             (
                 value
-                for value in (charge.get("invoice"), charge.get("payment_intent"), charge["id"])
+                for value in (charge.get("invoice"), charge.get("payment_intent"), charge.get("id"))
                 if isinstance(value, str) and value
             ),
+            None,
         )
+        if payment_id is None:
+            return "the charge has no id, invoice or payment_intent"
         current = self.lookup.item("payment", payment_id) or {}
         n.add(
             "payment",
@@ -301,7 +350,9 @@ class StripeMapper:
         status = "cancelled" if deleted else _SUBSCRIPTION.get(sub.get("status", ""))
         if status is None:
             return f"subscription status {sub.get('status')!r} is not one we map"
-        items = (sub.get("items") or {}).get("data") or []
+        if not _text(sub.get("id")):
+            return "the subscription has no id"
+        items = _obj(sub, "items").get("data") or []
         first = items[0] if items else {}
         price = first.get("price") or first.get("plan") or {}
         current = self.lookup.item("subscription", sub["id"]) or {}
@@ -345,8 +396,8 @@ class StripeMapper:
     # --- customers: only who they are --------------------------------------------------------
 
     def _customer_named(self, customer: dict[str, Any], n: Notification) -> str | None:
-        patient_id = (customer.get("metadata") or {}).get("patient_id")
-        if not patient_id:
+        patient_id = _text(_obj(customer, "metadata").get("patient_id"))
+        if not patient_id or not _text(customer.get("id")):
             return "the customer has no metadata.patient_id: later events match by email/phone"
         n.links[customer["id"]] = patient_id
         return None
@@ -359,13 +410,12 @@ def _subscription_id(invoice: dict[str, Any]) -> str | None:
     value = invoice.get("subscription")
     if isinstance(value, str):
         return value
-    details = (invoice.get("parent") or {}).get("subscription_details") or {}
+    details = _obj(_obj(invoice, "parent"), "subscription_details")
     return details.get("subscription") if isinstance(details.get("subscription"), str) else None
 
 
 def _invoice_failure(invoice: dict[str, Any]) -> str | None:
-    error = invoice.get("last_finalization_error") or {}
-    return error.get("message")
+    return _text(_obj(invoice, "last_finalization_error").get("message"))
 
 
 def map_events(

@@ -315,6 +315,28 @@ def test_malformed_fhir_is_400_naming_the_problem(app, body, problem):
     assert app.count(IntegrationReceipt) == 0
 
 
+@pytest.mark.parametrize("birth_date", ["1980", "1980-05"])
+def test_a_patient_with_a_partial_birth_date_is_kept_unmapped_never_5xx(app, clock, birth_date):
+    """FHIR allows a year, or a year and month, for birthDate; we verify patients by the whole
+    date, so such a Patient is kept and named to staff, and a Bundle around it is not refused."""
+    patient = fhir("patient", clock.now, birthDate=birth_date)
+    response = post_fhir(app, patient)
+    assert response.status_code == 200, response.text
+    [unmapped] = response.json()["unmapped"]
+    assert f"birthDate {birth_date!r} is not a whole date" in unmapped["reason"]
+    assert app.count(Patient) == 0
+    request = fhir("medication_request", clock.now)
+    next_year = str((clock.now + timedelta(days=400)).year)  # a partial dateTime: a year
+    request["dispenseRequest"]["validityPeriod"]["end"] = next_year
+    bundle = {
+        "resourceType": "Bundle", "type": "transaction",
+        "entry": [{"resource": fhir("patient", clock.now, id="other", birthDate=birth_date)},
+                  {"resource": request}],
+    }  # fmt: skip
+    response = post_fhir(app, bundle)
+    assert response.status_code == 200, response.text
+
+
 def test_unmappable_resource_is_kept_answered_200_and_shown_to_staff(app, clock, database):
     response = post_fhir(app, fhir("observation", clock.now))
     assert response.status_code == 200
@@ -428,6 +450,31 @@ def test_stripe_redelivery_and_reordering_change_nothing(app, clock, fake_twilio
     assert not any("didn't go through" in text for text in texts(fake_twilio))
 
 
+@pytest.mark.parametrize("intent_first", [False, True])
+def test_the_two_failure_events_of_one_invoice_keep_each_others_facts(app, clock, intent_first):
+    """Stripe sends invoice.payment_failed and payment_intent.payment_failed for one failed
+    invoice, in either order: the card's reason (the intent's) and the retry date and link
+    (the invoice's) are both kept."""
+    maria_by_events(app, clock)
+    retry = clock.now + timedelta(days=4)
+    invoice = stripe_event("invoice_payment_failed", clock.now, event_id="evt_inv_failed",
+                           next_payment_attempt=int(retry.timestamp()))  # fmt: skip
+    intent = stripe_event("payment_intent_failed", clock.now, event_id="evt_pi_failed",
+                          invoice=invoice["data"]["object"]["id"],
+                          receipt_email="maria@example.com")  # fmt: skip
+    first, second = (intent, invoice) if intent_first else (invoice, intent)
+    second["created"] += 1
+    for event in (first, second):
+        response = post_stripe(app, event)
+        assert response.status_code == 200 and response.json()["applied"] == 1, response.text
+    [payment] = app.rows(Payment)
+    assert (payment.source_id, payment.status) == ("in_1QfailInvoice0001", "failed")
+    assert payment.failure_reason == "Your card has expired."
+    assert payment.next_retry_at is not None
+    assert abs((payment.next_retry_at - retry).total_seconds()) < 1
+    assert payment.payment_url.startswith("https://invoice.stripe.com/")
+
+
 def test_subscription_and_customer_metadata_name_the_patient(app, clock):
     maria_by_events(app, clock)
     post_stripe(app, stripe_event("customer_created", clock.now - timedelta(minutes=5)))
@@ -491,6 +538,10 @@ def test_forged_or_replayed_stripe_events_are_refused_and_nothing_stored(app, cl
         assert response.status_code == 401, response.text
     assert "5 minutes" in replayed.json()["detail"]
     assert app.count(Payment) == 0 and app.count(IntegrationReceipt) == 0
+    # a signature dated ahead of our clock would be replayable until then
+    ahead = post_stripe(app, event, signed_at=clock.now + timedelta(minutes=6))
+    assert ahead.status_code == 401 and "ahead" in ahead.json()["detail"]
+    assert app.count(Payment) == 0 and app.count(IntegrationReceipt) == 0
     # signed four minutes ago (by the product's clock, frozen here): still accepted
     assert post_stripe(app, event, signed_at=clock.now - timedelta(minutes=4)).status_code == 200
 
@@ -543,11 +594,28 @@ HOSTILE_STRIPE = [
     {"id": "evt_4", "type": "customer.subscription.updated", "created": 1795618800,
      "data": {"object": {"id": "sub_1", "metadata": {"patient_id": "p" * 500}, "items": 3}}},
     [],
+    # numbers beyond the years a date holds, and objects where Stripe sends other shapes
+    {"id": "evt_5", "type": "invoice.paid", "created": 10**15, "data": {"object": {}}},
+    {"id": "evt_6", "type": "invoice.paid", "created": -(10**12), "data": {"object": {}}},
+    {"id": "evt_7", "type": "invoice.payment_failed", "created": 1795618800,
+     "data": {"object": {"id": "in_7", "metadata": {"patient_id": "p1"},
+                         "next_payment_attempt": 10**14, "amount_remaining": 100}}},
+    {"id": "evt_8", "type": "invoice.paid", "created": 1795618800,
+     "data": {"object": {"id": "in_8", "metadata": ["p1"]}}},
+    {"id": "evt_9", "type": "invoice.paid", "created": 1795618800,
+     "data": {"object": {"id": "in_9", "metadata": {"patient_id": "p1"}, "lines": {"data": "x"}}}},
+    {"id": "evt_10", "type": "charge.refunded", "created": 1795618800,
+     "data": {"object": {"metadata": {"patient_id": "p1"}, "amount_refunded": 100}}},
+    {"id": "evt_11", "type": "payment_intent.payment_failed", "created": 1795618800,
+     "data": {"object": {"metadata": {"patient_id": "p1"}, "last_payment_error": "declined"}}},
+    {"id": "evt_12", "type": "invoice.paid", "created": 1795618800,
+     "data": {"object": {"id": "in_12", "metadata": {"patient_id": "p1"}, "description": 7}}},
 ]  # fmt: skip
 
 
 @pytest.mark.parametrize("event", HOSTILE_STRIPE)
 def test_hostile_stripe_events_are_4xx_or_kept_never_5xx(app, clock, event):
+    maria_by_events(app, clock)  # p1: the patient the events name, so their objects are read
     response = post_stripe(app, event)
     assert response.status_code in (200, 400), response.text
     assert app.count(Payment) == 0 and app.count(Subscription) == 0
