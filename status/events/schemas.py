@@ -101,6 +101,12 @@ def _text(limit: int) -> Any:
     return Field(min_length=1, max_length=limit)
 
 
+def _not_blank(value: str) -> str:
+    if not value.strip():
+        raise ValueError("must not be blank (only spaces)")
+    return value
+
+
 def _optional(limit: int) -> Any:
     return Field(max_length=limit)
 
@@ -108,6 +114,18 @@ def _optional(limit: int) -> Any:
 IsoDate = Annotated[date, BeforeValidator(_iso_date)]
 Timestamp = Annotated[AwareDatetime, BeforeValidator(_rfc3339)]
 SourceId = Annotated[str, _text(limits.SOURCE_ID)]
+
+
+def _addressable(value: str) -> str:
+    if "/" in value:
+        raise ValueError(
+            "must not contain '/': a patient id is a segment of the API's paths "
+            "(/api/patients/{patient_id}/status)"
+        )
+    return value
+
+
+PatientId = Annotated[str, _text(limits.SOURCE_ID), AfterValidator(_addressable)]
 Url = Annotated[str, Field(pattern=r"^https?://\S+$", max_length=limits.URL)]
 Cents = Annotated[StrictInt, Field(ge=0, le=limits.MAX_CENTS)]
 Currency = Annotated[str, AfterValidator(_currency)]
@@ -129,7 +147,7 @@ class _Data(BaseModel):
 
 
 class PatientData(_Data):
-    patient_id: SourceId
+    patient_id: PatientId
     first_name: Annotated[str, _text(limits.NAME)]
     last_name: Annotated[str, _text(limits.NAME)]
     date_of_birth: IsoDate
@@ -155,7 +173,7 @@ class Pharmacy(_Data):
 
 class PrescriptionData(_Data):
     prescription_id: SourceId
-    patient_id: SourceId
+    patient_id: PatientId
     medication: Annotated[str, _text(limits.MEDICATION)]
     status: PrescriptionStatus
     pharmacy: Pharmacy | None = None
@@ -166,7 +184,7 @@ class PrescriptionData(_Data):
 
 class ShipmentData(_Data):
     shipment_id: SourceId
-    patient_id: SourceId
+    patient_id: PatientId
     prescription_id: SourceId | None = None
     carrier: Annotated[str, _text(limits.CARRIER)]
     tracking_number: Annotated[str, _text(limits.TRACKING_NUMBER)]
@@ -177,7 +195,7 @@ class ShipmentData(_Data):
 
 class RefillData(_Data):
     refill_id: SourceId
-    patient_id: SourceId
+    patient_id: PatientId
     prescription_id: SourceId
     status: RefillStatus
     due_date: IsoDate | None = None
@@ -185,7 +203,7 @@ class RefillData(_Data):
 
 class PaymentData(_Data):
     payment_id: SourceId
-    patient_id: SourceId
+    patient_id: PatientId
     amount_cents: Cents
     currency: Currency
     status: PaymentStatus
@@ -197,7 +215,7 @@ class PaymentData(_Data):
 
 class SubscriptionData(_Data):
     subscription_id: SourceId
-    patient_id: SourceId
+    patient_id: PatientId
     plan: Annotated[str, _text(limits.PLAN)]
     amount_cents: Cents
     currency: Currency
@@ -208,7 +226,7 @@ class SubscriptionData(_Data):
 
 class AppointmentData(_Data):
     appointment_id: SourceId
-    patient_id: SourceId
+    patient_id: PatientId
     starts_at: Timestamp
     visit_type: Annotated[str, _text(limits.VISIT_TYPE)]
     provider_name: Annotated[str, _optional(limits.PROVIDER_NAME)] | None = None
@@ -218,7 +236,7 @@ class AppointmentData(_Data):
 
 class TaskData(_Data):
     task_id: SourceId
-    patient_id: SourceId
+    patient_id: PatientId
     kind: Annotated[str, _text(limits.TASK_KIND)]
     title: Annotated[str, _text(limits.TASK_TITLE)]
     status: TaskStatus
@@ -229,7 +247,7 @@ class TaskData(_Data):
 class _Envelope(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    id: Annotated[str, _text(limits.EVENT_ID)]
+    id: Annotated[str, _text(limits.EVENT_ID), AfterValidator(_not_blank)]
     occurred_at: Timestamp
 
     _storable = field_validator("id", "occurred_at", mode="before")(_refuse_unstorable)

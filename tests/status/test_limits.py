@@ -102,6 +102,17 @@ def test_nul_byte_is_refused_naming_the_field_and_nothing_of_the_batch_is_applie
     assert count(database, StoredEvent) == 0
 
 
+def test_a_patient_id_the_api_could_not_address_and_a_blank_event_id_are_refused(client, database):
+    """A patient id is a segment of /api/patients/{patient_id}/...: one with '/' would be stored
+    and never found again. An event id of spaces alone makes no idempotency key."""
+    slashed = post(client, patient_event(patient_id="a/b"))
+    assert "'/'" in refused(slashed, "data.patient_id")
+    blank = patient_event()
+    blank["id"] = "   "
+    assert "blank" in refused(post(client, blank), "id")
+    assert count(database, Patient) == 0 and count(database, StoredEvent) == 0
+
+
 @on_both_databases
 def test_integers_outside_the_columns_are_refused(client):
     assert "2147483647" in refused(
