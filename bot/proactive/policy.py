@@ -234,9 +234,11 @@ class Policy:
             )  # fmt: skip
             for item in items
         ]
+        texts, counts = _tallied(texts)
         return renderer.render(
-            "notify_digest", patient.language, channel, texts=texts, first_name=patient.first_name
-        )
+            "notify_digest", patient.language, channel, texts=texts, counts=counts,
+            first_name=patient.first_name,
+        )  # fmt: skip
 
     # --- the decision ----------------------------------------------------------------------------
     def pending(self, session: Session, patient_id: int, key: str) -> list[Message]:
@@ -417,9 +419,10 @@ class Policy:
                                    **self.context(session, patient, i, now)))
             for i in gathered
         ]  # fmt: skip
+        texts, counts = _tallied(texts)
         body = renderer.render(
             "notify_caregiver_digest", patient.language, carer.channel, texts=texts,
-            first_name=patient.first_name,
+            counts=counts, first_name=patient.first_name,
         )  # fmt: skip
         return outbox.enqueue(
             session, clinic_id=patient.clinic_id, channel=carer.channel, address=carer.address,
@@ -454,3 +457,13 @@ class Policy:
             coalesce_key=_coalesce_key(patient.id, "digest"), not_before=not_before,
             data={"key": "digest", "template": "notify_digest", "items": items}, now=now,
         )  # fmt: skip
+
+
+def _tallied(texts: list[Markup]) -> tuple[list[Markup], list[int]]:
+    """A digest's lines once each, in first-seen order, with how many times each came: six
+    prescriptions approved read alike when their names stay out of SMS, and one line "(x6)"
+    says as much as six copies."""
+    counts: dict[Markup, int] = {}
+    for text in texts:
+        counts[text] = counts.get(text, 0) + 1
+    return list(counts), list(counts.values())

@@ -179,6 +179,29 @@ def test_over_the_daily_cap_messages_merge_into_a_digest(app, clock, fake_twilio
     assert "didn't go through" in body and "ready for pickup" in body
 
 
+def test_a_digest_says_alike_news_once_with_its_count(app, clock, fake_twilio):
+    """Three prescriptions approved read alike on SMS (no medication names): one line, "(x3)".
+    Approved is not yet sent to the pharmacy, and the line does not say it was."""
+    for n, status in enumerate(["in_transit", "exception"]):
+        app.events(shipment_event(status, shipment_id=f"s-{n}", occurred_at=at(clock, n * 120)))
+        clock.advance(seconds=121)
+        app.drain()
+    for n in range(3):
+        app.events(prescription_event("approved", prescription_id=f"rx-a{n}",
+                                      occurred_at=at(clock)))  # fmt: skip
+    app.events(payment_event("failed", occurred_at=at(clock)))
+    clock.advance(minutes=5)
+    app.drain()
+    clock.now = next_morning_at_8(clock.now) + timedelta(seconds=1)
+    app.drain()
+    body = texts(fake_twilio)[-1]
+    assert "A few updates" in body
+    [approved] = [line for line in body.splitlines() if "was approved" in line]
+    assert approved.endswith("(x3)"), body
+    assert body.count("was approved") == 1 and "sent to" not in approved
+    assert "didn't go through" in body
+
+
 def test_telegram_blocked_falls_back_to_sms(app, clock, fake_twilio, fake_telegram, database):
     with database.session() as session:
         maria = patients.by_source_id(session, DEFAULT_ID, "p-1")
