@@ -258,7 +258,7 @@ def _json(content: dict) -> bytes:
 @router.post(
     "/api/patients/{patient_id}/telegram-link",
     status_code=201,
-    responses={**openapi.API, **openapi.NOT_FOUND},
+    responses={**openapi.API, **openapi.NOT_FOUND, **openapi.CONFLICT},
 )
 def telegram_link(
     patient_id: str,
@@ -272,6 +272,13 @@ def telegram_link(
 
     settings = request.app.state.runtime.engine.profiles.get(session, clinic_id).settings
     patient = _patient(session, clinic_id, patient_id)
+    if not settings.telegram_bot_token or not settings.telegram_bot_username:
+        # a link to no bot ("t.me/None") would reach the patient and lead nowhere
+        raise HTTPException(
+            409,
+            "Telegram is not set up for this clinic: give it a bot first (patient-status "
+            "clinic update SLUG --telegram-token, --telegram-secret, --telegram-username)",
+        )
     token = telegram_links.create_token(session, settings.secret_key, patient, utcnow())
     return {
         "url": telegram_links.deep_link(settings.telegram_bot_username, token),

@@ -596,8 +596,13 @@ def telegram_link(patient_id: str, clinic_slug: str) -> None:
         patient = patients.by_source_id(session, clinic.id, patient_id)
         if patient is None:
             raise click.ClickException(f"no patient with patient_id {patient_id!r}")
-        token = telegram_links.create_token(session, settings.secret_key, patient, utcnow())
         settings = clinics.settings_for(settings, clinic)
+        if not settings.telegram_bot_token or not settings.telegram_bot_username:
+            raise click.ClickException(
+                f"clinic {clinic_slug!r} has no Telegram bot: a link would lead nowhere. Give it "
+                "one first (clinic update --telegram-token, --telegram-secret, --telegram-username)"
+            )
+        token = telegram_links.create_token(session, settings.secret_key, patient, utcnow())
     click.echo(telegram_links.deep_link(settings.telegram_bot_username, token))
 
 

@@ -17,6 +17,7 @@ from typing import Any
 from aiogram import Bot, Dispatcher, F, Router
 from aiogram.filters import CommandObject, CommandStart
 from aiogram.types import CallbackQuery, Message, Update
+from aiogram.types.update import UpdateTypeLookupError
 from fastapi import APIRouter, HTTPException, Request
 from fastapi.responses import JSONResponse
 from pydantic import ValidationError
@@ -174,6 +175,8 @@ class TelegramChannel:
         """The action an update asks for (None: nothing we act on, e.g. an edited message)."""
         bot = self.bot_for(token)
         update = Update.model_validate(raw, context={"bot": bot})
+        if not _from_a_person_in_private(update):
+            return None
         return await self.dispatcher.feed_update(bot, update)
 
     def perform(self, session: Session, action, update_id: int, clinic_id: int = DEFAULT_ID):
@@ -398,12 +401,38 @@ async def clinic_telegram_webhook(clinic_slug: str, request: Request) -> JSONRes
             channel_of(request).accept, raw, clinic_id, settings.telegram_bot_token
         )
     except ValidationError as exc:
-        raise HTTPException(
-            400, f"not a Telegram update: {exc.error_count()} invalid field(s)"
-        ) from exc
+        raise HTTPException(400, f"not a Telegram update: {invalid_fields(exc)}") from exc
     if outcome == "queued":
         runtime.notify_inbox()
     return JSONResponse({"ok": True, "outcome": outcome})
+
+
+def _from_a_person_in_private(update: Update) -> bool:
+    """Whether the update is a person writing to the bot in a private chat: what a group says
+    (the bot added to one) or another bot sends is never answered, as an answer carries the
+    patient's information. An update of a kind this aiogram does not know is passed over here
+    (aiogram's own warning would write the whole update, message text and all, to stderr)."""
+    try:
+        event = update.event
+    except UpdateTypeLookupError:
+        return False
+    message = event.message if isinstance(event, CallbackQuery) else event
+    chat = getattr(message, "chat", None)
+    sender = getattr(event, "from_user", None)
+    if chat is not None and chat.type != "private":
+        return False
+    return not (sender is not None and sender.is_bot)
+
+
+def invalid_fields(exc: ValidationError, shown: int = 3) -> str:
+    """Where an update breaks Telegram's schema, by field path (never the values: an update
+    carries what a patient wrote)."""
+    problems = [
+        f"{'.'.join(str(part) for part in error['loc'])}: {error['msg']}"
+        for error in exc.errors(include_url=False, include_input=False)[:shown]
+    ]
+    more = exc.error_count() - len(problems)
+    return "; ".join(problems) + (f" (and {more} more)" if more > 0 else "")
 
 
 async def poll(runtime, stop: asyncio.Event, timeout: int = 25) -> None:

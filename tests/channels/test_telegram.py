@@ -6,9 +6,10 @@ from bot.inbox import InboxMessage
 from bot.messages import Message
 from bot.receipts import Receipt
 from channels import telegram_links
-from status import patients
+from status import clinics, patients
 from status.clinics import DEFAULT_ID
 from status.db import utcnow
+from tests.builders import patient_event
 from tests.fakes.telegram_server import callback_update, contact_update, text_update
 
 CHAT = 424242
@@ -36,6 +37,44 @@ def test_malformed_update_is_refused_with_a_reason(app):
     response = app.telegram({"message": {"text": "no update id"}})
     assert response.status_code == 400
     assert "update_id" in response.json()["detail"]
+
+
+def test_an_update_breaking_telegrams_schema_is_refused_naming_the_field_not_the_text(app):
+    update = text_update(CHAT, "Maria Lopez 03/14/1985", update_id=3)
+    update["message"]["chat"]["id"] = "abc"
+    response = app.telegram(update)
+    assert response.status_code == 400
+    detail = response.json()["detail"]
+    assert "message.chat.id" in detail
+    assert "Maria" not in detail and "1985" not in detail
+    assert app.count(InboxMessage) == 0
+
+
+def test_an_update_of_a_kind_aiogram_does_not_know_is_stored_silently_not_dumped(app, recwarn):
+    """aiogram warns about such an update with the whole update in the warning, which goes to
+    stderr, message text and all: it is passed over before aiogram sees it."""
+    words = "Mariaqa Lopezqa 03/14/1985"
+    response = app.telegram({"update_id": 4, "future_thing": {"text": words}})
+    assert response.status_code == 200
+    app.drain()
+    assert not [w for w in recwarn if words in str(w.message)]
+    assert app.count(Message) == 0
+    assert [row.outcome for row in app.rows(InboxMessage)] == ["silent"]
+
+
+def test_group_chats_and_other_bots_are_never_answered(app, fake_telegram):
+    """The bot added to a group, or another bot writing: an answer would carry a patient's
+    information where others read it."""
+    token = link_maria(app)
+    group = text_update(-2001, f"/start {token}", update_id=5)
+    group["message"]["chat"] = {"id": -2001, "type": "group", "title": "family"}
+    bot = text_update(CHAT, "where is my prescription", update_id=6)
+    bot["message"]["from"]["is_bot"] = True
+    for update in (group, bot):
+        assert app.telegram(update).status_code == 200
+    app.drain()
+    assert fake_telegram.sent(-2001) == [] and fake_telegram.sent(CHAT) == []
+    assert [row.outcome for row in app.rows(InboxMessage)] == ["silent", "silent"]
 
 
 def test_deep_link_connects_the_chat_then_verifies_before_facts(app, fake_telegram):
@@ -165,3 +204,17 @@ def test_the_api_makes_a_deep_link_that_connects_the_patient(app, fake_telegram)
     missing = app.client.post("/api/patients/nobody/telegram-link", headers=headers)
     assert missing.status_code == 404 and "nobody" in missing.json()["detail"]
     assert app.client.post("/api/patients/demo-emily/telegram-link").status_code == 401
+
+
+def test_no_deep_link_for_a_clinic_without_a_bot(app):
+    """A link to no bot ("https://t.me/None?...") would reach the patient and lead nowhere."""
+    with app.db.session() as session:
+        glow = clinics.add(session, "glow", "Glow Skin", twilio_from_numbers=["+15550109100"])
+        key = clinics.rotate_key(session, glow)
+    headers = {"Authorization": f"Bearer {key}"}
+    patient = patient_event("glow-ana", first_name="Ana", occurred_at=utcnow().isoformat())
+    assert app.client.post("/events", json=patient, headers=headers).status_code == 202
+    response = app.client.post("/api/patients/glow-ana/telegram-link", headers=headers)
+    assert response.status_code == 409
+    assert "not set up for this clinic" in response.json()["detail"]
+    assert app.count(telegram_links.TelegramLinkToken) == 0
