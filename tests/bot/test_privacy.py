@@ -79,3 +79,16 @@ def test_dates_that_cannot_be_a_birthday_are_kept(phone, clinic):
     maria.say("i was charged twice on 11/17/2026")
     bodies = [v for (t, c, v) in every_stored_value(clinic) if (t, c) == ("messages", "body")]
     assert "i was charged twice on 11/17/2026" in bodies
+
+
+def test_a_hand_off_after_verifying_quotes_the_question_not_the_date(phone, clinic):
+    """James's prescription is blocked: he asks, we ask his date of birth, he gives it, and
+    the hand-off staff read quotes his question (it used to read "[date of birth]")."""
+    james = phone(JAMES)
+    james.say("why hasnt my medication shipped")
+    james.say("11/02/1979")
+    with clinic.session() as session:
+        [handoff] = session.scalars(select(Handoff)).all()
+    assert "why hasnt my medication shipped" in handoff.summary
+    assert "[date of birth]" not in handoff.summary
+
