@@ -4,15 +4,20 @@ redacted before storing, and the patient is told to use the secure link instead.
 from __future__ import annotations
 
 from bot.handoffs import Reason
+from bot.intents import SOCIAL_INTENTS
 from bot.turn.context import TurnContext
+
+NOTHING_ASKED = SOCIAL_INTENTS | {"unknown"}
 
 
 def pictures(t: TurnContext) -> bool:
+    """A person looks at the pictures; words beside them that ask something ("here's my card,
+    what do i owe") are answered too, by the steps after this one."""
     if not t.inbound.media:
         return False
     t.say("media_received")
     t.handoff(Reason.MEDIA_RECEIVED, f"{len(t.inbound.media)} picture(s) received")
-    return True
+    return not any(i not in NOTHING_ASKED for i in t.intents)
 
 
 def card_number(t: TurnContext) -> bool:

@@ -162,6 +162,20 @@ def test_picture_message_is_recorded_acknowledged_and_handed_to_staff(app, fake_
     assert app.rows(Handoff)[0].reason == "media_received"
 
 
+def test_words_beside_a_picture_that_ask_something_are_answered_too(app, fake_twilio):
+    app.sms("where is my rx")
+    app.sms("03/14/1985")
+    app.drain()
+    before = len(fake_twilio.messages)
+    picture = {"MediaUrl0": "https://api.twilio.com/media/ME2", "MediaContentType0": "image/jpeg"}
+    app.sms("here is my insurance card. what do i owe?", NumMedia="1", **picture)
+    app.drain()
+    replies = [m.body for m in fake_twilio.messages[before:]]
+    assert any("can't read pictures" in body for body in replies), replies
+    assert any("$" in body for body in replies), replies  # the balance, from the snapshot
+    assert [h.reason for h in app.rows(Handoff)] == ["media_received"]
+
+
 def test_without_twilio_credentials_messages_are_logged_not_sent(settings, database, capsys):
     from fastapi.testclient import TestClient
 
