@@ -28,6 +28,11 @@ class Intent(StrEnum):
 # Intents that carry no request of their own: beside a request, only a courtesy written as its
 # own clause before it ("hi, where is my package") is kept, and the request stays primary.
 SOCIAL_INTENTS = frozenset({Intent.GREETING, Intent.THANKS})
+NO_REQUEST = SOCIAL_INTENTS | {Intent.UNKNOWN}  # intents that ask for nothing
+
+
+def asks_something(intents: Sequence[str]) -> bool:
+    return any(i not in NO_REQUEST for i in intents)
 
 
 def primary(intents: Sequence[str]) -> str:

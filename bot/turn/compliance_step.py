@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 from bot import compliance
-from bot.intents import SOCIAL_INTENTS
+from bot.intents import asks_something
 from bot.turn import emergency
 from bot.turn.context import TurnContext
 from bot.understanding import alert_requests
-
-NOTHING_ASKED = SOCIAL_INTENTS | {"unknown"}
 
 
 def keywords(t: TurnContext) -> bool:
@@ -49,7 +47,7 @@ def keywords(t: TurnContext) -> bool:
             t.say("opt_in")
         # what else the message asks is answered now that texts may go out again
         t.intents = [i for i in t.intents if i != "opt_in"]
-        return exact or not any(i not in NOTHING_ASKED for i in t.intents)
+        return exact or not asks_something(t.intents)
     if wants == "help":
         if not twilio_replies:
             t.say("help_keyword")

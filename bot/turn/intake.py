@@ -4,10 +4,8 @@ redacted before storing, and the patient is told to use the secure link instead.
 from __future__ import annotations
 
 from bot.handoffs import Reason
-from bot.intents import SOCIAL_INTENTS
+from bot.intents import asks_something
 from bot.turn.context import TurnContext
-
-NOTHING_ASKED = SOCIAL_INTENTS | {"unknown"}
 
 
 def pictures(t: TurnContext) -> bool:
@@ -17,7 +15,7 @@ def pictures(t: TurnContext) -> bool:
         return False
     t.say("media_received")
     t.handoff(Reason.MEDIA_RECEIVED, f"{len(t.inbound.media)} picture(s) received")
-    return not any(i not in NOTHING_ASKED for i in t.intents)
+    return not asks_something(t.intents)
 
 
 def card_number(t: TurnContext) -> bool:

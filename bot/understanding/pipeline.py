@@ -31,7 +31,7 @@ import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 
-from bot.intents import SOCIAL_INTENTS, Intent
+from bot.intents import NO_REQUEST, SOCIAL_INTENTS, Intent
 from bot.understanding import model, vitals
 from bot.understanding.classifier import (
     Classification,
@@ -47,7 +47,6 @@ from bot.understanding.model import Prediction
 from bot.understanding.risk import Risk, RiskReason
 
 NEVER_FROM_MODEL = frozenset({Intent.OPT_OUT, Intent.OPT_IN, Intent.EMERGENCY, Intent.HELP})
-NO_REQUEST = SOCIAL_INTENTS | {Intent.UNKNOWN}  # intents that ask for nothing
 # Rules whose words are a call for help in themselves ("call the paramedics", "911"): never
 # lowered, whatever the model reads.
 NEVER_LOWERED = ("emergency_words",)

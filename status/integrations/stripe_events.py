@@ -62,15 +62,17 @@ def _obj(parent: dict[str, Any], key: str) -> dict[str, Any]:
     return value if isinstance(value, dict) else {}
 
 
-def _first(items: Any) -> dict[str, Any]:
-    """The first object of a list object's `data` (`lines`, `items`), else {}."""
-    data = items.get("data") if isinstance(items, dict) else None
+def _first_line(invoice: dict[str, Any]) -> dict[str, Any]:
+    """The invoice's first line (`lines.data[0]`), else {} (absent or not in Stripe's shape)."""
+    data = _obj(invoice, "lines").get("data")
     first = data[0] if isinstance(data, list) and data else None
     return first if isinstance(first, dict) else {}
 
 
-def _first_line(invoice: dict[str, Any]) -> dict[str, Any]:
-    return _first(invoice.get("lines"))
+def _if_failed(payment: dict[str, Any] | None) -> dict[str, Any]:
+    """The payment as last known when it stands failed (what the other of the two failure
+    events told of the same failure), else {}."""
+    return payment if payment and payment.get("status") == "failed" else {}
 
 
 def _text(value: Any) -> str | None:
@@ -210,7 +212,7 @@ class StripeMapper:
         # Stripe sends a failed invoice's payment intent too (payment_intent.payment_failed),
         # in either order: each keeps what the other told of the same failure (the intent
         # has the card's reason, the invoice the retry date and the link)
-        before = self._failure_so_far(invoice["id"]) if failed else {}
+        before = _if_failed(self.lookup.item("payment", invoice["id"])) if failed else {}
         n.add(
             "payment",
             {
@@ -272,7 +274,7 @@ class StripeMapper:
         if own_id is None:
             return "the payment intent has no id"
         failed = status == "failed"
-        before = self._failure_so_far(payment_id) if failed and payment_id else {}
+        before = _if_failed(current) if failed else {}
         n.add(
             "payment",
             {
@@ -293,12 +295,6 @@ class StripeMapper:
             },
         )
         return None
-
-    def _failure_so_far(self, payment_id: str) -> dict[str, Any]:
-        """The payment as last known when it stands failed (what the other of the two failure
-        events told), else {}."""
-        current = self.lookup.item("payment", payment_id) or {}
-        return current if current.get("status") == "failed" else {}
 
     def _payment_intent_succeeded(self, intent: dict[str, Any], n: Notification) -> str | None:
         return self._payment_intent(intent, n, "succeeded")
