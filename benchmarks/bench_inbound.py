@@ -22,18 +22,26 @@ asking where their prescription is; every wrk run gets fresh bodies, so no Messa
    faster than that) and p50/p99 from a message's receipt (its inbox row's `received_at`) to
    its reply reaching the fake Twilio.
 
+`--messages varied` sends the distinct status questions of the blind evaluation sets
+(`tests/data/blind/set*/single.tsv`: orders, shipping, refills, bills, cards, visits, next
+steps; about 4,700, in a fixed shuffled order) instead of the four questions every earlier round
+sent, so no reading is remembered (`pipeline.classify_remembered`) and the turns take every
+answer's path.
+
 `--history DAYS` first writes DAYS past days of each patient's exchange (inbox row, both
 messages, the day's status-page link; `bench_channels.write_history`), so the turns run on a
 clinic's database rather than a new one. The default, 0, keeps the rounds comparable.
 
     python benchmarks/bench_inbound.py [--backend sqlite|postgres|both] [--seconds 10]
-        [--history DAYS]
+        [--history DAYS] [--messages four|varied]
 """
 
 from __future__ import annotations
 
 import argparse
+import csv
 import json
+import random
 import statistics
 import subprocess
 import sys
@@ -116,6 +124,26 @@ end
 """
 
 
+STATUS_QUESTIONS = frozenset(
+    {"prescription_status", "shipment_tracking", "refill", "billing", "update_payment_method",
+     "appointment", "next_steps"}
+)  # fmt: skip
+BODIES = list(QUESTIONS)  # what the patients write, in turn (`--messages`)
+
+
+def varied_questions() -> list[str]:
+    """The blind sets' distinct single-intent status questions, in a fixed shuffled order."""
+    texts: set[str] = set()
+    for path in sorted((ROOT / "tests" / "data" / "blind").glob("set*/single.tsv")):
+        with path.open(encoding="utf-8", newline="") as handle:
+            for row in csv.reader(handle, delimiter="\t", quoting=csv.QUOTE_NONE):
+                if len(row) >= 2 and row[1] in STATUS_QUESTIONS:  # (a header, if any, is not)
+                    texts.add(row[0])
+    ordered = sorted(texts)
+    random.Random(12).shuffle(ordered)
+    return ordered
+
+
 def write_bodies(prefix: Path, threads: int, per_thread: int, offset: int) -> None:
     """`threads` files `prefix.N` of signed inbound-SMS bodies, one per line: signature, body.
     Patient (offset + k) % PATIENTS sends body k; every MessageSid is new."""
@@ -137,7 +165,7 @@ def write_bodies(prefix: Path, threads: int, per_thread: int, offset: int) -> No
                 "FromState": "NY",
                 "SmsStatus": "received",
                 "FromCity": "NEW YORK",
-                "Body": QUESTIONS[k % len(QUESTIONS)],
+                "Body": BODIES[k % len(BODIES)],
                 "FromCountry": "US",
                 "To": TWILIO_NUMBER,
                 "ToZip": "10001",
@@ -595,6 +623,10 @@ def main(argv: list[str] | None = None) -> int:
         "--history", type=int, default=0, metavar="DAYS",
         help="the patients wrote once a day for DAYS days before (a clinic's database)",
     )  # fmt: skip
+    parser.add_argument(
+        "--messages", choices=["four", "varied"], default="four",
+        help="the four questions of every earlier round, or the blind sets' distinct ones",
+    )  # fmt: skip
     parser.add_argument("--skip-in-process", action="store_true")
     parser.add_argument("--skip-turns", action="store_true")
     parser.add_argument("--profile", type=float, default=10, help="py-spy seconds on a worker")
@@ -606,6 +638,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.serve_child:
         serve_child(args.serve_child, args.port, args.run_workers)
         return 0
+    if args.messages == "varied":
+        BODIES[:] = varied_questions()
     backends = ["sqlite", "postgres"] if args.backend == "both" else [args.backend]
     if "postgres" in backends and (problem := postgres_problem()):
         log(f"PostgreSQL unavailable: {problem}")

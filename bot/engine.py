@@ -26,7 +26,7 @@ from bot.render import Renderer
 from bot.turn import opening, status_link
 from bot.turn.context import Turn, TurnContext
 from bot.turn.steps import run
-from bot.understanding import Classification, classify
+from bot.understanding import Classification, classify_remembered
 from bot.understanding.redact import redact_card_numbers, redact_dates_of_birth
 from status import caregivers, metrics
 from status.db import utcnow
@@ -74,7 +74,7 @@ class Engine:
                 language=conv.language or "en",
             )  # fmt: skip
         else:
-            cls = classify(text) if text.strip() else NOTHING_SAID
+            cls = classify_remembered(text) if text.strip() else NOTHING_SAID
         people = own_people + self._cared_for(session, carers, own_people)
         patient = self._current_patient(conv, people, now)
         if inbound.about_patient_id is not None:  # written on a patient's status page

@@ -30,6 +30,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
+from functools import lru_cache
 
 from bot.intents import NO_REQUEST, SOCIAL_INTENTS, Intent
 from bot.understanding import model, vitals
@@ -458,6 +459,29 @@ def classify(text: str) -> Classification:
         rest = classify(keywords.rest) if keywords.rest else None
         return with_keywords(rest, keywords)
     return combine(classify_rules(text), text)
+
+
+# Patients write the same short messages again and again ("yes", "thanks", "where is my order",
+# "STOP"). A process keeps the readings of the last REMEMBERED distinct ones, by their exact
+# text, so a repeated message is not read again. Only short messages without a digit are kept:
+# a digit may be a date of birth, a card or a phone number, and a long message is a story that
+# seldom comes twice.
+REMEMBERED = 4096
+REMEMBERED_CHARS = 120
+_DIGIT = re.compile(r"\d")
+
+
+def classify_remembered(text: str) -> Classification:
+    """`classify`, remembered for short messages without a digit (see REMEMBERED)."""
+    if len(text) > REMEMBERED_CHARS or _DIGIT.search(text):
+        return classify(text)
+    reading = _remembered(text, model.models().fingerprint)
+    return replace(reading, intents=list(reading.intents))  # the caller's own list
+
+
+@lru_cache(maxsize=REMEMBERED)
+def _remembered(text: str, fingerprint: str) -> Classification:
+    return classify(text)  # `fingerprint`: a new model reads every message afresh
 
 
 def load() -> None:

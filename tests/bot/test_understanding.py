@@ -1037,3 +1037,28 @@ def test_an_ascii_emoji_entry_is_refused() -> None:
     with pytest.raises(ValueError, match="ASCII"):
         Normalizer({"emoji": {":)": "happy"}})
     assert Normalizer({"emoji": {"💊": "pill"}}).prepare("my 💊?") == "my pill?"
+
+
+def test_a_repeated_short_message_is_read_once_and_each_caller_gets_its_own_list() -> None:
+    pipeline._remembered.cache_clear()
+    first = pipeline.classify_remembered("where is my order and what do i owe")
+    first.intents.append("unknown")  # a caller changing its list changes no one else's
+    again = pipeline.classify_remembered("where is my order and what do i owe")
+    assert again == classify("where is my order and what do i owe")
+    assert again.intents == ["shipment_tracking", "billing"]
+    info = pipeline._remembered.cache_info()
+    assert (info.hits, info.currsize) == (1, 1)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "my dob is 03/14/1985",  # a digit: a date of birth, a card, a phone number
+        "card 4111 1111 1111 1111",
+        "so i started the injections last month and the nausea has been bad " * 3,  # a story
+    ],
+)
+def test_a_message_with_a_digit_or_a_long_one_is_never_kept(text: str) -> None:
+    pipeline._remembered.cache_clear()
+    assert pipeline.classify_remembered(text) == classify(text)
+    assert pipeline._remembered.cache_info().currsize == 0
