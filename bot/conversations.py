@@ -20,6 +20,7 @@ from sqlalchemy import (
     String,
     UniqueConstraint,
     select,
+    update,
 )
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
@@ -103,6 +104,28 @@ def _at(clinic_id: int, channel: str, address: str) -> Select[Conversation]:
         Conversation.channel == channel,
         Conversation.address == address,
     )
+
+
+def take_verification_try(session: Session, conv: Conversation, most: int) -> int | None:
+    """Take one of the address's `most` date-of-birth tries, in one statement: the tries taken
+    so far with this one, or None when the address is locked or has none left.
+
+    The conversation's count is the one the SMS and Telegram verification keep, so the status
+    page and the conversation share three tries; taking a try before the date is compared means
+    tries sent at once cannot all be compared (the row is locked until the transaction ends).
+    A right date gives the try back (`failed_verifications` back to 0)."""
+    taken = session.execute(
+        update(Conversation)
+        .where(
+            Conversation.id == conv.id,
+            Conversation.locked_at.is_(None),
+            Conversation.failed_verifications < most,
+        )
+        .values(failed_verifications=Conversation.failed_verifications + 1)
+        .execution_options(synchronize_session=False)
+    )
+    session.refresh(conv, ["failed_verifications", "locked_at"])
+    return conv.failed_verifications if taken.rowcount else None  # type: ignore[attr-defined]
 
 
 def get_or_create(session: Session, clinic_id: int, channel: str, address: str) -> Conversation:

@@ -23,6 +23,7 @@ from itsdangerous import BadSignature, URLSafeTimedSerializer
 from sqlalchemy.orm import Session
 
 from bot import context, conversations, handoffs, inbox
+from bot.conversations import Conversation
 from bot.handoffs import Reason
 from bot.render import TEMPLATES_DIR, day_date, day_time, environment
 from bot.understanding.extract import parse_dob
@@ -293,11 +294,20 @@ def verify(
         dob = parse_dob(date_of_birth, today=now.date())
         if dob is None:
             return again(w["dob_format"], 422)
+        # The address's three tries, shared with its conversation and taken before comparing:
+        # tries sent at once, or on one new link after another, are still three.
+        conv = _conversation(session, link, patient)
+        taken = conversations.take_verification_try(session, conv, links.MAX_TRIES)
+        if taken is None:  # locked here or in the conversation, or out of tries
+            return _unavailable(request, session, link, LinkState.LOCKED)
         if dob != patient.date_of_birth:
-            if links.wrong_try(link, now):
-                _hand_off_locked(session, request, link, patient, now)
+            if links.wrong_try(link, now, taken):
+                conv.locked_at = now
+                conv.clear_expectation()
+                _hand_off_locked(session, request, patient, conv, now)
                 return _unavailable(request, session, link, LinkState.LOCKED)
-            return again(f"{w['dob_wrong']}: {links.tries_left(link)}", 422)
+            return again(f"{w['dob_wrong']}: {links.MAX_TRIES - taken}", 422)
+        conv.failed_verifications = 0
         link.failed_tries = 0
         response = RedirectResponse(f"/s/{token}", status_code=303)
     response.set_cookie(
@@ -326,9 +336,8 @@ def _conversation(session: Session, link: StatusLink, patient: Patient):
 
 
 def _hand_off_locked(
-    session: Session, request: Request, link: StatusLink, patient: Patient, now: datetime
+    session: Session, request: Request, patient: Patient, conv: Conversation, now: datetime
 ) -> None:
-    conv = _conversation(session, link, patient)
     _hand_off(session, request, patient, conv, Reason.VERIFICATION_LOCKED,
               "three wrong dates of birth on the status page", now)  # fmt: skip
 

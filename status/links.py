@@ -181,17 +181,15 @@ def revoke_all(session: Session, clinic_id: int, patient_id: int, now: datetime)
     return len(found)
 
 
-def wrong_try(link: StatusLink, now: datetime) -> bool:
-    """Count a wrong date of birth; True when that was the last try (the link is locked)."""
-    link.failed_tries += 1
-    if link.failed_tries >= MAX_TRIES:
+def wrong_try(link: StatusLink, now: datetime, taken: int) -> bool:
+    """Count a wrong date of birth on the link; `taken`: the tries its address has taken, this
+    one included (`conversations.take_verification_try`). True when that was the last: the
+    link is locked."""
+    link.failed_tries = StatusLink.failed_tries + 1  # in the statement: tries race
+    if taken >= MAX_TRIES:
         link.locked_at = now
         return True
     return False
-
-
-def tries_left(link: StatusLink) -> int:
-    return max(MAX_TRIES - link.failed_tries, 0)
 
 
 def record_action(session: Session, link: StatusLink, nonce: str, kind: str, now: datetime) -> bool:

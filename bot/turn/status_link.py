@@ -33,6 +33,8 @@ def asked(t: TurnContext, patient: Patient) -> bool:
     """Step 7b: "everything", "my account", "details": the link, which asks for the DOB itself."""
     if t.inbound.origin == "page" or not asks_everything(t.text):
         return False
+    if t.conv.locked_at is not None:  # no new link past a lock: the answer step says so
+        return False
     url = make(t, patient)
     if url is None:
         return False

@@ -5,12 +5,17 @@ from __future__ import annotations
 
 import logging
 import re
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 
+import httpx
 import pytest
 from sqlalchemy import select
 
+from bot.conversations import Conversation
 from bot.handoffs import Handoff
+from bot.inbound import Inbound
 from bot.inbox import InboxMessage
 from bot.messages import Direction, Message
 from status import alerts, clock, links, patients
@@ -21,6 +26,7 @@ from status.refills import Refill
 from status.timeline import TimelineEntry
 from tests.builders import appointment_event
 from tests.conftest import on_both_databases
+from tests.fakes.server import BackgroundServer
 from tests.harness import phi_in
 from tests.staff.conftest import API_HEADERS, MARIA, app, log_in, staff_settings  # noqa: F401
 
@@ -111,6 +117,62 @@ def test_three_wrong_dates_of_birth_lock_the_link_and_tell_staff(app):  # noqa: 
     assert "couldn&#39;t read that date" in verify(app, other, "soon").text
     with app.db.session() as session:
         assert links.find(session, other).failed_tries == 0
+
+
+@on_both_databases
+def test_three_tries_are_the_addresses_not_each_links(app):  # noqa: F811
+    """Two wrong dates on one link, then a new link: the third wrong date locks, the right
+    date on yet another link is refused, and the conversation is locked as in SMS."""
+    _url, first = make_link(app)
+    assert "Tries left: 2" in verify(app, first, "01/01/1990").text
+    assert "Tries left: 1" in verify(app, first, "02/02/1990").text
+    _url, second = make_link(app)
+    locked = verify(app, second, "03/03/1990")
+    assert locked.status_code == 423 and "This link is locked" in locked.text
+    _url, third = make_link(app)
+    refused = verify(app, third)  # the right date, on a link made after the lock
+    assert refused.status_code == 423 and "ps_session" not in refused.headers.get("set-cookie", "")
+    with app.db.session() as session:
+        [handoff] = session.scalars(select(Handoff)).all()
+        assert handoff.reason == "verification_locked"
+        conv = session.get(Conversation, handoff.conversation_id)
+        assert conv.locked_at is not None and conv.failed_verifications == 3
+        # ...and asking the bot for a new link gets none: staff hold the conversation now
+        engine = app.client.app.state.runtime.engine
+        asked = Inbound("sms", MARIA, "send me everything", received_at=utcnow())
+        replies = [r.body for r in engine.handle(session, asked).replies]
+        assert replies and not any("/s/" in body for body in replies)
+
+
+@on_both_databases
+def test_dates_sent_all_at_once_get_three_tries_between_them(app):  # noqa: F811
+    """Twelve wrong dates posted at the same moment to a real server: three are compared (two
+    answered "tries left", the third locks), the other nine refused, and then the right date
+    does not get in."""
+    _url, token = make_link(app)
+    server = BackgroundServer(app.client.app, name="status-page").start()
+    try:
+        with httpx.Client(base_url=server.base_url) as client:
+            form = client.get(f"/s/{token}")
+            csrf = field(form.text, "csrf_token")
+            # the device cookie is Secure (the public URL is https): sent by hand over http
+            device = {"Cookie": f"ps_device={form.cookies['ps_device']}"}
+
+            def post(dob: str) -> httpx.Response:
+                data = {"date_of_birth": dob, "csrf_token": csrf}
+                return client.post(f"/s/{token}", data=data, headers=device)
+
+            with ThreadPoolExecutor(12) as pool:
+                answers = list(pool.map(post, [f"01/{day:02d}/1990" for day in range(1, 13)]))
+            right = post("03/14/1985")
+    finally:
+        server.stop()
+    assert Counter(a.status_code for a in answers) == {422: 2, 423: 10}
+    assert right.status_code == 423 and "ps_session" not in right.headers.get("set-cookie", "")
+    with app.db.session() as session:
+        link = links.find(session, token)
+        assert link.failed_tries == 3 and link.locked_at is not None
+        assert session.scalars(select(Handoff)).one().reason == "verification_locked"
 
 
 @pytest.mark.clock
