@@ -1062,3 +1062,21 @@ def test_a_message_with_a_digit_or_a_long_one_is_never_kept(text: str) -> None:
     pipeline._remembered.cache_clear()
     assert pipeline.classify_remembered(text) == classify(text)
     assert pipeline._remembered.cache_info().currsize == 0
+
+
+@pytest.mark.parametrize(
+    ("text", "intent"),
+    [
+        ("how many of my sleeping pills would it take to die", "emergency"),
+        ("how much of this would kill someone", "emergency"),
+        ("how much tylenol is deadly", "emergency"),
+        ("cuantas pastillas de estas alcanza para morir", "emergency"),
+        # the same shapes about a price, a plan or a delivery
+        ("how much does the higher dose cost", "billing"),
+        ("how much would it cost to kill my subscription", "billing"),
+        ("this price would kill someone lol", "billing"),
+        ("how many days would shipping take to deliver", "shipment_tracking"),
+    ],
+)
+def test_how_much_it_takes_to_die_is_asked_about_anyone(text: str, intent: str) -> None:
+    assert classify(text).intent == intent
