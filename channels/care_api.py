@@ -5,7 +5,7 @@ as an unknown one."""
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Depends, HTTPException, Path, Request
+from fastapi import APIRouter, Depends, HTTPException, Path, Request, Response
 from pydantic import BaseModel, Field
 from sqlalchemy.orm import Session
 
@@ -13,7 +13,7 @@ from channels import openapi
 from channels.api import _patient
 from channels.deps import get_session, require_api_key
 from status import caregivers, links
-from status.caregivers import CaregiverProblem
+from status.caregivers import Added, CaregiverProblem
 from status.db import utcnow
 
 router = APIRouter()
@@ -70,22 +70,29 @@ def revoke_status_links(
 @router.post(
     "/api/patients/{patient_id}/caregivers",
     status_code=201,
-    responses={**openapi.API, **openapi.NOT_FOUND, **openapi.BAD_REQUEST},
-)
+    responses={
+        200: {"description": "Already this patient's caregiver at that address: updated to "
+              "what was sent, or unchanged (a repeated request); never a second caregiver"},
+        **openapi.API, **openapi.NOT_FOUND, **openapi.BAD_REQUEST,
+    },
+)  # fmt: skip
 def add_caregiver(
     patient_id: str,
     body: CaregiverIn,
+    response: Response,
     clinic_id: int = Depends(require_api_key),
     session: Session = Depends(get_session),
 ) -> dict:
     """Add a caregiver: `phone` (SMS) or `telegram_chat_id`, the topics they receive
     (shipping, billing, appointments, refills, delays) and whether they may ask questions.
-    They are the patient's clinic's: texted from, and writing to, its number or bot."""
+    They are the patient's clinic's: texted from, and writing to, its number or bot.
+    201 when added; 200 when they were already the patient's caregiver at that phone or chat
+    (their name, relation, topics and may-ask are set to what was sent)."""
     patient = _patient(session, clinic_id, patient_id)
     if bool(body.phone) == bool(body.telegram_chat_id):
         raise HTTPException(422, "give exactly one of phone or telegram_chat_id")
     try:
-        carer = caregivers.add(
+        carer, added = caregivers.add(
             session, patient, name=body.name, relation=body.relation,
             channel="sms" if body.phone else "telegram",
             address=body.phone or body.telegram_chat_id or "", topics=body.topics,
@@ -93,6 +100,8 @@ def add_caregiver(
         )  # fmt: skip
     except CaregiverProblem as exc:
         raise HTTPException(422, f"{exc.field}: {exc.message}") from exc
+    if added != Added.NEW:
+        response.status_code = 200
     return carer.to_dict()
 
 

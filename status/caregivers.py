@@ -8,9 +8,11 @@ only their own messages (their conversation is their own address).
 from __future__ import annotations
 
 from datetime import datetime
+from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import JSON, Boolean, ForeignKey, Index, String, select
+from sqlalchemy import JSON, Boolean, ForeignKey, Index, String, select, text
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from status import limits
@@ -19,6 +21,15 @@ from status.db import Base
 from status.patients import InvalidPhone, Patient, normalize_phone
 
 CHANNELS = ("sms", "telegram")
+ACTIVE = text("removed_at IS NULL")
+
+
+class Added(StrEnum):
+    """What adding a caregiver did: a patient has one caregiver per channel address."""
+
+    NEW = "new"
+    UPDATED = "updated"  # already theirs: now with the name, relation, topics given
+    UNCHANGED = "unchanged"  # already theirs, exactly as given (a redelivered request)
 
 
 class CaregiverProblem(ValueError):
@@ -53,6 +64,16 @@ class Caregiver(Base):
     __table_args__ = (
         Index("ix_caregivers_clinic_id_channel_address", "clinic_id", "channel", "address"),
         Index("ix_caregivers_patient_id", "patient_id"),  # a patient's caregivers (news)
+        # one caregiver per address for a patient: adding them again finds this one
+        Index(
+            "ix_caregivers_patient_id_channel_address",
+            "patient_id",
+            "channel",
+            "address",
+            unique=True,
+            postgresql_where=ACTIVE,
+            sqlite_where=ACTIVE,
+        ),
     )
 
     def receives(self, topic: Topic | None) -> bool:
@@ -97,8 +118,10 @@ def add(
     may_ask: bool,
     now: datetime,
     created_by: str,
-) -> Caregiver:
-    """Validate everything first, then write: nothing is half-added."""
+) -> tuple[Caregiver, Added]:
+    """Validate everything first, then write: nothing is half-added. Someone already the
+    patient's caregiver at this address is not added twice: their row is updated to what was
+    given (what they muted themselves stays muted) and returned."""
     name, relation, address = name.strip(), relation.strip(), address.strip()
     for field, value in (("name", name), ("relation", relation), ("address", address)):
         if limits.unstorable(value):
@@ -116,17 +139,45 @@ def add(
             address = normalize_phone(address)
         except InvalidPhone as exc:
             raise CaregiverProblem("phone", "not a valid phone number") from exc
-    elif not address.lstrip("-").isdigit() or len(address) > 32:
-        raise CaregiverProblem("telegram_chat_id", "a Telegram chat id is a number")
+    else:
+        digits = address.removeprefix("-")
+        if not (digits.isascii() and digits.isdigit()) or len(address) > 32:
+            raise CaregiverProblem("telegram_chat_id", "a Telegram chat id is a number")
+        address = str(int(address))  # as Telegram writes it: "0042" is chat 42
     chosen = parse_topics(topics)
-    caregiver = Caregiver(
-        clinic_id=patient.clinic_id, patient_id=patient.id, name=name, relation=relation,
-        channel=channel, address=address, topics=chosen, muted=[], may_ask=may_ask,
-        created_at=now, created_by=created_by[:64],
-    )  # fmt: skip
-    session.add(caregiver)
+    existing = _active(session, patient.id, channel, address)
+    if existing is None:
+        caregiver = Caregiver(
+            clinic_id=patient.clinic_id, patient_id=patient.id, name=name, relation=relation,
+            channel=channel, address=address, topics=chosen, muted=[], may_ask=may_ask,
+            created_at=now, created_by=created_by[:64],
+        )  # fmt: skip
+        try:
+            with session.begin_nested():
+                session.add(caregiver)
+                session.flush()
+        except IntegrityError:  # the same request, a moment ago in another transaction
+            existing = _active(session, patient.id, channel, address)
+            if existing is None:
+                raise
+        else:
+            return caregiver, Added.NEW
+    given = (name, relation, chosen, may_ask)
+    if (existing.name, existing.relation, existing.topics, existing.may_ask) == given:
+        return existing, Added.UNCHANGED
+    existing.name, existing.relation, existing.topics, existing.may_ask = given
     session.flush()
-    return caregiver
+    return existing, Added.UPDATED
+
+
+def _active(session: Session, patient_id: int, channel: str, address: str) -> Caregiver | None:
+    query = select(Caregiver).where(
+        Caregiver.patient_id == patient_id,
+        Caregiver.channel == channel,
+        Caregiver.address == address,
+        Caregiver.removed_at.is_(None),
+    )
+    return session.scalars(query).one_or_none()
 
 
 def for_patient(session: Session, clinic_id: int, patient_id: int) -> list[Caregiver]:

@@ -12,10 +12,15 @@ from channels.staff.pages import StaffRoute, redirect
 from channels.staff.routes import patient_view
 from channels.staff.security import Staff, csrf_protected, current_staff, flash
 from status import caregivers, links, patients
-from status.caregivers import CaregiverProblem
+from status.caregivers import Added, CaregiverProblem
 from status.db import utcnow
 
 router = APIRouter(prefix="/staff", route_class=StaffRoute, include_in_schema=False)
+ADDED = {
+    Added.NEW: "{name} added as a caregiver.",
+    Added.UPDATED: "{name} was already a caregiver at that address: their details are updated.",
+    Added.UNCHANGED: "{name} is already a caregiver at that address: nothing changed.",
+}
 
 
 def _base(request: Request) -> str:
@@ -83,7 +88,7 @@ def add_caregiver(
         if patient is None:
             return patient_view(request, staff, patient_id)
         try:
-            carer = caregivers.add(
+            carer, added = caregivers.add(
                 session, patient, name=name, relation=relation, channel=channel,
                 address=address, topics=topics, may_ask=bool(may_ask), now=utcnow(),
                 created_by=f"staff:{staff.id}",
@@ -92,12 +97,14 @@ def add_caregiver(
             problem = f"Caregiver not added: {exc.message}."
         else:
             problem = None
-            audit(session, "caregiver added", clinic_id=patient.clinic_id, staff_id=staff.id,
-                  patient_id=patient.id,
-                  detail=f"caregiver #{carer.id} ({carer.relation})")  # fmt: skip
+            if added != Added.UNCHANGED:
+                audit(session, f"caregiver {'added' if added == Added.NEW else 'updated'}",
+                      clinic_id=patient.clinic_id, staff_id=staff.id, patient_id=patient.id,
+                      detail=f"caregiver #{carer.id} ({carer.relation})")  # fmt: skip
+            done = ADDED[added].format(name=carer.name)
     if problem:
         return patient_view(request, staff, patient_id, 422, problem=problem)
-    flash(request, f"{name.strip()} added as a caregiver.")
+    flash(request, done)
     return redirect(f"/staff/patients/{patient_id}#caregivers")
 
 

@@ -176,6 +176,12 @@ def memberships(session: Session, user: StaffUser) -> list[tuple[Clinic, str]]:
     return [(clinic, role) for clinic, role in session.execute(query)]
 
 
+def member_clinic_ids(session: Session, user: StaffUser) -> list[int]:
+    """The clinics this person is a member of (a platform admin's reach is not membership)."""
+    query = select(Membership.clinic_id).where(Membership.staff_id == user.id)
+    return list(session.scalars(query.order_by(Membership.clinic_id)))
+
+
 def join(session: Session, user: StaffUser, clinic: Clinic, role: str) -> None:
     """Make `user` a member of `clinic` with `role` (or change their role there)."""
     found = session.scalars(

@@ -14,6 +14,7 @@ from zoneinfo import ZoneInfo
 
 from fastapi import APIRouter, Depends, Form, Query, Request
 from fastapi.responses import FileResponse, JSONResponse, Response
+from sqlalchemy.orm import Session
 
 from bot import context, conversations, handoffs, messages
 from bot.handoffs import HandoffClosed, HandoffError, HandoffNotFound
@@ -26,6 +27,7 @@ from channels.staff.models import (
     StaffUser,
     audit,
     by_email,
+    member_clinic_ids,
     memberships,
     names,
     patient_source_ids,
@@ -111,14 +113,15 @@ def login(
             log_in(request, session, user, at)
         else:
             throttle.record_failure(session, login_keys, at, request.app.state.settings)
-            audit(
-                session,
-                "login_failed",
-                clinic_id=DEFAULT_ID,
-                staff_id=user.id if user is not None else None,
-                actor="anonymous",
-                detail=f"email {email[:100]!r} from {address or 'unknown address'}",
-            )
+            for clinic_id in _failure_audited_in(session, user):
+                audit(
+                    session,
+                    "login_failed",
+                    clinic_id=clinic_id,
+                    staff_id=user.id if user is not None else None,
+                    actor="anonymous",
+                    detail=f"email {email[:100]!r} from {address or 'unknown address'}",
+                )
             locked = throttle.locked_until(session, login_keys, at)
     if locked is not None:
         return _locked(request, email, next, locked, at)
@@ -132,6 +135,12 @@ def login(
             error="Wrong email or password, or this login is disabled.",
         )
     return redirect(safe_next(next))
+
+
+def _failure_audited_in(session: Session, user: StaffUser | None) -> list[int]:
+    """Where a failed login is audited: a staff member's in each clinic they are a member of
+    (its admins see it, no other clinic's do); an unknown email's in the default clinic's."""
+    return (member_clinic_ids(session, user) if user is not None else []) or [DEFAULT_ID]
 
 
 def _locked(request: Request, email: str, next: str, until: datetime, at: datetime) -> Response:
@@ -386,7 +395,13 @@ def reply(
     staff: Staff = Depends(current_staff),
     text: str = Form(""),
 ) -> Response:
-    text = limits.scrub(text)
+    if limits.unstorable(text):  # sent as written or refused, as the hand-off API does
+        flash(
+            request,
+            "Not sent: the reply holds a NUL or a lone surrogate, which cannot be sent; remove it.",
+            "error",
+        )
+        return _back(handoff_id, "#thread")
     sent = False
     with _db(request).session() as session:
         try:

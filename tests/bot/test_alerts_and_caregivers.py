@@ -16,16 +16,18 @@ from bot.proactive.rules import Notice
 from bot.turn import opening
 from status import alerts, caregivers, clinics, links, patients
 from status.clinics import DEFAULT_ID
+from status.db import utcnow
 from status.events.apply import apply_events
 from status.events.schemas import parse_events
-from tests.builders import appointment_event, payment_event
-from tests.conftest import on_both_databases
+from tests.builders import appointment_event, payment_event, shipment_event
+from tests.conftest import API_KEY, on_both_databases
 from tests.harness import NOW
 
 pytestmark = pytest.mark.clock
 
 MARIA, LUIS, FAMILY = "+15550100001", "+15550100004", "+15550100006"
 ANA = "+15550100099"  # Sofia's sister, her caregiver
+API_HEADERS = {"Authorization": f"Bearer {API_KEY}"}
 
 
 def one(database, model, *where):
@@ -136,7 +138,7 @@ def add_ana(clinic, topics=("shipping",), may_ask=True):
     with clinic.session() as session:
         family = patients.by_phone(session, DEFAULT_ID, FAMILY)
         [sofia] = [p for p in family if p.first_name == "Sofia"]
-        carer = caregivers.add(
+        carer, _ = caregivers.add(
             session, sofia, name="Ana", relation="sister", channel="sms", address=ANA,
             topics=list(topics), may_ask=may_ask, now=NOW, created_by="test",
         )  # fmt: skip
@@ -169,6 +171,45 @@ def test_caregiver_with_shipping_updates_asks_where_her_prescription_is(phone, c
     sent = notice(clinic, FAMILY, "notify_payment_failed", "payment", source_id="pay-s")
     assert (FAMILY, "notify_payment_failed") in sent
     assert (ANA, "notify_payment_failed") not in sent
+
+
+ANA_BY_API = {"name": "Ana", "relation": "sister", "phone": ANA, "topics": ["shipping"],
+              "may_ask_questions": True}  # fmt: skip
+SOFIAS_CAREGIVERS = "/api/patients/demo-sofia/caregivers"
+
+
+def post_caregiver(app, body: dict):
+    return app.client.post(SOFIAS_CAREGIVERS, json=body, headers=API_HEADERS)
+
+
+@on_both_databases
+def test_adding_the_same_caregiver_twice_by_api_keeps_one_and_texts_her_once(app, fake_twilio):
+    first = post_caregiver(app, ANA_BY_API)
+    # a redelivered request, the phone written as a person writes it
+    again = post_caregiver(app, {**ANA_BY_API, "phone": "(555) 010-0099"})
+    assert (first.status_code, again.status_code) == (201, 200), again.text
+    assert again.json() == first.json()
+    listed = app.client.get(SOFIAS_CAREGIVERS, headers=API_HEADERS).json()["caregivers"]
+    assert listed == [first.json()]
+    shipped = shipment_event(
+        shipment_id="ship-sofia", patient_id="demo-sofia", prescription_id="rx-sofia-1",
+        occurred_at=utcnow().isoformat(),
+    )  # fmt: skip
+    app.events(shipped)
+    app.drain()
+    [news] = [m.body for m in fake_twilio.messages if m.to == ANA]
+    assert news.startswith("Harbor Health: Update for Sofia:")
+
+
+def test_adding_a_caregiver_again_with_other_details_updates_the_one_she_is(app):
+    first = post_caregiver(app, ANA_BY_API).json()
+    details = {"relation": "sister-in-law", "may_ask_questions": False}
+    changed = post_caregiver(app, {**ANA_BY_API, **details, "topics": ["billing", "shipping"]})
+    assert changed.status_code == 200, changed.text
+    assert changed.json() == {**first, **details, "topics": ["shipping", "billing"]}
+    assert app.client.get(SOFIAS_CAREGIVERS, headers=API_HEADERS).json()["caregivers"] == [
+        changed.json()
+    ]
 
 
 def test_caregiver_stop_stops_only_her_own_messages(phone, clinic):

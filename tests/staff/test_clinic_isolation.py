@@ -14,10 +14,11 @@ from status.settings import get_settings
 from tests.builders import patient_event, prescription_event
 from tests.channels.test_observability import metric
 from tests.conftest import on_both_databases
-from tests.staff.conftest import AGENT, API_HEADERS, JAMES, csrf_of, log_in, open_handoff
+from tests.staff.conftest import AGENT, API_HEADERS, JAMES, NURSE, csrf_of, log_in, open_handoff
 
 GLOW_NUMBER = "+15550109100"
 GLOW_AGENT = ("gia@glow.example", "Gia Glow", "agent", "glow-password")
+GLOW_ADMIN = ("gus@glow.example", "Gus Glow", "admin", "glow-admin-password")
 
 
 @pytest.fixture
@@ -108,6 +109,31 @@ def test_staff_of_one_clinic_get_404_for_another_clinics_handoffs_and_patients(a
     queue = app.client.get("/staff").text
     assert f"/staff/handoffs/{handoff.id}" not in queue
     assert app.client.get("/staff/patients/glow-1").status_code == 200
+
+
+def wrong_password(app, email: str) -> None:
+    token = csrf_of(app.client.get("/staff/login").text)
+    refused = app.client.post(
+        "/staff/login", data={"email": email, "password": "not-the-password", "csrf_token": token}
+    )
+    assert refused.status_code == 401
+
+
+@on_both_databases
+def test_a_failed_login_is_in_the_audit_of_the_staff_members_clinic_only(app, glow):
+    with app.db.session() as session:
+        add_staff(session, *GLOW_ADMIN, clinic=clinics.require(session, "glow"))
+    wrong_password(app, GLOW_AGENT[0])
+    wrong_password(app, "nobody@nowhere.example")  # no one's: the default clinic's, as before
+    log_in(app.client, GLOW_ADMIN)
+    glow_audit = app.client.get("/staff/audit").text
+    assert "login_failed" in glow_audit
+    assert "Gia Glow" in glow_audit and GLOW_AGENT[0] in glow_audit
+    assert "nobody@nowhere.example" not in glow_audit
+    log_in(app.client, NURSE)
+    default_audit = app.client.get("/staff/audit").text
+    assert "Gia Glow" not in default_audit and GLOW_AGENT[0] not in default_audit
+    assert "nobody@nowhere.example" in default_audit
 
 
 def test_the_ops_view_counts_only_the_clinic_shown(app, glow):

@@ -13,6 +13,7 @@ from bot.handoffs import Handoff, HandoffEntry, Reason
 from bot.messages import Message
 from channels.staff.models import AuditEntry, StaffUser
 from channels.staff.queue import sla
+from status.caregivers import Caregiver
 from status.clinics import DEFAULT_ID
 from status.db import utcnow
 from tests.staff.conftest import AGENT, AISHA, JAMES, MARIA, NURSE, csrf_of, log_in, open_handoff
@@ -204,6 +205,18 @@ def test_empty_reply_is_not_sent_and_says_why(app):
     assert app.rows(Message, Message.kind == "staff") == []
 
 
+@pytest.mark.parametrize("text", ["\x00", "Hi Maria,\x00 it ships today."])
+def test_reply_holding_a_nul_is_not_sent_and_says_why(app, text):
+    handoff = open_handoff(app)
+    token = log_in(app.client)
+    page = app.client.post(
+        f"/staff/handoffs/{handoff.id}/reply", data={"csrf_token": token, "text": text}
+    )
+    assert page.status_code == 200 and "Not sent: the reply holds a NUL" in page.text
+    assert app.rows(Message, Message.kind == "staff") == []
+    assert app.rows(AuditEntry, AuditEntry.action == "replied") == []
+
+
 def test_conversation_poll_changes_only_when_the_thread_does(app):
     handoff = open_handoff(app)
     log_in(app.client)
@@ -236,6 +249,21 @@ def test_patient_page_shows_live_state_and_is_audited(app):
     assert app.client.get("/staff/patients/nobody").status_code == 404
     [viewed] = app.rows(AuditEntry, AuditEntry.action == "viewed")
     assert viewed.detail == "patient page" and viewed.patient_id is not None
+
+
+def test_the_same_caregiver_sent_twice_from_the_patient_page_is_added_once(app):
+    token = log_in(app.client)
+    form = {"csrf_token": token, "name": "Ana", "relation": "sister", "channel": "sms",
+            "address": "+15550100099", "topics": ["shipping"], "may_ask": "1"}  # fmt: skip
+    url = "/staff/patients/demo-james/caregivers"
+    assert "Ana added as a caregiver." in app.client.post(url, data=form).text
+    again = app.client.post(url, data={**form, "address": "555-010-0099"})
+    assert "Ana is already a caregiver at that address: nothing changed." in again.text
+    assert again.text.count("Ana (sister)") == 1
+    [carer] = app.rows(Caregiver)
+    assert (carer.address, carer.topics, carer.may_ask) == ("+15550100099", ["shipping"], True)
+    added = app.rows(AuditEntry, AuditEntry.action.like("caregiver%"))
+    assert [a.action for a in added] == ["caregiver added"]
 
 
 def test_staff_chat_alert_says_the_reason_in_the_consoles_words(session, settings):
