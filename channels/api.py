@@ -264,7 +264,7 @@ def telegram_link(
     patient_id: str,
     request: Request,
     clinic_id: int = Depends(require_api_key),
-    session: Session = Depends(get_session),
+    session: Session = Depends(get_session, scope="function"),
 ) -> dict:
     """A single-use, expiring t.me deep link (to the clinic's own bot) the clinic sends the
     patient to connect Telegram."""

@@ -41,7 +41,7 @@ def status_link(
     patient_id: str,
     request: Request,
     clinic_id: int = Depends(require_api_key),
-    session: Session = Depends(get_session),
+    session: Session = Depends(get_session, scope="function"),
 ) -> dict:
     """A new status-page link for the patient: `{"url": ".../s/TOKEN", "expires_at": ...}`."""
     patient = _patient(session, clinic_id, patient_id)
@@ -60,7 +60,7 @@ def status_link(
 def revoke_status_links(
     patient_id: str,
     clinic_id: int = Depends(require_api_key),
-    session: Session = Depends(get_session),
+    session: Session = Depends(get_session, scope="function"),
 ) -> dict:
     """Revoke every link of the patient that still opens: `{"revoked": n}` (0 when none)."""
     patient = _patient(session, clinic_id, patient_id)
@@ -81,7 +81,7 @@ def add_caregiver(
     body: CaregiverIn,
     response: Response,
     clinic_id: int = Depends(require_api_key),
-    session: Session = Depends(get_session),
+    session: Session = Depends(get_session, scope="function"),
 ) -> dict:
     """Add a caregiver: `phone` (SMS) or `telegram_chat_id`, the topics they receive
     (shipping, billing, appointments, refills, delays) and whether they may ask questions.
@@ -112,7 +112,7 @@ def add_caregiver(
 def list_caregivers(
     patient_id: str,
     clinic_id: int = Depends(require_api_key),
-    session: Session = Depends(get_session),
+    session: Session = Depends(get_session, scope="function"),
 ) -> dict:
     patient = _patient(session, clinic_id, patient_id)
     found = caregivers.for_patient(session, clinic_id, patient.id)
@@ -127,7 +127,7 @@ def remove_caregiver(
     patient_id: str,
     caregiver_id: int = Path(ge=1, le=2**31 - 1),
     clinic_id: int = Depends(require_api_key),
-    session: Session = Depends(get_session),
+    session: Session = Depends(get_session, scope="function"),
 ) -> dict:
     patient = _patient(session, clinic_id, patient_id)
     carer = caregivers.by_id(session, clinic_id, caregiver_id)

@@ -175,6 +175,31 @@ def test_dates_sent_all_at_once_get_three_tries_between_them(app):  # noqa: F811
         assert session.scalars(select(Handoff)).one().reason == "verification_locked"
 
 
+@on_both_databases
+def test_a_link_made_or_revoked_by_the_api_is_so_when_the_answer_arrives(app):  # noqa: F811
+    """The API commits before it answers: a new link opens at once, and a revoked one is shut
+    at once (the transaction used to end after the answer was sent)."""
+    server = BackgroundServer(app.client.app, name="status-api").start()
+    opened, shut = Counter(), Counter()
+    try:
+        # the clinic's system and the patient's phone: two clients, two connections
+        with (
+            httpx.Client(base_url=server.base_url, headers=API_HEADERS) as clinic,
+            httpx.Client(base_url=server.base_url) as phone,
+        ):
+            for _ in range(25):
+                made = clinic.post("/api/patients/demo-maria/status-link")
+                assert made.status_code == 201, made.text
+                path = "/s/" + made.json()["url"].rsplit("/s/", 1)[1]
+                opened[phone.get(path).status_code] += 1
+                revoked = clinic.delete("/api/patients/demo-maria/status-links")
+                assert revoked.json() == {"revoked": 1}
+                shut[phone.get(path).status_code] += 1
+    finally:
+        server.stop()
+    assert (opened, shut) == ({200: 25}, {410: 25})
+
+
 @pytest.mark.clock
 def test_expired_revoked_and_tampered_links_get_a_plain_page(app):  # noqa: F811
     _url, token = make_link(app)
