@@ -122,9 +122,20 @@ class TurnContext:
 
     def open_handoff(self) -> Handoff | None:
         """The open hand-off that may own the conversation: the patient's, or the
-        conversation's while no patient is known. Read with the conversation unless this turn
+        conversation's (while no patient is known; one opened before the address had a patient
+        becomes the patient's). Read with the conversation unless this turn
         has opened or joined one since."""
         patient_id = self.patient.id if self.patient else None
+        found = self._open_by_key(patient_id)
+        if found is None and patient_id is not None:
+            found = self._open_by_key(None)  # opened before the address had a patient
+            if found is not None:
+                # it is the patient's now: the bot does not talk over it, and staff see whose
+                found.patient_id = patient_id
+                found.open_key = handoffs.open_key(patient_id, self.conv.id)
+        return found
+
+    def _open_by_key(self, patient_id: int | None) -> Handoff | None:
         key = handoffs.open_key(patient_id, self.conv.id)
         first = self.opening
         if first is not None and self.turn.handoff is None and key in first.keys_read:

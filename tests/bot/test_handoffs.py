@@ -6,6 +6,7 @@ import pytest
 
 from bot.handoffs import Handoff, HandoffEntry
 from bot.messages import Message
+from tests.builders import patient_event
 from tests.harness import channel_overrides
 
 STAFF_CHAT = "-100777"
@@ -66,6 +67,28 @@ def test_context_packet_is_frozen_with_what_staff_need(app):
     assert [m["body"] for m in packet["transcript"]][:1] == ["where is my prescription"]
     assert packet["last_intents"][-1]["intent"] == "human"
     assert "timeline" in packet and "told" in packet and "alerts" in packet
+
+
+def test_a_handoff_opened_before_the_number_had_a_patient_is_the_patients_once_it_has(
+    app, fake_twilio
+):
+    """A stranger asks for a person; the clinic then records them as a patient with that
+    phone: the bot still does not talk over staff, and files what follows into the same one."""
+    stranger = "+15550105555"
+    app.sms("can I talk to a person please", sender=stranger)
+    app.drain()
+    [opened] = app.rows(Handoff)
+    assert opened.patient_id is None and opened.open_key.startswith("conversation:")
+    app.events(patient_event("p-dana", first_name="Dana", phone=stranger))
+    app.sms("hello? anyone?", sender=stranger)
+    app.drain()
+    [handoff] = app.rows(Handoff)
+    assert handoff.id == opened.id and handoff.patient_id is not None
+    assert handoff.open_key == f"patient:{handoff.patient_id}"
+    filed = app.rows(Message, Message.handoff_id == handoff.id, Message.direction == "in")
+    assert [m.body for m in filed][-1] == "hello? anyone?"
+    replies = [m.body for m in fake_twilio.messages if m.to == stranger]
+    assert not any("Dana" in body for body in replies), replies
 
 
 def test_patient_messages_during_a_handoff_are_filed_not_answered(app, fake_twilio):
