@@ -6,6 +6,8 @@ from __future__ import annotations
 from datetime import date
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from bot.understanding.extract import is_no, is_yes, parse_choice, parse_dob
 from bot.understanding.redact import luhn_valid, redact_card_numbers
@@ -214,6 +216,94 @@ def test_a_security_code_is_never_kept_even_without_the_card_number(text, expect
 )
 def test_short_numbers_without_a_card_or_a_code_label_are_left_alone(text):
     assert redact_card_numbers(text) == (text, False)
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        (  # the card's digits no longer swallow the expiry's "12"; expiry and code go too
+            "here is my card 4111 1111 1111 1111 12/27 123",
+            "here is my card [card number removed] [expiry removed] [security code removed]",
+        ),
+        ("4111.1111.1111.1111", "[card number removed]"),
+        ("4111/1111/1111/1111", "[card number removed]"),
+        ("4111_1111_1111_1111", "[card number removed]"),
+        ("５５５５５５５５５５５５４４４４", "[card number removed]"),  # full-width digits
+        ("card ４１１１ １１１１ １１１１ １１１１ thanks", "card [card number removed] thanks"),
+        ("٤١١١١١١١١١١١١١١١", "[card number removed]"),  # Arabic-Indic digits
+        ("visa 4111111111111111 ccv 123", "visa [card number removed] ccv [security code removed]"),
+        (
+            "amex 378282246310005 code 1234",
+            "amex [card number removed] code [security code removed]",
+        ),
+        ("4111 1111 1111 1111 12/2027", "[card number removed] [expiry removed]"),
+        ("4111-1111-1111-1111, 12/27", "[card number removed], [expiry removed]"),
+        (
+            "12/27 4111 1111 1111 1111 cvv2 123",
+            "[expiry removed] [card number removed] cvv2 [security code removed]",
+        ),
+        (
+            "4111 1111 1111 1111 5555 5555 5555 4444",
+            "[card number removed] [card number removed]",
+        ),
+        ("4111 1111 1111 1111-0427", "[card number removed]-0427"),
+        ("41111111111111110427", "[card number removed] 0427"),
+    ],
+)
+def test_card_numbers_written_other_ways_are_removed_with_their_expiry_and_code(text, expected):
+    assert redact_card_numbers(text) == (expected, True)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "call me at 555.123.4567",
+        "+1.555.010.0001",
+        "５５５-１２３-４５６７",  # a full-width phone number
+        "dob 03/14/1985",
+        "born 03/14/1985, call 555.123.4567, order 1234-5678",
+        "order 1234-5678",
+        "order 1234_5678/9012",
+        "tracking 1Z999AA10123456784",
+        "4111.1111.1111.1112",  # fails Luhn
+        "door code 1234, no card",  # a bare "code" is only a card's code beside a card
+        "see you 12/27 at 3pm",
+    ],
+)
+def test_phone_numbers_dates_and_order_numbers_are_not_cards_whatever_the_separator(text):
+    assert redact_card_numbers(text) == (text, False)
+
+
+def test_a_date_of_birth_beside_a_card_number_is_not_taken_for_its_expiry():
+    # It is left for redact_dates_of_birth, which removes it as a date of birth.
+    text = "dob 03/14/1985 card 4111 1111 1111 1111"
+    assert redact_card_numbers(text) == ("dob 03/14/1985 card [card number removed]", True)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "here is my card 4111 1111 1111 1111 12/27 123",
+        "５５５５５５５５５５５５４４４４ cvv 123",
+        "4111 1111 1111 1111 5555 5555 5555 4444 0427",
+        "amex 378282246310005 code 1234",
+    ],
+)
+def test_text_redacted_before_is_kept_as_it_is_and_still_says_a_card_was_there(text):
+    # The webhook redacts, then the engine redacts again and warns "never text card numbers".
+    once, had_card = redact_card_numbers(text)
+    assert had_card
+    assert redact_card_numbers(once) == (once, True)
+
+
+_PIECES = ["4111", "1111", "5555", "4444", "３", "0", "7", "12/27", "123", "cvv ", "code ", "exp "]
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.sampled_from([*_PIECES, " ", "-", ".", "/", "_", ", "]), max_size=24))
+def test_redacting_twice_is_redacting_once(pieces):
+    once, had_card = redact_card_numbers("".join(pieces))
+    assert redact_card_numbers(once) == (once, had_card)
 
 
 def test_luhn():
