@@ -252,8 +252,12 @@ def done_count(counts: Counter) -> int:
     return sum(v for k, v in counts.items() if k.startswith("done/"))
 
 
-def wait_done(url: str, total: int, timeout: float) -> tuple[Counter, float | None, float]:
-    """Poll until `total` inbox rows are done: (counts, first moment one was, last moment)."""
+def wait_done(
+    url: str, total: int, timeout: float
+) -> tuple[Counter, tuple[float, int] | None, float]:
+    """Poll until `total` inbox rows are done: (counts, (the first moment some were, how many
+    were then), the last moment). A rate is (done - how many then) / (last - first): turns
+    finished before the first poll (a profile's seconds) are not in its window."""
     deadline = time.monotonic() + timeout
     first = None
     while True:
@@ -261,7 +265,7 @@ def wait_done(url: str, total: int, timeout: float) -> tuple[Counter, float | No
         done = done_count(counts)
         now = time.monotonic()
         if first is None and done:
-            first = now
+            first = (now, done)
         if done >= total or now > deadline:
             return counts, first, now
         time.sleep(0.25)
@@ -415,11 +419,12 @@ def phase_turns(url: str, workdir: Path, args: argparse.Namespace) -> dict:
         workers.stop()
         fake.stop()
     done = done_count(counts)
+    since, at = first or (started, 0)
     return {
         "worker_processes": args.worker_processes,
         "stored": stored,
         "turns": done,
-        "turns_per_s": round(done / max(last - (first or started), 1e-6), 1),
+        "turns_per_s": round((done - at) / max(last - since, 1e-6), 1),
         "seconds_including_start": round(last - started, 1),
         "worker_cpu_ms_per_turn": round(cpu * 1000 / max(1, done), 2),
         **replies_once(fake, url),
