@@ -154,14 +154,21 @@ def through_engine(db: Database, settings: Settings, turns: int, profiler: Profi
     return {"turns": clocks}
 
 
-def through_runner(db: Database, settings: Settings, turns: int, profiler: Profiler | None):
+def through_runner(
+    db: Database, settings: Settings, turns: int, profiler: Profiler | None, again: bool = False
+):
     runtime = Runtime(settings, db, senders={"sms": LogSmsSender()})
-    # warm-up: catalogue, templates, the first connections
-    store_messages(db, settings, 1)
-    asyncio.run(runtime.drain())
+    # warm-up: catalogue, templates, the first connections; `again`: every patient has written
+    # and been answered once today (their conversation and status link exist), as in the steady
+    # state of bench_inbound's backlog, where each patient writes many times
+    store_messages(db, settings, turns if again else 1)
+    runner, dispatcher = runtime.turns, runtime.dispatcher
+    turn_all(runner)
+    send_all(dispatcher)
     if freeze_start_up is not None:  # as `worker` starts
         freeze_start_up()
     store_messages(db, settings, turns)
+    STATEMENTS.clear()  # the warm-up's and the webhooks' are not the turns'
 
     async def run() -> dict[str, Clocks]:
         if Perf.out is not None:
@@ -186,27 +193,36 @@ def through_runner(db: Database, settings: Settings, turns: int, profiler: Profi
             runtime.turns.close()
     # pyinstrument sees one thread: the runner's and the dispatcher's database work, driven
     # from this one (the sends themselves, with the log sender, are left out)
-    runner, dispatcher = runtime.turns, runtime.dispatcher
     profiler.start()
     with Clocks() as turned:
-        while claimed := runner.claim():
-            if not hasattr(runner, "run_batch"):  # the code before batches (for a "before")
-                for one in claimed:
-                    runner.run_turn(one, runner.payload(one))
-                continue
-            ready = [Ready(one, runner.payload(one)) for one in claimed]
-            for at in range(0, len(ready), TURNS_PER_TRANSACTION):
-                runner.run_batch(ready[at : at + TURNS_PER_TRANSACTION])
+        turn_all(runner)
     with Clocks() as sent:
-        while claimed_out := dispatcher.claim():
-            accepted = SendResult(ok=True, provider_message_id="SM1")
-            if not hasattr(dispatcher, "record_all"):
-                for out in claimed_out:
-                    dispatcher.record(out, accepted)
-                continue
-            dispatcher.record_all([(out, accepted) for out in claimed_out])
+        send_all(dispatcher)
     profiler.stop()
     return {"turns": turned, "sends": sent}
+
+
+def turn_all(runner) -> None:
+    """Every due message's turn, batched as the worker batches them, from this thread."""
+    while claimed := runner.claim():
+        if not hasattr(runner, "run_batch"):  # the code before batches (for a "before")
+            for one in claimed:
+                runner.run_turn(one, runner.payload(one))
+            continue
+        ready = [Ready(one, runner.payload(one)) for one in claimed]
+        for at in range(0, len(ready), TURNS_PER_TRANSACTION):
+            runner.run_batch(ready[at : at + TURNS_PER_TRANSACTION])
+
+
+def send_all(dispatcher) -> None:
+    """Every due send recorded as accepted (no provider), from this thread."""
+    while claimed_out := dispatcher.claim():
+        accepted = SendResult(ok=True, provider_message_id="SM1")
+        if not hasattr(dispatcher, "record_all"):
+            for out in claimed_out:
+                dispatcher.record(out, accepted)
+            continue
+        dispatcher.record_all([(out, accepted) for out in claimed_out])
 
 
 class Perf:
@@ -320,6 +336,9 @@ class Spy:
         return spy.table(self.out, 60)
 
 
+STATEMENTS: Counter[str] = Counter()  # --statements: those of the measured turns and sends
+
+
 def _counter(statements: Counter[str]):
     def count(conn, cursor, statement: str, parameters, context, executemany) -> None:
         statements[" ".join(statement.split())[:110]] += 1
@@ -332,6 +351,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--turns", type=int, default=300)
     parser.add_argument("--backend", choices=["sqlite", "postgres"], default="sqlite")
     parser.add_argument("--runner", action="store_true", help="through the worker's turn runner")
+    parser.add_argument(
+        "--again", action="store_true",
+        help="with --runner: each patient's second message of the day (first ones not measured)",
+    )  # fmt: skip
     parser.add_argument(
         "--history", type=int, default=0, metavar="DAYS",
         help="DAYS past days of messages, inbox rows and status-page links",
@@ -351,7 +374,10 @@ def main(argv: list[str] | None = None) -> int:
         upgrade(url)
         seed_verified_patients(url, args.turns)
         settings = Settings(
-            _env_file=None, database_url=url, quiet_hours="off", twilio_messages_per_second=0,
+            _env_file=None,
+            database_url=url,
+            quiet_hours="off",
+            twilio_messages_per_second=0,
             public_base_url=PUBLIC_BASE_URL,  # as the workers of bench_inbound run: a
         )  # "Details:" link on each patient's first answer of the day
         db = Database(url)
@@ -363,7 +389,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.backend == "postgres":
             Clocks.server = ServerCpu(url)
             Perf.out = args.perf
-        statements: Counter[str] = Counter()
+        statements = STATEMENTS
         if args.statements:
             event.listen(db.engine, "before_cursor_execute", _counter(statements))
         profiler: Profiler | Spy | None = None
@@ -371,10 +397,12 @@ def main(argv: list[str] | None = None) -> int:
             profiler = Spy(args.spy)
         elif not args.no_profile:
             profiler = Profiler(interval=0.0005)
-        run = through_runner if args.runner else through_engine
         scans_before = seq_scans(db) if args.scans else {}
         try:
-            clocks = run(db, settings, args.turns, profiler)
+            if args.runner:
+                clocks = through_runner(db, settings, args.turns, profiler, again=args.again)
+            else:
+                clocks = through_engine(db, settings, args.turns, profiler)
             scans = seq_scans(db, scans_before) if args.scans else {}
         finally:
             db.dispose()
