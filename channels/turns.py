@@ -33,7 +33,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
 import psycopg
-from sqlalchemy import and_, bindparam, or_, select, text, tuple_, update
+from sqlalchemy import and_, bindparam, inspect, or_, select, text, tuple_, update
 from sqlalchemy.orm import Session
 
 from bot import context, conversations, handoffs, outbox
@@ -309,6 +309,8 @@ class TurnRunner:
                 played.append((claimed.id, turn, outcome))
             # the turns' messages and changes, written together (a statement per table and
             # kind of change rather than three flushes a turn), then the rows' outcomes
+            if not self.db.is_sqlite:
+                number_messages(session)
             session.flush()
             finished = [
                 {
@@ -557,6 +559,30 @@ class TurnRunner:
         if self._executor is not None:
             self._executor.shutdown(wait=False, cancel_futures=True)
             self._executor = None
+
+
+# A batch's new messages numbered by one statement, in the order they were made, before its flush.
+_NEXT_IDS = text(
+    "SELECT nextval(pg_get_serial_sequence('messages', 'id')) FROM generate_series(1, :n)"
+)
+
+
+def number_messages(session: Session) -> None:
+    """Give the session's new messages their ids from the sequence in one statement, in the
+    order they were made, so the flush writes them as one executemany (no RETURNING): the
+    ORM otherwise inserts each row by a statement of its own to read its id back, two a turn.
+    The ids are taken at the flush, as RETURNING takes them, so they still grow in the order
+    the messages were written (the dispatcher's send order within a conversation)."""
+    new = sorted(
+        (one for one in session.new if isinstance(one, Message) and one.id is None),
+        key=lambda one: inspect(one).insert_order,
+    )
+    if len(new) < 2:  # one row: its INSERT ... RETURNING is one statement already
+        return
+    with session.no_autoflush:  # the new rows must not be written before they are numbered
+        ids = sorted(session.scalars(_NEXT_IDS, {"n": len(new)}))
+    for message, id_ in zip(new, ids, strict=True):
+        message.id = id_
 
 
 def _received_at(action, received_at: datetime):

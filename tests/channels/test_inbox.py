@@ -10,13 +10,13 @@ from datetime import timedelta
 import psycopg
 import pytest
 from prometheus_client import REGISTRY
-from sqlalchemy import func, make_url, select, text
+from sqlalchemy import event, func, make_url, select, text
 
 from bot import inbox
 from bot.handoffs import Handoff, HandoffEntry
 from bot.inbox import InboxMessage
 from bot.messages import Message
-from channels.turns import MAX_TRIES, TurnRunner
+from channels.turns import MAX_TRIES, Ready, TurnRunner
 from status import clinics, patients
 from status.clinics import DEFAULT_ID
 from tests.conftest import on_both_databases
@@ -384,3 +384,40 @@ def test_a_message_waits_while_the_one_before_it_backs_off(app, fake_twilio):
     assert [(r.state, r.attempts) for r in waiting] == [("pending", 1), ("pending", 0)]
     retry_until_done(app)
     assert turned_bodies(app, MARIA)[-2:] == ["when is my refill due", "thanks"]
+
+
+@on_both_databases
+def test_a_batchs_messages_are_written_together_numbered_in_the_order_they_were_made(
+    app, fake_twilio
+):
+    # Three patients' second turns in one transaction: on PostgreSQL their six messages are
+    # numbered by one statement and written by one executemany; on both, the ids grow in the
+    # order the turns made them (each question before its answer, turn after turn), the order
+    # the dispatcher sends a conversation's messages in.
+    senders = [MARIA, JAMES, LUIS]
+    for sender in senders:
+        app.sms("hi", sender=sender)
+    before = app.rows(Message)[-1].id
+    for sender in senders:
+        stored(app, sender, ["where is my prescription"])
+    one = runner(app, "one")
+    ready = [Ready(claimed, one.payload(claimed)) for claimed in one.claim()]
+    inserts: list[str] = []
+
+    def seen(conn, cursor, statement, parameters, context, executemany):
+        if statement.startswith("INSERT INTO messages"):
+            inserts.append(statement)
+
+    event.listen(app.db.engine, "before_cursor_execute", seen)
+    try:
+        assert one.run_batch(ready) == ["answered"] * 3
+    finally:
+        event.remove(app.db.engine, "before_cursor_execute", seen)
+    if not app.db.is_sqlite:
+        assert len(inserts) == 1
+        assert "RETURNING" not in inserts[0]
+    written = app.rows(Message, Message.id > before)
+    assert [(m.address, m.direction) for m in written] == [
+        (sender, direction) for sender in senders for direction in ("in", "out")
+    ]
+    assert [m.body for m in written if m.direction == "in"] == ["where is my prescription"] * 3
